@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make demo   - runs the SNIPS recipe (default preset) as far as its stages exist
+#   make test   - runs the test suite
+# Both create .venv and install everything they need (Debian packages included) when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+PRESET ?= default
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test setup system-deps lint clean-venv
+
+setup: $(STAMP) system-deps
+
+system-deps:
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
+	  echo "Installing Debian packages espeak-ng and sox"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox >/dev/null; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	cd recipes/snips && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./run.sh --preset $(PRESET)
+
+test: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean-venv:
+	rm -rf $(VENV)

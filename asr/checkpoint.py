@@ -1,0 +1,119 @@
+"""Checkpoints shared by ASR and LM training: atomic save, safe load, find-last, averaging.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``,
+so it may hold only tensors and Python primitives (dict/list/tuple/str/int/float/bool/None).
+Conventional keys: ``model``, ``optimizer``, ``scheduler``, ``sampler``, ``config`` (a dict),
+``epoch``, ``step``, ``env`` (git sha and library versions, see :func:`data_prep.utils.env_info`).
+
+Usage:
+    save_checkpoint(exp_dir / "epoch-3.pt", {"model": model.state_dict(), "epoch": 3, ...})
+    ckpt = load_checkpoint(find_last_checkpoint(exp_dir))
+    avg = average_checkpoints([exp_dir / f"epoch-{i}.pt" for i in (2, 3, 4)])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data_prep.utils import env_info
+
+_EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or incompatible with the current code/config."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Save ``state`` (plus ``env`` if absent) to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = dict(state)
+    state.setdefault("env", env_info())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    logging.info("Saved checkpoint %s", path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: naming ``path`` when the file is missing, truncated or not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no 'model' entry)")
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """``model.load_state_dict`` with an error that names the checkpoint on a shape/key mismatch."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{path}: checkpoint does not match the model configuration: {e}"
+        ) from e
+
+
+def list_epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
+    """``epoch-N.pt`` files in ``exp_dir`` sorted by N."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in exp_dir.iterdir() if (m := _EPOCH_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_last_checkpoint(exp_dir: str | Path) -> Path | None:
+    """The newest complete ``epoch-N.pt`` (atomic writes mean every listed file is complete)."""
+    ckpts = list_epoch_checkpoints(exp_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+    """Average the ``model`` state dicts of ``paths`` (integer buffers are taken from the last).
+
+    Returns:
+        A model state dict.
+    """
+    if not paths:
+        raise CheckpointError("average_checkpoints: no checkpoints given")
+    avg: dict[str, torch.Tensor] | None = None
+    for p in paths:
+        sd = load_checkpoint(p)["model"]
+        if avg is None:
+            avg = {k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()}
+            continue
+        if sd.keys() != avg.keys():
+            raise CheckpointError(f"{p}: parameters differ from {paths[0]}")
+        for k, v in sd.items():
+            if v.is_floating_point():
+                avg[k] += v.double()
+            else:
+                avg[k] = v.clone()
+    assert avg is not None
+    n = len(paths)
+    ref = load_checkpoint(paths[-1])["model"]
+    return {k: (v / n).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()}
