@@ -104,7 +104,9 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     for p in paths:
         sd = load_checkpoint(p)["model"]
         if avg is None:
-            avg = {k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()}
+            avg = {
+                k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()
+            }
             continue
         if sd.keys() != avg.keys():
             raise CheckpointError(f"{p}: parameters differ from {paths[0]}")
@@ -116,4 +118,6 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     assert avg is not None
     n = len(paths)
     ref = load_checkpoint(paths[-1])["model"]
-    return {k: (v / n).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()}
+    return {
+        k: (v / n).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()
+    }

@@ -24,16 +24,26 @@ from pathlib import Path
 import sentencepiece as spm
 from lhotse import load_manifest
 
-from data_prep.utils import InputError, add_dataclass_args, atomic_write, dataclass_from_args, setup_logging
+from data_prep.utils import (
+    InputError,
+    add_dataclass_args,
+    atomic_write,
+    dataclass_from_args,
+    setup_logging,
+)
 
 SPECIAL_TOKENS = ("<blk>", "<sos/eos>")  # ids 0 and 1; <unk> is id 2
 
 
 @dataclass
 class BpeOptions:
-    supervisions: Path = field(default=Path("data/manifests/snips_supervisions_train.jsonl.gz"),
-                               metadata={"help": "training transcripts (Lhotse SupervisionSet)"})
-    lang_dir: Path | None = field(default=None, metadata={"help": "output (default data/lang_bpe_N)"})
+    supervisions: Path = field(
+        default=Path("data/manifests/snips_supervisions_train.jsonl.gz"),
+        metadata={"help": "training transcripts (Lhotse SupervisionSet)"},
+    )
+    lang_dir: Path | None = field(
+        default=None, metadata={"help": "output (default data/lang_bpe_N)"}
+    )
     vocab_size: int = field(default=128, metadata={"help": "number of tokens incl. specials"})
     model_type: str = field(default="unigram", metadata={"help": "unigram or bpe"})
 
@@ -82,8 +92,11 @@ def train_bpe(opts: BpeOptions) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_args(parser, BpeOptions)
     opts = dataclass_from_args(BpeOptions, parser.parse_args(argv))
     try:

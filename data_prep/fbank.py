@@ -57,8 +57,9 @@ def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
             if not p.is_file():
                 raise InputError(f"{p}: manifest not found (run prepare-snips first)")
         t0 = time.time()
-        cuts = CutSet.from_manifests(recordings=load_manifest(rec_path),
-                                     supervisions=load_manifest(sup_path))
+        cuts = CutSet.from_manifests(
+            recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path)
+        )
         cuts = cuts.compute_and_store_features(
             extractor=extractor,
             storage_path=opts.output_dir / f"{opts.prefix}_feats_{split}",
@@ -69,16 +70,24 @@ def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
         cuts.to_file(tmp)
         tmp.replace(cuts_path)
         hours = sum(c.duration for c in cuts) / 3600
-        logging.info("%s: %d cuts, %.2f h of audio, features in %.1f s", split, len(cuts), hours,
-                     time.time() - t0)
+        logging.info(
+            "%s: %d cuts, %.2f h of audio, features in %.1f s",
+            split,
+            len(cuts),
+            hours,
+            time.time() - t0,
+        )
     (opts.output_dir / ".done").touch()
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_args(parser, FbankOptions)
     opts = dataclass_from_args(FbankOptions, parser.parse_args(argv))
     logging.info("compute-fbank options: %s", opts)

@@ -31,16 +31,26 @@ from lhotse import load_manifest
 from tqdm import tqdm
 
 from data_prep.normalize import normalize_text
-from data_prep.utils import InputError, add_dataclass_args, atomic_write, dataclass_from_args, setup_logging
+from data_prep.utils import (
+    InputError,
+    add_dataclass_args,
+    atomic_write,
+    dataclass_from_args,
+    setup_logging,
+)
 
 SHARED_LM_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lm_text"
 
 
 @dataclass
 class LmTextOptions:
-    manifest_dir: Path = field(default=Path("data/manifests"), metadata={"help": "snips_nlu_* manifests"})
-    lm_text_dir: Path | None = field(default=None, metadata={
-        "help": f"folder of *.txt LM text (default: {SHARED_LM_TEXT_DIR} if present)"})
+    manifest_dir: Path = field(
+        default=Path("data/manifests"), metadata={"help": "snips_nlu_* manifests"}
+    )
+    lm_text_dir: Path | None = field(
+        default=None,
+        metadata={"help": f"folder of *.txt LM text (default: {SHARED_LM_TEXT_DIR} if present)"},
+    )
     output_dir: Path = field(default=Path("data/lm"), metadata={"help": "output folder"})
     prefix: str = field(default="snips", metadata={"help": "corpus prefix of the manifest names"})
 
@@ -72,8 +82,10 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
         text_dir = SHARED_LM_TEXT_DIR
     external: list[str] = []
     if text_dir is None:
-        logging.warning("No LM text folder given and %s absent: pre-training text is SNIPS "
-                        "train only", SHARED_LM_TEXT_DIR)
+        logging.warning(
+            "No LM text folder given and %s absent: pre-training text is SNIPS train only",
+            SHARED_LM_TEXT_DIR,
+        )
     else:
         files = sorted(Path(text_dir).glob("*.txt"))
         if not files:
@@ -92,16 +104,23 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
     with atomic_write(opts.output_dir / "stats.json") as f:
         json.dump(stats, f, indent=2, sort_keys=True)
     removed = sum(v for k, v in stats.items() if k.endswith("_removed_eval_sentences"))
-    logging.info("LM text: pretrain %d lines (%d words), finetune %d lines; %d evaluation "
-                 "sentences removed", stats["pretrain_lines"], stats["pretrain_words"],
-                 stats["finetune_lines"], removed)
+    logging.info(
+        "LM text: pretrain %d lines (%d words), finetune %d lines; %d evaluation sentences removed",
+        stats["pretrain_lines"],
+        stats["pretrain_words"],
+        stats["finetune_lines"],
+        removed,
+    )
     return stats
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_args(parser, LmTextOptions)
     opts = dataclass_from_args(LmTextOptions, parser.parse_args(argv))
     try:

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from lhotse import load_manifest
 
-from data_prep.utils import InputError, add_dataclass_args, atomic_write, dataclass_from_args, setup_logging
+from data_prep.utils import (
+    InputError,
+    add_dataclass_args,
+    atomic_write,
+    dataclass_from_args,
+    setup_logging,
+)
 
 
 def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:
@@ -51,12 +57,17 @@ def read_word_counts(path: str | Path) -> dict[str, int]:
 
 @dataclass
 class RareWordOptions:
-    supervisions: Path = field(default=Path("data/manifests/snips_supervisions_train.jsonl.gz"),
-                               metadata={"help": "ASR training transcripts"})
-    eval_manifests: tuple[Path, ...] = field(default=(), metadata={
-        "help": "supervision manifests whose rare-token share is reported"})
+    supervisions: Path = field(
+        default=Path("data/manifests/snips_supervisions_train.jsonl.gz"),
+        metadata={"help": "ASR training transcripts"},
+    )
+    eval_manifests: tuple[Path, ...] = field(
+        default=(), metadata={"help": "supervision manifests whose rare-token share is reported"}
+    )
     lang_dir: Path = field(default=Path("data/lang"), metadata={"help": "output folder"})
-    threshold: int = field(default=5, metadata={"help": "K: a word seen fewer than K times is rare"})
+    threshold: int = field(
+        default=5, metadata={"help": "K: a word seen fewer than K times is rare"}
+    )
 
 
 def compute_rare_words(opts: RareWordOptions) -> dict:
@@ -65,33 +76,51 @@ def compute_rare_words(opts: RareWordOptions) -> dict:
     counts = Counter(w for s in load_manifest(opts.supervisions) for w in s.text.split())
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     rare = sorted(w for w, c in counts.items() if c < opts.threshold)
-    stats: dict = {"threshold": opts.threshold, "vocab_size": len(counts), "rare_in_vocab": len(rare),
-                   "eval": {}}
+    stats: dict = {
+        "threshold": opts.threshold,
+        "vocab_size": len(counts),
+        "rare_in_vocab": len(rare),
+        "eval": {},
+    }
     for m in opts.eval_manifests:
         if not Path(m).is_file():
             raise InputError(f"{m}: not found")
         words = [w for s in load_manifest(m) for w in s.text.split()]
         n_rare = sum(is_rare(w, counts, opts.threshold) for w in words)
         n_oov = sum(w not in counts for w in words)
-        stats["eval"][Path(m).name] = {"tokens": len(words), "rare_tokens": n_rare,
-                                       "rare_share": n_rare / max(1, len(words)),
-                                       "oov_tokens": n_oov}
-        logging.info("%s: %d tokens, %d rare (%.1f%%), %d OOV", m, len(words), n_rare,
-                     100 * n_rare / max(1, len(words)), n_oov)
+        stats["eval"][Path(m).name] = {
+            "tokens": len(words),
+            "rare_tokens": n_rare,
+            "rare_share": n_rare / max(1, len(words)),
+            "oov_tokens": n_oov,
+        }
+        logging.info(
+            "%s: %d tokens, %d rare (%.1f%%), %d OOV",
+            m,
+            len(words),
+            n_rare,
+            100 * n_rare / max(1, len(words)),
+            n_oov,
+        )
     with atomic_write(opts.lang_dir / "word_counts.txt") as f:
         f.write("".join(f"{w} {c}\n" for w, c in ranked))
     with atomic_write(opts.lang_dir / "rare_words.txt") as f:
         f.write("".join(f"{w}\n" for w in rare))
     with atomic_write(opts.lang_dir / "rare_stats.json") as f:
         json.dump(stats, f, indent=2)
-    logging.info("Vocabulary %d words, %d rare (count < %d)", len(counts), len(rare), opts.threshold)
+    logging.info(
+        "Vocabulary %d words, %d rare (count < %d)", len(counts), len(rare), opts.threshold
+    )
     return stats
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_args(parser, RareWordOptions)
     opts = dataclass_from_args(RareWordOptions, parser.parse_args(argv))
     try:

@@ -65,8 +65,13 @@ from data_prep.utils import (
 )
 
 SNIPS_INTENTS = (
-    "AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook",
-    "SearchCreativeWork", "SearchScreeningEvent",
+    "AddToPlaylist",
+    "BookRestaurant",
+    "GetWeather",
+    "PlayMusic",
+    "RateBook",
+    "SearchCreativeWork",
+    "SearchScreeningEvent",
 )
 # our split name -> upstream file name
 SPLITS = {"train": "train", "dev": "valid", "test": "test"}
@@ -100,9 +105,14 @@ class SplitReport:
     skipped: list[tuple[int, str, str]] = field(default_factory=list)  # (line, id, reason)
 
     def log(self) -> None:
-        logging.info("%s: %d rows, %d usable, %d repaired (empty tokens dropped), %d skipped",
-                     self.path, self.total, self.total - len(self.skipped), len(self.repaired),
-                     len(self.skipped))
+        logging.info(
+            "%s: %d rows, %d usable, %d repaired (empty tokens dropped), %d skipped",
+            self.path,
+            self.total,
+            self.total - len(self.skipped),
+            len(self.repaired),
+            len(self.skipped),
+        )
         for line, uid, reason in self.skipped:
             logging.warning("%s:%d: skipped %s: %s", self.path, line, uid, reason)
 
@@ -172,7 +182,9 @@ def parse_row(row: list[str], known_intents: frozenset[str]) -> tuple[NluRow, bo
     return NluRow(uid, utterance, words, to_bio(token_words, labels), intent), repaired
 
 
-def read_snips_tsv(path: Path, known_intents=frozenset(SNIPS_INTENTS)) -> tuple[list[NluRow], SplitReport]:
+def read_snips_tsv(
+    path: Path, known_intents=frozenset(SNIPS_INTENTS)
+) -> tuple[list[NluRow], SplitReport]:
     """Read one SNIPS annotation file; unusable rows are reported, not returned."""
     report = SplitReport(str(path))
     rows: list[NluRow] = []
@@ -180,9 +192,16 @@ def read_snips_tsv(path: Path, known_intents=frozenset(SNIPS_INTENTS)) -> tuple[
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["u_id", "utterance", "slot-labels", "intent"]:
-            raise InputError(f"{path}:1: not a SNIPS annotation file (expected header "
-                             f"'u_id utterance slot-labels intent', got {header!r})")
+        if header is None or [h.strip() for h in header[:4]] != [
+            "u_id",
+            "utterance",
+            "slot-labels",
+            "intent",
+        ]:
+            raise InputError(
+                f"{path}:1: not a SNIPS annotation file (expected header "
+                f"'u_id utterance slot-labels intent', got {header!r})"
+            )
         for lineno, raw in enumerate(reader, start=2):
             if not any(x.strip() for x in raw):
                 continue
@@ -253,7 +272,7 @@ def _polly_index(polly_dir: Path | None) -> dict[str, dict[str, Path]]:
         raise InputError(f"--polly-dir {polly_dir}: no such directory")
     for p in sorted(polly_dir.glob("audio_*/snips/*")):
         if p.suffix.lower() in (".mp3", ".wav", ".flac"):
-            index.setdefault(p.stem, {})[p.parent.parent.name[len("audio_"):]] = p
+            index.setdefault(p.stem, {})[p.parent.parent.name[len("audio_") :]] = p
     logging.info("Polly audio: %d utterances found in %s", len(index), polly_dir)
     return index
 
@@ -262,24 +281,36 @@ def _polly_index(polly_dir: Path | None) -> dict[str, dict[str, Path]]:
 class PrepareSnipsConfig:
     """Options of :func:`prepare_snips`."""
 
-    corpus_dir: Path | None = field(default=None, metadata={
-        "help": "folder with train/valid/test(.tsv); unset = download upstream (or the "
-                "local ../shared copy when offline) into --download-dir"})
+    corpus_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "folder with train/valid/test(.tsv); unset = download upstream (or the "
+            "local ../shared copy when offline) into --download-dir"
+        },
+    )
     download_dir: Path = field(default=Path("download/snips"), metadata={"help": "download target"})
     output_dir: Path = field(default=Path("data/manifests"), metadata={"help": "manifest folder"})
     audio_dir: Path = field(default=Path("data/audio"), metadata={"help": "synthesized WAVs"})
-    polly_dir: Path | None = field(default=None, metadata={
-        "help": "local copy of upstream audio_slu/ (audio_<voice>/snips/<id>.mp3); used "
-                "where present, synthesized elsewhere"})
-    asr_train_subset: int = field(default=6000, metadata={
-        "help": "how many train utterances the ASR trains on (<=0: all)"})
-    max_per_split: int = field(default=0, metadata={
-        "help": "keep a seeded random N usable rows of each split (tiny runs; 0 = all)"})
+    polly_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "local copy of upstream audio_slu/ (audio_<voice>/snips/<id>.mp3); used "
+            "where present, synthesized elsewhere"
+        },
+    )
+    asr_train_subset: int = field(
+        default=6000, metadata={"help": "how many train utterances the ASR trains on (<=0: all)"}
+    )
+    max_per_split: int = field(
+        default=0,
+        metadata={"help": "keep a seeded random N usable rows of each split (tiny runs; 0 = all)"},
+    )
     tts_backend: str = field(default="espeak-ng", metadata={"help": "TTS backend"})
     seed: int = field(default=13, metadata={"help": "seed for voices, rates, pitches, subset"})
     num_jobs: int = field(default=2, metadata={"help": "TTS processes"})
-    strict: bool = field(default=False, metadata={
-        "help": "fail on the first unusable row instead of skipping it"})
+    strict: bool = field(
+        default=False, metadata={"help": "fail on the first unusable row instead of skipping it"}
+    )
 
 
 def _save_manifest(manifest, path: Path) -> None:
@@ -293,7 +324,10 @@ def _recording(utt_id: str, path: Path) -> Recording:
     try:
         rec = Recording.from_file(path, recording_id=utt_id)
     except Exception as e:
-        raise InputError(f"{path}: cannot read audio of utterance {utt_id}: {e}") from e
+        raise InputError(
+            f"{path}: cannot read audio of utterance {utt_id}: {e} (delete the "
+            "file to synthesize it again)"
+        ) from e
     if rec.duration <= 0:
         raise InputError(f"{path}: audio of utterance {utt_id} is empty")
     return rec
@@ -326,7 +360,11 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     voice_sets = dict(zip(SPLITS, split_voices(backend.voices(), cfg.seed), strict=True))
     polly = _polly_index(cfg.polly_dir)
     polly_voices = sorted({v for vs in polly.values() for v in vs})
-    polly_sets = dict(zip(SPLITS, split_voices(polly_voices, cfg.seed), strict=True)) if len(polly_voices) >= 3 else {}
+    polly_sets = (
+        dict(zip(SPLITS, split_voices(polly_voices, cfg.seed), strict=True))
+        if len(polly_voices) >= 3
+        else {}
+    )
 
     out: dict[str, dict[str, Path]] = {}
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
@@ -339,15 +377,23 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
                 audio_paths[r.id] = have[random.Random(f"{cfg.seed}:{r.id}").choice(allowed)]
                 continue
             wav = cfg.audio_dir / split / f"{r.id}.wav"
-            jobs.append(TTSJob(r.id, " ".join(r.words), wav,
-                               sample_voice(voice_sets[split], r.id, cfg.seed)))
+            jobs.append(
+                TTSJob(
+                    r.id, " ".join(r.words), wav, sample_voice(voice_sets[split], r.id, cfg.seed)
+                )
+            )
             audio_paths[r.id] = wav
         synthesize(jobs, backend, num_jobs=cfg.num_jobs, desc=f"TTS {split}")
         recordings = RecordingSet.from_recordings(_recording(r.id, audio_paths[r.id]) for r in rows)
         supervisions = SupervisionSet.from_segments(
             SupervisionSegment(
-                id=r.id, recording_id=r.id, start=0.0, duration=recordings[r.id].duration,
-                channel=0, text=" ".join(r.words), language="English",
+                id=r.id,
+                recording_id=r.id,
+                start=0.0,
+                duration=recordings[r.id].duration,
+                channel=0,
+                text=" ".join(r.words),
+                language="English",
                 custom={"intent": r.intent, "slots": r.slots},
             )
             for r in rows
@@ -372,8 +418,14 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         _save_manifest(asr_rec, paths["recordings"])
         _save_manifest(asr_sup, paths["supervisions"])
         hours = sum(recordings[i].duration for i in asr_ids) / 3600
-        logging.info("%s: %d NLU rows, %d with ASR audio (%.2f h), %d voices", split, len(rows),
-                     len(asr_ids), hours, len(voice_sets[split]))
+        logging.info(
+            "%s: %d NLU rows, %d with ASR audio (%.2f h), %d voices",
+            split,
+            len(rows),
+            len(asr_ids),
+            hours,
+            len(voice_sets[split]),
+        )
         out[split] = paths
 
     intents = sorted({r.intent for rows in rows_by_split.values() for r in rows})
@@ -382,16 +434,23 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         f.write("".join(f"{i}\n" for i in intents))
     with atomic_write(cfg.output_dir / "snips_slot_tags.txt") as f:
         f.write("".join(f"{t}\n" for t in tags))
-    slot_counts = Counter(t[2:] for r in rows_by_split["train"] for t in r.slots if t.startswith("B-"))
-    logging.info("%d intents, %d BIO tags (%d slot types); prepared in %.1f s", len(intents),
-                 len(tags), len(slot_counts), time.time() - t0)
+    slot_counts = Counter(
+        t[2:] for r in rows_by_split["train"] for t in r.slots if t.startswith("B-")
+    )
+    logging.info(
+        "%d intents, %d BIO tags (%d slot types); prepared in %.1f s",
+        len(intents),
+        len(tags),
+        len(slot_counts),
+        time.time() - t0,
+    )
     return out
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__[__doc__.index("OUTPUTS"):],
+        epilog=__doc__[__doc__.index("OUTPUTS") :],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_dataclass_args(parser, PrepareSnipsConfig)

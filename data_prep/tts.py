@@ -68,6 +68,7 @@ class TTSBackend(abc.ABC):
 
     def check_available(self) -> None:
         """Raise :class:`TTSError` with an install hint if the backend cannot run here."""
+        return None
 
 
 class EspeakNG(TTSBackend):
@@ -79,8 +80,15 @@ class EspeakNG(TTSBackend):
     """
 
     name = "espeak-ng"
-    languages = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
-                 "en-gb-x-gbcwmd", "en-029")
+    languages = (
+        "en",
+        "en-us",
+        "en-gb-scotland",
+        "en-gb-x-gbclan",
+        "en-gb-x-rp",
+        "en-gb-x-gbcwmd",
+        "en-029",
+    )
     excluded_variants = frozenset({"whisper", "whisperf", "Demonic"})
 
     def check_available(self) -> None:
@@ -92,8 +100,9 @@ class EspeakNG(TTSBackend):
             )
 
     def _variants(self) -> list[str]:
-        out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True
+        ).stdout
         names = []
         for line in out.splitlines()[1:]:
             parts = line.split()
@@ -109,14 +118,39 @@ class EspeakNG(TTSBackend):
 
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
         espeak = subprocess.Popen(
-            ["espeak-ng", "-v", voice.name, "-s", str(voice.rate), "-p", str(voice.pitch),
-             "--stdout", text],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                "espeak-ng",
+                "-v",
+                voice.name,
+                "-s",
+                str(voice.rate),
+                "-p",
+                str(voice.pitch),
+                "--stdout",
+                text,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         sox = subprocess.run(
-            ["sox", "-q", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-             "-t", "wav", str(out_path)],
-            stdin=espeak.stdout, capture_output=True,
+            [
+                "sox",
+                "-q",
+                "-t",
+                "wav",
+                "-",
+                "-r",
+                str(SAMPLE_RATE),
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-t",
+                "wav",
+                str(out_path),
+            ],
+            stdin=espeak.stdout,
+            capture_output=True,
         )
         espeak.stdout.close()
         err = espeak.stderr.read().decode(errors="replace")
@@ -152,13 +186,21 @@ def split_voices(
     random.Random(seed).shuffle(shuffled)
     n_dev = max(1, round(len(voices) * dev_fraction))
     n_test = max(1, round(len(voices) * test_fraction))
-    dev, test, train = (shuffled[:n_dev], shuffled[n_dev:n_dev + n_test],
-                        shuffled[n_dev + n_test:])
+    dev, test, train = (
+        shuffled[:n_dev],
+        shuffled[n_dev : n_dev + n_test],
+        shuffled[n_dev + n_test :],
+    )
     return sorted(train), sorted(dev), sorted(test)
 
 
-def sample_voice(voices: list[str], utt_id: str, seed: int, rate_range: tuple[int, int] = (140, 200),
-                 pitch_range: tuple[int, int] = (30, 70)) -> Voice:
+def sample_voice(
+    voices: list[str],
+    utt_id: str,
+    seed: int,
+    rate_range: tuple[int, int] = (140, 200),
+    pitch_range: tuple[int, int] = (30, 70),
+) -> Voice:
     """Pick a voice, rate and pitch for ``utt_id``, deterministically from ``seed`` and the id."""
     rng = random.Random(f"{seed}:{utt_id}")
     return Voice(rng.choice(voices), rng.randint(*rate_range), rng.randint(*pitch_range))
@@ -182,8 +224,9 @@ def _run_job(args: tuple[TTSBackend, TTSJob]) -> str | None:
             os.unlink(tmp)
 
 
-def synthesize(jobs: list[TTSJob], backend: TTSBackend, num_jobs: int = 2,
-               desc: str = "TTS") -> int:
+def synthesize(
+    jobs: list[TTSJob], backend: TTSBackend, num_jobs: int = 2, desc: str = "TTS"
+) -> int:
     """Render every job whose output does not exist yet, in ``num_jobs`` processes.
 
     Returns:
@@ -194,17 +237,26 @@ def synthesize(jobs: list[TTSJob], backend: TTSBackend, num_jobs: int = 2,
     """
     backend.check_available()
     todo = [j for j in jobs if not j.out_path.is_file()]
-    logging.info("%s: %d of %d utterances to render (%d already done)", desc, len(todo),
-                 len(jobs), len(jobs) - len(todo))
+    logging.info(
+        "%s: %d of %d utterances to render (%d already done)",
+        desc,
+        len(todo),
+        len(jobs),
+        len(jobs) - len(todo),
+    )
     if not todo:
         return 0
-    errors: list[str] = []
-    with ProcessPoolExecutor(max_workers=max(1, num_jobs)) as pool:
-        for err in tqdm(pool.map(_run_job, [(backend, j) for j in todo], chunksize=16),
-                        total=len(todo), desc=desc, mininterval=2.0):
-            if err:
-                errors.append(err)
+    work = [(backend, j) for j in todo]
+    if num_jobs <= 1:
+        errors = [
+            e for e in tqdm(map(_run_job, work), total=len(todo), desc=desc, mininterval=2.0) if e
+        ]
+    else:
+        with ProcessPoolExecutor(max_workers=num_jobs) as pool:
+            results = pool.map(_run_job, work, chunksize=16)
+            errors = [e for e in tqdm(results, total=len(todo), desc=desc, mininterval=2.0) if e]
     if errors:
-        raise TTSError(f"{len(errors)} utterances failed to synthesize, e.g.: "
-                       + "; ".join(errors[:5]))
+        raise TTSError(
+            f"{len(errors)} utterances failed to synthesize, e.g.: " + "; ".join(errors[:5])
+        )
     return len(todo)

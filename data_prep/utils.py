@@ -123,11 +123,17 @@ def git_sha() -> str:
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -161,7 +167,9 @@ def _arg_type(tp: Any):
     """Map a dataclass field annotation to (argparse type, nargs)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    ):
         non_none = [a for a in args if a is not type(None)]
         if len(non_none) == 1:
             return _arg_type(non_none[0])
@@ -207,8 +215,9 @@ def add_dataclass_args(
         )
 
 
-def dataclass_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None,
-                        prefix: str = "") -> T:
+def dataclass_from_args(
+    cls: type[T], args: argparse.Namespace, base: T | None = None, prefix: str = ""
+) -> T:
     """Build ``cls`` from a preset ``base`` (or the class defaults) overridden by given options."""
     base = base if base is not None else cls()
     overrides = {}

@@ -40,10 +40,14 @@ def validate_nlu_supervisions(supervisions, intents: set[str], source: str) -> i
         if intent not in intents:
             raise InputError(f"{source}: {s.id}: unknown intent {intent!r}")
         if not isinstance(slots, list) or len(slots) != len(words):
-            raise InputError(f"{source}: {s.id}: {len(words)} words but "
-                             f"{len(slots) if isinstance(slots, list) else 'no'} slot tags")
+            raise InputError(
+                f"{source}: {s.id}: {len(words)} words but "
+                f"{len(slots) if isinstance(slots, list) else 'no'} slot tags"
+            )
         for i, tag in enumerate(slots):
-            if not _BIO_RE.match(tag) or (tag.startswith("I-") and (i == 0 or slots[i - 1][2:] != tag[2:])):
+            if not _BIO_RE.match(tag) or (
+                tag.startswith("I-") and (i == 0 or slots[i - 1][2:] != tag[2:])
+            ):
                 raise InputError(f"{source}: {s.id}: invalid BIO tag {tag!r} at word {i}")
         n += 1
     return n
@@ -66,9 +70,13 @@ def validate_manifests(opts: ValidateOptions) -> None:
     md, p = opts.manifest_dir, opts.prefix
     intents = set(read_label_list(md / f"{p}_intents.txt"))
     for split in opts.splits:
-        pairs = [(f"{p}_recordings_{split}", f"{p}_supervisions_{split}"),
-                 (f"{p}_recordings_{split}_all" if split == "train" else f"{p}_recordings_{split}",
-                  f"{p}_nlu_{split}")]
+        pairs = [
+            (f"{p}_recordings_{split}", f"{p}_supervisions_{split}"),
+            (
+                f"{p}_recordings_{split}_all" if split == "train" else f"{p}_recordings_{split}",
+                f"{p}_nlu_{split}",
+            ),
+        ]
         for rec_name, sup_name in pairs:
             rec_path, sup_path = md / f"{rec_name}.jsonl.gz", md / f"{sup_name}.jsonl.gz"
             for path in (rec_path, sup_path):
@@ -85,8 +93,11 @@ def validate_manifests(opts: ValidateOptions) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_args(parser, ValidateOptions)
     try:
         validate_manifests(dataclass_from_args(ValidateOptions, parser.parse_args(argv)))

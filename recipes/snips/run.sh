@@ -2,7 +2,7 @@
 # SNIPS recipe: RNN-T ASR with NLU-aware multitask-LM n-best rescoring.
 #
 # Usage: ./run.sh [--preset default|tiny] [--stage N] [--stop-stage M] [--work-dir DIR]
-#                 [--corpus-dir DIR]
+#                 [--corpus-dir DIR] [--lm-text-dir DIR]
 #
 # Every stage is one installed entry point (see its --help); a finished stage leaves
 # $work_dir/.done/stageN and is skipped on re-run (delete the marker to redo it).
@@ -23,6 +23,7 @@ stage=0
 stop_stage=100
 work_dir=$recipe_dir
 corpus_dir=
+lm_text_dir=
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --work-dir) work_dir=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$(realpath "$2"); shift 2 ;;
+    --lm-text-dir) lm_text_dir=$(realpath "$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -75,7 +77,8 @@ run_stage 2 "Compute fbank features" \
   compute-fbank --manifest-dir data/manifests --output-dir data/fbank --num-jobs "$nj"
 run_stage 3 "Train BPE models ($bpe_sizes)" stage_bpe
 run_stage 4 "Prepare leak-free LM text" \
-  prepare-lm-text --manifest-dir data/manifests --output-dir data/lm
+  prepare-lm-text --manifest-dir data/manifests --output-dir data/lm \
+    ${lm_text_dir:+--lm-text-dir "$lm_text_dir"}
 run_stage 5 "Word counts and rare words (K=$rare_threshold)" \
   compute-rare-words --supervisions data/manifests/snips_supervisions_train.jsonl.gz \
     --eval-manifests data/manifests/snips_nlu_dev.jsonl.gz data/manifests/snips_nlu_test.jsonl.gz \

@@ -6,16 +6,23 @@ from data_prep.normalize import normalize_text, normalize_token, normalize_token
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("Book a table for 3 at 7:30 pm on Feb. 21st",
-         "book a table for three at seven thirty p m on february twenty first"),
+        (
+            "Book a table for 3 at 7:30 pm on Feb. 21st",
+            "book a table for three at seven thirty p m on february twenty first",
+        ),
         ("Murone Kōgen Café", "murone kogen cafe"),
         ("December 26, 2040", "december twenty sixth twenty forty"),
-        ("songs from the 90's and the 1990s and 00s",
-         "songs from the nineties and the nineteen nineties and two thousands"),
+        (
+            "songs from the 90's and the 1990s and 00s",
+            "songs from the nineties and the nineteen nineties and two thousands",
+        ),
         ("9/11/2035", "september eleventh twenty thirty five"),
         ("R&B top-20", "r and b top twenty"),
         ("at 7:05 or 8:00 A.M.", "at seven oh five or eight o'clock a m"),
-        ("I'd like 1,000 tickets for $5 at 50%", "i'd like one thousand tickets for five dollars at fifty percent"),
+        (
+            "I'd like 1,000 tickets for $5 at 50%",
+            "i'd like one thousand tickets for five dollars at fifty percent",
+        ),
         ("3.5 stars in 2005", "three point five stars in two thousand five"),
         ("I am here", "i am here"),
         ("what's on , the list ?", "what's on the list"),

@@ -12,7 +12,14 @@ def test_to_bio_spans_and_multiword_tokens():
     token_words = [["play"], ["nineteen", "seventy", "five"], ["hey"], ["jude"], [], ["x"]]
     labels = ["O", "PlayMusic/year", "PlayMusic/track", "PlayMusic/track", "O", "PlayMusic/track"]
     assert to_bio(token_words, labels) == [
-        "O", "B-year", "I-year", "I-year", "B-track", "I-track", "B-track"]
+        "O",
+        "B-year",
+        "I-year",
+        "I-year",
+        "B-track",
+        "I-track",
+        "B-track",
+    ]
 
 
 def test_to_bio_span_whose_first_token_vanishes():
@@ -21,8 +28,9 @@ def test_to_bio_span_whose_first_token_vanishes():
 
 
 def test_parse_row_repairs_double_space():
-    row, repaired = parse_row(["id1", "Book a  table for two", "O O O O O B/party_size_number",
-                               "BookRestaurant"], INTENTS)
+    row, repaired = parse_row(
+        ["id1", "Book a  table for two", "O O O O O B/party_size_number", "BookRestaurant"], INTENTS
+    )
     assert repaired
     assert row.words == ["book", "a", "table", "for", "two"]
     assert row.slots == ["O", "O", "O", "O", "B-party_size_number"]
@@ -51,7 +59,9 @@ def test_read_tsv_reports_bad_rows_by_line_and_id(tmp_path, caplog):
         "a1\tplay jazz\tO PlayMusic/genre\tPlayMusic\n"
         "a2\tplay jazz now\tO O\tPlayMusic\n"
         "a3\tplay jazz\tO O\tOrderPizza\n"
-        "a1\tplay jazz\tO O\tPlayMusic\n", encoding="utf-8")
+        "a1\tplay jazz\tO O\tPlayMusic\n",
+        encoding="utf-8",
+    )
     rows, report = read_snips_tsv(p)
     assert [r.id for r in rows] == ["a1"]
     assert [(line, uid) for line, uid, _ in report.skipped] == [(3, "a2"), (4, "a3"), (5, "a1")]
@@ -96,6 +106,8 @@ def test_lhotse_validate_cli_accepts_every_manifest(prepared_mini):
     lhotse_cli = Path(sys.executable).parent / "lhotse"
     for p in sorted((prepared_mini / "data" / "manifests").glob("*.jsonl.gz")):
         subprocess.run([str(lhotse_cli), "validate", str(p)], check=True, capture_output=True)
-    subprocess.run([str(lhotse_cli), "validate",
-                    str(prepared_mini / "data/fbank/snips_cuts_dev.jsonl.gz")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(lhotse_cli), "validate", str(prepared_mini / "data/fbank/snips_cuts_dev.jsonl.gz")],
+        check=True,
+        capture_output=True,
+    )

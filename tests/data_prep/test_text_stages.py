@@ -8,8 +8,11 @@ from data_prep.rare_words import is_rare, read_word_counts
 
 def test_lm_text_is_leak_free(prepared_mini):
     data = prepared_mini / "data"
-    held_out = {s.text for split in ("dev", "test")
-                for s in load_manifest(data / f"manifests/snips_nlu_{split}.jsonl.gz")}
+    held_out = {
+        s.text
+        for split in ("dev", "test")
+        for s in load_manifest(data / f"manifests/snips_nlu_{split}.jsonl.gz")
+    }
     for name in ("pretrain", "finetune"):
         lines = (data / "lm" / f"{name}.txt").read_text().splitlines()
         assert lines and not (set(lines) & held_out), name

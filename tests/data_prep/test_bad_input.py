@@ -1,0 +1,149 @@
+"""Bad input gets a clear error naming the file / utterance, and earlier outputs survive."""
+
+from pathlib import Path
+
+import pytest
+
+from data_prep.snips import PrepareSnipsConfig, main, prepare_snips
+from data_prep.tts import EspeakNG, TTSError, TTSJob, Voice, synthesize
+from data_prep.utils import InputError, atomic_write
+from data_prep.validate import validate_nlu_supervisions
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.jsonl.gz"))}
+
+
+@pytest.fixture()
+def prepared(tmp_path, mini_snips_dir):
+    cfg = PrepareSnipsConfig(
+        corpus_dir=mini_snips_dir,
+        output_dir=tmp_path / "manifests",
+        audio_dir=tmp_path / "audio",
+        asr_train_subset=10,
+    )
+    prepare_snips(cfg)
+    return cfg
+
+
+def test_corrupt_wav_names_file_and_keeps_manifests(prepared):
+    before = _snapshot(prepared.output_dir)
+    bad = prepared.audio_dir / "dev" / "snips-valid-1.wav"
+    bad.write_bytes(b"RIFF\x00\x00garbage")
+    with pytest.raises(
+        InputError, match=r"snips-valid-1\.wav: cannot read audio of utterance snips-valid-1"
+    ):
+        prepare_snips(prepared)
+    assert _snapshot(prepared.output_dir) == before
+    bad.unlink()  # deleting the file makes a re-run synthesize it again
+    prepare_snips(prepared)
+    assert bad.is_file()
+
+
+def test_rerun_renders_nothing_new(prepared):
+    assert prepare_snips(prepared)  # all audio present: no TTS work, same manifests
+    # a temp file left by a killed run is never taken for a finished WAV
+    (prepared.audio_dir / "test" / ".snips-test-0.abc.wav").write_bytes(b"partial")
+    (prepared.audio_dir / "test" / "snips-test-0.wav").unlink()
+    jobs = [
+        TTSJob(
+            "snips-test-0",
+            "book a table",
+            prepared.audio_dir / "test" / "snips-test-0.wav",
+            Voice("en-us+m3"),
+        )
+    ]
+    assert synthesize(jobs, EspeakNG(), num_jobs=1) == 1
+    assert synthesize(jobs, EspeakNG(), num_jobs=1) == 0
+
+
+def test_missing_corpus_dir(tmp_path):
+    with pytest.raises(
+        SystemExit, match=r"prepare-snips: error: --corpus-dir .*nope: no such directory"
+    ):
+        main(["--corpus-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "m")])
+
+
+def test_missing_split_file(tmp_path, mini_snips_dir):
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "train.tsv").write_text((mini_snips_dir / "train.tsv").read_text())
+    with pytest.raises(InputError, match=r"missing SNIPS file 'valid'"):
+        prepare_snips(PrepareSnipsConfig(corpus_dir=d, output_dir=tmp_path / "m"))
+
+
+def test_strict_mode_names_line(tmp_path, mini_snips_dir):
+    d = tmp_path / "c"
+    d.mkdir()
+    for name in ("valid.tsv", "test.tsv"):
+        (d / name).write_text((mini_snips_dir / name).read_text())
+    (d / "train.tsv").write_text(
+        (mini_snips_dir / "train.tsv").read_text() + "bad-1\tplay jazz\tO\tPlayMusic\n"
+    )
+    with pytest.raises(InputError, match=r"train\.tsv:14: bad-1: 2 tokens but 1 slot labels"):
+        prepare_snips(PrepareSnipsConfig(corpus_dir=d, output_dir=tmp_path / "m", strict=True))
+
+
+def test_not_a_snips_file(tmp_path):
+    from data_prep.snips import read_snips_tsv
+
+    p = tmp_path / "train.tsv"
+    p.write_text("id,text\n1,hello\n")
+    with pytest.raises(InputError, match=r"train\.tsv:1: not a SNIPS annotation file"):
+        read_snips_tsv(p)
+
+
+class Flaky(EspeakNG):
+    def synthesize(self, text, voice, out_path):
+        if "fail" in text:
+            raise TTSError("boom")
+        super().synthesize(text, voice, out_path)
+
+
+@pytest.mark.parametrize("num_jobs", [1, 2])
+def test_tts_failure_lists_ids_and_keeps_others(tmp_path, num_jobs):
+    jobs = [
+        TTSJob(f"u{i}", t, tmp_path / f"u{i}.wav", Voice("en-us"))
+        for i, t in enumerate(["hello", "please fail", "world"])
+    ]
+    with pytest.raises(TTSError, match="1 utterances failed.*u1: boom"):
+        synthesize(jobs, Flaky(), num_jobs=num_jobs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u0.wav", "u2.wav"]
+
+
+class _Sup:
+    def __init__(self, id, text, custom):
+        self.id, self.text, self.custom = id, text, custom
+
+
+@pytest.mark.parametrize(
+    "sup, msg",
+    [
+        (_Sup("u1", "", {"intent": "PlayMusic", "slots": []}), "u1: empty transcript"),
+        (
+            _Sup("u2", "play jazz", {"intent": "Nope", "slots": ["O", "O"]}),
+            "u2: unknown intent 'Nope'",
+        ),
+        (
+            _Sup("u3", "play jazz", {"intent": "PlayMusic", "slots": ["O"]}),
+            "u3: 2 words but 1 slot tags",
+        ),
+        (
+            _Sup("u4", "play jazz", {"intent": "PlayMusic", "slots": ["O", "I-genre"]}),
+            "u4: invalid BIO tag 'I-genre'",
+        ),
+    ],
+)
+def test_validate_nlu_fields(sup, msg):
+    with pytest.raises(InputError, match=msg):
+        validate_nlu_supervisions([sup], {"PlayMusic"}, "x.jsonl.gz")
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    p = tmp_path / "out.txt"
+    p.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(p) as f:
+        f.write("new partial")
+        raise RuntimeError("killed")
+    assert p.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [p]
