@@ -147,3 +147,51 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
         raise RuntimeError("killed")
     assert p.read_text() == "old"
     assert list(tmp_path.iterdir()) == [p]
+
+
+def test_download_falls_back_to_local_copy_then_fails_clearly(
+    tmp_path, monkeypatch, mini_snips_dir
+):
+    from data_prep import snips
+
+    monkeypatch.setattr(snips, "UPSTREAM_URL", "http://127.0.0.1:9/{name}")
+    monkeypatch.setattr(snips, "SHARED_SNIPS_DIR", mini_snips_dir)
+    assert snips.download_snips(tmp_path / "dl", timeout=2) == mini_snips_dir
+    monkeypatch.setattr(snips, "SHARED_SNIPS_DIR", tmp_path / "absent")
+    with pytest.raises(InputError, match="Cannot download the SNIPS annotations.*--corpus-dir"):
+        snips.download_snips(tmp_path / "dl", timeout=2)
+
+
+def test_polly_audio_used_where_present(tmp_path, mini_snips_dir):
+    import shutil
+
+    from lhotse import load_manifest
+
+    # upstream layout audio_<voice>/snips/<id>.mp3; WAV copies stand in for the MP3s here
+    first = PrepareSnipsConfig(
+        corpus_dir=mini_snips_dir, output_dir=tmp_path / "m1", audio_dir=tmp_path / "a1"
+    )
+    prepare_snips(first)
+    polly = tmp_path / "audio_slu"
+    for voice in ("Joanna", "Matthew", "Amy"):
+        (polly / f"audio_{voice}" / "snips").mkdir(parents=True)
+    for split, uid in (
+        ("train", "snips-train-0"),
+        ("dev", "snips-valid-0"),
+        ("test", "snips-test-0"),
+    ):
+        for voice in ("Joanna", "Matthew", "Amy"):
+            shutil.copy(
+                first.audio_dir / split / f"{uid}.wav", polly / f"audio_{voice}/snips/{uid}.wav"
+            )
+    cfg = PrepareSnipsConfig(
+        corpus_dir=mini_snips_dir,
+        output_dir=tmp_path / "m2",
+        audio_dir=tmp_path / "a2",
+        polly_dir=polly,
+    )
+    prepare_snips(cfg)
+    recs = load_manifest(cfg.output_dir / "snips_recordings_train_all.jsonl.gz")
+    assert "audio_slu" in recs["snips-train-0"].sources[0].source
+    assert "audio_slu" not in recs["snips-train-1"].sources[0].source
+    assert not (cfg.audio_dir / "train" / "snips-train-0.wav").exists()
