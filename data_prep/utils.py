@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,15 +168,13 @@ def _arg_type(tp: Any):
     """Map a dataclass field annotation to (argparse type, nargs)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union or (
-        origin is not None and str(origin) == "<class 'types.UnionType'>"
-    ):
+    if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         if len(non_none) == 1:
             return _arg_type(non_none[0])
     if origin in (list, tuple):
         inner = args[0] if args else str
-        return (inner if inner in (int, float, str) else str), "+"
+        return (inner if inner in (int, float, str, Path) else str), "+"
     if tp is bool:
         return _parse_bool, None
     if tp in (int, float, str):
