@@ -1,0 +1,145 @@
+"""The multitask rescoring LM: shared subword embedding + causal encoder + three heads.
+
+Heads:
+    * next-token prediction, output layer tied to the input embedding (a linear projection
+      hidden -> embed is inserted when the sizes differ);
+    * intent classification from a sentence vector ``s = [h_last ; mean_t h_t]`` (the causal
+      state after the last subword and the mean over all positions);
+    * slot filling, one BIO tag per word, from ``[h_first(word) ; s]``: the encoder state at the
+      word's **first subword** (it has read that subword and the left context) concatenated
+      with the sentence vector (which brings the right context a causal encoder lacks).
+
+The encoder is causal (LSTM, as in the seed work, or a small Transformer with a causal mask),
+so the LM score of a sentence never sees its future and right padding never changes the
+states of real positions: batched scoring equals one-at-a-time scoring.
+
+Usage:
+    model = MultitaskLM(ModelConfig(), vocab_size=1000, num_intents=7, num_slot_tags=73)
+    out = model(batch.inputs, batch.lengths, batch.word_pos)   # dict of logits
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lm.config import ModelConfig
+
+
+class MultitaskLM(nn.Module):
+    """Multitask LM of Yang et al., "Multi-task language modeling for improving speech
+    recognition of rare words", ASRU 2021: next-token prediction + intent classification +
+    slot filling on a shared encoder. Only the LM head is used to rescore."""
+
+    def __init__(
+        self, cfg: ModelConfig, vocab_size: int, num_intents: int = 0, num_slot_tags: int = 0
+    ):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.num_intents = num_intents
+        self.num_slot_tags = num_slot_tags
+        e, h = cfg.embed_dim, cfg.hidden_dim
+        self.embed = nn.Embedding(vocab_size, e)
+        self.dropout = nn.Dropout(cfg.dropout)
+        if cfg.arch == "lstm":
+            self.encoder = nn.LSTM(
+                e,
+                h,
+                num_layers=cfg.num_layers,
+                batch_first=True,
+                dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            )
+            self.out_dim = h
+        else:
+            self.pos = nn.Embedding(cfg.max_len + 1, e)
+            layer = nn.TransformerEncoderLayer(
+                e, cfg.num_heads, h, cfg.dropout, batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+            self.final_norm = nn.LayerNorm(e)
+            self.out_dim = e
+        d = self.out_dim
+        self.to_embed = nn.Linear(d, e) if d != e else nn.Identity()
+        self.lm_bias = nn.Parameter(torch.zeros(vocab_size))
+        if num_intents > 0:
+            self.intent_head = nn.Sequential(
+                nn.Dropout(cfg.dropout), nn.Linear(2 * d, d), nn.Tanh(), nn.Linear(d, num_intents)
+            )
+        if num_slot_tags > 0:
+            self.slot_head = nn.Sequential(
+                nn.Dropout(cfg.dropout),
+                nn.Linear(3 * d, d),
+                nn.Tanh(),
+                nn.Linear(d, num_slot_tags),
+            )
+
+    @property
+    def has_nlu_heads(self) -> bool:
+        return self.num_intents > 0 and self.num_slot_tags > 0
+
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Causal encoder states.
+
+        Args:
+            inputs: (N, T) token ids starting with bos, right-padded.
+        Returns:
+            (N, T, D) states; position t has seen inputs[:, : t + 1] only.
+        """
+        assert inputs.dim() == 2, inputs.shape
+        x = self.dropout(self.embed(inputs))  # (N, T, E)
+        if self.cfg.arch == "lstm":
+            h, _ = self.encoder(x)  # (N, T, H)
+        else:
+            t = inputs.size(1)
+            if t > self.cfg.max_len + 1:
+                raise ValueError(
+                    f"sentence of {t - 1} subwords exceeds the Transformer's max_len "
+                    f"{self.cfg.max_len}"
+                )
+            x = x + self.pos(torch.arange(t, device=inputs.device))[None]
+            mask = nn.Transformer.generate_square_subsequent_mask(t, device=inputs.device)
+            h = self.final_norm(self.encoder(x, mask=mask, is_causal=True))  # (N, T, E)
+        return self.dropout(h)
+
+    def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, T, D) states -> (N, T, V) next-token logits through the tied embedding."""
+        return self.to_embed(h) @ self.embed.weight.t() + self.lm_bias
+
+    def sentence_vector(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(N, T, D), (N,) -> (N, 2D): [state after the last subword ; mean over positions]."""
+        n, t, _ = h.shape
+        last = h[torch.arange(n, device=h.device), lengths - 1]  # (N, D)
+        mask = (torch.arange(t, device=h.device)[None] < lengths[:, None]).unsqueeze(-1)
+        mean = (h * mask).sum(1) / lengths[:, None].to(h.dtype)  # (N, D)
+        return torch.cat([last, mean], dim=-1)
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        lengths: torch.Tensor,
+        word_pos: torch.Tensor | None = None,
+        nlu: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Run the encoder and the heads.
+
+        Args:
+            inputs: (N, T) bos + subwords, right-padded.
+            lengths: (N,) number of real input positions (subwords + 1).
+            word_pos: (N, W) input position of each word's first subword (needed for slots).
+            nlu: compute the NLU heads (if the model has them).
+        Returns:
+            ``lm`` (N, T, V); with NLU heads also ``intent`` (N, C) and ``slot`` (N, W, S).
+        """
+        h = self.encode(inputs)  # (N, T, D)
+        out = {"lm": self.lm_logits(h)}
+        if nlu and self.has_nlu_heads:
+            s = self.sentence_vector(h, lengths)  # (N, 2D)
+            out["intent"] = self.intent_head(s)
+            if word_pos is not None:
+                n, w = word_pos.shape
+                hw = h.gather(1, word_pos.unsqueeze(-1).expand(n, w, h.size(-1)))  # (N, W, D)
+                feats = torch.cat([hw, s.unsqueeze(1).expand(n, w, s.size(-1))], dim=-1)
+                out["slot"] = self.slot_head(feats)  # (N, W, S)
+        return out

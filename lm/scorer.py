@@ -1,0 +1,140 @@
+"""Score word sentences with a trained LM and read intent + slots from its NLU heads.
+
+``score`` returns natural-log sentence probabilities including end-of-sentence
+(``log P(w_1..w_n </s> | <s>)`` summed over the LM's subword tokens; the empty sentence gives
+``log P(</s> | <s>)``). Sentences are sorted by length and scored in right-padded batches; the
+encoder is causal, so padding never reaches a real position and batched scores equal
+one-at-a-time scores (tested within 1e-4). Scoring runs in eval mode under ``no_grad`` and
+is deterministic.
+
+Usage:
+    scorer = LMScorer.from_checkpoint("exp/lm/pretrained_multitask_rwm/best.pt")
+    scorer.score(["play hey jude", "play hey dude"])      # [-12.3, -17.9]
+    scorer.predict_nlu(["play hey jude"])                  # [("PlayMusic", ["O", "B-track", "I-track"])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import CheckpointError, load_checkpoint
+from lm.config import ModelConfig
+from lm.data import IGNORE, Example, collate
+from lm.model import MultitaskLM
+from lm.tokenizer import LMTokenizer
+
+
+class LMScorer:
+    """Batched sentence scoring and NLU prediction with a :class:`lm.model.MultitaskLM`."""
+
+    def __init__(
+        self,
+        model: MultitaskLM,
+        tokenizer: LMTokenizer,
+        intents: Sequence[str] = (),
+        slot_tags: Sequence[str] = (),
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tok = tokenizer
+        self.intents = list(intents)
+        self.slot_tags = list(slot_tags)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64
+    ) -> LMScorer:
+        """Load a ``train-lm`` checkpoint (``best.pt`` or ``epoch-N.pt``, ``weights_only=True``).
+
+        Raises:
+            CheckpointError: naming ``path`` if it is missing, corrupt or not an LM checkpoint.
+        """
+        state = load_checkpoint(path, map_location="cpu")
+        try:
+            model_cfg = ModelConfig(**state["config"]["model"])
+            tok = LMTokenizer.from_tensor(state["tokenizer"])
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not an LM checkpoint (missing {e})") from None
+        labels = state.get("labels") or {}
+        intents = labels.get("intents", [])
+        slot_tags = labels.get("slot_tags", [])
+        model = MultitaskLM(model_cfg, tok.vocab_size, len(intents), len(slot_tags))
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: checkpoint does not match its own config: {e}") from None
+        return cls(model, tok, intents, slot_tags, device=device, batch_size=batch_size)
+
+    @property
+    def has_nlu_heads(self) -> bool:
+        return self.model.has_nlu_heads
+
+    def _examples(self, sentences: Sequence[str]) -> list[Example]:
+        out = []
+        for s in sentences:
+            if not isinstance(s, str):
+                raise TypeError(f"sentences must be strings, got {type(s).__name__}")
+            ids, starts = self.tok.encode_words(s.split())
+            out.append(Example(tokens=ids, word_starts=starts, intent=None, slots=None))
+        return out
+
+    def _batches(self, examples: list[Example]):
+        """Index batches of up to ``batch_size`` sentences of similar length."""
+        order = sorted(range(len(examples)), key=lambda i: (len(examples[i].tokens), i))
+        for k in range(0, len(order), self.batch_size):
+            yield order[k : k + self.batch_size]
+
+    @torch.no_grad()
+    def score(self, sentences: Sequence[str]) -> list[float]:
+        """Natural-log probability of each space-separated word sentence, incl. end-of-sentence."""
+        examples = self._examples(sentences)
+        scores = [0.0] * len(examples)
+        for idx in self._batches(examples):
+            b = collate([examples[i] for i in idx])
+            inputs = b.inputs.to(self.device)  # (N, T)
+            targets = b.targets.to(self.device)  # (N, T)
+            h = self.model.encode(inputs)  # (N, T, D)
+            logp = self.model.lm_logits(h).log_softmax(-1)  # (N, T, V)
+            mask = targets != IGNORE
+            tok_lp = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, T)
+            sent = (tok_lp.double() * mask).sum(-1)  # (N,)
+            for j, i in enumerate(idx):
+                scores[i] = float(sent[j])
+        return scores
+
+    @torch.no_grad()
+    def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """(intent, one BIO slot tag per word) of each sentence from the multitask heads.
+
+        Raises:
+            RuntimeError: for an LM-only model (no NLU heads).
+        """
+        if not self.has_nlu_heads:
+            raise RuntimeError(
+                "predict_nlu: this LM has no NLU heads (trained with the LM objective only); "
+                "use a multitask checkpoint"
+            )
+        examples = self._examples(sentences)
+        result: list[tuple[str, list[str]]] = [("", [])] * len(examples)
+        for idx in self._batches(examples):
+            b = collate([examples[i] for i in idx])
+            out = self.model(
+                b.inputs.to(self.device), b.lengths.to(self.device), b.word_pos.to(self.device)
+            )
+            intents = out["intent"].argmax(-1).tolist()  # (N,)
+            slots = out["slot"].argmax(-1).tolist()  # (N, W)
+            for j, i in enumerate(idx):
+                nw = len(examples[i].word_starts)
+                result[i] = (
+                    self.intents[intents[j]],
+                    [self.slot_tags[t] for t in slots[j][:nw]],
+                )
+        return result
