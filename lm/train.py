@@ -65,6 +65,7 @@ from lm.data import (
     IGNORE,
     Batch,
     Example,
+    Utterance,
     encode_utterances,
     iterate_batches,
     num_batches,
@@ -203,28 +204,27 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-def _read_dev(cfg: TrainConfig, tok: LMTokenizer, labels: Labels | None, max_len: int):
-    utts = read_nlu(
+def _read_data(cfg: TrainConfig, labels: Labels | None) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev) utterances; read before anything is trained so bad input fails fast."""
+    if cfg.is_multitask:
+        assert labels is not None
+        train = read_nlu(cfg.nlu_train, labels.intents, labels.slot_tags)
+    else:
+        train = read_text(cfg.train_text)
+    dev = read_nlu(
         cfg.nlu_dev,
         labels.intents if labels else None,
         labels.slot_tags if labels else None,
     )
-    return encode_utterances(utts, tok, max_len), sum(len(u.words) for u in utts)
+    return train, dev
 
 
-def _read_train(cfg: TrainConfig, tok: LMTokenizer, labels: Labels | None, max_len: int):
-    if cfg.is_multitask:
-        assert labels is not None
-        utts = read_nlu(cfg.nlu_train, labels.intents, labels.slot_tags)
-        src = cfg.nlu_train
-    else:
-        utts = read_text(cfg.train_text)
-        src = cfg.train_text
+def _encode(utts: list[Utterance], tok: LMTokenizer, max_len: int, what: str) -> list[Example]:
     ex = encode_utterances(utts, tok, max_len)
     ntok = sum(len(e.tokens) + 1 for e in ex)
     nw = sum(len(u.words) for u in utts)
     logging.info(
-        "Train data %s: %d sentences, %d words, %d subword tokens (incl. eos)", src, len(ex), nw, ntok
+        "%s: %d sentences, %d words, %d subword tokens (incl. eos)", what, len(ex), nw, ntok
     )
     return ex
 
@@ -419,6 +419,8 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
     if cfg.is_multitask:
         labels = Labels(read_labels(cfg.intents), read_labels(cfg.slot_tags))
 
+    train_utts, dev_utts = _read_data(cfg, labels)
+
     last = find_last_checkpoint(exp_dir)
     resume = load_checkpoint(last) if last is not None else None
     if resume is not None:
@@ -460,8 +462,10 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
     n_params = sum(p.numel() for p in model.parameters())
     logging.info("Model: %s, %.2fM parameters, vocab %d", model_cfg.arch, n_params / 1e6, tok.vocab_size)
 
-    train = _read_train(cfg, tok, labels, model_cfg.max_len)
-    dev, dev_words = _read_dev(cfg, tok, labels, model_cfg.max_len)
+    src = cfg.nlu_train if cfg.is_multitask else cfg.train_text
+    train = _encode(train_utts, tok, model_cfg.max_len, f"Train data {src}")
+    dev = _encode(dev_utts, tok, model_cfg.max_len, f"Dev data {cfg.nlu_dev}")
+    dev_words = sum(len(u.words) for u in dev_utts)
     rwm_dev = dev[: cfg.rwm_dev_sentences]
 
     base = cfg.task_weights if cfg.is_multitask else (1.0, 0.0, 0.0)
@@ -502,7 +506,7 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
         logging.info("Training already finished (%s): nothing to do", last)
         return _summary(exp_dir, state, cfg)
 
-    torch.manual_seed(cfg.seed + start_epoch)
+    # a fresh run was seeded in _init_model; a resumed one restored the RNG state above
     ckpt_base = {
         "config": {"model": _jsonable(dataclasses.asdict(model_cfg)), "train": _jsonable(dataclasses.asdict(cfg))},
         "tokenizer": tok.to_tensor(),

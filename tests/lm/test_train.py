@@ -1,0 +1,100 @@
+"""Tiny end-to-end LM training: pre-train, multitask fine-tune, resume, every mode, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from asr.checkpoint import load_checkpoint
+from lm.train import build_configs, main, run
+from tests.lm.conftest import tiny_configs
+
+
+def test_pretrain_outputs(pretrained):
+    exp = pretrained.parent
+    for name in ("epoch-1.pt", "epoch-2.pt", "best.pt", "config.json", "dev_metrics.jsonl",
+                 "summary.json", "task_weights.png", "task_weights.tsv"):
+        assert (exp / name).is_file(), name
+    ckpt = load_checkpoint(exp / "epoch-2.pt")
+    for key in ("model", "optimizer", "lr_scheduler", "task_scheduler", "config", "env",
+                "tokenizer", "epoch", "step", "dev_metrics"):
+        assert key in ckpt, key
+    assert ckpt["env"]["torch"] and ckpt["env"]["git_sha"]
+    assert ckpt["labels"] == {}
+    rows = [json.loads(x) for x in (exp / "dev_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[-1]["ppl"] > 1 and rows[-1]["intent_acc"] is None
+
+
+def test_finetune_multitask_metrics_and_weights(multitask_ckpt):
+    exp = multitask_ckpt.parent
+    rows = [json.loads(x) for x in (exp / "dev_metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    for r in rows:
+        assert 0.0 <= r["intent_acc"] <= 1.0 and 0.0 <= r["slot_f1"] <= 1.0 and r["ppl"] > 1
+    tsv = (exp / "task_weights.tsv").read_text().splitlines()
+    assert tsv[0] == "step\tw_lm\tw_intent\tw_slot" and len(tsv) > 2  # RWM moved the weights
+    ckpt = load_checkpoint(multitask_ckpt)
+    assert ckpt["labels"]["intents"] == ["BookRestaurant", "GetWeather", "PlayMusic"]
+    assert ckpt["config"]["train"]["scheduler"] == "rwm"
+
+
+def test_resume_from_last_complete_checkpoint_is_exact(lm_data, pretrained):
+    model_cfg, cfg = tiny_configs(
+        lm_data, "finetune-multitask", "resume", scheduler="rwm", init_from=pretrained, epochs=3
+    )
+    run(model_cfg, cfg)
+    exp = cfg.exp_dir
+    full = load_checkpoint(exp / "epoch-3.pt")
+    (exp / "epoch-3.pt").unlink()  # "crash" during epoch 3
+    summary = run(model_cfg, cfg)
+    assert summary["epochs_run"] == 3
+    resumed = load_checkpoint(exp / "epoch-3.pt")
+    assert resumed["step"] == full["step"]
+    for k, v in full["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, atol=1e-5, rtol=1e-4)
+    h_full, h_res = full["task_scheduler"]["history"], resumed["task_scheduler"]["history"]
+    assert len(h_full) == len(h_res) > 2
+    for a, b in zip(h_full, h_res, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    # a finished run is a no-op
+    mtime = (exp / "epoch-3.pt").stat().st_mtime_ns
+    run(model_cfg, cfg)
+    assert (exp / "epoch-3.pt").stat().st_mtime_ns == mtime
+    assert not (exp / "epoch-4.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("multitask", {"scheduler": "linear"}), ("finetune-lm", {})],
+)
+def test_other_modes(lm_data, pretrained, mode, extra):
+    if mode == "finetune-lm":
+        extra = {"init_from": pretrained, "train_text": lm_data / "data/lm/finetune.txt"}
+    model_cfg, cfg = tiny_configs(lm_data, mode, mode, epochs=1, **extra)
+    s = run(model_cfg, cfg)
+    assert s["best_epoch"] == 1 and s["best_dev"]["ppl"] > 1
+    if mode == "multitask":
+        assert s["best_dev"]["slot_f1"] is not None
+        w = (cfg.exp_dir / "task_weights.tsv").read_text().splitlines()[1].split("\t")
+        assert [float(x) for x in w[1:]] == [1.0, 0.0, 0.0]  # linear ramp starts at 0
+
+
+def test_cli_builds_typed_config_and_saves_it(lm_data, monkeypatch):
+    model_cfg, cfg = build_configs(
+        ["--preset", "tiny", "--mode", "multitask", "--scheduler", "rwm", "--rwm-eps", "0.3",
+         "--task-weights", "1", "0.5", "0.5", "--arch", "transformer"]
+    )
+    assert cfg.mode == "multitask" and cfg.rwm_eps == 0.3 and cfg.task_weights == (1.0, 0.5, 0.5)
+    assert model_cfg.arch == "transformer" and model_cfg.embed_dim == 32  # tiny preset kept
+    monkeypatch.chdir(lm_data)
+    main(["--preset", "tiny", "--mode", "multitask", "--scheduler", "linear", "--epochs", "1",
+          "--exp-dir", "exp/cli", "--bpe-model", "data/lang_lm/lm_bpe.model", "--num-threads", "1"])
+    saved = json.loads((lm_data / "exp/cli/config.json").read_text())
+    assert saved["config"]["scheduler"] == "linear" and saved["model"]["arch"] == "lstm"
+    assert "git_sha" in saved["env"]
+    assert (lm_data / "exp/cli/cmd.sh").read_text().count("train-lm --preset tiny") == 1
+    with pytest.raises(SystemExit, match="--scheduler fixed"):
+        main(["--preset", "tiny", "--mode", "pretrain", "--scheduler", "rwm"])
+    with pytest.raises(SystemExit, match="needs --init-from"):
+        main(["--preset", "tiny", "--mode", "finetune-multitask"])
