@@ -21,7 +21,13 @@ from pathlib import Path
 
 import torch
 
-from data_prep.utils import add_dataclass_args, dataclass_from_args, open_text, read_jsonl, setup_logging
+from data_prep.utils import (
+    add_dataclass_args,
+    dataclass_from_args,
+    open_text,
+    read_jsonl,
+    setup_logging,
+)
 from lm.scorer import LMScorer
 
 

@@ -80,7 +80,9 @@ class TrainConfig:
     )
     bpe_model: Path = field(
         default=Path("data/lang_lm_unigram_1000/lm_bpe.model"),
-        metadata={"help": "the LM's own sentencepiece model; trained on --bpe-train-text if absent"},
+        metadata={
+            "help": "the LM's own sentencepiece model; trained on --bpe-train-text if absent"
+        },
     )
     bpe_train_text: Path = field(
         default=Path("data/lm/pretrain.txt"), metadata={"help": "text for the sentencepiece model"}
@@ -157,7 +159,9 @@ class TrainConfig:
         if len(self.task_weights) != 3 or any(w < 0 for w in self.task_weights):
             raise ValueError("--task-weights needs three non-negative numbers: lm intent slot")
         if not self.is_multitask and self.scheduler != "fixed":
-            raise ValueError(f"--mode {self.mode} trains the LM objective only: use --scheduler fixed")
+            raise ValueError(
+                f"--mode {self.mode} trains the LM objective only: use --scheduler fixed"
+            )
         if self.rwm_use not in ("scale", "sample"):
             raise ValueError("--rwm-use must be 'scale' or 'sample'")
         if not 0.0 < self.rwm_eps < 1.0:

@@ -170,7 +170,10 @@ class RWMScheduler(TaskWeightScheduler):
     def update(self, step: int, dev_losses: dict[str, float]) -> None:
         cur = {t: float(dev_losses[t]) for t in TASKS}
         if self.prev is not None:
-            ls = [self.task_loss(self.prev[t], cur[t]) if a else 0.0 for t, a in zip(TASKS, self.active, strict=True)]
+            ls = [
+                self.task_loss(self.prev[t], cur[t]) if a else 0.0
+                for t, a in zip(TASKS, self.active, strict=True)
+            ]
             self.v = [v * (1 - self.eps) ** loss for v, loss in zip(self.v, ls, strict=True)]
             total = sum(self.v)
             self.v = [v / total for v in self.v]
@@ -216,7 +219,9 @@ SCHEDULERS: dict[str, type[TaskWeightScheduler]] = {
 def build_scheduler(name: str, base_weights: Sequence[float], **kwargs: Any) -> TaskWeightScheduler:
     """Instantiate a registered scheduler; unknown keyword options are ignored."""
     if name not in SCHEDULERS:
-        raise ValueError(f"unknown task-weight scheduler {name!r}; choose from {sorted(SCHEDULERS)}")
+        raise ValueError(
+            f"unknown task-weight scheduler {name!r}; choose from {sorted(SCHEDULERS)}"
+        )
     return SCHEDULERS[name](base_weights, **kwargs)
 
 

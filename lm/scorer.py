@@ -70,7 +70,9 @@ class LMScorer:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as e:
-            raise CheckpointError(f"{path}: checkpoint does not match its own config: {e}") from None
+            raise CheckpointError(
+                f"{path}: checkpoint does not match its own config: {e}"
+            ) from None
         return cls(model, tok, intents, slot_tags, device=device, batch_size=batch_size)
 
     @property

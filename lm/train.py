@@ -180,13 +180,15 @@ def evaluate(
         "slot_loss": slot_loss / slot_n if slot_n else None,
         "slot_f1": float(f1_score(refs, hyps)) if refs else None,
     }
-    metrics["total_loss"] = metrics["lm_loss"] + (metrics["intent_loss"] or 0.0) + (
-        metrics["slot_loss"] or 0.0
+    metrics["total_loss"] = (
+        metrics["lm_loss"] + (metrics["intent_loss"] or 0.0) + (metrics["slot_loss"] or 0.0)
     )
     return metrics
 
 
-def dev_task_losses(model: MultitaskLM, examples: list[Example], batch_tokens: int) -> dict[str, float]:
+def dev_task_losses(
+    model: MultitaskLM, examples: list[Example], batch_tokens: int
+) -> dict[str, float]:
     """Per-task mean dev losses on a fixed subset: the signal of the RWM scheduler."""
     m = evaluate(model, examples, Labels([], []), batch_tokens, num_words=0, slot_f1=False)
     return {
@@ -252,10 +254,16 @@ def _init_model(
     # keep dropout of the current config (a fine-tuning choice), the rest from the checkpoint
     model_cfg = dataclasses.replace(init_model_cfg, dropout=model_cfg.dropout)
     init_labels = state.get("labels") or {}
-    if labels and init_labels.get("intents") and (
-        init_labels["intents"] != labels.intents or init_labels["slot_tags"] != labels.slot_tags
+    if (
+        labels
+        and init_labels.get("intents")
+        and (
+            init_labels["intents"] != labels.intents or init_labels["slot_tags"] != labels.slot_tags
+        )
     ):
-        raise CheckpointError(f"{cfg.init_from}: label inventories differ from --intents/--slot-tags")
+        raise CheckpointError(
+            f"{cfg.init_from}: label inventories differ from --intents/--slot-tags"
+        )
     torch.manual_seed(cfg.seed)
     model = MultitaskLM(model_cfg, tok.vocab_size, n_int, n_slot)
     own = model.state_dict()
@@ -402,7 +410,9 @@ def train_one_epoch(
             bar.close()
             return True
     bar.close()
-    logging.info("Epoch %d: %d batches, %.0f tok/s", epoch, total, ntok / max(time.time() - t0, 1e-6))
+    logging.info(
+        "Epoch %d: %d batches, %.0f tok/s", epoch, total, ntok / max(time.time() - t0, 1e-6)
+    )
     return False
 
 
@@ -460,7 +470,9 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
     logging.info("Model config: %s", model_cfg)
     logging.info("Train config: %s", cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    logging.info("Model: %s, %.2fM parameters, vocab %d", model_cfg.arch, n_params / 1e6, tok.vocab_size)
+    logging.info(
+        "Model: %s, %.2fM parameters, vocab %d", model_cfg.arch, n_params / 1e6, tok.vocab_size
+    )
 
     src = cfg.nlu_train if cfg.is_multitask else cfg.train_text
     train = _encode(train_utts, tok, model_cfg.max_len, f"Train data {src}")
@@ -508,12 +520,17 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
 
     # a fresh run was seeded in _init_model; a resumed one restored the RNG state above
     ckpt_base = {
-        "config": {"model": _jsonable(dataclasses.asdict(model_cfg)), "train": _jsonable(dataclasses.asdict(cfg))},
+        "config": {
+            "model": _jsonable(dataclasses.asdict(model_cfg)),
+            "train": _jsonable(dataclasses.asdict(cfg)),
+        },
         "tokenizer": tok.to_tensor(),
         "labels": dataclasses.asdict(labels) if labels else {},
         "env": env_info(),
     }
-    select_name = _select_value(cfg, {"lm_loss": 0.0, "total_loss": 0.0, "intent_acc": 0.0, "slot_f1": 0.0})[1]
+    select_name = _select_value(
+        cfg, {"lm_loss": 0.0, "total_loss": 0.0, "intent_acc": 0.0, "slot_f1": 0.0}
+    )[1]
     title = f"{exp_dir.name}: {cfg.mode}, {cfg.scheduler}"
     for epoch in range(start_epoch, cfg.epochs + 1):
         t_epoch = time.time()
@@ -540,7 +557,10 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
         }
         state["history"].append(row)
         logging.info(
-            "Epoch %d dev: %s (%s%s), %.0f s", epoch, _fmt(metrics), select_name,
+            "Epoch %d dev: %s (%s%s), %.0f s",
+            epoch,
+            _fmt(metrics),
+            select_name,
             " improved" if improved else f" no improvement x{state['bad_epochs']}",
             row["epoch_seconds"],
         )
@@ -575,7 +595,9 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
             logging.info("Stopping after epoch %d: %s", epoch, stop)
             break
     if state["nan_skipped"]:
-        logging.warning("%d batches were skipped for non-finite loss/gradients", state["nan_skipped"])
+        logging.warning(
+            "%d batches were skipped for non-finite loss/gradients", state["nan_skipped"]
+        )
     return _summary(exp_dir, state, cfg)
 
 

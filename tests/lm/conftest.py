@@ -43,9 +43,7 @@ INTENTS = ["BookRestaurant", "GetWeather", "PlayMusic"]
 
 
 def slot_tags() -> list[str]:
-    names = sorted(
-        {t[2:] for _, _, s in NLU_ROWS + DEV_ROWS for t in s.split() if t != "O"}
-    )
+    names = sorted({t[2:] for _, _, s in NLU_ROWS + DEV_ROWS for t in s.split() if t != "O"})
     return ["O"] + [f"{p}-{n}" for n in names for p in ("B", "I")]
 
 

@@ -24,8 +24,14 @@ def _write_rows(path, rows):
 
 def _row(uid, text, intent="PlayMusic", slots=None):
     slots = slots if slots is not None else ["O"] * len(text.split())
-    return {"id": uid, "recording_id": uid, "start": 0.0, "duration": 1.0, "text": text,
-            "custom": {"intent": intent, "slots": slots}}
+    return {
+        "id": uid,
+        "recording_id": uid,
+        "start": 0.0,
+        "duration": 1.0,
+        "text": text,
+        "custom": {"intent": intent, "slots": slots},
+    }
 
 
 def test_empty_sentence_in_text_names_line(tmp_path):
@@ -45,13 +51,19 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (_row("u-2", "play hey jude", slots=["O", "B-track"]),
-         r"bad\.jsonl\.gz:2 \(utterance u-2\): 2 slot labels for 3 words"),
-        (_row("u-2", "play it", intent="OrderPizza"),
-         r"bad\.jsonl\.gz:2 \(utterance u-2\): unknown intent 'OrderPizza'"),
+        (
+            _row("u-2", "play hey jude", slots=["O", "B-track"]),
+            r"bad\.jsonl\.gz:2 \(utterance u-2\): 2 slot labels for 3 words",
+        ),
+        (
+            _row("u-2", "play it", intent="OrderPizza"),
+            r"bad\.jsonl\.gz:2 \(utterance u-2\): unknown intent 'OrderPizza'",
+        ),
         (_row("u-2", "   "), r"bad\.jsonl\.gz:2 \(utterance u-2\): empty sentence"),
-        (_row("u-2", "play it", slots=["O", "B-nope"]),
-         r"bad\.jsonl\.gz:2 \(utterance u-2\): unknown slot tag 'B-nope'"),
+        (
+            _row("u-2", "play it", slots=["O", "B-nope"]),
+            r"bad\.jsonl\.gz:2 \(utterance u-2\): unknown slot tag 'B-nope'",
+        ),
     ],
 )
 def test_bad_nlu_rows(tmp_path, row, message):
@@ -72,11 +84,24 @@ def test_bad_label_file(tmp_path):
 def test_train_cli_reports_bad_data_file(lm_data, tmp_path):
     bad = _write_rows(tmp_path / "train.jsonl.gz", [_row("x-1", "play", intent="Nope")])
     with pytest.raises(SystemExit, match=r"train\.jsonl\.gz:1 \(utterance x-1\): unknown intent"):
-        lm.train.main(["--preset", "tiny", "--mode", "multitask", "--nlu-train", str(bad),
-                       "--exp-dir", str(tmp_path / "exp"),
-                       "--intents", str(lm_data / "data/manifests/snips_intents.txt"),
-                       "--slot-tags", str(lm_data / "data/manifests/snips_slot_tags.txt"),
-                       "--bpe-model", str(lm_data / "data/lang_lm/lm_bpe.model")])
+        lm.train.main(
+            [
+                "--preset",
+                "tiny",
+                "--mode",
+                "multitask",
+                "--nlu-train",
+                str(bad),
+                "--exp-dir",
+                str(tmp_path / "exp"),
+                "--intents",
+                str(lm_data / "data/manifests/snips_intents.txt"),
+                "--slot-tags",
+                str(lm_data / "data/manifests/snips_slot_tags.txt"),
+                "--bpe-model",
+                str(lm_data / "data/lang_lm/lm_bpe.model"),
+            ]
+        )
 
 
 def test_bad_init_checkpoint(lm_data, tmp_path):
@@ -100,8 +125,13 @@ def test_nan_batches_are_skipped_and_counted(lm_data, pretrained, monkeypatch, c
 
     monkeypatch.setattr(lm.train, "compute_loss", flaky)
     model_cfg, cfg = tiny_configs(
-        lm_data, "finetune-lm", "nan", init_from=pretrained, epochs=1,
-        train_text=lm_data / "data/lm/finetune.txt", batch_tokens=60,
+        lm_data,
+        "finetune-lm",
+        "nan",
+        init_from=pretrained,
+        epochs=1,
+        train_text=lm_data / "data/lm/finetune.txt",
+        batch_tokens=60,
     )
     with caplog.at_level(logging.WARNING):
         s = run(model_cfg, cfg)

@@ -31,7 +31,9 @@ def tok(pretrained) -> LMTokenizer:
 def test_batched_equals_single(tok, arch):
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, embed_dim=32, hidden_dim=48, num_heads=2, dropout=0.3)
-    scorer = LMScorer(MultitaskLM(cfg, tok.vocab_size, 3, 5), tok, ["a", "b", "c"], list("OBIXY"), batch_size=4)
+    scorer = LMScorer(
+        MultitaskLM(cfg, tok.vocab_size, 3, 5), tok, ["a", "b", "c"], list("OBIXY"), batch_size=4
+    )
     batched = scorer.score(SENTS)
     single = [scorer.score([s])[0] for s in SENTS]
     assert len(batched) == len(SENTS)
@@ -63,7 +65,7 @@ def test_trained_checkpoint_scores_and_predicts(multitask_ckpt, pretrained):
     # the trained LM prefers a training sentence over its reversal
     good, bad = scorer.score(["what is the weather in paris", "paris in weather the is what"])
     assert good > bad
-    (intent, slots), = scorer.predict_nlu(["play hey jude by the beatles"])
+    ((intent, slots),) = scorer.predict_nlu(["play hey jude by the beatles"])
     assert intent in scorer.intents and len(slots) == 6
     assert set(slots) <= set(scorer.slot_tags)
 

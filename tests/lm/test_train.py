@@ -12,12 +12,30 @@ from tests.lm.conftest import tiny_configs
 
 def test_pretrain_outputs(pretrained):
     exp = pretrained.parent
-    for name in ("epoch-1.pt", "epoch-2.pt", "best.pt", "config.json", "dev_metrics.jsonl",
-                 "summary.json", "task_weights.png", "task_weights.tsv"):
+    for name in (
+        "epoch-1.pt",
+        "epoch-2.pt",
+        "best.pt",
+        "config.json",
+        "dev_metrics.jsonl",
+        "summary.json",
+        "task_weights.png",
+        "task_weights.tsv",
+    ):
         assert (exp / name).is_file(), name
     ckpt = load_checkpoint(exp / "epoch-2.pt")
-    for key in ("model", "optimizer", "lr_scheduler", "task_scheduler", "config", "env",
-                "tokenizer", "epoch", "step", "dev_metrics"):
+    for key in (
+        "model",
+        "optimizer",
+        "lr_scheduler",
+        "task_scheduler",
+        "config",
+        "env",
+        "tokenizer",
+        "epoch",
+        "step",
+        "dev_metrics",
+    ):
         assert key in ckpt, key
     assert ckpt["env"]["torch"] and ckpt["env"]["git_sha"]
     assert ckpt["labels"] == {}
@@ -82,14 +100,44 @@ def test_other_modes(lm_data, pretrained, mode, extra):
 
 def test_cli_builds_typed_config_and_saves_it(lm_data, monkeypatch):
     model_cfg, cfg = build_configs(
-        ["--preset", "tiny", "--mode", "multitask", "--scheduler", "rwm", "--rwm-eps", "0.3",
-         "--task-weights", "1", "0.5", "0.5", "--arch", "transformer"]
+        [
+            "--preset",
+            "tiny",
+            "--mode",
+            "multitask",
+            "--scheduler",
+            "rwm",
+            "--rwm-eps",
+            "0.3",
+            "--task-weights",
+            "1",
+            "0.5",
+            "0.5",
+            "--arch",
+            "transformer",
+        ]
     )
     assert cfg.mode == "multitask" and cfg.rwm_eps == 0.3 and cfg.task_weights == (1.0, 0.5, 0.5)
     assert model_cfg.arch == "transformer" and model_cfg.embed_dim == 32  # tiny preset kept
     monkeypatch.chdir(lm_data)
-    main(["--preset", "tiny", "--mode", "multitask", "--scheduler", "linear", "--epochs", "1",
-          "--exp-dir", "exp/cli", "--bpe-model", "data/lang_lm/lm_bpe.model", "--num-threads", "1"])
+    main(
+        [
+            "--preset",
+            "tiny",
+            "--mode",
+            "multitask",
+            "--scheduler",
+            "linear",
+            "--epochs",
+            "1",
+            "--exp-dir",
+            "exp/cli",
+            "--bpe-model",
+            "data/lang_lm/lm_bpe.model",
+            "--num-threads",
+            "1",
+        ]
+    )
     saved = json.loads((lm_data / "exp/cli/config.json").read_text())
     assert saved["config"]["scheduler"] == "linear" and saved["model"]["arch"] == "lstm"
     assert "git_sha" in saved["env"]
