@@ -621,11 +621,34 @@ def _summary(exp_dir: Path, state: dict[str, Any], cfg: TrainConfig) -> dict[str
     return summary
 
 
+def _preset_help() -> str:
+    """The values each preset changes (the defaults printed per option are the class defaults)."""
+    lines = ["", "PRESETS (option defaults below are overridden per --preset and --mode):"]
+    for name in PRESETS:
+        for mode in ("pretrain", "multitask", "finetune-multitask", "finetune-lm"):
+            m, t = get_preset(name, mode)
+            diff = {
+                f.name: getattr(t, f.name)
+                for f in dataclasses.fields(TrainConfig)
+                if f.name != "mode" and getattr(t, f.name) != getattr(TrainConfig(), f.name)
+            }
+            diff.update(
+                {
+                    f.name: getattr(m, f.name)
+                    for f in dataclasses.fields(ModelConfig)
+                    if getattr(m, f.name) != getattr(ModelConfig(), f.name)
+                }
+            )
+            items = ", ".join(f"{k}={v}" for k, v in diff.items()) or "class defaults"
+            lines.append(f"    {name} / {mode}: {items}")
+    return "\n".join(lines) + "\n"
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train-lm",
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
+        epilog=__doc__ + _preset_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
