@@ -1,0 +1,183 @@
+"""Typed configurations of the RNN-T (model, training, decoding) with size presets.
+
+Presets: ``tiny`` (tests: seconds on CPU), ``default`` (the SNIPS recipe on 2 CPU cores in
+< 45 min), ``large`` (a GPU; mixed precision optional). Every field can be overridden on the
+command line of ``train-asr`` / ``decode-asr`` (``--encoder-dim 256`` ...).
+
+Usage:
+    from asr.config import get_model_preset, get_train_preset
+    model_cfg = get_model_preset("default")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRESETS = ("tiny", "default", "large")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of :class:`asr.model.Transducer` (vocab size comes from the BPE model)."""
+
+    feature_dim: int = field(default=80, metadata={"help": "input fbank dimension"})
+    subsampling_factor: int = field(
+        default=8, metadata={"help": "frame-rate reduction of the Conv2d front-end (4 or 8)"}
+    )
+    subsampling_channels: int = field(default=32, metadata={"help": "Conv2d front-end channels"})
+    encoder_dim: int = field(default=144, metadata={"help": "Conformer model dimension"})
+    num_encoder_layers: int = field(default=6, metadata={"help": "Conformer layers"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
+    ffn_dim: int = field(default=576, metadata={"help": "Conformer feed-forward dimension"})
+    conv_kernel_size: int = field(default=15, metadata={"help": "depthwise conv kernel (odd)"})
+    dropout: float = field(default=0.1, metadata={"help": "encoder dropout"})
+    embed_dim: int = field(default=128, metadata={"help": "predictor symbol embedding size"})
+    predictor_layers: int = field(default=1, metadata={"help": "predictor LSTM layers"})
+    predictor_hidden: int = field(default=256, metadata={"help": "predictor LSTM size"})
+    joiner_dim: int = field(default=160, metadata={"help": "joiner (and enc/pred output) dim"})
+    vocab_size: int = field(default=128, metadata={"help": "output symbols incl. blank=0"})
+
+    def validate(self) -> None:
+        if self.subsampling_factor not in (4, 8):
+            raise ValueError(f"--subsampling-factor must be 4 or 8, got {self.subsampling_factor}")
+        if self.encoder_dim % self.num_heads:
+            raise ValueError("--encoder-dim must be divisible by --num-heads")
+        if self.conv_kernel_size % 2 == 0:
+            raise ValueError("--conv-kernel-size must be odd")
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``train-asr`` (data, optimisation, logging)."""
+
+    exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "output dir"})
+    train_cuts: Path = field(
+        default=Path("data/fbank/snips_cuts_train.jsonl.gz"), metadata={"help": "train CutSet"}
+    )
+    dev_cuts: Path = field(
+        default=Path("data/fbank/snips_cuts_dev.jsonl.gz"), metadata={"help": "dev CutSet"}
+    )
+    bpe_model: Path = field(
+        default=Path("data/lang_bpe_128/bpe.model"), metadata={"help": "sentencepiece model"}
+    )
+    num_epochs: int = field(default=14, metadata={"help": "epochs"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = off)"})
+    max_minutes: float = field(
+        default=0.0,
+        metadata={"help": "stop (after a checkpoint) once this wall time passed (0=off)"},
+    )
+    max_duration: float = field(default=60.0, metadata={"help": "seconds of audio per batch"})
+    num_buckets: int = field(default=10, metadata={"help": "DynamicBucketingSampler buckets"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
+    peak_lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    warmup_steps: int = field(default=300, metadata={"help": "linear warm-up steps (Noam)"})
+    weight_decay: float = field(default=1e-3, metadata={"help": "AdamW weight decay"})
+    grad_clip: float = field(default=5.0, metadata={"help": "max gradient norm"})
+    ctc_weight: float = field(default=0.5, metadata={"help": "CTC auxiliary loss weight"})
+    loss_impl: str = field(
+        default="torch", metadata={"help": "RNN-T loss: 'torch' (vectorised) or 'torchaudio'"}
+    )
+    spec_augment: bool = field(default=True, metadata={"help": "SpecAugment on train batches"})
+    spec_aug_from_epoch: int = field(
+        default=3, metadata={"help": "first epoch with SpecAugment (alignment first)"}
+    )
+    speed_perturb: bool = field(
+        default=False,
+        metadata={"help": "speed perturbation 0.9/1.1 (needs audio, fbank on the fly)"},
+    )
+    cmvn_cuts: int = field(default=500, metadata={"help": "train cuts for global CMVN stats"})
+    valid_interval: int = field(
+        default=200, metadata={"help": "steps between dev greedy-WER checks (0 = epoch end only)"}
+    )
+    valid_wer_cuts: int = field(default=150, metadata={"help": "dev cuts for the greedy-WER check"})
+    log_interval: int = field(default=20, metadata={"help": "steps between loss/LR log rows"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
+    use_amp: bool = field(default=False, metadata={"help": "bf16/fp16 autocast on CUDA"})
+    num_threads: int = field(
+        default=1,
+        metadata={"help": "torch intra-op threads (CPU; >1 thrashes on a shared 2-core box)"},
+    )
+    resume: bool = field(
+        default=True, metadata={"help": "continue from the last epoch-N.pt in exp-dir if any"}
+    )
+
+    def validate(self) -> None:
+        if self.loss_impl not in ("torch", "torchaudio"):
+            raise ValueError(f"--loss-impl must be torch or torchaudio, got {self.loss_impl!r}")
+        if self.num_epochs < 1:
+            raise ValueError("--num-epochs must be >= 1")
+
+
+_MODEL_PRESETS = {
+    "tiny": ModelConfig(
+        subsampling_factor=4,
+        subsampling_channels=8,
+        encoder_dim=64,
+        num_encoder_layers=2,
+        num_heads=2,
+        ffn_dim=128,
+        conv_kernel_size=7,
+        dropout=0.0,
+        embed_dim=32,
+        predictor_hidden=64,
+        joiner_dim=64,
+    ),
+    "default": ModelConfig(),
+    "large": ModelConfig(
+        subsampling_factor=4,
+        subsampling_channels=128,
+        encoder_dim=256,
+        num_encoder_layers=12,
+        num_heads=4,
+        ffn_dim=1024,
+        conv_kernel_size=31,
+        embed_dim=256,
+        predictor_layers=2,
+        predictor_hidden=512,
+        joiner_dim=320,
+        vocab_size=256,
+    ),
+}
+
+_TRAIN_PRESETS = {
+    "tiny": TrainConfig(
+        num_epochs=60,
+        max_duration=30.0,
+        num_buckets=1,
+        peak_lr=3e-3,
+        warmup_steps=20,
+        weight_decay=0.0,
+        spec_augment=False,
+        valid_interval=0,
+        valid_wer_cuts=20,
+        log_interval=10,
+        cmvn_cuts=50,
+        ctc_weight=0.3,
+    ),
+    "default": TrainConfig(),
+    "large": TrainConfig(
+        num_epochs=30,
+        max_duration=600.0,
+        peak_lr=1.5e-3,
+        warmup_steps=2000,
+        bpe_model=Path("data/lang_bpe_256/bpe.model"),
+        num_workers=4,
+        use_amp=True,
+        num_threads=0,
+    ),
+}
+
+
+def get_model_preset(name: str) -> ModelConfig:
+    if name not in _MODEL_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+    return dataclasses.replace(_MODEL_PRESETS[name])
+
+
+def get_train_preset(name: str) -> TrainConfig:
+    if name not in _TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+    return dataclasses.replace(_TRAIN_PRESETS[name])

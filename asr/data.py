@@ -1,0 +1,186 @@
+"""Data side of ASR training and decoding: BPE tokenizer, Lhotse dataset, samplers, CMVN.
+
+Usage:
+    tok = Tokenizer("data/lang_bpe_128/bpe.model")
+    cuts = load_cuts("data/fbank/snips_cuts_train.jsonl.gz")
+    dl = make_dataloader(cuts, tok, max_duration=80, shuffle=True)
+    for batch in dl:  # {"feats": (N, T, 80), "feat_lens", "targets": (N, U), "target_lens", ...}
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from lhotse import CutSet, load_manifest
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugment
+from lhotse.dataset.collation import collate_features
+from torch.utils.data import DataLoader, Dataset
+
+from data_prep.utils import InputError
+
+
+class Tokenizer:
+    """sentencepiece wrapper with the toolkit's id convention (0 = <blk>, 1 = <sos/eos>, 2 = <unk>)."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: BPE model not found")
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        self.path = path
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i > 2])
+
+
+def load_cuts(path: str | Path) -> CutSet:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: CutSet not found")
+    return load_manifest(path)
+
+
+def cut_text(cut) -> str:
+    return " ".join(s.text for s in cut.supervisions if s.text)
+
+
+def subsampled_frames(num_frames: int, factor: int) -> int:
+    for _ in range(round(factor).bit_length() - 1):
+        num_frames = (num_frames - 1) // 2
+    return num_frames
+
+
+def filter_cuts(cuts: CutSet, tok: Tokenizer, subsampling_factor: int) -> CutSet:
+    """Drop (with a counted warning) cuts with an empty transcript or too few encoder frames
+    for their token sequence (CTC needs T' >= U)."""
+    kept, empty, short = [], 0, 0
+    for c in cuts:
+        ids = tok.encode(cut_text(c))
+        if not ids:
+            empty += 1
+            continue
+        if subsampled_frames(c.num_frames, subsampling_factor) < len(ids):
+            short += 1
+            continue
+        kept.append(c)
+    if empty or short:
+        logging.warning(
+            "filter_cuts: dropped %d cuts with empty transcripts and %d too short for their "
+            "labels (kept %d)",
+            empty,
+            short,
+            len(kept),
+        )
+    return CutSet.from_cuts(kept)
+
+
+class AsrDataset(Dataset):
+    """Maps a CutSampler batch (a CutSet) to padded tensors.
+
+    Returns a dict: ``feats`` (N, T, C) float, ``feat_lens`` (N,), ``targets`` (N, U) int64
+    (padded with 0), ``target_lens`` (N,), ``texts`` list[str], ``ids`` list[str].
+    """
+
+    def __init__(self, tok: Tokenizer, spec_augment: SpecAugment | None = None) -> None:
+        self.tok = tok
+        self.spec_augment = spec_augment
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        cuts = cuts.sort_by_duration(ascending=False)
+        feats, feat_lens = collate_features(cuts)
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        texts = [cut_text(c) for c in cuts]
+        ids = [self.tok.encode(t) for t in texts]
+        u = max((len(x) for x in ids), default=0)
+        targets = torch.zeros(len(ids), max(u, 1), dtype=torch.long)
+        for i, x in enumerate(ids):
+            targets[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        return {
+            "feats": feats,
+            "feat_lens": feat_lens,
+            "targets": targets[:, :u] if u else targets[:, :0],
+            "target_lens": torch.tensor([len(x) for x in ids], dtype=torch.long),
+            "texts": texts,
+            "ids": [c.supervisions[0].id if c.supervisions else c.id for c in cuts],
+        }
+
+
+def make_sampler(
+    cuts: CutSet,
+    max_duration: float,
+    shuffle: bool,
+    num_buckets: int = 10,
+    world_size: int = 1,
+    rank: int = 0,
+    seed: int = 0,
+):
+    if shuffle and num_buckets > 1:
+        return DynamicBucketingSampler(
+            cuts,
+            max_duration=max_duration,
+            shuffle=True,
+            num_buckets=num_buckets,
+            drop_last=True,
+            world_size=world_size,
+            rank=rank,
+            seed=seed,
+        )
+    return SimpleCutSampler(
+        cuts,
+        max_duration=max_duration,
+        shuffle=shuffle,
+        drop_last=False,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+    )
+
+
+def make_dataloader(
+    cuts: CutSet,
+    tok: Tokenizer,
+    max_duration: float,
+    shuffle: bool,
+    num_buckets: int = 10,
+    spec_augment: SpecAugment | None = None,
+    num_workers: int = 0,
+    world_size: int = 1,
+    rank: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    sampler = make_sampler(cuts, max_duration, shuffle, num_buckets, world_size, rank, seed)
+    return DataLoader(
+        AsrDataset(tok, spec_augment),
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+    )
+
+
+def compute_cmvn(cuts: CutSet, max_cuts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global per-dimension mean and std of the features of the first ``max_cuts`` cuts."""
+    total, sq, n = None, None, 0
+    for i, c in enumerate(cuts):
+        if i >= max_cuts:
+            break
+        f = torch.from_numpy(c.load_features()).double()  # (T, C)
+        total = f.sum(0) if total is None else total + f.sum(0)
+        sq = (f**2).sum(0) if sq is None else sq + (f**2).sum(0)
+        n += f.shape[0]
+    if n == 0:
+        raise InputError("compute_cmvn: no features")
+    mean = total / n
+    std = (sq / n - mean**2).clamp(min=1e-10).sqrt()
+    return mean.float(), std.float()

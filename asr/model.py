@@ -1,0 +1,169 @@
+"""Conformer RNN-T from torchaudio parts: Conv2d subsampling + ``torchaudio.models.Conformer``
+transcriber, torchaudio's LSTM predictor and joiner, plus a CTC head on the encoder.
+
+References: Graves, "Sequence Transduction with Recurrent Neural Networks", 2012 (RNN-T);
+Gulati et al., "Conformer", Interspeech 2020; Graves et al., ICML 2006 (CTC).
+
+Usage:
+    from asr.model import build_model
+    model = build_model(model_cfg)           # asr.config.ModelConfig
+    enc, enc_lens = model.transcribe(feats, feat_lens)   # (N, T', J), (N,)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchaudio.models import RNNT, Conformer
+from torchaudio.models.rnnt import _Joiner, _Predictor
+
+from asr.config import ModelConfig
+
+
+class GlobalCMVN(nn.Module):
+    """Global mean/variance normalisation with statistics computed on the training set.
+
+    Stored as buffers so every checkpoint carries the statistics it was trained with.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.inv_std.copy_(1.0 / std.clamp(min=1e-5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, C)
+        return (x - self.mean) * self.inv_std
+
+
+class Conv2dSubsampling(nn.Module):
+    """Stride-2 Conv2d+ReLU blocks (log2(factor) of them) then a linear projection.
+
+    Output length follows ``T -> (T - 1) // 2`` per block (kernel 3, no padding), as in
+    ESPnet/icefall's ``Conv2dSubsampling``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, factor: int, channels: int) -> None:
+        super().__init__()
+        self.num_blocks = int(round(math.log2(factor)))
+        layers: list[nn.Module] = []
+        c_in, f = 1, in_dim
+        for _ in range(self.num_blocks):
+            layers += [nn.Conv2d(c_in, channels, kernel_size=3, stride=2), nn.ReLU()]
+            c_in, f = channels, (f - 1) // 2
+        self.conv = nn.Sequential(*layers)
+        self.out = nn.Linear(channels * f, out_dim)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.num_blocks):
+            lengths = torch.div(lengths - 1, 2, rounding_mode="floor")
+        return lengths.clamp(min=0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert x.dim() == 3, x.shape  # (N, T, C)
+        x = self.conv(x.unsqueeze(1))  # (N, ch, T', F')
+        n, c, t, f = x.shape
+        x = self.out(x.transpose(1, 2).reshape(n, t, c * f))  # (N, T', D)
+        return x, self.output_lengths(lengths).clamp(max=t)
+
+
+class ConformerTranscriber(nn.Module):
+    """Transcriber for :class:`torchaudio.models.RNNT`: CMVN -> Conv2d subsampling ->
+    Conformer -> linear to the joiner dimension."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cmvn = GlobalCMVN(cfg.feature_dim)
+        self.subsampling = Conv2dSubsampling(
+            cfg.feature_dim, cfg.encoder_dim, cfg.subsampling_factor, cfg.subsampling_channels
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.conformer = Conformer(
+            input_dim=cfg.encoder_dim,
+            num_heads=cfg.num_heads,
+            ffn_dim=cfg.ffn_dim,
+            num_layers=cfg.num_encoder_layers,
+            depthwise_conv_kernel_size=cfg.conv_kernel_size,
+            dropout=cfg.dropout,
+        )
+        self.output = nn.Linear(cfg.encoder_dim, cfg.joiner_dim)
+
+    def forward(
+        self, input: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, T, C), (N,) -> (N, T', J), (N,)."""
+        x, lengths = self.subsampling(self.cmvn(input), lengths)
+        lengths = lengths.clamp(min=1)  # the Conformer's key-padding mask needs >= 1 frame
+        x, lengths = self.conformer(self.dropout(x), lengths)
+        return self.output(x), lengths
+
+    def infer(self, input, lengths, states):  # pragma: no cover - streaming is not supported
+        raise NotImplementedError("the Conformer transcriber is not streaming")
+
+
+class Transducer(RNNT):
+    """A torchaudio :class:`~torchaudio.models.RNNT` with a CTC head on the transcriber output
+    (Watanabe et al., "Hybrid CTC/Attention", 2017 for the auxiliary-CTC idea)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        cfg.validate()
+        transcriber = ConformerTranscriber(cfg)
+        predictor = _Predictor(
+            num_symbols=cfg.vocab_size,
+            output_dim=cfg.joiner_dim,
+            symbol_embedding_dim=cfg.embed_dim,
+            num_lstm_layers=cfg.predictor_layers,
+            lstm_hidden_dim=cfg.predictor_hidden,
+            lstm_layer_norm=True,
+            lstm_layer_norm_epsilon=1e-5,
+            lstm_dropout=0.0,
+        )
+        joiner = _Joiner(cfg.joiner_dim, cfg.vocab_size, activation="tanh")
+        super().__init__(transcriber, predictor, joiner)
+        self.cfg = cfg
+        self.ctc_head = nn.Linear(cfg.joiner_dim, cfg.vocab_size)
+
+    @property
+    def blank_id(self) -> int:
+        return 0
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.transcriber.cmvn.set_stats(mean, std)
+
+    def forward_all(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        targets: torch.Tensor,
+        target_lens: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Joiner logits and CTC log-probs in one pass.
+
+        Args:
+            feats: (N, T, C) fbank; feat_lens: (N,).
+            targets: (N, U) token ids (padding arbitrary); target_lens: (N,).
+
+        Returns:
+            logits (N, T', U+1, V), enc_lens (N,), ctc_log_probs (N, T', V).
+        """
+        assert feats.dim() == 3 and targets.dim() == 2, (feats.shape, targets.shape)
+        enc, enc_lens = self.transcribe(feats, feat_lens)
+        blank = torch.full_like(targets[:, :1], self.blank_id)
+        pred_in = torch.cat([blank, targets], dim=1)  # (N, U+1)
+        pred, pred_lens, _ = self.predict(pred_in, target_lens + 1, None)
+        logits, _, _ = self.join(enc, enc_lens, pred, pred_lens)
+        ctc = self.ctc_head(enc).log_softmax(-1)
+        return logits, enc_lens, ctc
+
+
+def build_model(cfg: ModelConfig) -> Transducer:
+    return Transducer(cfg)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

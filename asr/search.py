@@ -1,0 +1,182 @@
+"""RNN-T search methods behind a registry: batched greedy, modified beam search (batched over
+the beam, at most one symbol per frame, as icefall's ``modified_beam_search``), and torchaudio's
+``RNNTBeamSearch`` as the reference.
+
+Every method maps encoder-side inputs to, per utterance, an n-best list of
+:class:`Hypothesis` (token ids without blanks, log-probability score), best first.
+
+References: Graves 2012 (RNN-T beam search); Kang et al., "Fast and parallel decoding for
+transducer", ICASSP 2023 (one symbol per frame, modified beam search).
+
+Usage:
+    search = SEARCH_METHODS["modified_beam"](beam=8)
+    nbests = search(model, feats, feat_lens)   # list (N) of list[Hypothesis]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torchaudio.models import RNNTBeamSearch
+
+from asr.model import Transducer
+
+
+@dataclass
+class Hypothesis:
+    tokens: tuple[int, ...]
+    score: float  # natural-log probability (am_score)
+
+
+def _where_state(mask: torch.Tensor, new, old):
+    """Select per batch row between two predictor states (list of list of (N, H))."""
+    return [
+        [torch.where(mask.unsqueeze(1), n, o) for n, o in zip(ln, lo, strict=True)]
+        for ln, lo in zip(new, old, strict=True)
+    ]
+
+
+class SearchMethod:
+    """Base class; subclasses implement :meth:`__call__`."""
+
+    name = ""
+
+    def __call__(
+        self, model: Transducer, feats: torch.Tensor, feat_lens: torch.Tensor
+    ) -> list[list[Hypothesis]]:
+        raise NotImplementedError
+
+
+class GreedySearch(SearchMethod):
+    """Batched greedy search, at most one non-blank symbol per encoder frame."""
+
+    name = "greedy"
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    @torch.no_grad()
+    def __call__(self, model, feats, feat_lens):
+        enc, enc_lens = model.transcribe(feats, feat_lens)  # (N, T, J)
+        return self.search_encoded(model, enc, enc_lens)
+
+    @torch.no_grad()
+    def search_encoded(self, model, enc: torch.Tensor, enc_lens: torch.Tensor):
+        n, t_max, _ = enc.shape
+        one = torch.ones(n, dtype=torch.long, device=enc.device)
+        blank = torch.full((n, 1), model.blank_id, dtype=torch.long, device=enc.device)
+        pred, _, state = model.predict(blank, one, None)  # (N, 1, J)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        scores = torch.zeros(n, dtype=torch.float64, device=enc.device)
+        for t in range(t_max):
+            active = t < enc_lens
+            logits, _, _ = model.join(enc[:, t : t + 1], one, pred, one)  # (N, 1, 1, V)
+            logp = logits[:, 0, 0].log_softmax(-1)
+            best = logp.argmax(-1)
+            scores += torch.where(active, logp.gather(1, best[:, None])[:, 0], 0.0).double()
+            emit = active & (best != model.blank_id)
+            if not bool(emit.any()):
+                continue
+            new_pred, _, new_state = model.predict(best[:, None], one, state)
+            pred = torch.where(emit[:, None, None], new_pred, pred)
+            state = _where_state(emit, new_state, state)
+            for i in emit.nonzero()[:, 0].tolist():
+                tokens[i].append(int(best[i]))
+        return [
+            [Hypothesis(tuple(tk), float(s))] for tk, s in zip(tokens, scores.tolist(), strict=True)
+        ]
+
+
+class ModifiedBeamSearch(SearchMethod):
+    """Beam search with at most one symbol per frame; the beam's hypotheses are scored in one
+    joiner call per frame and extended hypotheses in one predictor call. Hypotheses with the
+    same token sequence are merged by log-sum-exp."""
+
+    name = "modified_beam"
+
+    def __init__(self, beam: int = 8, **_: object) -> None:
+        self.beam = beam
+
+    @torch.no_grad()
+    def __call__(self, model, feats, feat_lens):
+        enc, enc_lens = model.transcribe(feats, feat_lens)
+        return [self.search_one(model, enc[i, : int(enc_lens[i])]) for i in range(enc.shape[0])]
+
+    @torch.no_grad()
+    def search_one(self, model, enc: torch.Tensor) -> list[Hypothesis]:
+        """enc: (T, J) -> hypotheses sorted best first."""
+        dev = enc.device
+        one = torch.ones(1, dtype=torch.long, device=dev)
+        blank = torch.full((1, 1), model.blank_id, dtype=torch.long, device=dev)
+        pred, _, state = model.predict(blank, one, None)
+        # hyp tokens -> (score, pred output (J,), state as list of list of (H,))
+        hyps: dict[tuple[int, ...], float] = {(): 0.0}
+        cache: dict[tuple[int, ...], tuple[torch.Tensor, list]] = {
+            (): (pred[0, 0], [[s[0] for s in layer] for layer in state])
+        }
+        for t in range(enc.shape[0]):
+            keys = list(hyps)
+            k = len(keys)
+            preds = torch.stack([cache[h][0] for h in keys])  # (K, J)
+            ones = torch.ones(k, dtype=torch.long, device=dev)
+            logits, _, _ = model.join(enc[t].expand(k, 1, -1), ones, preds[:, None], ones)
+            logp = logits[:, 0, 0].log_softmax(-1)  # (K, V)
+            base = torch.tensor([hyps[h] for h in keys], dtype=logp.dtype, device=dev)
+            total = (base[:, None] + logp).flatten()
+            top = total.topk(min(self.beam, total.numel()))
+            v = logp.shape[1]
+            new: dict[tuple[int, ...], float] = {}
+            for score, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                src, tok = divmod(idx, v)
+                h = keys[src] if tok == model.blank_id else keys[src] + (tok,)
+                new[h] = score if h not in new else _logaddexp(new[h], score)
+            todo = [h for h in new if h not in cache]
+            if todo:
+                states = [cache[h[:-1]][1] for h in todo]
+                st = [
+                    [torch.stack([s[li][j] for s in states]) for j in range(len(states[0][li]))]
+                    for li in range(len(states[0]))
+                ]
+                toks = torch.tensor([[h[-1]] for h in todo], dtype=torch.long, device=dev)
+                out, _, nst = model.predict(toks, torch.ones(len(todo), dtype=torch.long), st)
+                for j, h in enumerate(todo):
+                    cache[h] = (out[j, 0], [[s[j] for s in layer] for layer in nst])
+            hyps = new
+            cache = {h: cache[h] for h in hyps}  # the next frame extends only live hyps
+        ranked = sorted(hyps.items(), key=lambda kv: -kv[1])
+        return [Hypothesis(h, s) for h, s in ranked]
+
+
+class TorchaudioBeamSearch(SearchMethod):
+    """``torchaudio.models.RNNTBeamSearch`` (reference; unbounded symbols per frame)."""
+
+    name = "torchaudio_beam"
+
+    def __init__(self, beam: int = 8, step_max_tokens: int = 10, **_: object) -> None:
+        self.beam = beam
+        self.step_max_tokens = step_max_tokens
+
+    @torch.no_grad()
+    def __call__(self, model, feats, feat_lens):
+        search = RNNTBeamSearch(model, blank=model.blank_id, step_max_tokens=self.step_max_tokens)
+        out = []
+        for i in range(feats.shape[0]):
+            hypos = search(feats[i : i + 1, : int(feat_lens[i])], feat_lens[i : i + 1], self.beam)
+            merged: dict[tuple[int, ...], float] = {}
+            for tokens, _, _, score in hypos:
+                h = tuple(int(x) for x in tokens if int(x) != model.blank_id)
+                merged[h] = score if h not in merged else _logaddexp(merged[h], score)
+            out.append([Hypothesis(h, s) for h, s in sorted(merged.items(), key=lambda kv: -kv[1])])
+        return out
+
+
+def _logaddexp(a: float, b: float) -> float:
+    m = max(a, b)
+    return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+SEARCH_METHODS: dict[str, type[SearchMethod]] = {
+    cls.name: cls for cls in (GreedySearch, ModifiedBeamSearch, TorchaudioBeamSearch)
+}
