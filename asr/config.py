@@ -145,10 +145,10 @@ _MODEL_PRESETS = {
 _TRAIN_PRESETS = {
     "tiny": TrainConfig(
         num_epochs=60,
-        max_duration=30.0,
+        max_duration=5.0,
         num_buckets=1,
-        peak_lr=3e-3,
-        warmup_steps=20,
+        peak_lr=5e-3,
+        warmup_steps=50,
         weight_decay=0.0,
         spec_augment=False,
         valid_interval=0,

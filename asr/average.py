@@ -1,0 +1,83 @@
+"""Average the model weights of the last N epoch checkpoints (icefall's ``--avg``).
+
+Usage:
+    average-checkpoints --exp-dir exp/asr/conformer_rnnt --epoch 14 --avg 4 \
+        --out exp/asr/conformer_rnnt/epoch-14-avg-4.pt
+
+The output is a checkpoint (``model`` = averaged weights, ``config`` and ``env`` of the newest
+input, ``averaged_from`` = the input paths) loadable by ``decode-asr --checkpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asr.checkpoint import (
+    CheckpointError,
+    average_checkpoints,
+    list_epoch_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from data_prep.utils import add_dataclass_args, dataclass_from_args, setup_logging
+
+
+@dataclass
+class AverageConfig:
+    exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "exp dir"})
+    epoch: int = field(default=0, metadata={"help": "last epoch to include (0 = the newest)"})
+    avg: int = field(default=4, metadata={"help": "number of epochs to average"})
+    out: Path | None = field(
+        default=None, metadata={"help": "output (default: exp-dir/epoch-E-avg-N.pt)"}
+    )
+
+
+def average(cfg: AverageConfig) -> Path:
+    ckpts = list_epoch_checkpoints(cfg.exp_dir)
+    if not ckpts:
+        raise CheckpointError(f"{cfg.exp_dir}: no epoch-N.pt checkpoints")
+    by_epoch = {int(p.stem.split("-")[1]): p for p in ckpts}
+    last = cfg.epoch or max(by_epoch)
+    wanted = list(range(last - cfg.avg + 1, last + 1))
+    missing = [e for e in wanted if e not in by_epoch]
+    if missing or cfg.avg < 1:
+        raise CheckpointError(f"{cfg.exp_dir}: cannot average epochs {wanted}; missing {missing}")
+    paths = [by_epoch[e] for e in wanted]
+    logging.info("averaging %s", [p.name for p in paths])
+    newest = load_checkpoint(paths[-1])
+    out = cfg.out or Path(cfg.exp_dir) / f"epoch-{last}-avg-{cfg.avg}.pt"
+    save_checkpoint(
+        out,
+        {
+            "model": average_checkpoints(paths),
+            "config": newest.get("config", {}),
+            "epoch": last,
+            "averaged_from": [str(p) for p in paths],
+        },
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "default", "large"),
+        default="default",
+        help="accepted for a uniform recipe interface; averaging has no size options",
+    )
+    add_dataclass_args(p, AverageConfig, group_title="averaging")
+    args = p.parse_args(argv)
+    setup_logging()
+    print(average(dataclass_from_args(AverageConfig, args)))
+
+
+if __name__ == "__main__":
+    main()

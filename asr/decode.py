@@ -1,0 +1,223 @@
+"""Decode Lhotse cuts with a trained RNN-T: 1-best results and n-best lists (JSONL + lattices).
+
+Usage:
+    decode-asr --exp-dir exp/asr/conformer_rnnt --checkpoint exp/asr/conformer_rnnt/epoch-14-avg-4.pt \
+        --cuts data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz \
+        --method modified_beam --beam 8 --nbest 8
+
+Writes into ``--out-dir`` (default ``exp-dir/<method>[-beam<B>]``), per set (``dev`` from
+``snips_cuts_dev.jsonl.gz``) and suffix (``<method>[_beam<B>]``):
+``nbest-{set}.jsonl.gz`` (docs/INTERFACES.md records: best first, identical word sequences
+merged by log-sum-exp of am_score), ``lattices-{set}.ark`` + ``words-{set}.txt`` (see
+:mod:`asr.lattice`), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
+``oracle-wer-{set}-{suffix}.txt`` and ``decode-summary-{set}-{suffix}.json`` (WER, oracle WER,
+decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import CheckpointError, find_last_checkpoint, load_checkpoint, load_model_state
+from asr.config import ModelConfig
+from asr.data import Tokenizer, load_cuts, make_dataloader
+from asr.lattice import write_nbest_lattices
+from asr.model import Transducer, build_model
+from asr.search import SEARCH_METHODS, Hypothesis
+from asr.wer import oracle_wer, write_results
+from data_prep.utils import (
+    add_dataclass_args,
+    atomic_write,
+    dataclass_from_args,
+    save_config,
+    setup_logging,
+    write_jsonl,
+)
+
+
+@dataclass
+class DecodeConfig:
+    exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "exp dir"})
+    checkpoint: Path | None = field(
+        default=None, metadata={"help": "checkpoint (default: the last epoch-N.pt in exp-dir)"}
+    )
+    bpe_model: Path = field(
+        default=Path("data/lang_bpe_128/bpe.model"), metadata={"help": "sentencepiece model"}
+    )
+    cuts: list[Path] = field(
+        default_factory=lambda: [
+            Path("data/fbank/snips_cuts_dev.jsonl.gz"),
+            Path("data/fbank/snips_cuts_test.jsonl.gz"),
+        ],
+        metadata={"help": "CutSets to decode"},
+    )
+    method: str = field(
+        default="modified_beam", metadata={"help": f"search method: {sorted(SEARCH_METHODS)}"}
+    )
+    beam: int = field(default=8, metadata={"help": "beam size (beam methods)"})
+    nbest: int = field(default=8, metadata={"help": "hypotheses kept per utterance"})
+    max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
+    max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
+    lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
+    out_dir: Path | None = field(default=None, metadata={"help": "output dir (see above)"})
+    num_threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+
+    def validate(self) -> None:
+        if self.method not in SEARCH_METHODS:
+            raise ValueError(
+                f"--method must be one of {sorted(SEARCH_METHODS)}, got {self.method!r}"
+            )
+        if self.nbest < 1 or self.beam < 1:
+            raise ValueError("--beam and --nbest must be >= 1")
+
+    @property
+    def suffix(self) -> str:
+        return self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
+
+
+def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, dict]:
+    """Build the model from the config stored in checkpoint ``path`` and load its weights."""
+    ckpt = load_checkpoint(path, map_location=device)
+    try:
+        model_cfg = ModelConfig(**ckpt["config"]["model"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: no usable model config in checkpoint ({e})") from e
+    model = build_model(model_cfg)
+    load_model_state(model, ckpt, path)
+    return model.to(device).eval(), ckpt
+
+
+def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int) -> list[dict]:
+    """Merge hypotheses with identical word sequences (log-sum-exp), best first, top ``n``."""
+    merged: dict[str, dict] = {}
+    for h in hyps:
+        words = " ".join(tok.decode(list(h.tokens)).split())
+        if words not in merged:
+            merged[words] = {"words": words, "tokens": list(h.tokens), "am_score": h.score}
+        else:
+            a, b = merged[words]["am_score"], h.score
+            m = max(a, b)
+            merged[words]["am_score"] = m + math.log(math.exp(a - m) + math.exp(b - m))
+    ranked = sorted(merged.values(), key=lambda r: -r["am_score"])[:n]
+    for r in ranked:
+        r["am_score"] = round(float(r["am_score"]), 5)
+    return ranked
+
+
+def set_name(path: Path) -> str:
+    name = path.name.split(".")[0]
+    return name.split("_")[-1] if "_" in name else name
+
+
+def decode_set(
+    model: Transducer, tok: Tokenizer, cuts_path: Path, cfg: DecodeConfig, out_dir: Path
+) -> dict:
+    cuts = load_cuts(cuts_path)
+    if cfg.max_utts:
+        cuts = cuts.subset(first=min(cfg.max_utts, len(cuts)))
+    name = set_name(cuts_path)
+    search = SEARCH_METHODS[cfg.method](beam=max(cfg.beam, 1))
+    dl = make_dataloader(cuts, tok, cfg.max_duration, shuffle=False)
+    records, results = [], []
+    audio_s = sum(c.duration for c in cuts)
+    t0 = time.time()
+    for batch in dl:
+        feats = batch["feats"].to(cfg.device)  # (N, T, C)
+        nbests = search(model, feats, batch["feat_lens"].to(cfg.device))
+        for uid, ref, hyps in zip(batch["ids"], batch["texts"], nbests, strict=True):
+            nb = to_nbest(hyps, tok, cfg.nbest)
+            records.append({"id": uid, "ref": ref, "hyps": nb})
+            results.append((uid, ref.split(), nb[0]["words"].split() if nb else []))
+    decode_s = time.time() - t0
+    records.sort(key=lambda r: r["id"])
+    write_jsonl(out_dir / f"nbest-{name}.jsonl.gz", records)
+    if cfg.lattices:
+        write_nbest_lattices(
+            out_dir / f"lattices-{name}.ark",
+            out_dir / f"words-{name}.txt",
+            {r["id"]: [(h["words"], h["am_score"]) for h in r["hyps"]] for r in records},
+        )
+    stats = write_results(out_dir, name, cfg.suffix, results)
+    oracle = oracle_wer(
+        {r["id"]: r["ref"].split() for r in records},
+        {r["id"]: [h["words"].split() for h in r["hyps"]] for r in records},
+    )
+    with atomic_write(out_dir / f"oracle-wer-{name}-{cfg.suffix}.txt") as f:
+        f.write(f"{oracle.kaldi_line()}  (n-best oracle, n={cfg.nbest})\n")
+    summary = {
+        "set": name,
+        "suffix": cfg.suffix,
+        "utterances": len(records),
+        "wer": round(stats.wer, 3),
+        "oracle_wer": round(oracle.wer, 3),
+        "avg_nbest": round(sum(len(r["hyps"]) for r in records) / max(len(records), 1), 3),
+        "audio_s": round(audio_s, 2),
+        "decode_s": round(decode_s, 2),
+        "rtf": round(decode_s / max(audio_s, 1e-9), 5),
+    }
+    with atomic_write(out_dir / f"decode-summary-{name}-{cfg.suffix}.json") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    logging.info("%s %s: %s", name, cfg.suffix, stats.kaldi_line())
+    logging.info("%s %s: n-best oracle %s", name, cfg.suffix, oracle.kaldi_line())
+    logging.info(
+        "%s %s: %.1f s for %.1f s of audio, RTF %.4f",
+        name,
+        cfg.suffix,
+        decode_s,
+        audio_s,
+        summary["rtf"],
+    )
+    return summary
+
+
+def run(cfg: DecodeConfig) -> list[dict]:
+    cfg.validate()
+    ckpt_path = cfg.checkpoint or find_last_checkpoint(cfg.exp_dir)
+    if ckpt_path is None:
+        raise CheckpointError(f"{cfg.exp_dir}: no checkpoint to decode (give --checkpoint)")
+    out_dir = cfg.out_dir or Path(cfg.exp_dir) / cfg.suffix
+    setup_logging(out_dir / "log-decode.txt")
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    model, _ = load_transducer(ckpt_path, cfg.device)
+    tok = Tokenizer(cfg.bpe_model)
+    if tok.vocab_size != model.cfg.vocab_size:
+        raise CheckpointError(
+            f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} has "
+            f"{tok.vocab_size} pieces"
+        )
+    save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
+    logging.info("decoding with %s (%s)", ckpt_path, cfg)
+    return [decode_set(model, tok, Path(p), cfg, out_dir) for p in cfg.cuts]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "default", "large"),
+        default="default",
+        help="accepted for a uniform recipe interface (model size comes from the checkpoint)",
+    )
+    add_dataclass_args(p, DecodeConfig, group_title="decoding")
+    args = p.parse_args(argv)
+    for s in run(dataclass_from_args(DecodeConfig, args)):
+        print(json.dumps(s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Decoding: search methods agree, n-best records follow docs/INTERFACES.md, lattices round-trip,
+result files are written, averaging works."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import torch
+
+from asr.average import AverageConfig, average
+from asr.decode import DecodeConfig, load_transducer, run, to_nbest
+from asr.lattice import read_nbest_lattices
+from asr.search import SEARCH_METHODS, Hypothesis
+
+
+class _Tok:
+    def decode(self, ids):
+        return " ".join({1: "a", 2: "b", 3: "a"}.get(i, "x") for i in ids)
+
+
+def test_to_nbest_merges_identical_words():
+    hyps = [Hypothesis((1,), -1.0), Hypothesis((3,), -1.0), Hypothesis((2,), -0.5)]
+    nb = to_nbest(hyps, _Tok(), 8)
+    assert [h["words"] for h in nb] == ["a", "b"]  # log(2 e^-1) = -0.307 > -0.5
+    assert abs(nb[0]["am_score"] - (-1.0 + torch.log(torch.tensor(2.0)).item())) < 1e-4
+
+
+def test_search_methods_agree(trained_tiny, asr_data):
+    from asr.data import Tokenizer, load_cuts, make_dataloader
+
+    model, _ = load_transducer(trained_tiny / "epoch-60.pt")
+    tok = Tokenizer(asr_data["bpe_model"])
+    batch = next(iter(make_dataloader(load_cuts(asr_data["cuts"]), tok, 8.0, shuffle=False)))
+    feats, lens = batch["feats"][:3], batch["feat_lens"][:3]
+    greedy = SEARCH_METHODS["greedy"]()(model, feats, lens)
+    beam1 = SEARCH_METHODS["modified_beam"](beam=1)(model, feats, lens)
+    for g, b in zip(greedy, beam1, strict=True):  # beam 1 == greedy (one symbol per frame)
+        assert g[0].tokens == b[0].tokens
+        assert abs(g[0].score - b[0].score) < 1e-3
+    beam4 = SEARCH_METHODS["modified_beam"](beam=4)(model, feats, lens)
+    ref = SEARCH_METHODS["torchaudio_beam"](beam=4)(model, feats, lens)
+    for b, r in zip(beam4, ref, strict=True):
+        assert [h.score for h in b] == sorted((h.score for h in b), reverse=True)
+        assert len(r) >= 1
+
+
+def test_decode_writes_results_nbest_and_lattices(trained_tiny, asr_data, tmp_path):
+    avg = average(AverageConfig(exp_dir=trained_tiny, epoch=60, avg=3, out=tmp_path / "avg.pt"))
+    cfg = DecodeConfig(
+        exp_dir=trained_tiny,
+        checkpoint=avg,
+        bpe_model=asr_data["bpe_model"],
+        cuts=[asr_data["cuts"]],
+        method="modified_beam",
+        beam=4,
+        nbest=3,
+        out_dir=tmp_path / "dec",
+    )
+    (summary,) = run(cfg)
+    name, suffix = summary["set"], summary["suffix"]
+    assert summary["utterances"] == 20 and summary["oracle_wer"] <= summary["wer"]
+    assert summary["wer"] <= 25.0
+    out = tmp_path / "dec"
+    for f in (
+        f"recogs-{name}-{suffix}.txt",
+        f"errs-{name}-{suffix}.txt",
+        f"wer-summary-{name}-{suffix}.txt",
+        f"oracle-wer-{name}-{suffix}.txt",
+    ):
+        assert (out / f).is_file(), f
+    assert (out / f"errs-{name}-{suffix}.txt").read_text().startswith("%WER ")
+    with gzip.open(out / f"nbest-{name}.jsonl.gz", "rt") as f:
+        recs = [json.loads(line) for line in f]
+    assert len(recs) == 20
+    for r in recs:
+        assert set(r) == {"id", "ref", "hyps"} and 1 <= len(r["hyps"]) <= 3
+        words = [h["words"] for h in r["hyps"]]
+        assert len(set(words)) == len(words)
+        scores = [h["am_score"] for h in r["hyps"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(isinstance(t, int) for h in r["hyps"] for t in h["tokens"])
+    lats = read_nbest_lattices(out / f"lattices-{name}.ark", out / f"words-{name}.txt")
+    for r in recs:
+        got = lats[r["id"]]
+        assert [w for w, _ in got] == [h["words"] for h in r["hyps"]]
+        assert all(abs(s - h["am_score"]) < 1e-3 for (_, s), h in zip(got, r["hyps"], strict=True))

@@ -1,0 +1,102 @@
+"""Training: the tiny preset must learn (overfit ~20 utterances), resume exactly, survive bad
+batches, and refuse corrupt or incompatible checkpoints with a clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.config import get_model_preset, get_train_preset
+from asr.train import compute_loss, run
+
+
+def tiny_cfg(asr_data, exp_dir, **kw):
+    cfg = get_train_preset("tiny")
+    cfg = dataclasses.replace(
+        cfg,
+        exp_dir=exp_dir,
+        train_cuts=asr_data["cuts"],
+        dev_cuts=asr_data["cuts"],
+        bpe_model=asr_data["bpe_model"],
+        **kw,
+    )
+    return get_model_preset("tiny"), cfg
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(asr_data, tmp_path_factory):
+    """The tiny preset trained on the 20 fixture utterances (shared by decode tests)."""
+    exp = tmp_path_factory.mktemp("exp_tiny")
+    model_cfg, cfg = tiny_cfg(asr_data, exp)
+    run(0, 1, model_cfg, cfg)
+    return exp
+
+
+@pytest.mark.slow
+def test_tiny_overfits(trained_tiny):
+    last = load_checkpoint(trained_tiny / "epoch-60.pt")
+    # learning, not memorising a prior: greedy WER on the training utterances near zero
+    assert last["dev_greedy_wer"] <= 10.0, last["dev_greedy_wer"]
+    first = load_checkpoint(trained_tiny / "epoch-1.pt")
+    assert first["dev_greedy_wer"] >= 80.0
+    assert (trained_tiny / "log" / "train.csv").is_file()
+    assert (trained_tiny / "config.json").is_file()
+    for key in ("model", "optimizer", "scheduler", "sampler", "config", "env", "epoch", "step"):
+        assert key in last
+    assert "git_sha" in last["env"] and "torch" in last["env"]
+
+
+def test_resume_equals_uninterrupted(asr_data, tmp_path):
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path / "a", num_epochs=3)
+    run(0, 1, model_cfg, cfg)
+    full = load_checkpoint(tmp_path / "a" / "epoch-3.pt")["model"]
+    # "killed" after epoch 2: train 2 epochs, then rerun the same command with 3 epochs
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path / "b", num_epochs=2)
+    run(0, 1, model_cfg, cfg)
+    run(0, 1, model_cfg, dataclasses.replace(cfg, num_epochs=3))
+    resumed = load_checkpoint(tmp_path / "b" / "epoch-3.pt")
+    assert resumed["epoch"] == 3
+    for k, v in full.items():
+        torch.testing.assert_close(resumed["model"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_corrupt_and_incompatible_checkpoints(asr_data, tmp_path):
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path, num_epochs=1, max_steps=1)
+    run(0, 1, model_cfg, cfg)
+    bigger = dataclasses.replace(model_cfg, encoder_dim=32)
+    with pytest.raises(CheckpointError, match="model config"):
+        run(0, 1, bigger, dataclasses.replace(cfg, num_epochs=2))
+    (tmp_path / "epoch-1.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="epoch-1.pt"):
+        run(0, 1, model_cfg, dataclasses.replace(cfg, num_epochs=2))
+
+
+def test_bad_batches_are_masked_and_skipped(asr_data):
+    from asr.model import build_model
+    from asr.train import _Forward
+
+    model_cfg, cfg = tiny_cfg(asr_data, "unused")
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(model_cfg, vocab_size=40))
+    fwd = _Forward(model)
+    feats = torch.randn(3, 60, 80)
+    batch = {
+        "feats": feats,
+        "feat_lens": torch.tensor([60, 60, 9]),  # utt 2: 1 encoder frame for 5 labels
+        "targets": torch.tensor([[5, 6, 7, 8, 9], [0, 0, 0, 0, 0], [5, 6, 7, 8, 9]]),
+        "target_lens": torch.tensor([5, 0, 5]),  # utt 1: empty label sequence
+    }
+    loss, st = compute_loss(fwd, batch, cfg, torch.device("cpu"))
+    assert math.isfinite(float(loss)) and st["bad_utts"] == 2 and st["utts"] == 1
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # a NaN input poisons nothing: the utterance is masked
+    batch["feats"] = feats.clone()
+    batch["feats"][0, 3, 3] = float("nan")
+    model.zero_grad()
+    loss, st = compute_loss(fwd, batch, cfg, torch.device("cpu"))
+    assert math.isfinite(float(loss))
