@@ -24,7 +24,7 @@ class ModelConfig:
 
     feature_dim: int = field(default=80, metadata={"help": "input fbank dimension"})
     subsampling_factor: int = field(
-        default=8, metadata={"help": "frame-rate reduction of the Conv2d front-end (4 or 8)"}
+        default=4, metadata={"help": "frame-rate reduction of the Conv2d front-end (4 or 8)"}
     )
     subsampling_channels: int = field(default=32, metadata={"help": "Conv2d front-end channels"})
     encoder_dim: int = field(default=144, metadata={"help": "Conformer model dimension"})

@@ -64,6 +64,9 @@ class DecodeConfig:
     )
     beam: int = field(default=8, metadata={"help": "beam size (beam methods)"})
     nbest: int = field(default=8, metadata={"help": "hypotheses kept per utterance"})
+    max_sym_per_frame: int = field(
+        default=3, metadata={"help": "greedy: max symbols per encoder frame"}
+    )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
     lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
@@ -125,7 +128,7 @@ def decode_set(
     if cfg.max_utts:
         cuts = cuts.subset(first=min(cfg.max_utts, len(cuts)))
     name = set_name(cuts_path)
-    search = SEARCH_METHODS[cfg.method](beam=max(cfg.beam, 1))
+    search = SEARCH_METHODS[cfg.method](beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame)
     dl = make_dataloader(cuts, tok, cfg.max_duration, shuffle=False)
     records, results = [], []
     audio_s = sum(c.duration for c in cuts)

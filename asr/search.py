@@ -54,8 +54,8 @@ class GreedySearch(SearchMethod):
 
     name = "greedy"
 
-    def __init__(self, **_: object) -> None:
-        pass
+    def __init__(self, max_sym_per_frame: int = 1, **_: object) -> None:
+        self.max_sym_per_frame = max_sym_per_frame
 
     @torch.no_grad()
     def __call__(self, model, feats, feat_lens):
@@ -72,18 +72,20 @@ class GreedySearch(SearchMethod):
         scores = torch.zeros(n, dtype=torch.float64, device=enc.device)
         for t in range(t_max):
             active = t < enc_lens
-            logits, _, _ = model.join(enc[:, t : t + 1], one, pred, one)  # (N, 1, 1, V)
-            logp = logits[:, 0, 0].log_softmax(-1)
-            best = logp.argmax(-1)
-            scores += torch.where(active, logp.gather(1, best[:, None])[:, 0], 0.0).double()
-            emit = active & (best != model.blank_id)
-            if not bool(emit.any()):
-                continue
-            new_pred, _, new_state = model.predict(best[:, None], one, state)
-            pred = torch.where(emit[:, None, None], new_pred, pred)
-            state = _where_state(emit, new_state, state)
-            for i in emit.nonzero()[:, 0].tolist():
-                tokens[i].append(int(best[i]))
+            for _ in range(self.max_sym_per_frame):
+                logits, _, _ = model.join(enc[:, t : t + 1], one, pred, one)  # (N, 1, 1, V)
+                logp = logits[:, 0, 0].log_softmax(-1)
+                best = logp.argmax(-1)
+                scores += torch.where(active, logp.gather(1, best[:, None])[:, 0], 0.0).double()
+                emit = active & (best != model.blank_id)
+                if not bool(emit.any()):
+                    break
+                new_pred, _, new_state = model.predict(best[:, None], one, state)
+                pred = torch.where(emit[:, None, None], new_pred, pred)
+                state = _where_state(emit, new_state, state)
+                for i in emit.nonzero()[:, 0].tolist():
+                    tokens[i].append(int(best[i]))
+                active = emit  # only rows that emitted may emit again on this frame
         return [
             [Hypothesis(tuple(tk), float(s))] for tk, s in zip(tokens, scores.tolist(), strict=True)
         ]

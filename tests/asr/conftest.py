@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,3 +86,29 @@ def asr_data(tmp_path_factory) -> dict[str, Path]:
     cuts.to_file(cuts_path)
     lang = train_bpe(BpeOptions(supervisions=sup_path, lang_dir=root / "lang_bpe", vocab_size=40))
     return {"cuts": cuts_path, "bpe_model": lang / "bpe.model", "dir": root}
+
+
+def tiny_cfg(asr_data, exp_dir, **kw):
+    from asr.config import get_model_preset, get_train_preset
+
+    cfg = get_train_preset("tiny")
+    cfg = dataclasses.replace(
+        cfg,
+        exp_dir=exp_dir,
+        train_cuts=asr_data["cuts"],
+        dev_cuts=asr_data["cuts"],
+        bpe_model=asr_data["bpe_model"],
+        **kw,
+    )
+    return get_model_preset("tiny"), cfg
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(asr_data, tmp_path_factory):
+    """The tiny preset trained on the 20 fixture utterances (shared by decode tests)."""
+    exp = tmp_path_factory.mktemp("exp_tiny")
+    model_cfg, cfg = tiny_cfg(asr_data, exp)
+    from asr.train import run
+
+    run(0, 1, model_cfg, cfg)
+    return exp

@@ -10,30 +10,9 @@ import pytest
 import torch
 
 from asr.checkpoint import CheckpointError, load_checkpoint
-from asr.config import get_model_preset, get_train_preset
 from asr.train import compute_loss, run
 
-
-def tiny_cfg(asr_data, exp_dir, **kw):
-    cfg = get_train_preset("tiny")
-    cfg = dataclasses.replace(
-        cfg,
-        exp_dir=exp_dir,
-        train_cuts=asr_data["cuts"],
-        dev_cuts=asr_data["cuts"],
-        bpe_model=asr_data["bpe_model"],
-        **kw,
-    )
-    return get_model_preset("tiny"), cfg
-
-
-@pytest.fixture(scope="session")
-def trained_tiny(asr_data, tmp_path_factory):
-    """The tiny preset trained on the 20 fixture utterances (shared by decode tests)."""
-    exp = tmp_path_factory.mktemp("exp_tiny")
-    model_cfg, cfg = tiny_cfg(asr_data, exp)
-    run(0, 1, model_cfg, cfg)
-    return exp
+from .conftest import tiny_cfg
 
 
 @pytest.mark.slow
