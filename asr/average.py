@@ -29,10 +29,17 @@ from data_prep.utils import add_dataclass_args, dataclass_from_args, setup_loggi
 class AverageConfig:
     exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "exp dir"})
     epoch: int = field(default=0, metadata={"help": "last epoch to include (0 = the newest)"})
-    avg: int = field(default=4, metadata={"help": "number of epochs to average"})
+    avg: int = field(default=3, metadata={"help": "number of epochs to average"})
     out: Path | None = field(
         default=None, metadata={"help": "output (default: exp-dir/epoch-E-avg-N.pt)"}
     )
+
+
+AVERAGE_PRESETS = {
+    "tiny": AverageConfig(avg=2),
+    "default": AverageConfig(avg=3),
+    "large": AverageConfig(avg=5),
+}
 
 
 def average(cfg: AverageConfig) -> Path:
@@ -69,14 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=("tiny", "default", "large"),
+        choices=tuple(AVERAGE_PRESETS),
         default="default",
-        help="accepted for a uniform recipe interface; averaging has no size options",
+        help="sets --avg (tiny: 2, default: 3, large: 5) (default: default)",
     )
     add_dataclass_args(p, AverageConfig, group_title="averaging")
     args = p.parse_args(argv)
     setup_logging()
-    print(average(dataclass_from_args(AverageConfig, args)))
+    print(average(dataclass_from_args(AverageConfig, args, base=AVERAGE_PRESETS[args.preset])))
 
 
 if __name__ == "__main__":

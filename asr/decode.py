@@ -87,6 +87,13 @@ class DecodeConfig:
         return self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
 
 
+DECODE_PRESETS = {
+    "tiny": DecodeConfig(beam=4, nbest=4, max_duration=30.0),
+    "default": DecodeConfig(),
+    "large": DecodeConfig(max_duration=600.0),
+}
+
+
 def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, dict]:
     """Build the model from the config stored in checkpoint ``path`` and load its weights."""
     ckpt = load_checkpoint(path, map_location=device)
@@ -212,13 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=("tiny", "default", "large"),
+        choices=tuple(DECODE_PRESETS),
         default="default",
-        help="accepted for a uniform recipe interface (model size comes from the checkpoint)",
+        help="search sizes (tiny: beam 4, n-best 4; default/large: 8, 8); the model size "
+        "comes from the checkpoint (default: default)",
     )
     add_dataclass_args(p, DecodeConfig, group_title="decoding")
     args = p.parse_args(argv)
-    for s in run(dataclass_from_args(DecodeConfig, args)):
+    for s in run(dataclass_from_args(DecodeConfig, args, base=DECODE_PRESETS[args.preset])):
         print(json.dumps(s))
 
 
