@@ -1,0 +1,225 @@
+"""WER, rare-word / common-word WER, SLU metrics, bootstrap intervals and paired tests.
+
+Rare-word WER follows the B-WER / U-WER split of fbai-speech ``is21_deep_bias/score.py``
+(Le et al., 2021, "Contextualized streaming end-to-end speech recognition with trie-based deep
+biasing"): after a Levenshtein alignment (kaldialign), a substitution or deletion is charged to
+the *reference* word's class, an insertion to the *inserted* word's class; rare-word WER =
+rare errors / rare reference words, common-word WER likewise. A word is rare when it occurs
+fewer than K times in the ASR training transcripts (OOV included, :func:`data_prep.rare_words.is_rare`).
+
+SLU metrics of a chosen hypothesis: intent accuracy, and slot F1 over (slot type, value)
+pairs where the value is the slot's word string in the hypothesis (prediction) or reference
+(gold): an exact-match, span-level F1 computed on words rather than positions, as SLURP's
+SLU-F1 does in spirit (without its partial-match credit), so a slot is right when its words are
+right even if other words of the sentence are not.
+
+Confidence intervals: percentile bootstrap over utterances (``B`` resamples, seeded). Paired
+bootstrap (Koehn, 2004; Bisani & Ney, 2004): the same resamples for both systems; the p-value
+of "B is better than A" is the share of resamples in which B's error rate is not lower.
+
+Usage:
+    utts = [utt_counts(ref, hyp, counts, K) for ref, hyp in pairs]
+    m = corpus_metrics(utts); ci = bootstrap_ci(utts, "wer", seed=0)
+    p = paired_bootstrap(utts_a, utts_b, "rare_wer")
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import kaldialign
+import numpy as np
+
+from data_prep.rare_words import is_rare
+
+EPS = "*"
+
+
+@dataclass
+class UttCounts:
+    """Error counts of one utterance (also the unit of bootstrap resampling)."""
+
+    ref_words: int = 0
+    errors: int = 0
+    ins: int = 0
+    dels: int = 0
+    subs: int = 0
+    rare_ref: int = 0
+    rare_errors: int = 0
+    common_ref: int = 0
+    common_errors: int = 0
+    intent_correct: int = 0
+    slot_tp: int = 0
+    slot_pred: int = 0
+    slot_gold: int = 0
+    has_nlu: int = 0
+
+
+def utt_counts(ref: list[str], hyp: list[str], counts: dict[str, int], threshold: int) -> UttCounts:
+    """Align ``hyp`` to ``ref`` and count overall, rare and common errors."""
+    u = UttCounts(ref_words=len(ref))
+    for w in ref:
+        if is_rare(w, counts, threshold):
+            u.rare_ref += 1
+        else:
+            u.common_ref += 1
+    for r, h in kaldialign.align(ref, hyp, EPS):
+        if r == h:
+            continue
+        u.errors += 1
+        if r == EPS:
+            u.ins += 1
+            charged = h
+        else:
+            charged = r
+            if h == EPS:
+                u.dels += 1
+            else:
+                u.subs += 1
+        if is_rare(charged, counts, threshold):
+            u.rare_errors += 1
+        else:
+            u.common_errors += 1
+    return u
+
+
+def slot_spans(words: list[str], tags: list[str]) -> Counter:
+    """BIO tags -> multiset of ``(slot_type, "word string")``; a stray I- starts a span."""
+    spans: Counter = Counter()
+    cur_type, cur_words = None, []
+    for w, t in zip(words, tags, strict=False):
+        if t.startswith("B-") or (t.startswith("I-") and t[2:] != cur_type):
+            if cur_type:
+                spans[(cur_type, " ".join(cur_words))] += 1
+            cur_type, cur_words = t[2:], [w]
+        elif t.startswith("I-"):
+            cur_words.append(w)
+        else:
+            if cur_type:
+                spans[(cur_type, " ".join(cur_words))] += 1
+            cur_type, cur_words = None, []
+    if cur_type:
+        spans[(cur_type, " ".join(cur_words))] += 1
+    return spans
+
+
+def add_slu(
+    u: UttCounts,
+    gold_intent: str,
+    gold_words: list[str],
+    gold_tags: list[str],
+    pred_intent: str,
+    pred_words: list[str],
+    pred_tags: list[str],
+) -> None:
+    """Add intent and slot counts of one utterance to ``u``."""
+    gold, pred = slot_spans(gold_words, gold_tags), slot_spans(pred_words, pred_tags)
+    u.has_nlu = 1
+    u.intent_correct = int(gold_intent == pred_intent)
+    u.slot_tp = sum((gold & pred).values())
+    u.slot_pred = sum(pred.values())
+    u.slot_gold = sum(gold.values())
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
+
+
+METRICS = ("wer", "rare_wer", "common_wer", "intent_acc", "slot_f1")
+
+
+def _matrix(utts: list[UttCounts]) -> dict[str, np.ndarray]:
+    fields = UttCounts.__dataclass_fields__
+    return {k: np.array([getattr(u, k) for u in utts], dtype=np.float64) for k in fields}
+
+
+def _metric_from_sums(name: str, s: dict[str, np.ndarray]) -> np.ndarray:
+    """Metric (in %) from summed counts; arrays broadcast over bootstrap resamples."""
+    if name == "wer":
+        return 100 * _ratio(s["errors"], s["ref_words"])
+    if name == "rare_wer":
+        return 100 * _ratio(s["rare_errors"], s["rare_ref"])
+    if name == "common_wer":
+        return 100 * _ratio(s["common_errors"], s["common_ref"])
+    if name == "intent_acc":
+        return 100 * _ratio(s["intent_correct"], s["has_nlu"])
+    if name == "slot_f1":
+        return 100 * _ratio(2 * s["slot_tp"], s["slot_pred"] + s["slot_gold"])
+    raise KeyError(name)
+
+
+def corpus_metrics(utts: list[UttCounts]) -> dict[str, float | int]:
+    """Corpus-level metrics (percent) plus the raw totals."""
+    m = _matrix(utts)
+    sums = {k: v.sum() for k, v in m.items()}
+    out: dict[str, float | int] = {k: int(v) for k, v in sums.items()}
+    for name in METRICS:
+        val = float(_metric_from_sums(name, sums))
+        out[name] = None if np.isnan(val) else val
+    out["utterances"] = len(utts)
+    out["rare_share"] = 100 * sums["rare_ref"] / max(1, sums["ref_words"])
+    return out
+
+
+def _resample_sums(m: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[idx].sum(axis=1) for k, v in m.items()}
+
+
+def bootstrap_indices(n: int, num_samples: int = 1000, seed: int = 0) -> np.ndarray:
+    """``(num_samples, n)`` utterance indices drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n, size=(num_samples, n))
+
+
+def bootstrap_ci(
+    utts: list[UttCounts], metric: str, num_samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of ``metric`` (percent), or None if undefined."""
+    if not utts:
+        return None
+    vals = _metric_from_sums(
+        metric, _resample_sums(_matrix(utts), bootstrap_indices(len(utts), num_samples, seed))
+    )
+    vals = vals[~np.isnan(vals)]
+    if vals.size == 0:
+        return None
+    lo, hi = np.percentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_bootstrap(
+    utts_a: list[UttCounts],
+    utts_b: list[UttCounts],
+    metric: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> float | None:
+    """p-value of "system B is better than A" (lower error; higher for accuracy / F1).
+
+    Both lists must hold the same utterances in the same order.
+    """
+    if len(utts_a) != len(utts_b):
+        raise ValueError(
+            f"paired bootstrap needs the same utterances ({len(utts_a)} vs {len(utts_b)})"
+        )
+    if not utts_a:
+        return None
+    idx = bootstrap_indices(len(utts_a), num_samples, seed)
+    a = _metric_from_sums(metric, _resample_sums(_matrix(utts_a), idx))
+    b = _metric_from_sums(metric, _resample_sums(_matrix(utts_b), idx))
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if not ok.any():
+        return None
+    higher_is_better = metric in ("intent_acc", "slot_f1")
+    not_better = (b[ok] <= a[ok]) if higher_is_better else (b[ok] >= a[ok])
+    return float(not_better.mean())
+
+
+def per_group_wer(utts: list[UttCounts], groups: list[str]) -> dict[str, dict[str, float]]:
+    """WER and rare-word WER per group label (e.g. the gold intent)."""
+    out = {}
+    for g in sorted(set(groups)):
+        sel = [u for u, gg in zip(utts, groups, strict=True) if gg == g]
+        m = corpus_metrics(sel)
+        out[g] = {"utterances": len(sel), "wer": m["wer"], "rare_wer": m["rare_wer"]}
+    return out

@@ -1,0 +1,305 @@
+"""Write a recipe's RESULTS.md, results.json and plots from the scored systems.
+
+Reads, for every system folder ``<rescore-dir>/<system>/``: ``metrics-{dev,test}.json`` and
+``per-utt-{set}.jsonl.gz`` (``score-wer``), ``tuned.json`` and ``sweep-dev.tsv``
+(``tune-rescoring``), and ``cmd.sh`` (the exact commands, written by the recipe). A system that
+was not run is listed as "not run". Paired bootstrap p-values compare each rescoring system with
+LM-only rescoring and with the RNN-T 1-best on the same utterances.
+
+Usage:
+    make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS (default preset)"
+
+OUTPUTS:
+    RESULTS.md, results.json (system -> set -> metric -> {value, ci95}), and beside them
+    plots/lambda-sweep-dev.png, plots/test-wer.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.utils import (
+    InputError,
+    add_dataclass_args,
+    atomic_write,
+    dataclass_from_args,
+    read_jsonl,
+    setup_logging,
+)
+from rescoring.metrics import METRICS, UttCounts, paired_bootstrap
+
+SYSTEMS = {
+    "rnnt_1best": "RNN-T 1-best",
+    "oracle": "n-best oracle",
+    "lm": "+ LM rescoring (LM objective only)",
+    "multitask_linear": "+ multitask LM, linear weights",
+    "multitask_rwm": "+ multitask LM, RWM weights",
+    "pretrained_multitask_rwm": "+ LM-pretrained, multitask fine-tuned (RWM)",
+}
+SETS = ("dev", "test")
+METRIC_NAMES = {
+    "wer": "WER",
+    "rare_wer": "rare-word WER",
+    "common_wer": "common-word WER",
+    "intent_acc": "intent acc",
+    "slot_f1": "slot F1",
+}
+RESCORING_SYSTEMS = ("lm", "multitask_linear", "multitask_rwm", "pretrained_multitask_rwm")
+
+
+def _per_utt(path: Path) -> list[UttCounts]:
+    fields = UttCounts.__dataclass_fields__
+    return [
+        UttCounts(**{k: v for k, v in obj.items() if k in fields}) for _, obj in read_jsonl(path)
+    ]
+
+
+def collect(rescore_dir: Path) -> dict:
+    """system -> set -> metric -> {"value", "ci95"} (+ per-utt counts kept aside)."""
+    results: dict = {}
+    for name in SYSTEMS:
+        d = rescore_dir / name
+        for s in SETS:
+            mp = d / f"metrics-{s}.json"
+            if not mp.is_file():
+                continue
+            m = json.loads(mp.read_text())
+            entry = {k: {"value": m.get(k), "ci95": m.get("ci95", {}).get(k)} for k in METRICS}
+            entry["rare_share"] = {"value": m.get("rare_share"), "ci95": None}
+            entry["utterances"] = m.get("utterances")
+            entry["per_intent"] = m.get("per_intent")
+            results.setdefault(name, {})[s] = entry
+        if (d / "tuned.json").is_file() and name in results:
+            results[name]["tuned"] = json.loads((d / "tuned.json").read_text())
+    return results
+
+
+def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> list[dict]:
+    tests = []
+    for b in RESCORING_SYSTEMS:
+        for a in ("rnnt_1best", "lm"):
+            if a == b or a not in results or b not in results:
+                continue
+            pa, pb = (
+                rescore_dir / a / f"per-utt-{set_name}.jsonl.gz",
+                rescore_dir / b / f"per-utt-{set_name}.jsonl.gz",
+            )
+            if not (pa.is_file() and pb.is_file()):
+                continue
+            ua, ub = _per_utt(pa), _per_utt(pb)
+            for metric in ("wer", "rare_wer"):
+                va, vb = (
+                    results[a][set_name][metric]["value"],
+                    results[b][set_name][metric]["value"],
+                )
+                tests.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "set": set_name,
+                        "metric": metric,
+                        "a_value": va,
+                        "b_value": vb,
+                        "relative_change": None if not va else 100 * (vb - va) / va,
+                        "p_b_better": paired_bootstrap(ua, ub, metric),
+                    }
+                )
+    return tests
+
+
+def _fmt(cell: dict | None) -> str:
+    if not cell or cell.get("value") is None:
+        return "n/a"
+    ci = cell.get("ci95")
+    return f"{cell['value']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{cell['value']:.2f}"
+
+
+def plot(rescore_dir: Path, results: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    any_line = False
+    for name in RESCORING_SYSTEMS:
+        p = rescore_dir / name / "sweep-dev.tsv"
+        if not p.is_file():
+            continue
+        best: dict[float, float] = {}
+        for line in p.read_text().splitlines()[1:]:
+            lam, _beta, wer = (float(x) for x in line.split("\t"))
+            best[lam] = min(best.get(lam, float("inf")), wer)
+        xs = sorted(best)
+        ax.plot(xs, [best[x] for x in xs], marker=".", label=SYSTEMS[name])
+        any_line = True
+    if any_line:
+        ax.set_xlabel("LM scale λ (best β for each λ)")
+        ax.set_ylabel("dev WER (%)")
+        ax.set_title("Dev WER over the λ sweep")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out_dir / "lambda-sweep-dev.png")
+        fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    names = [n for n in SYSTEMS if n in results and "test" in results[n]]
+    if names:
+        import numpy as np
+
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        x = np.arange(len(names))
+        for k, (metric, off) in enumerate((("wer", -0.2), ("rare_wer", 0.2))):
+            vals, lo, hi = [], [], []
+            for n in names:
+                c = results[n]["test"][metric]
+                v = c["value"] if c["value"] is not None else np.nan
+                ci = c["ci95"] or (v, v)
+                vals.append(v)
+                lo.append(v - ci[0])
+                hi.append(ci[1] - v)
+            ax.bar(
+                x + off,
+                vals,
+                width=0.4,
+                yerr=[lo, hi],
+                capsize=3,
+                label=METRIC_NAMES[metric],
+                color=("tab:blue", "tab:orange")[k],
+            )
+        ax.set_xticks(
+            x, [SYSTEMS[n].lstrip("+ ") for n in names], rotation=20, ha="right", fontsize=8
+        )
+        ax.set_ylabel("test error rate (%)")
+        ax.set_title("Test WER and rare-word WER per system (95% bootstrap intervals)")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        written.append(out_dir / "test-wer.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
+
+@dataclass
+class ReportConfig:
+    rescore_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "system folders"})
+    out: Path = field(default=Path("RESULTS.md"), metadata={"help": "the report"})
+    title: str = field(default="Results", metadata={"help": "report title"})
+    extra_md: tuple[Path, ...] = field(
+        default=(),
+        metadata={
+            "help": "markdown files appended as further sections (e.g. stage timings, diagnostics)"
+        },
+    )
+
+
+def make_report(cfg: ReportConfig) -> dict:
+    if not cfg.rescore_dir.is_dir():
+        raise InputError(f"{cfg.rescore_dir}: no such folder (run the rescoring stages first)")
+    results = collect(cfg.rescore_dir)
+    tests = paired_tests(cfg.rescore_dir, results)
+    plots = plot(cfg.rescore_dir, results, cfg.out.parent / "plots")
+    md = [
+        f"# {cfg.title}",
+        "",
+        "Generated by `make-report`; every number is measured by the recipe (values in %, "
+        "95% bootstrap intervals over utterances in brackets). λ and β are tuned on dev only.",
+        "",
+    ]
+    for s in SETS:
+        md += [
+            f"## {s}",
+            "",
+            "| system | " + " | ".join(METRIC_NAMES.values()) + " |",
+            "|---|" + "---|" * len(METRIC_NAMES),
+        ]
+        for name, label in SYSTEMS.items():
+            entry = results.get(name, {}).get(s)
+            if entry is None:
+                md.append(f"| {label} | " + " | ".join(["not run"] * len(METRIC_NAMES)) + " |")
+            else:
+                md.append(f"| {label} | " + " | ".join(_fmt(entry[m]) for m in METRIC_NAMES) + " |")
+        share = next(
+            (results[n][s]["rare_share"]["value"] for n in results if s in results[n]), None
+        )
+        if share is not None:
+            md += ["", f"Rare-token share of {s} references: {share:.1f}%."]
+        md.append("")
+    md += [
+        "## Tuned weights (dev)",
+        "",
+        "| system | scorer | λ | β | dev WER | dev WER first pass |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, label in SYSTEMS.items():
+        t = results.get(name, {}).get("tuned")
+        if t:
+            md.append(
+                f"| {label} | {t['scorer']} | {t['lm_scale']:g} | {t['word_bonus']:g} | "
+                f"{t['dev_wer']:.2f} | {t['dev_wer_first_pass']:.2f} |"
+            )
+    md.append("")
+    if tests:
+        md += [
+            "## Paired bootstrap (test)",
+            "",
+            "p = share of resamples in which B is *not* better than A (small p: B is better).",
+            "",
+            "| A | B | metric | A | B | relative change | p(B better) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t in tests:
+            rel = "n/a" if t["relative_change"] is None else f"{t['relative_change']:+.1f}%"
+            va = "n/a" if t["a_value"] is None else f"{t['a_value']:.2f}"
+            vb = "n/a" if t["b_value"] is None else f"{t['b_value']:.2f}"
+            p = "n/a" if t["p_b_better"] is None else f"{t['p_b_better']:.3f}"
+            md.append(
+                f"| {SYSTEMS[t['a']]} | {SYSTEMS[t['b']]} | {METRIC_NAMES[t['metric']]} | {va} | {vb} | {rel} | {p} |"
+            )
+        md.append("")
+    if plots:
+        md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    cmds = [(name, cfg.rescore_dir / name / "cmd.sh") for name in SYSTEMS]
+    cmds = [(n, p) for n, p in cmds if p.is_file()]
+    if cmds:
+        md += ["## Exact commands", ""]
+        for name, p in cmds:
+            md += [f"### {SYSTEMS[name]}", "", "```bash", p.read_text().rstrip(), "```", ""]
+    for extra in cfg.extra_md:
+        if Path(extra).is_file():
+            md += [Path(extra).read_text().rstrip(), ""]
+    with atomic_write(cfg.out) as f:
+        f.write("\n".join(md))
+    payload = {"systems": results, "paired_bootstrap": tests}
+    with atomic_write(cfg.out.with_name("results.json")) as f:
+        json.dump(payload, f, indent=2)
+    logging.info(
+        "Wrote %s, %s and %d plots", cfg.out, cfg.out.with_name("results.json"), len(plots)
+    )
+    return payload
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataclass_args(parser, ReportConfig)
+    try:
+        make_report(dataclass_from_args(ReportConfig, parser.parse_args(argv)))
+    except InputError as e:
+        raise SystemExit(f"make-report: error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Hypothesis scorers behind a registry, and batched, cached scoring of n-best lists.
+
+A scorer maps sentences (space-separated words) to natural-log probabilities. Each distinct
+sentence of a set of n-best lists is scored once (:func:`score_nbest`), so a λ/β sweep never
+runs the LM again.
+
+Usage:
+    scorer = build_scorer("nlm", checkpoint="exp/lm/pretrained_multitask_rwm/best.pt")
+    stats = score_nbest(records, scorer)   # fills hyp.lm_score; returns timing
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rescoring.nbest import NbestRecord
+
+
+class Scorer(abc.ABC):
+    """Interface of a hypothesis scorer."""
+
+    name = ""
+    has_nlu_heads = False
+
+    @abc.abstractmethod
+    def score(self, sentences: Sequence[str]) -> list[float]:
+        """Natural-log probability of each sentence (with end-of-sentence)."""
+
+    def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
+        raise NotImplementedError(f"scorer {self.name!r} has no NLU heads")
+
+
+class NoLM(Scorer):
+    """No second pass: every hypothesis scores 0 (the RNN-T 1-best system)."""
+
+    name = "none"
+
+    def score(self, sentences: Sequence[str]) -> list[float]:
+        return [0.0] * len(sentences)
+
+
+class NeuralLM(Scorer):
+    """A ``train-lm`` checkpoint (LM-only or multitask) through :class:`lm.scorer.LMScorer`."""
+
+    name = "nlm"
+
+    def __init__(self, checkpoint: str | Path, batch_size: int = 64):
+        from lm.scorer import LMScorer
+
+        self.impl = LMScorer.from_checkpoint(checkpoint, batch_size=batch_size)
+        self.has_nlu_heads = bool(self.impl.has_nlu_heads)
+
+    def score(self, sentences: Sequence[str]) -> list[float]:
+        return self.impl.score(sentences)
+
+    def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
+        return self.impl.predict_nlu(sentences)
+
+
+class BigramLM(Scorer):
+    """Add-k smoothed word bigram LM estimated from a text file (one sentence per line).
+
+    A light baseline (and the scorer the tests use without training a neural LM); the
+    "checkpoint" is the training text, e.g. ``data/lm/pretrain.txt``.
+    """
+
+    name = "bigram"
+
+    def __init__(self, checkpoint: str | Path, batch_size: int = 0, k: float = 0.1):
+        del batch_size
+        from collections import Counter
+
+        from data_prep.utils import InputError, open_text
+
+        if not Path(checkpoint).is_file():
+            raise InputError(f"{checkpoint}: bigram training text not found")
+        self.uni: Counter = Counter()
+        self.bi: Counter = Counter()
+        with open_text(checkpoint) as f:
+            for line in f:
+                w = ["<s>", *line.split(), "</s>"]
+                self.uni.update(w[:-1])
+                self.bi.update(zip(w[:-1], w[1:], strict=True))
+        self.k = k
+        self.vocab = len(self.uni) + 2  # + </s> + <unk>
+
+    def score(self, sentences: Sequence[str]) -> list[float]:
+        import math
+
+        out = []
+        for s in sentences:
+            w = ["<s>", *s.split(), "</s>"]
+            out.append(
+                sum(
+                    math.log((self.bi[(a, b)] + self.k) / (self.uni[a] + self.k * self.vocab))
+                    for a, b in zip(w[:-1], w[1:], strict=True)
+                )
+            )
+        return out
+
+
+SCORERS: dict[str, type[Scorer]] = {s.name: s for s in (NoLM, NeuralLM, BigramLM)}
+
+
+def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: int = 64) -> Scorer:
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
+    if name == NoLM.name:
+        return NoLM()
+    if checkpoint is None:
+        raise ValueError(f"scorer {name!r} needs --lm-checkpoint")
+    return SCORERS[name](checkpoint, batch_size=batch_size)
+
+
+def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:
+    """Set ``lm_score`` of every hypothesis, scoring each distinct sentence once.
+
+    Returns:
+        ``{"hyps", "unique", "seconds", "hyps_per_second"}``.
+    """
+    unique = sorted({h.words for r in records for h in r.hyps})
+    t0 = time.time()
+    scores = dict(zip(unique, scorer.score(unique), strict=True))
+    dt = time.time() - t0
+    n = 0
+    for r in records:
+        for h in r.hyps:
+            h.lm_score = scores[h.words]
+            n += 1
+    stats = {
+        "hyps": n,
+        "unique": len(unique),
+        "seconds": dt,
+        "hyps_per_second": len(unique) / dt if dt > 0 else float("inf"),
+    }
+    logging.info(
+        "Scored %d hypotheses (%d distinct) with %s in %.1f s (%.0f sentences/s)",
+        n,
+        len(unique),
+        scorer.name,
+        dt,
+        stats["hyps_per_second"],
+    )
+    return stats

@@ -1,0 +1,99 @@
+"""Hand-computed WER / rare-word WER / SLU cases, bootstrap determinism and paired tests."""
+
+import pytest
+
+from rescoring.metrics import (
+    UttCounts,
+    add_slu,
+    bootstrap_ci,
+    corpus_metrics,
+    paired_bootstrap,
+    slot_spans,
+    utt_counts,
+)
+
+# K = 5: "hey" (1) is rare, "jude" and "zork" are OOV hence rare, the others are common.
+COUNTS = {"play": 10, "the": 10, "song": 10, "a": 10, "hey": 1}
+REF = "play the song hey jude".split()
+
+
+def test_exact_match():
+    u = utt_counts(REF, REF, COUNTS, 5)
+    assert (u.errors, u.rare_ref, u.common_ref, u.rare_errors) == (0, 2, 3, 0)
+
+
+def test_substitution_deletion_and_rare_insertion():
+    # play (the->*) song hey (jude->judy) (*->zork): 1 del common, 1 sub rare, 1 ins rare
+    u = utt_counts(REF, "play song hey judy zork".split(), COUNTS, 5)
+    assert (u.errors, u.dels, u.subs, u.ins) == (3, 1, 1, 1)
+    assert (u.rare_errors, u.common_errors) == (2, 1)
+    m = corpus_metrics([u])
+    assert m["wer"] == pytest.approx(60.0)
+    assert m["rare_wer"] == pytest.approx(100.0)
+    assert m["common_wer"] == pytest.approx(100 / 3)
+    assert m["rare_share"] == pytest.approx(40.0)
+
+
+def test_common_insertion_is_charged_to_common_words():
+    u = utt_counts(REF, "play the the song hey jude".split(), COUNTS, 5)
+    assert (u.ins, u.rare_errors, u.common_errors) == (1, 0, 1)
+
+
+def test_empty_hypothesis():
+    u = utt_counts(REF, [], COUNTS, 5)
+    assert (u.dels, u.rare_errors, u.common_errors) == (5, 2, 3)
+    assert corpus_metrics([u])["rare_wer"] == pytest.approx(100.0)
+
+
+def test_corpus_pools_counts_not_rates():
+    a = utt_counts(REF, REF, COUNTS, 5)  # 0 / 5
+    b = utt_counts(["hey"], [], COUNTS, 5)  # 1 / 1
+    m = corpus_metrics([a, b])
+    assert m["wer"] == pytest.approx(100 / 6)
+    assert m["rare_wer"] == pytest.approx(100 / 3)
+
+
+def test_slot_spans_and_slu():
+    assert slot_spans(
+        "play hey jude by queen".split(), ["O", "B-track", "I-track", "O", "B-artist"]
+    ) == {("track", "hey jude"): 1, ("artist", "queen"): 1}
+    u = UttCounts()
+    add_slu(
+        u,
+        "PlayMusic",
+        "play hey jude by queen".split(),
+        ["O", "B-track", "I-track", "O", "B-artist"],
+        "PlayMusic",
+        "play hey dude by queen".split(),
+        ["O", "B-track", "I-track", "O", "B-artist"],
+    )
+    # the track value is wrong as a word string, the artist is right
+    assert (u.intent_correct, u.slot_tp, u.slot_pred, u.slot_gold) == (1, 1, 2, 2)
+    m = corpus_metrics([u])
+    assert m["intent_acc"] == 100.0 and m["slot_f1"] == pytest.approx(50.0)
+
+
+def _utts(n_err: list[int]) -> list[UttCounts]:
+    return [
+        UttCounts(ref_words=10, errors=e, rare_ref=2, rare_errors=min(e, 2), common_ref=8)
+        for e in n_err
+    ]
+
+
+def test_bootstrap_is_deterministic_under_seed():
+    utts = _utts([0, 1, 2, 3, 5, 0, 0, 1, 4, 2])
+    a = bootstrap_ci(utts, "wer", num_samples=500, seed=3)
+    assert a == bootstrap_ci(utts, "wer", num_samples=500, seed=3)
+    assert a != bootstrap_ci(utts, "wer", num_samples=500, seed=4)
+    assert a[0] <= corpus_metrics(utts)["wer"] <= a[1]
+    assert bootstrap_ci(utts, "intent_acc") is None  # no NLU predictions
+
+
+def test_paired_bootstrap():
+    a = _utts([3, 2, 4, 1, 3, 2, 5, 2])
+    better = _utts([1, 1, 2, 0, 1, 1, 2, 1])
+    assert paired_bootstrap(a, better, "wer") == 0.0
+    assert paired_bootstrap(a, a, "wer") == 1.0
+    assert paired_bootstrap(better, a, "wer") == 1.0
+    with pytest.raises(ValueError, match="same utterances"):
+        paired_bootstrap(a, better[:3], "wer")

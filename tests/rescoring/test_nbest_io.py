@@ -1,0 +1,94 @@
+"""Reading n-best lists: ours, the external TSV form, lattices; malformed input."""
+
+import gzip
+import json
+
+import pytest
+
+from data_prep.utils import InputError
+from rescoring.nbest import load_nbest, write_nbest
+
+
+def _write_jsonl(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+GOOD = json.dumps(
+    {"id": "u1", "ref": "a b", "hyps": [{"words": "a b", "tokens": [3, 4], "am_score": -1.0}]}
+)
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ("{not json", r"nb\.jsonl:2: invalid JSON"),
+        (
+            json.dumps({"id": "u2", "hyps": [{"words": "a", "am_score": 0}]}),
+            r"nb\.jsonl:2: missing field 'ref'",
+        ),
+        (
+            json.dumps({"id": "u2", "ref": "a", "hyps": []}),
+            r"nb\.jsonl:2: utterance 'u2' has an empty n-best list",
+        ),
+        (
+            json.dumps({"id": "u2", "ref": "a", "hyps": [{"words": "a"}]}),
+            r"nb\.jsonl:2: hypothesis 0 of 'u2' needs",
+        ),
+        (
+            json.dumps({"id": "u2", "ref": "a", "hyps": [{"words": "a", "am_score": "x"}]}),
+            r"nb\.jsonl:2: field 'am_score' is not a number",
+        ),
+        (GOOD, r"nb\.jsonl:2: duplicate utterance id 'u1'"),
+    ],
+)
+def test_malformed_nbest(tmp_path, bad, msg):
+    p = _write_jsonl(tmp_path / "nb.jsonl", [GOOD, bad])
+    with pytest.raises(InputError, match=msg):
+        load_nbest(p)
+
+
+def test_roundtrip_gz(tmp_path):
+    recs = load_nbest(_write_jsonl(tmp_path / "nb.jsonl", [GOOD]))
+    recs[0].hyps[0].lm_score = -2.5
+    write_nbest(tmp_path / "out.jsonl.gz", recs)
+    obj = json.loads(gzip.open(tmp_path / "out.jsonl.gz", "rt").readline())
+    assert obj["hyps"][0]["lm_score"] == -2.5 and "total" not in obj["hyps"][0]
+
+
+def test_external_tsv(tmp_path):
+    refs = tmp_path / "text"
+    refs.write_text("u1 play jazz\nu2 stop\n")
+    tsv = tmp_path / "other.tsv"
+    tsv.write_text("u1\tplay jas\t-3.0\nu2\t\t-9\nu1\tplay jazz\t-2.5\n")
+    recs = load_nbest(tsv, refs)
+    assert [(r.id, [h.words for h in r.hyps]) for r in recs] == [
+        ("u1", ["play jazz", "play jas"]),
+        ("u2", [""]),
+    ]
+    tsv.write_text("u1\tplay jazz\n")
+    with pytest.raises(InputError, match=r"other\.tsv:1: expected 'utt_id<TAB>text<TAB>score'"):
+        load_nbest(tsv, refs)
+    tsv.write_text("u9\tplay\t-1\n")
+    with pytest.raises(InputError, match="no reference for utterance"):
+        load_nbest(tsv, refs)
+    with pytest.raises(InputError, match="pass --refs"):
+        load_nbest(tsv)
+
+
+def test_lattices(tmp_path):
+    from asr.lattice import write_nbest_lattices
+
+    write_nbest_lattices(
+        tmp_path / "lattices-dev.ark",
+        tmp_path / "words-dev.txt",
+        {"u1": [("play jazz", -1.5), ("play jas", -2.0)], "u2": [("", -0.5)]},
+    )
+    refs = tmp_path / "text"
+    refs.write_text("u1 play jazz\nu2 stop\n")
+    recs = {r.id: r for r in load_nbest(tmp_path / "lattices-dev.ark", refs)}
+    assert [(h.words, h.am_score) for h in recs["u1"].hyps] == [
+        ("play jazz", pytest.approx(-1.5)),
+        ("play jas", pytest.approx(-2.0)),
+    ]
+    assert recs["u2"].hyps[0].words == "" and recs["u2"].ref == "stop"

@@ -1,0 +1,240 @@
+"""Tuning on a dev set where the right λ is known, external n-best rescoring, and a tiny
+end-to-end run: n-best -> tune (dev) -> rescore (test) -> score -> RESULTS.md + plots."""
+
+import json
+
+import pytest
+from lhotse import SupervisionSegment, SupervisionSet
+
+from rescoring import report, rescore, score, tune
+from rescoring.nbest import Hyp, NbestRecord
+from rescoring.rescore import NbestArrays
+from rescoring.tune import best_point, grid, sweep
+
+
+def test_tuning_finds_the_known_lambda():
+    # The right hypothesis is 1.0 worse acoustically and 2.0 better under the LM: it wins for
+    # λ > 0.5, so the smallest λ of the grid with the lowest WER is 0.55.
+    recs = [
+        NbestRecord(
+            f"u{i}",
+            "right words",
+            [Hyp("wrong words", -1.0, lm_score=-4.0), Hyp("right words", -2.0, lm_score=-2.0)],
+        )
+        for i in range(3)
+    ]
+    arrays = NbestArrays.from_records(recs)
+    lam, beta, wer = best_point(sweep(arrays, grid(0, 1.5, 0.05), grid(-1, 1, 0.5)))
+    assert (lam, beta, wer) == (pytest.approx(0.55), 0.0, 0.0)
+    assert arrays.wer(arrays.choose(0.0, 0.0)) == pytest.approx(50.0)
+
+
+SETS = {
+    "dev": [
+        (
+            "d1",
+            "play hey jude",
+            "PlayMusic",
+            ["O", "B-track", "I-track"],
+            [("play hey dude", -1.0), ("play hey jude", -1.4)],
+        ),
+        (
+            "d2",
+            "book a table in boston",
+            "BookRestaurant",
+            ["O", "O", "O", "O", "B-city"],
+            [("book a table in austin", -2.0), ("book a table in boston", -2.3)],
+        ),
+        (
+            "d3",
+            "rate this book",
+            "RateBook",
+            ["O", "O", "B-object_type"],
+            [("rate this book", -0.5), ("rate this look", -1.5)],
+        ),
+    ],
+    "test": [
+        (
+            "t1",
+            "play hey jude now",
+            "PlayMusic",
+            ["O", "B-track", "I-track", "O"],
+            [("play hey dude now", -1.1), ("play hey jude now", -1.3)],
+        ),
+        (
+            "t2",
+            "weather in boston",
+            "GetWeather",
+            ["O", "O", "B-city"],
+            [("weather in austin", -1.0), ("weather in boston", -1.2), ("whether in boston", -3.0)],
+        ),
+    ],
+}
+LM_TEXT = "play hey jude\nbook a table in boston\nweather in boston today\nrate this book\nplay hey jude now\n"
+
+
+@pytest.fixture()
+def recipe(tmp_path):
+    (tmp_path / "lm.txt").write_text(LM_TEXT)
+    (tmp_path / "word_counts.txt").write_text(
+        "play 9\nhey 9\nbook 9\na 9\ntable 9\nin 9\nrate 9\nthis 9\n"
+    )
+    for s, rows in SETS.items():
+        with open(tmp_path / f"nbest-{s}.jsonl", "w") as f:
+            for uid, ref, _, _, hyps in rows:
+                f.write(
+                    json.dumps(
+                        {
+                            "id": uid,
+                            "ref": ref,
+                            "hyps": [{"words": w, "tokens": [], "am_score": a} for w, a in hyps],
+                        }
+                    )
+                    + "\n"
+                )
+        SupervisionSet.from_segments(
+            SupervisionSegment(
+                id=uid,
+                recording_id=uid,
+                start=0,
+                duration=1.0,
+                text=ref,
+                custom={"intent": intent, "slots": slots},
+            )
+            for uid, ref, intent, slots, _ in rows
+        ).to_file(tmp_path / f"nlu_{s}.jsonl.gz")
+    return tmp_path
+
+
+def _score(d, system, s, recipe):
+    score.main(
+        [
+            "--hyps",
+            str(d / f"onebest-{s}.jsonl.gz"),
+            "--gold",
+            str(recipe / f"nlu_{s}.jsonl.gz"),
+            "--word-counts",
+            str(recipe / "word_counts.txt"),
+            "--threshold",
+            "5",
+            "--out-dir",
+            str(d),
+            "--set-name",
+            s,
+            "--system",
+            system,
+            "--bootstrap-samples",
+            "200",
+        ]
+    )
+
+
+def test_end_to_end_report(recipe):
+    rd = recipe / "rescore"
+    for system, extra in (
+        ("rnnt_1best", ["--scorer", "none"]),
+        ("lm", ["--scorer", "bigram", "--lm-checkpoint", str(recipe / "lm.txt")]),
+    ):
+        d = rd / system
+        tune.main(["--nbest", str(recipe / "nbest-dev.jsonl"), "--out-dir", str(d), *extra])
+        rescore.main(
+            [
+                "--nbest",
+                str(recipe / "nbest-test.jsonl"),
+                "--params",
+                str(d / "tuned.json"),
+                "--out-dir",
+                str(d),
+                "--set-name",
+                "test",
+            ]
+        )
+        (d / "cmd.sh").write_text(f"tune-rescoring ... {system}\n")
+        for s in ("dev", "test"):
+            _score(d, system, s, recipe)
+    d = rd / "oracle"
+    for s in ("dev", "test"):
+        rescore.main(
+            [
+                "--nbest",
+                str(recipe / f"nbest-{s}.jsonl"),
+                "--select",
+                "oracle",
+                "--scorer",
+                "none",
+                "--out-dir",
+                str(d),
+                "--set-name",
+                s,
+            ]
+        )
+        _score(d, "oracle", s, recipe)
+
+    tuned = json.loads((rd / "lm" / "tuned.json").read_text())
+    assert tuned["lm_scale"] > 0 and tuned["dev_wer"] < tuned["dev_wer_first_pass"]
+    m = {
+        name: json.loads((rd / name / "metrics-test.json").read_text())
+        for name in ("rnnt_1best", "lm", "oracle")
+    }
+    assert m["rnnt_1best"]["wer"] == pytest.approx(100 * 2 / 7)
+    assert m["oracle"]["wer"] == 0.0
+    assert m["lm"]["wer"] < m["rnnt_1best"]["wer"]
+    assert m["rnnt_1best"]["rare_wer"] > m["lm"]["rare_wer"]  # boston/jude are rare
+    assert (rd / "lm" / "errs-test-lm.txt").read_text().startswith("%WER")
+
+    report.main(["--rescore-dir", str(rd), "--out", str(recipe / "RESULTS.md"), "--title", "tiny"])
+    md = (recipe / "RESULTS.md").read_text()
+    assert "| RNN-T 1-best |" in md and "+ multitask LM, RWM weights | not run" in md
+    assert "tune-rescoring ... lm" in md and "p(B better)" in md
+    res = json.loads((recipe / "results.json").read_text())
+    assert res["systems"]["lm"]["test"]["wer"]["value"] == pytest.approx(m["lm"]["wer"])
+    assert res["systems"]["lm"]["test"]["wer"]["ci95"] is not None
+    for png in ("lambda-sweep-dev.png", "test-wer.png"):
+        assert (recipe / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_score_reports_missing_hypotheses(recipe, tmp_path):
+    hyps = tmp_path / "hyps.txt"
+    hyps.write_text("t1 play hey jude now\n")
+    with pytest.raises(SystemExit, match=r"no hypothesis for 1 utterance\(s\).*t2"):
+        score.main(
+            [
+                "--hyps",
+                str(hyps),
+                "--gold",
+                str(recipe / "nlu_test.jsonl.gz"),
+                "--word-counts",
+                str(recipe / "word_counts.txt"),
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+
+
+def test_rescore_external_tsv(recipe, tmp_path):
+    tsv = tmp_path / "other-test.tsv"
+    tsv.write_text(
+        "t1\tplay hey dude now\t-1.1\nt1\tplay hey jude now\t-1.3\nt2\tweather in boston\t-1.2\n"
+    )
+    rescore.main(
+        [
+            "--nbest",
+            str(tsv),
+            "--refs",
+            str(recipe / "nlu_test.jsonl.gz"),
+            "--scorer",
+            "bigram",
+            "--lm-checkpoint",
+            str(recipe / "lm.txt"),
+            "--lm-scale",
+            "1.0",
+            "--out-dir",
+            str(tmp_path),
+            "--set-name",
+            "test",
+        ]
+    )
+    import gzip
+
+    rows = [json.loads(line) for line in gzip.open(tmp_path / "onebest-test.jsonl.gz", "rt")]
+    assert [r["hyp"] for r in rows] == ["play hey jude now", "weather in boston"]
