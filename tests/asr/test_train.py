@@ -70,7 +70,7 @@ def test_bad_batches_are_masked_and_skipped(asr_data):
         "target_lens": torch.tensor([5, 0, 5]),  # utt 1: empty label sequence
     }
     loss, st = compute_loss(fwd, batch, cfg, torch.device("cpu"))
-    assert math.isfinite(float(loss)) and st["bad_utts"] == 2 and st["utts"] == 1
+    assert math.isfinite(loss.item()) and st["bad_utts"] == 2 and st["utts"] == 1
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     # a NaN input poisons nothing: the utterance is masked
@@ -78,4 +78,4 @@ def test_bad_batches_are_masked_and_skipped(asr_data):
     batch["feats"][0, 3, 3] = float("nan")
     model.zero_grad()
     loss, st = compute_loss(fwd, batch, cfg, torch.device("cpu"))
-    assert math.isfinite(float(loss))
+    assert math.isfinite(loss.item())
