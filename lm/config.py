@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ARCHS = ("lstm", "transformer")
+SLOT_CONTEXTS = ("sentence", "bilstm")
 MODES = ("pretrain", "multitask", "finetune-multitask", "finetune-lm")
 SELECT_METRICS = ("auto", "lm_loss", "total_loss", "intent_acc", "slot_f1")
 
@@ -34,10 +35,28 @@ class ModelConfig:
     max_len: int = field(
         default=128, metadata={"help": "max subword tokens per sentence (transformer positions)"}
     )
+    slot_context: str = field(
+        default="bilstm",
+        metadata={
+            "help": "slot-head input per word: 'sentence' = [state at the word's first subword ; "
+            "sentence vector]; 'bilstm' = a 1-layer BiLSTM (NLU head only) over [state at the "
+            "word's first subword ; state at its last subword], then [.. ; sentence vector]"
+        },
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """From a checkpoint's ``config["model"]``; checkpoints older than ``slot_context`` used
+        the ``sentence`` slot head."""
+        d = dict(d)
+        d.setdefault("slot_context", "sentence")
+        return cls(**d)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"--arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.slot_context not in SLOT_CONTEXTS:
+            raise ValueError(f"--slot-context must be one of {SLOT_CONTEXTS}")
         if self.arch == "transformer" and self.embed_dim % self.num_heads:
             raise ValueError("--embed-dim must be divisible by --num-heads")
 

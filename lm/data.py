@@ -58,6 +58,7 @@ class Batch:
     targets: torch.Tensor  # (N, T) t1..tn eos, padded with IGNORE
     lengths: torch.Tensor  # (N,) n + 1
     word_pos: torch.Tensor  # (N, W) input position of each word's first subword, padded 0
+    word_end: torch.Tensor  # (N, W) input position of each word's last subword, padded 0
     word_mask: torch.Tensor  # (N, W) bool
     intents: torch.Tensor  # (N,) intent id or IGNORE
     slots: torch.Tensor  # (N, W) slot-tag id or IGNORE
@@ -171,6 +172,7 @@ def collate(examples: Sequence[Example]) -> Batch:
     targets = torch.full((n, t), IGNORE, dtype=torch.long)
     lengths = torch.empty(n, dtype=torch.long)
     word_pos = torch.zeros((n, w), dtype=torch.long)
+    word_end = torch.zeros((n, w), dtype=torch.long)
     word_mask = torch.zeros((n, w), dtype=torch.bool)
     intents = torch.full((n,), IGNORE, dtype=torch.long)
     slots = torch.full((n, w), IGNORE, dtype=torch.long)
@@ -185,12 +187,14 @@ def collate(examples: Sequence[Example]) -> Batch:
         nw = len(e.word_starts)
         # the word's first subword is input position start + 1 (position 0 is bos)
         word_pos[i, :nw] = torch.tensor(e.word_starts, dtype=torch.long) + 1
+        # last subword of word j = first of word j+1 minus 1; +1 for bos
+        word_end[i, :nw] = torch.tensor(e.word_starts[1:] + [k], dtype=torch.long)
         word_mask[i, :nw] = True
         if e.intent is not None:
             intents[i] = e.intent
         if e.slots is not None:
             slots[i, :nw] = torch.tensor(e.slots, dtype=torch.long)
-    return Batch(inputs, targets, lengths, word_pos, word_mask, intents, slots)
+    return Batch(inputs, targets, lengths, word_pos, word_end, word_mask, intents, slots)
 
 
 def make_batches(

@@ -5,9 +5,12 @@ Heads:
       hidden -> embed is inserted when the sizes differ);
     * intent classification from a sentence vector ``s = [h_last ; mean_t h_t]`` (the causal
       state after the last subword and the mean over all positions);
-    * slot filling, one BIO tag per word, from ``[h_first(word) ; s]``: the encoder state at the
-      word's **first subword** (it has read that subword and the left context) concatenated
-      with the sentence vector (which brings the right context a causal encoder lacks).
+    * slot filling, one BIO tag per word. ``slot_context="sentence"``: from ``[h_first(word) ;
+      s]``, the encoder state at the word's **first subword** (it has read that subword and the
+      left context) with the sentence vector (a summary of the right context).
+      ``slot_context="bilstm"`` (default): a 1-layer BiLSTM, part of the slot head only, runs
+      over the words' ``[h_first ; h_last]`` (states at the word's first and last subword) and
+      its output is concatenated with ``s``. The shared encoder stays causal either way.
 
 The encoder is causal (LSTM, as in the seed work, or a small Transformer with a causal mask),
 so the LM score of a sentence never sees its future and right padding never changes the
@@ -68,9 +71,14 @@ class MultitaskLM(nn.Module):
                 nn.Dropout(cfg.dropout), nn.Linear(2 * d, d), nn.Tanh(), nn.Linear(d, num_intents)
             )
         if num_slot_tags > 0:
+            slot_in = 3 * d
+            if cfg.slot_context == "bilstm":
+                # NLU-only right context over words; the LM path stays causal
+                self.slot_rnn = nn.LSTM(2 * d, d // 2, batch_first=True, bidirectional=True)
+                slot_in = 2 * (d // 2) + 2 * d
             self.slot_head = nn.Sequential(
                 nn.Dropout(cfg.dropout),
-                nn.Linear(3 * d, d),
+                nn.Linear(slot_in, d),
                 nn.Tanh(),
                 nn.Linear(d, num_slot_tags),
             )
@@ -115,12 +123,46 @@ class MultitaskLM(nn.Module):
         mean = (h * mask).sum(1) / lengths[:, None].to(h.dtype)  # (N, D)
         return torch.cat([last, mean], dim=-1)
 
+    def slot_logits(
+        self,
+        h: torch.Tensor,
+        s: torch.Tensor,
+        word_pos: torch.Tensor,
+        word_end: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Per-word slot logits.
+
+        Args:
+            h: (N, T, D) encoder states; s: (N, 2D) sentence vectors.
+            word_pos / word_end: (N, W) input positions of each word's first / last subword
+                (padded words point at position 0; their logits are ignored).
+        Returns:
+            (N, W, S) logits.
+        """
+        n, w = word_pos.shape
+        d = h.size(-1)
+        first = h.gather(1, word_pos.unsqueeze(-1).expand(n, w, d))  # (N, W, D)
+        if self.cfg.slot_context == "bilstm":
+            end = word_end if word_end is not None else word_pos
+            last = h.gather(1, end.unsqueeze(-1).expand(n, w, d))  # (N, W, D)
+            # number of real words = positions > 0 (position 0 is bos, never a word)
+            nw = (word_pos > 0).sum(1).clamp(min=1).cpu()  # (N,)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                torch.cat([first, last], dim=-1), nw, batch_first=True, enforce_sorted=False
+            )
+            ctx, _ = self.slot_rnn(packed)
+            ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=w)
+            first = ctx  # (N, W, 2 * (D // 2))
+        feats = torch.cat([first, s.unsqueeze(1).expand(n, w, s.size(-1))], dim=-1)
+        return self.slot_head(feats)  # (N, W, S)
+
     def forward(
         self,
         inputs: torch.Tensor,
         lengths: torch.Tensor,
         word_pos: torch.Tensor | None = None,
         nlu: bool = True,
+        word_end: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run the encoder and the heads.
 
@@ -129,6 +171,8 @@ class MultitaskLM(nn.Module):
             lengths: (N,) number of real input positions (subwords + 1).
             word_pos: (N, W) input position of each word's first subword (needed for slots).
             nlu: compute the NLU heads (if the model has them).
+            word_end: (N, W) input position of each word's last subword (``bilstm`` slot
+                context; defaults to ``word_pos``).
         Returns:
             ``lm`` (N, T, V); with NLU heads also ``intent`` (N, C) and ``slot`` (N, W, S).
         """
@@ -138,8 +182,5 @@ class MultitaskLM(nn.Module):
             s = self.sentence_vector(h, lengths)  # (N, 2D)
             out["intent"] = self.intent_head(s)
             if word_pos is not None:
-                n, w = word_pos.shape
-                hw = h.gather(1, word_pos.unsqueeze(-1).expand(n, w, h.size(-1)))  # (N, W, D)
-                feats = torch.cat([hw, s.unsqueeze(1).expand(n, w, s.size(-1))], dim=-1)
-                out["slot"] = self.slot_head(feats)  # (N, W, S)
+                out["slot"] = self.slot_logits(h, s, word_pos, word_end)  # (N, W, S)
         return out

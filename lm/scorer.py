@@ -59,7 +59,7 @@ class LMScorer:
         """
         state = load_checkpoint(path, map_location="cpu")
         try:
-            model_cfg = ModelConfig(**state["config"]["model"])
+            model_cfg = ModelConfig.from_dict(state["config"]["model"])
             tok = LMTokenizer.from_tensor(state["tokenizer"])
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: not an LM checkpoint (missing {e})") from None
@@ -129,7 +129,10 @@ class LMScorer:
         for idx in self._batches(examples):
             b = collate([examples[i] for i in idx])
             out = self.model(
-                b.inputs.to(self.device), b.lengths.to(self.device), b.word_pos.to(self.device)
+                b.inputs.to(self.device),
+                b.lengths.to(self.device),
+                b.word_pos.to(self.device),
+                word_end=b.word_end.to(self.device),
             )
             intents = out["intent"].argmax(-1).tolist()  # (N,)
             slots = out["slot"].argmax(-1).tolist()  # (N, W)

@@ -98,7 +98,7 @@ def compute_loss(
         sentence, per word); ``stats`` holds the unweighted per-task means.
     """
     need_nlu = model.has_nlu_heads and (weights[1] > 0 or weights[2] > 0)
-    out = model(batch.inputs, batch.lengths, batch.word_pos, nlu=need_nlu)
+    out = model(batch.inputs, batch.lengths, batch.word_pos, nlu=need_nlu, word_end=batch.word_end)
     v = model.vocab_size
     lm = F.cross_entropy(out["lm"].reshape(-1, v), batch.targets.reshape(-1), ignore_index=IGNORE)
     loss = weights[0] * lm
@@ -144,7 +144,7 @@ def evaluate(
     hyps: list[list[str]] = []
     nlu = model.has_nlu_heads and labels is not None
     for batch in iterate_batches(examples, batch_tokens):
-        out = model(batch.inputs, batch.lengths, batch.word_pos, nlu=nlu)
+        out = model(batch.inputs, batch.lengths, batch.word_pos, nlu=nlu, word_end=batch.word_end)
         nll += F.cross_entropy(
             out["lm"].reshape(-1, model.vocab_size),
             batch.targets.reshape(-1),
@@ -245,14 +245,16 @@ def _init_model(
         return MultitaskLM(model_cfg, tok.vocab_size, n_int, n_slot), tok, model_cfg
     state = load_checkpoint(cfg.init_from)
     try:
-        init_model_cfg = ModelConfig(**state["config"]["model"])
+        init_model_cfg = ModelConfig.from_dict(state["config"]["model"])
         tok = LMTokenizer.from_tensor(state["tokenizer"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg.init_from}: not an LM checkpoint ({e})") from None
     if init_model_cfg != model_cfg:
         logging.info("Architecture taken from %s: %s", cfg.init_from, init_model_cfg)
-    # keep dropout of the current config (a fine-tuning choice), the rest from the checkpoint
-    model_cfg = dataclasses.replace(init_model_cfg, dropout=model_cfg.dropout)
+    # dropout and the (new) NLU heads follow the current config, the rest the checkpoint
+    model_cfg = dataclasses.replace(
+        init_model_cfg, dropout=model_cfg.dropout, slot_context=model_cfg.slot_context
+    )
     init_labels = state.get("labels") or {}
     if (
         labels
@@ -275,7 +277,7 @@ def _init_model(
             loaded.append(k)
         else:
             skipped.append(k)
-    shared = [k for k in own if not k.startswith(("intent_head", "slot_head"))]
+    shared = [k for k in own if not k.startswith(("intent_head", "slot_head", "slot_rnn"))]
     missing = [k for k in shared if k not in loaded]
     if missing:
         raise CheckpointError(
@@ -440,7 +442,7 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
                 f"{last}: written by --mode {saved.get('train', {}).get('mode')}, not {cfg.mode}; "
                 "use another --exp-dir"
             )
-        model_cfg = ModelConfig(**saved["model"])
+        model_cfg = ModelConfig.from_dict(saved["model"])
         tok = LMTokenizer.from_tensor(resume["tokenizer"])
         if labels is not None and resume.get("labels", {}).get("intents") != labels.intents:
             raise CheckpointError(f"{last}: label inventories differ from --intents/--slot-tags")

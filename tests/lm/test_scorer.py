@@ -27,10 +27,15 @@ def tok(pretrained) -> LMTokenizer:
     return LMScorer.from_checkpoint(pretrained).tok
 
 
-@pytest.mark.parametrize("arch", ["lstm", "transformer"])
-def test_batched_equals_single(tok, arch):
+@pytest.mark.parametrize(
+    ("arch", "slot_context"),
+    [("lstm", "bilstm"), ("lstm", "sentence"), ("transformer", "bilstm")],
+)
+def test_batched_equals_single(tok, arch, slot_context):
     torch.manual_seed(0)
-    cfg = ModelConfig(arch=arch, embed_dim=32, hidden_dim=48, num_heads=2, dropout=0.3)
+    cfg = ModelConfig(
+        arch=arch, embed_dim=32, hidden_dim=48, num_heads=2, dropout=0.3, slot_context=slot_context
+    )
     scorer = LMScorer(
         MultitaskLM(cfg, tok.vocab_size, 3, 5), tok, ["a", "b", "c"], list("OBIXY"), batch_size=4
     )
