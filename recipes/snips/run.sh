@@ -15,7 +15,20 @@
 #  stage 3  train-bpe           ASR train transcripts -> data/lang_bpe_N/bpe.model for N in $bpe_sizes
 #  stage 4  prepare-lm-text     ../shared/data/lm_text + SNIPS train -> data/lm/{pretrain,finetune}.txt
 #  stage 5  compute-rare-words  ASR train transcripts -> data/lang/{word_counts,rare_words}.txt
+#  stage 6  train-asr           data/fbank + data/lang_bpe_$asr_bpe -> exp/asr/epoch-N.pt
+#  stage 7  average-checkpoints exp/asr/epoch-*.pt -> exp/asr/avg.pt
+#  stage 8  decode-asr          exp/asr/avg.pt -> exp/asr/decode/nbest-{dev,test}.jsonl.gz (+ lattices,
+#                               recogs/errs/wer-summary, oracle WER, RTF)
+#  stage 9  train-lm pretrain   data/lm/pretrain.txt -> exp/lm/pretrain/best.pt
+#  stage 10 train-lm            LM-only fine-tuning on SNIPS train text -> exp/lm/lm/best.pt
+#  stage 11 train-lm            multitask from scratch, linear weights -> exp/lm/multitask_linear/best.pt
+#  stage 12 train-lm            multitask from scratch, RWM weights -> exp/lm/multitask_rwm/best.pt
+#  stage 13 train-lm            pre-trained LM, multitask fine-tuning (RWM) -> exp/lm/pretrained_multitask_rwm/best.pt
+#  stage 14 tune-rescoring, rescore-nbest, score-wer   per system -> exp/rescore/<system>/
+#                               (λ, β tuned on dev only; NLU of the chosen hypothesis)
+#  stage 15 make-report         exp/rescore -> RESULTS.md, results.json, plots/
 set -euo pipefail
+set -a  # export every variable: stages run in a child bash under /usr/bin/time (peak memory)
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 preset=default
@@ -58,15 +71,105 @@ run_stage() {
   fi
   log "Stage $n: $desc"
   local t0=$SECONDS
-  "$@"
-  mkdir -p .done && echo "$((SECONDS - t0))" > ".done/stage$n"
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -o ".stage$n.mem" -f "%M" bash -c 'set -euo pipefail; "$@"' stage "$@"
+  else
+    "$@"
+  fi
+  mkdir -p .done
+  echo "$((SECONDS - t0)) $(cat ".stage$n.mem" 2>/dev/null || echo -) $desc" > ".done/stage$n"
+  rm -f ".stage$n.mem"
   log "Stage $n: done in $((SECONDS - t0)) s"
+}
+
+# logged DIR command...: append the exact command to DIR/cmd.sh (ESPnet style), then run it.
+logged() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  [ -f "$dir/cmd.sh" ] || echo "# Exact commands, run from $work_dir" > "$dir/cmd.sh"
+  printf '%q ' "$@" >> "$dir/cmd.sh"; echo >> "$dir/cmd.sh"
+  "$@"
 }
 
 mkdir -p "$work_dir" && cd "$work_dir"
 log "Preset $preset ($conf), work dir $work_dir, stages $stage..$stop_stage"
 
 stage_bpe() { local size; for size in $bpe_sizes; do train-bpe --vocab-size "$size" --lang-dir "data/lang_bpe_$size"; done; }
+asr_dir=exp/asr
+decode_dir=$asr_dir/decode
+stage_train_asr() {
+  logged $asr_dir train-asr --preset "$asr_preset" --exp-dir $asr_dir \
+    --train-cuts data/fbank/snips_cuts_train.jsonl.gz --dev-cuts data/fbank/snips_cuts_dev.jsonl.gz \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" $asr_train_opts
+}
+stage_decode() {
+  logged $asr_dir decode-asr --preset "$asr_preset" --exp-dir $asr_dir --checkpoint $asr_dir/avg.pt \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir $decode_dir \
+    --cuts data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz $decode_opts
+}
+lm_common="--preset $lm_preset --nlu-train data/manifests/snips_nlu_train.jsonl.gz \
+  --nlu-dev data/manifests/snips_nlu_dev.jsonl.gz --intents data/manifests/snips_intents.txt \
+  --slot-tags data/manifests/snips_slot_tags.txt $lm_opts"
+stage_lm() {  # stage_lm NAME train-lm options...
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  logged exp/lm/$name train-lm --exp-dir exp/lm/$name $lm_common "$@"
+}
+rescore_systems="rnnt_1best oracle lm multitask_linear multitask_rwm pretrained_multitask_rwm"
+nlu_model=exp/lm/pretrained_multitask_rwm/best.pt  # NLU of the chosen hypothesis, every system
+stage_rescore() {
+  local sys d ckpt scorer
+  for sys in $rescore_systems; do
+    d=exp/rescore/$sys
+    rm -f "$d/cmd.sh"
+    case $sys in
+      rnnt_1best|oracle) scorer=none; ckpt= ;;
+      *) scorer=nlm; ckpt=exp/lm/$sys/best.pt ;;
+    esac
+    if [ "$sys" = oracle ]; then
+      for s in dev test; do
+        logged "$d" rescore-nbest --nbest "$decode_dir/nbest-$s.jsonl.gz" --select oracle --scorer none \
+          --nlu-checkpoint $nlu_model --out-dir "$d" --set-name "$s"
+      done
+    else
+      logged "$d" tune-rescoring --nbest "$decode_dir/nbest-dev.jsonl.gz" --scorer $scorer \
+        ${ckpt:+--lm-checkpoint "$ckpt"} --nlu-checkpoint $nlu_model --out-dir "$d" $tune_opts
+      logged "$d" rescore-nbest --nbest "$decode_dir/nbest-test.jsonl.gz" --params "$d/tuned.json" \
+        --out-dir "$d" --set-name test
+    fi
+    for s in dev test; do
+      logged "$d" score-wer --hyps "$d/onebest-$s.jsonl.gz" --gold "data/manifests/snips_nlu_$s.jsonl.gz" \
+        --word-counts data/lang/word_counts.txt --threshold "$rare_threshold" --out-dir "$d" \
+        --set-name "$s" --system "$sys"
+    done
+  done
+}
+stage_report() {
+  mkdir -p exp/report
+  {
+    echo "## Stage times ($preset preset, $(nproc) CPU cores)"
+    echo
+    echo "| stage | what | seconds | peak RSS (MiB) |"
+    echo "|---|---|---|---|"
+    for f in $(ls .done | sort -V); do
+      read -r secs mem desc < ".done/$f"
+      [ "$mem" = - ] || mem=$((mem / 1024))
+      echo "| ${f#stage} | $desc | $secs | $mem |"
+    done
+    echo
+    echo "ASR decoding summary: see \`$decode_dir/decode-summary-*.json\`."
+    echo
+    echo "## Exact commands of the training and decoding stages"
+    for f in $asr_dir/cmd.sh exp/lm/*/cmd.sh; do
+      [ -f "$f" ] || continue
+      printf '\n### %s\n\n```bash\n' "$(dirname "$f")"; grep -v '^#' "$f"; printf '```\n'
+    done
+  } > exp/report/stages.md
+  make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS recipe results ($preset preset)" \
+    --extra-md exp/report/stages.md
+}
+
+export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_rescore stage_report
 
 run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
   prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
@@ -83,5 +186,20 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" \
   compute-rare-words --supervisions data/manifests/snips_supervisions_train.jsonl.gz \
     --eval-manifests data/manifests/snips_nlu_dev.jsonl.gz data/manifests/snips_nlu_test.jsonl.gz \
     --lang-dir data/lang --threshold "$rare_threshold"
+
+run_stage 6 "Train the RNN-T ($asr_preset)" stage_train_asr
+run_stage 7 "Average the last $asr_avg checkpoints" \
+  logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
+run_stage 8 "Decode dev and test to n-best lists" stage_decode
+run_stage 9 "LM pre-training on plain text" stage_lm pretrain --mode pretrain \
+  --train-text data/lm/pretrain.txt
+run_stage 10 "LM-only fine-tuning on SNIPS train text" stage_lm lm --mode finetune-lm \
+  --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
+run_stage 11 "Multitask LM, linear task weights" stage_lm multitask_linear --mode multitask --scheduler linear
+run_stage 12 "Multitask LM, RWM task weights" stage_lm multitask_rwm --mode multitask --scheduler rwm
+run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" stage_lm pretrained_multitask_rwm \
+  --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+run_stage 14 "Tune on dev, rescore, score every system" stage_rescore
+run_stage 15 "Write RESULTS.md" stage_report
 
 log "All requested stages done."

@@ -7,3 +7,14 @@ rare_threshold=5         # K: a word seen < K times in the ASR transcripts is ra
 tts_backend=espeak-ng
 seed=13
 nj=2                     # processes for TTS / fbank
+# ASR (asr/config.py presets; any train-asr option can be added to asr_train_opts)
+asr_preset=default
+asr_bpe=128
+asr_train_opts=""
+asr_avg=3
+decode_opts="--method modified_beam --beam 8 --nbest 8"
+# LMs (lm/config.py presets)
+lm_preset=default
+lm_opts=""
+# Rescoring: λ/β grid searched on dev
+tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
