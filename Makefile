@@ -14,9 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: $(STAMP) system-deps
 
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
-	  echo "Installing Debian packages espeak-ng and sox"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox >/dev/null; \
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || [ ! -x /usr/bin/time ]; then \
+	  echo "Installing Debian packages espeak-ng, sox and time"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox time >/dev/null; \
 	fi
 
 $(STAMP): setup.cfg pyproject.toml
