@@ -1,48 +1,97 @@
 """The whole SNIPS recipe on the tiny preset and the mini corpus, run as a user would:
-data -> RNN-T -> n-best -> LMs -> tuned rescoring -> RESULTS.md; then a re-run does nothing."""
+killed during RNN-T training, re-run to the end (data -> RNN-T -> n-best -> LMs -> tuned
+rescoring -> RESULTS.md), then re-run once more, which does nothing."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 NUM_STAGES = 16
 
 
-def _run(work: Path, *args: str) -> subprocess.CompletedProcess:
+def _cmd(work: Path, *args: str) -> tuple[list[str], dict]:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--work-dir", str(work), *args],
-                          env=env, capture_output=True, text=True, timeout=900)
+    return ["bash", str(RUN_SH), "--preset", "tiny", "--work-dir", str(work), *args], env
 
 
-def test_tiny_recipe_end_to_end_and_rerun(tmp_path, mini_snips_dir, mini_lm_text_dir):
+def _run(work: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd, env = _cmd(work, *args)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _kill_during_asr_training(work: Path, *args: str) -> None:
+    cmd, env = _cmd(work, *args)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while not (work / "exp/asr/cmd.sh").is_file():  # written as stage 6 starts train-asr
+        assert proc.poll() is None and time.time() < deadline, "recipe ended before stage 6"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / ".done/stage6").exists()
+
+
+def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_text_dir):
     work = tmp_path / "work"
     args = ("--corpus-dir", str(mini_snips_dir), "--lm-text-dir", str(mini_lm_text_dir))
+    _kill_during_asr_training(work, *args)
     r = _run(work, *args)
+    assert r.stdout.count("already done, skipping") == 6  # stages 0-5 were complete
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for rel in ("data/manifests/snips_nlu_train.jsonl.gz", "data/fbank/snips_cuts_test.jsonl.gz",
-                "data/lang_bpe_64/bpe.model", "data/lm/pretrain.txt", "data/lang/rare_words.txt",
-                "exp/asr/avg.pt", "exp/asr/decode/nbest-test.jsonl.gz", "exp/lm/pretrain/best.pt",
-                "exp/lm/pretrained_multitask_rwm/best.pt", "exp/rescore/multitask_rwm/tuned.json",
-                "exp/asr/cmd.sh", "exp/lm/multitask_rwm/cmd.sh", "plots/test-wer.png"):
+    for rel in (
+        "data/manifests/snips_nlu_train.jsonl.gz",
+        "data/fbank/snips_cuts_test.jsonl.gz",
+        "data/lang_bpe_64/bpe.model",
+        "data/lm/pretrain.txt",
+        "data/lang/rare_words.txt",
+        "exp/asr/avg.pt",
+        "exp/asr/decode/nbest-test.jsonl.gz",
+        "exp/lm/pretrain/best.pt",
+        "exp/lm/pretrained_multitask_rwm/best.pt",
+        "exp/rescore/multitask_rwm/tuned.json",
+        "exp/asr/cmd.sh",
+        "exp/lm/multitask_rwm/cmd.sh",
+        "plots/test-wer.png",
+    ):
         assert (work / rel).is_file(), rel
     assert len(list((work / ".done").iterdir())) == NUM_STAGES
 
     md = (work / "RESULTS.md").read_text()
-    for label in ("RNN-T 1-best", "n-best oracle", "+ LM rescoring (LM objective only)",
-                  "+ multitask LM, linear weights", "+ multitask LM, RWM weights",
-                  "+ LM-pretrained, multitask fine-tuned (RWM)"):
+    for label in (
+        "RNN-T 1-best",
+        "n-best oracle",
+        "+ LM rescoring (LM objective only)",
+        "+ multitask LM, linear weights",
+        "+ multitask LM, RWM weights",
+        "+ LM-pretrained, multitask fine-tuned (RWM)",
+    ):
         assert f"| {label} |" in md
     assert "not run" not in md and "## Stage times" in md and "train-lm" in md
     res = json.loads((work / "results.json").read_text())
-    for system in ("rnnt_1best", "oracle", "lm", "multitask_linear", "multitask_rwm", "pretrained_multitask_rwm"):
+    for system in (
+        "rnnt_1best",
+        "oracle",
+        "lm",
+        "multitask_linear",
+        "multitask_rwm",
+        "pretrained_multitask_rwm",
+    ):
         for s in ("dev", "test"):
             cell = res["systems"][system][s]
             assert cell["wer"]["value"] is not None and cell["wer"]["ci95"] is not None
             assert cell["intent_acc"]["value"] is not None  # NLU of the chosen hypothesis
-        assert res["systems"][system]["test"]["wer"]["value"] >= res["systems"]["oracle"]["test"]["wer"]["value"]
+        assert (
+            res["systems"][system]["test"]["wer"]["value"]
+            >= res["systems"]["oracle"]["test"]["wer"]["value"]
+        )
 
     before = (work / "RESULTS.md").stat().st_mtime_ns
     r = _run(work, *args)
