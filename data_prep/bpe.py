@@ -14,7 +14,6 @@ OUTPUTS (in --lang-dir):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import tempfile
@@ -26,10 +25,8 @@ from lhotse import load_manifest
 
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
 )
 
 SPECIAL_TOKENS = ("<blk>", "<sos/eos>")  # ids 0 and 1; <unk> is id 2
@@ -91,18 +88,7 @@ def train_bpe(opts: BpeOptions) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, BpeOptions)
-    opts = dataclass_from_args(BpeOptions, parser.parse_args(argv))
-    try:
-        train_bpe(opts)
-    except InputError as e:
-        raise SystemExit(f"train-bpe: error: {e}") from None
+    run_cli("train-bpe", BpeOptions, train_bpe, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ OUTPUTS:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,10 @@ from pathlib import Path
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
 
-from data_prep.utils import InputError, add_dataclass_args, dataclass_from_args, setup_logging
+from data_prep.utils import (
+    InputError,
+    run_cli,
+)
 
 # Each worker process must not spawn its own pool of torch threads on a 2-core machine.
 torch.set_num_threads(1)
@@ -82,19 +84,7 @@ def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, FbankOptions)
-    opts = dataclass_from_args(FbankOptions, parser.parse_args(argv))
-    logging.info("compute-fbank options: %s", opts)
-    try:
-        compute_fbank(opts)
-    except InputError as e:
-        raise SystemExit(f"compute-fbank: error: {e}") from None
+    run_cli("compute-fbank", FbankOptions, compute_fbank, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ OUTPUTS (in --output-dir):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass, field
@@ -33,10 +32,8 @@ from tqdm import tqdm
 from data_prep.normalize import normalize_text
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
 )
 
 SHARED_LM_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lm_text"
@@ -115,18 +112,7 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, LmTextOptions)
-    opts = dataclass_from_args(LmTextOptions, parser.parse_args(argv))
-    try:
-        prepare_lm_text(opts)
-    except InputError as e:
-        raise SystemExit(f"prepare-lm-text: error: {e}") from None
+    run_cli("prepare-lm-text", LmTextOptions, prepare_lm_text, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ OUTPUTS (in --lang-dir):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections import Counter
@@ -29,10 +28,8 @@ from lhotse import load_manifest
 
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
 )
 
 
@@ -115,18 +112,7 @@ def compute_rare_words(opts: RareWordOptions) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, RareWordOptions)
-    opts = dataclass_from_args(RareWordOptions, parser.parse_args(argv))
-    try:
-        compute_rare_words(opts)
-    except InputError as e:
-        raise SystemExit(f"compute-rare-words: error: {e}") from None
+    run_cli("compute-rare-words", RareWordOptions, compute_rare_words, __doc__, argv)
 
 
 if __name__ == "__main__":

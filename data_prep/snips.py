@@ -39,7 +39,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import random
@@ -58,10 +57,8 @@ from data_prep.normalize import normalize_tokens
 from data_prep.tts import TTSJob, get_tts_backend, sample_voice, split_voices, synthesize
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
 )
 
 SNIPS_INTENTS = (
@@ -447,25 +444,8 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     return out
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__[__doc__.index("OUTPUTS") :],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, PrepareSnipsConfig)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    args = get_parser().parse_args(argv)
-    cfg = dataclass_from_args(PrepareSnipsConfig, args)
-    logging.info("prepare-snips config: %s", cfg)
-    try:
-        prepare_snips(cfg)
-    except InputError as e:
-        raise SystemExit(f"prepare-snips: error: {e}") from None
+    run_cli("prepare-snips", PrepareSnipsConfig, prepare_snips, __doc__, argv)
 
 
 if __name__ == "__main__":

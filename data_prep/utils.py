@@ -229,6 +229,40 @@ def dataclass_from_args(
     return dataclasses.replace(base, **overrides)
 
 
+def run_cli(
+    prog: str,
+    config_cls: type[T],
+    run: typing.Callable[[T], Any],
+    doc: str,
+    argv: list[str] | None = None,
+    errors: tuple[type[Exception], ...] = (InputError,),
+) -> Any:
+    """The ``main()`` of an entry point: typed options from ``config_cls``, logging, clean errors.
+
+    Args:
+        prog: the console-script name (used in ``--help`` and error messages).
+        config_cls: a dataclass; one ``--option`` per field.
+        run: called with the built config.
+        doc: the module docstring (first paragraph = description, all of it = epilog).
+        argv: arguments (default ``sys.argv[1:]``).
+        errors: exception types reported as ``prog: error: ...`` and exit status 1.
+    """
+    setup_logging()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        epilog=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataclass_args(parser, config_cls)
+    cfg = dataclass_from_args(config_cls, parser.parse_args(argv))
+    logging.info("%s: %s", prog, cfg)
+    try:
+        return run(cfg)
+    except errors as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
+
+
 def save_config(path: str | Path, config: Any, extra: dict | None = None) -> None:
     """Write a dataclass config plus :func:`env_info` as pretty JSON, atomically."""
     payload = {"config": _to_jsonable(dataclasses.asdict(config)), "env": env_info()}

@@ -10,7 +10,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from dataclasses import dataclass, field
@@ -19,7 +18,10 @@ from pathlib import Path
 from lhotse import load_manifest
 from lhotse.qa import validate_recordings_and_supervisions
 
-from data_prep.utils import InputError, add_dataclass_args, dataclass_from_args, setup_logging
+from data_prep.utils import (
+    InputError,
+    run_cli,
+)
 
 _BIO_RE = re.compile(r"^O$|^[BI]-\S+$")
 
@@ -92,17 +94,7 @@ def validate_manifests(opts: ValidateOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, ValidateOptions)
-    try:
-        validate_manifests(dataclass_from_args(ValidateOptions, parser.parse_args(argv)))
-    except InputError as e:
-        raise SystemExit(f"validate-manifests: error: {e}") from None
+    run_cli("validate-manifests", ValidateOptions, validate_manifests, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ OUTPUTS:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,11 +23,9 @@ from pathlib import Path
 
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
     read_jsonl,
-    setup_logging,
+    run_cli,
 )
 from rescoring.metrics import METRICS, UttCounts, paired_bootstrap
 
@@ -288,17 +285,7 @@ def make_report(cfg: ReportConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, ReportConfig)
-    try:
-        make_report(dataclass_from_args(ReportConfig, parser.parse_args(argv)))
-    except InputError as e:
-        raise SystemExit(f"make-report: error: {e}") from None
+    run_cli("make-report", ReportConfig, make_report, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ OUTPUTS (in --out-dir):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kaldialign
@@ -32,10 +31,8 @@ import numpy as np
 
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
     write_jsonl,
 )
 from rescoring.nbest import NbestRecord, load_nbest, write_nbest
@@ -207,19 +204,7 @@ def rescore(cfg: RescoreConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, RescoreConfig)
-    cfg = dataclass_from_args(RescoreConfig, parser.parse_args(argv))
-    logging.info("rescore-nbest: %s", asdict(cfg))
-    try:
-        rescore(cfg)
-    except (InputError, ValueError) as e:
-        raise SystemExit(f"rescore-nbest: error: {e}") from None
+    run_cli("rescore-nbest", RescoreConfig, rescore, __doc__, argv, errors=(InputError, ValueError))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ OUTPUTS (in --out-dir; icefall layout):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -30,12 +29,10 @@ from asr.wer import write_results
 from data_prep.rare_words import read_word_counts
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
     open_text,
     read_jsonl,
-    setup_logging,
+    run_cli,
     write_jsonl,
 )
 from rescoring.metrics import (
@@ -180,17 +177,7 @@ def score(cfg: ScoreConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, ScoreConfig)
-    try:
-        score(dataclass_from_args(ScoreConfig, parser.parse_args(argv)))
-    except InputError as e:
-        raise SystemExit(f"score-wer: error: {e}") from None
+    run_cli("score-wer", ScoreConfig, score, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ OUTPUTS (in --out-dir):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,10 +25,8 @@ import numpy as np
 
 from data_prep.utils import (
     InputError,
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
-    setup_logging,
+    run_cli,
 )
 from rescoring.nbest import load_nbest
 from rescoring.rescore import NbestArrays, apply_weights, load_nlu, write_outputs
@@ -127,17 +124,7 @@ def tune(cfg: TuneConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, TuneConfig)
-    try:
-        tune(dataclass_from_args(TuneConfig, parser.parse_args(argv)))
-    except (InputError, ValueError) as e:
-        raise SystemExit(f"tune-rescoring: error: {e}") from None
+    run_cli("tune-rescoring", TuneConfig, tune, __doc__, argv, errors=(InputError, ValueError))
 
 
 if __name__ == "__main__":
