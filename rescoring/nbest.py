@@ -8,8 +8,8 @@ Forms read by :func:`load_nbest` (chosen by the file name):
   rescorer reads them: ``utt_id<TAB>text<TAB>score`` (score = log-probability of the
   recogniser, higher is better; text may be empty). Lines of one utterance need not be
   adjacent; hypotheses are ordered by score. References come from ``--refs``.
-* ``*.ark`` - lattices written by ``decode-asr`` (:mod:`asr.lattice`); the symbol table is
-  ``words-{set}.txt`` or ``words.txt`` beside it. References come from ``--refs``.
+* ``*.ark`` - lattices written by ``decode-asr`` (convention in :mod:`rescoring.lattice`);
+  the symbol table is ``words-{set}.txt`` or ``words.txt`` beside it. References come from ``--refs``.
 
 References (``--refs``): a Lhotse supervision manifest (``*.jsonl.gz``, its ``text``) or a
 Kaldi-style text file ``utt_id word word ...``.
@@ -150,8 +150,8 @@ def _attach_refs(by_utt: dict[str, list[Hyp]], refs: dict[str, str], path) -> li
 
 
 def read_nbest_lattices(path: str | Path, refs: dict[str, str]) -> list[NbestRecord]:
-    """Read a ``decode-asr`` lattice archive (convention in :mod:`asr.lattice`)."""
-    from asr.lattice import read_nbest_lattices as _read
+    """Read a lattice archive (convention in :mod:`rescoring.lattice` and the README)."""
+    from rescoring.lattice import read_lattice_archive
 
     path = Path(path)
     stem = path.name[len("lattices-") : -len(".ark")] if path.name.startswith("lattices-") else ""
@@ -165,7 +165,7 @@ def read_nbest_lattices(path: str | Path, refs: dict[str, str]) -> list[NbestRec
     )
     if words is None:
         raise InputError(f"{path}: no symbol table words-{stem}.txt or words.txt beside it")
-    nbest = _read(path, words)
+    nbest = read_lattice_archive(path, words)
     by_utt = {u: [Hyp(words=w, am_score=s) for w, s in hyps] for u, hyps in nbest.items()}
     return _attach_refs(by_utt, refs, path)
 
