@@ -70,12 +70,23 @@ SETS = {
         ),
     ],
 }
+MT_TRAIN = [
+    ("play hey jude", "PlayMusic", ["O", "B-track", "I-track"]),
+    ("play yesterday by the beatles", "PlayMusic", ["O", "B-track", "O", "B-artist", "I-artist"]),
+    ("book a table in boston", "BookRestaurant", ["O", "O", "O", "O", "B-city"]),
+    ("weather in boston today", "GetWeather", ["O", "O", "B-city", "B-timeRange"]),
+    ("rate this book", "RateBook", ["O", "O", "B-object_type"]),
+    ("play hey jude now", "PlayMusic", ["O", "B-track", "I-track", "O"]),
+]
 LM_TEXT = "play hey jude\nbook a table in boston\nweather in boston today\nrate this book\nplay hey jude now\n"
 
 
 @pytest.fixture()
 def recipe(tmp_path):
     (tmp_path / "lm.txt").write_text(LM_TEXT)
+    (tmp_path / "mt.jsonl").write_text(
+        "".join(json.dumps({"text": t, "intent": i, "slots": sl}) + "\n" for t, i, sl in MT_TRAIN)
+    )
     (tmp_path / "word_counts.txt").write_text(
         "play 9\nhey 9\nbook 9\na 9\ntable 9\nin 9\nrate 9\nthis 9\n"
     )
@@ -129,11 +140,18 @@ def _score(d, system, s, recipe):
     )
 
 
-def test_end_to_end_report(recipe):
+def test_end_to_end_report(recipe, monkeypatch):
+    import lm.scorer
+    from tests.rescoring.standin_lm import StandInLMScorer
+
+    # The 'nlm' scorer goes through lm.scorer.LMScorer; the stand-in implements its API.
+    monkeypatch.setattr(lm.scorer, "LMScorer", StandInLMScorer)
+    StandInLMScorer.calls = []
     rd = recipe / "rescore"
     for system, extra in (
         ("rnnt_1best", ["--scorer", "none"]),
         ("lm", ["--scorer", "bigram", "--lm-checkpoint", str(recipe / "lm.txt")]),
+        ("multitask_rwm", ["--scorer", "nlm", "--lm-checkpoint", str(recipe / "mt.jsonl")]),
     ):
         d = rd / system
         tune.main(["--nbest", str(recipe / "nbest-dev.jsonl"), "--out-dir", str(d), *extra])
@@ -170,6 +188,23 @@ def test_end_to_end_report(recipe):
         )
         _score(d, "oracle", s, recipe)
 
+    # tune (dev) then rescore (test): one batch each, every distinct hypothesis scored once
+    assert len(StandInLMScorer.calls) == 2
+    for call, s in zip(StandInLMScorer.calls, ("dev", "test"), strict=True):
+        distinct = {h[0] for row in SETS[s] for h in row[4]}
+        assert sorted(call) == sorted(distinct)
+    info = json.loads((rd / "multitask_rwm" / "rescore-test.json").read_text())
+    assert info["lm_timing"]["unique"] == 5 and info["lm_timing"]["hyps_per_second"] > 0
+    import gzip
+
+    ob = [json.loads(x) for x in gzip.open(rd / "multitask_rwm" / "onebest-test.jsonl.gz", "rt")]
+    assert [(r["hyp"], r["intent"], r["slots"]) for r in ob] == [
+        ("play hey jude now", "PlayMusic", ["O", "B-track", "I-track", "O"]),
+        ("weather in boston", "GetWeather", ["O", "O", "B-city"]),
+    ]
+    mt = json.loads((rd / "multitask_rwm" / "metrics-test.json").read_text())
+    assert mt["intent_acc"] == 100.0 and mt["slot_f1"] == 100.0 and mt["wer"] == 0.0
+
     tuned = json.loads((rd / "lm" / "tuned.json").read_text())
     assert tuned["lm_scale"] > 0 and tuned["dev_wer"] < tuned["dev_wer_first_pass"]
     m = {
@@ -184,9 +219,10 @@ def test_end_to_end_report(recipe):
 
     report.main(["--rescore-dir", str(rd), "--out", str(recipe / "RESULTS.md"), "--title", "tiny"])
     md = (recipe / "RESULTS.md").read_text()
-    assert "| RNN-T 1-best |" in md and "+ multitask LM, RWM weights | not run" in md
+    assert "| RNN-T 1-best |" in md and "+ multitask LM, linear weights | not run" in md
     assert "tune-rescoring ... lm" in md and "p(B better)" in md
     res = json.loads((recipe / "results.json").read_text())
+    assert res["systems"]["multitask_rwm"]["test"]["slot_f1"]["value"] == 100.0
     assert res["systems"]["lm"]["test"]["wer"]["value"] == pytest.approx(m["lm"]["wer"])
     assert res["systems"]["lm"]["test"]["wer"]["ci95"] is not None
     for png in ("lambda-sweep-dev.png", "test-wer.png"):
