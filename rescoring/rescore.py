@@ -9,6 +9,8 @@ from a multitask LM (``--nlu-checkpoint``, by default the scoring LM if it has N
 Usage:
     rescore-nbest --nbest exp/asr/x/modified_beam_beam8/nbest-test.jsonl.gz \\
         --params exp/rescore/multitask_rwm/tuned.json --out-dir exp/rescore/multitask_rwm --set-name test
+    rescore-nbest --nbest-dir exp/asr/x/modified_beam_beam8 --set-name test \\
+        --params exp/rescore/multitask_rwm/tuned.json --out-dir exp/rescore/multitask_rwm
     rescore-nbest --nbest other-asr-test.tsv --refs data/manifests/snips_nlu_test.jsonl.gz \\
         --scorer nlm --lm-checkpoint exp/lm/lm_only/best.pt --lm-scale 0.4 --out-dir out --set-name test
 
@@ -135,6 +137,12 @@ class RescoreConfig:
             "help": "n-best file: ours (.jsonl[.gz]), external TSV (.tsv/.txt) or lattices (.ark)"
         },
     )
+    nbest_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "decode folder; reads <dir>/nbest-<set-name>.jsonl.gz (overrides --nbest)"
+        },
+    )
     refs: Path | None = field(
         default=None,
         metadata={
@@ -164,6 +172,8 @@ class RescoreConfig:
 
 
 def rescore(cfg: RescoreConfig) -> dict:
+    if cfg.nbest_dir is not None:
+        cfg.nbest = cfg.nbest_dir / f"nbest-{cfg.set_name}.jsonl.gz"
     p = json.loads(cfg.params.read_text()) if cfg.params else {}
     scorer_name = cfg.scorer or p.get("scorer", "none")
     ckpt = cfg.lm_checkpoint or (Path(p["lm_checkpoint"]) if p.get("lm_checkpoint") else None)

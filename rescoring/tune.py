@@ -7,6 +7,8 @@ The test set is never read here: apply the result with ``rescore-nbest --params 
 Usage:
     tune-rescoring --nbest exp/asr/x/modified_beam_beam8/nbest-dev.jsonl.gz --scorer nlm \\
         --lm-checkpoint exp/lm/multitask_rwm/best.pt --out-dir exp/rescore/multitask_rwm
+    tune-rescoring --nbest-dir exp/asr/x/modified_beam_beam8 --scorer nlm \\
+        --lm-checkpoint exp/lm/multitask_rwm/best.pt --out-dir exp/rescore/multitask_rwm
 
 OUTPUTS (in --out-dir):
     tuned.json               scorer, checkpoint, λ, β and the dev WER they give
@@ -57,6 +59,10 @@ class TuneConfig:
     nbest: Path = field(
         default=Path("nbest-dev.jsonl.gz"), metadata={"help": "dev n-best (any supported form)"}
     )
+    nbest_dir: Path | None = field(
+        default=None,
+        metadata={"help": "decode folder; reads <dir>/nbest-dev.jsonl.gz (overrides --nbest)"},
+    )
     refs: Path | None = field(default=None, metadata={"help": "references for TSV/.ark n-best"})
     out_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "output folder"})
     scorer: str = field(default="nlm", metadata={"help": f"one of {sorted(SCORERS)}"})
@@ -77,6 +83,8 @@ class TuneConfig:
 
 
 def tune(cfg: TuneConfig) -> dict:
+    if cfg.nbest_dir is not None:
+        cfg.nbest = cfg.nbest_dir / "nbest-dev.jsonl.gz"
     records = load_nbest(cfg.nbest, cfg.refs)
     scorer = build_scorer(cfg.scorer, cfg.lm_checkpoint, cfg.batch_size)
     stats = score_nbest(records, scorer)

@@ -274,3 +274,36 @@ def test_rescore_external_tsv(recipe, tmp_path):
 
     rows = [json.loads(line) for line in gzip.open(tmp_path / "onebest-test.jsonl.gz", "rt")]
     assert [r["hyp"] for r in rows] == ["play hey jude now", "weather in boston"]
+
+
+def test_nbest_dir_one_line_stages(recipe, tmp_path):
+    """--nbest-dir reads nbest-dev (tune) and nbest-<set> (rescore) from a decode folder."""
+    import gzip
+    import shutil
+
+    dec = tmp_path / "beam8"
+    dec.mkdir()
+    for s in ("dev", "test"):
+        with (
+            open(recipe / f"nbest-{s}.jsonl", "rb") as f,
+            gzip.open(dec / f"nbest-{s}.jsonl.gz", "wb") as g,
+        ):
+            shutil.copyfileobj(f, g)
+    out = tmp_path / "out"
+    lm = ["--scorer", "bigram", "--lm-checkpoint", str(recipe / "lm.txt")]
+    tune.main(["--nbest-dir", str(dec), "--out-dir", str(out), *lm])
+    assert json.loads((out / "tuned.json").read_text())["tuned_on"].endswith("nbest-dev.jsonl.gz")
+    rescore.main(
+        [
+            "--nbest-dir",
+            str(dec),
+            "--set-name",
+            "test",
+            "--params",
+            str(out / "tuned.json"),
+            "--out-dir",
+            str(out),
+        ]
+    )
+    info = json.loads((out / "rescore-test.json").read_text())
+    assert info["nbest"].endswith("nbest-test.jsonl.gz") and info["lm_scale"] > 0
