@@ -215,11 +215,18 @@ def paired_bootstrap(
     return float(not_better.mean())
 
 
-def per_group_wer(utts: list[UttCounts], groups: list[str]) -> dict[str, dict[str, float]]:
-    """WER and rare-word WER per group label (e.g. the gold intent)."""
+def per_group_wer(
+    utts: list[UttCounts], groups: list[str], num_samples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
+    """WER and rare-word WER per group label (e.g. the gold intent), with 95% intervals."""
     out = {}
     for g in sorted(set(groups)):
         sel = [u for u, gg in zip(utts, groups, strict=True) if gg == g]
         m = corpus_metrics(sel)
-        out[g] = {"utterances": len(sel), "wer": m["wer"], "rare_wer": m["rare_wer"]}
+        out[g] = {
+            "utterances": len(sel),
+            "wer": m["wer"],
+            "rare_wer": m["rare_wer"],
+            "ci95": {k: bootstrap_ci(sel, k, num_samples, seed) for k in ("wer", "rare_wer")},
+        }
     return out

@@ -135,7 +135,9 @@ def score(cfg: ScoreConfig) -> dict:
     m["ci95"] = {
         name: bootstrap_ci(utts, name, cfg.bootstrap_samples, cfg.seed) for name in METRICS
     }
-    m["per_intent"] = per_group_wer(utts, [gold[u]["intent"] or "?" for u in ids])
+    m["per_intent"] = per_group_wer(
+        utts, [gold[u]["intent"] or "?" for u in ids], cfg.bootstrap_samples, cfg.seed
+    )
     m["system"], m["set"], m["hyps"] = cfg.system, cfg.set_name, str(cfg.hyps)
     with atomic_write(cfg.out_dir / f"metrics-{cfg.set_name}.json") as f:
         json.dump(m, f, indent=2)
@@ -150,17 +152,22 @@ def score(cfg: ScoreConfig) -> dict:
 
     lines = [
         stats.kaldi_line(),
+        f"WER: {fmt('wer')}",
         f"rare-word WER (K={cfg.threshold}): {fmt('rare_wer')}  "
         f"[{m['rare_errors']} / {m['rare_ref']}], rare-token share {m['rare_share']:.1f}%",
         f"common-word WER: {fmt('common_wer')}  [{m['common_errors']} / {m['common_ref']}]",
         f"intent accuracy: {fmt('intent_acc')}",
         f"slot F1: {fmt('slot_f1')}",
         "",
-        "PER-INTENT: intent utterances WER rare-WER",
+        "PER-INTENT: intent utterances WER [95% CI] rare-WER [95% CI]",
     ]
+
+    def fmt_group(v, name):
+        ci = v["ci95"][name]
+        return "n/a" if v[name] is None else f"{v[name]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
     for intent, v in m["per_intent"].items():
-        rw = "n/a" if v["rare_wer"] is None else f"{v['rare_wer']:.2f}"
-        lines.append(f"{intent} {v['utterances']} {v['wer']:.2f} {rw}")
+        lines.append(f"{intent} {v['utterances']} {fmt_group(v, 'wer')} {fmt_group(v, 'rare_wer')}")
     with atomic_write(cfg.out_dir / f"rare-wer-{cfg.set_name}-{cfg.system}.txt") as f:
         f.write("\n".join(lines) + "\n")
     logging.info("[%s %s] %s", cfg.system, cfg.set_name, stats.kaldi_line())
