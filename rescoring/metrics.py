@@ -134,19 +134,19 @@ def _matrix(utts: list[UttCounts]) -> dict[str, np.ndarray]:
     return {k: np.array([getattr(u, k) for u in utts], dtype=np.float64) for k in fields}
 
 
+_METRIC_FNS = {
+    "wer": lambda s: _ratio(s["errors"], s["ref_words"]),
+    "rare_wer": lambda s: _ratio(s["rare_errors"], s["rare_ref"]),
+    "common_wer": lambda s: _ratio(s["common_errors"], s["common_ref"]),
+    "intent_acc": lambda s: _ratio(s["intent_correct"], s["has_nlu"]),
+    "slot_f1": lambda s: _ratio(2 * s["slot_tp"], s["slot_pred"] + s["slot_gold"]),
+}
+assert tuple(_METRIC_FNS) == METRICS
+
+
 def _metric_from_sums(name: str, s: dict[str, np.ndarray]) -> np.ndarray:
     """Metric (in %) from summed counts; arrays broadcast over bootstrap resamples."""
-    if name == "wer":
-        return 100 * _ratio(s["errors"], s["ref_words"])
-    if name == "rare_wer":
-        return 100 * _ratio(s["rare_errors"], s["rare_ref"])
-    if name == "common_wer":
-        return 100 * _ratio(s["common_errors"], s["common_ref"])
-    if name == "intent_acc":
-        return 100 * _ratio(s["intent_correct"], s["has_nlu"])
-    if name == "slot_f1":
-        return 100 * _ratio(2 * s["slot_tp"], s["slot_pred"] + s["slot_gold"])
-    raise KeyError(name)
+    return 100 * _METRIC_FNS[name](s)
 
 
 def corpus_metrics(utts: list[UttCounts]) -> dict[str, float | int]:

@@ -25,6 +25,14 @@ class Scorer(abc.ABC):
 
     name = ""
     has_nlu_heads = False
+    uses_lm = True  # False: lm_score is 0, so λ has no effect and is not swept
+
+    @classmethod
+    def build(cls, checkpoint: str | Path | None, batch_size: int) -> Scorer:
+        """Construct from the command-line options (a checkpoint is required by default)."""
+        if checkpoint is None:
+            raise ValueError(f"scorer {cls.name!r} needs --lm-checkpoint")
+        return cls(checkpoint, batch_size=batch_size)
 
     @abc.abstractmethod
     def score(self, sentences: Sequence[str]) -> list[float]:
@@ -38,6 +46,12 @@ class NoLM(Scorer):
     """No second pass: every hypothesis scores 0 (the RNN-T 1-best system)."""
 
     name = "none"
+    uses_lm = False
+
+    @classmethod
+    def build(cls, checkpoint: str | Path | None, batch_size: int) -> Scorer:
+        del checkpoint, batch_size
+        return cls()
 
     def score(self, sentences: Sequence[str]) -> list[float]:
         return [0.0] * len(sentences)
@@ -109,11 +123,7 @@ SCORERS: dict[str, type[Scorer]] = {s.name: s for s in (NoLM, NeuralLM, BigramLM
 def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: int = 64) -> Scorer:
     if name not in SCORERS:
         raise ValueError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
-    if name == NoLM.name:
-        return NoLM()
-    if checkpoint is None:
-        raise ValueError(f"scorer {name!r} needs --lm-checkpoint")
-    return SCORERS[name](checkpoint, batch_size=batch_size)
+    return SCORERS[name].build(checkpoint, batch_size)
 
 
 def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:

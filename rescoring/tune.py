@@ -90,7 +90,7 @@ def tune(cfg: TuneConfig) -> dict:
     stats = score_nbest(records, scorer)
     arrays = NbestArrays.from_records(records)
     lambdas = grid(cfg.lm_scale_min, cfg.lm_scale_max, cfg.lm_scale_step)
-    if cfg.scorer == "none":
+    if not scorer.uses_lm:
         lambdas = np.array([0.0])
     betas = grid(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step)
     rows = sweep(arrays, lambdas, betas)

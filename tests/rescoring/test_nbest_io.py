@@ -92,3 +92,22 @@ def test_lattices(tmp_path):
         ("play jas", pytest.approx(-2.0)),
     ]
     assert recs["u2"].hyps[0].words == "" and recs["u2"].ref == "stop"
+
+
+def test_cli_reports_bad_line_and_scorer_errors(tmp_path, capsys):
+    from rescoring import rescore
+
+    p = _write_jsonl(tmp_path / "nb.jsonl", [GOOD, "{not json"])
+    with pytest.raises(SystemExit) as e:
+        rescore.main(["--nbest", str(p), "--scorer", "none", "--out-dir", str(tmp_path)])
+    assert e.value.code != 0
+    assert "nb.jsonl:2" in str(e.value) + capsys.readouterr().err
+
+    good = _write_jsonl(tmp_path / "ok.jsonl", [GOOD])
+    for opts, msg in (
+        (["--scorer", "trigram"], "unknown scorer 'trigram'"),
+        (["--scorer", "nlm"], "needs --lm-checkpoint"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            rescore.main(["--nbest", str(good), "--out-dir", str(tmp_path), *opts])
+        assert msg in str(e.value) + capsys.readouterr().err
