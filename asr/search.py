@@ -151,8 +151,34 @@ class ModifiedBeamSearch(SearchMethod):
         return [Hypothesis(h, s) for h, s in ranked]
 
 
+class _BlankLastAdapter(torch.nn.Module):
+    """Presents a blank=0 transducer as blank=V-1: ``RNNTBeamSearch`` reads the blank
+    log-probability at index -1 whatever its ``blank`` argument says (torchaudio 2.11), so
+    without this it scores blank with the last BPE piece and emits runs of repeated tokens."""
+
+    def __init__(self, model: Transducer) -> None:
+        super().__init__()
+        self.model = model
+        self.vocab_size = model.cfg.vocab_size
+
+    def transcribe(self, sources, source_lengths):
+        return self.model.transcribe(sources, source_lengths)
+
+    def predict(self, targets, target_lengths, state):
+        # adapter id j -> model id: V-1 (blank) -> 0, j -> j+1
+        old = torch.where(targets == self.vocab_size - 1, torch.zeros_like(targets), targets + 1)
+        return self.model.predict(old, target_lengths, state)
+
+    def join(self, source_encodings, source_lengths, target_encodings, target_lengths):
+        out, s_lens, t_lens = self.model.join(
+            source_encodings, source_lengths, target_encodings, target_lengths
+        )
+        return torch.cat([out[..., 1:], out[..., :1]], dim=-1), s_lens, t_lens
+
+
 class TorchaudioBeamSearch(SearchMethod):
-    """``torchaudio.models.RNNTBeamSearch`` (reference; unbounded symbols per frame)."""
+    """``torchaudio.models.RNNTBeamSearch`` (reference; unbounded symbols per frame),
+    run through :class:`_BlankLastAdapter`."""
 
     name = "torchaudio_beam"
 
@@ -162,13 +188,15 @@ class TorchaudioBeamSearch(SearchMethod):
 
     @torch.no_grad()
     def __call__(self, model, feats, feat_lens):
-        search = RNNTBeamSearch(model, blank=model.blank_id, step_max_tokens=self.step_max_tokens)
+        adapter = _BlankLastAdapter(model)
+        blank = adapter.vocab_size - 1
+        search = RNNTBeamSearch(adapter, blank=blank, step_max_tokens=self.step_max_tokens)
         out = []
         for i in range(feats.shape[0]):
             hypos = search(feats[i : i + 1, : int(feat_lens[i])], feat_lens[i : i + 1], self.beam)
             merged: dict[tuple[int, ...], float] = {}
             for tokens, _, _, score in hypos:
-                h = tuple(int(x) for x in tokens if int(x) != model.blank_id)
+                h = tuple(int(x) + 1 for x in tokens if int(x) != blank)
                 merged[h] = score if h not in merged else _logaddexp(merged[h], score)
             out.append([Hypothesis(h, s) for h, s in sorted(merged.items(), key=lambda kv: -kv[1])])
         return out
