@@ -216,6 +216,9 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert m["lm"]["wer"] < m["rnnt_1best"]["wer"]
     assert m["rnnt_1best"]["rare_wer"] > m["lm"]["rare_wer"]  # boston/jude are rare
     assert (rd / "lm" / "errs-test-lm.txt").read_text().startswith("%WER")
+    errs = (rd / "rnnt_1best" / "errs-test-rnnt_1best.txt").read_text()
+    assert errs.startswith("%WER 28.57% [ 2 / 7, 0 ins, 0 del, 2 sub ]")
+    assert "t1:\tplay hey (jude->dude) now" in errs and "1   boston -> austin" in errs
 
     report.main(["--rescore-dir", str(rd), "--out", str(recipe / "RESULTS.md"), "--title", "tiny"])
     md = (recipe / "RESULTS.md").read_text()
