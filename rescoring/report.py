@@ -7,7 +7,8 @@ was not run is listed as "not run". Paired bootstrap p-values compare each resco
 LM-only rescoring and with the RNN-T 1-best on the same utterances.
 
 Usage:
-    make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS (default preset)"
+    make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS (default preset)" \\
+        --cmd-files 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh'
 
 OUTPUTS:
     RESULTS.md, results.json (system -> set -> metric -> {value, ci95}), and beside them
@@ -190,6 +191,13 @@ class ReportConfig:
     rescore_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "system folders"})
     out: Path = field(default=Path("RESULTS.md"), metadata={"help": "the report"})
     title: str = field(default="Results", metadata={"help": "report title"})
+    cmd_files: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "glob patterns of further cmd.sh files listed under 'Exact commands' "
+            "(e.g. 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh'), before the rescoring systems'"
+        },
+    )
     extra_md: tuple[Path, ...] = field(
         default=(),
         metadata={
@@ -264,12 +272,22 @@ def make_report(cfg: ReportConfig) -> dict:
         md.append("")
     if plots:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
-    cmds = [(name, cfg.rescore_dir / name / "cmd.sh") for name in SYSTEMS]
+    cmds = [
+        (str(p.parent), p)
+        for pattern in cfg.cmd_files
+        for p in sorted(
+            Path().glob(pattern)
+            if not Path(pattern).is_absolute()
+            else Path("/").glob(pattern.lstrip("/"))
+        )
+        if p.is_file()
+    ]
+    cmds += [(SYSTEMS[name], cfg.rescore_dir / name / "cmd.sh") for name in SYSTEMS]
     cmds = [(n, p) for n, p in cmds if p.is_file()]
     if cmds:
         md += ["## Exact commands", ""]
         for name, p in cmds:
-            md += [f"### {SYSTEMS[name]}", "", "```bash", p.read_text().rstrip(), "```", ""]
+            md += [f"### {name}", "", "```bash", p.read_text().rstrip(), "```", ""]
     for extra in cfg.extra_md:
         if Path(extra).is_file():
             md += [Path(extra).read_text().rstrip(), ""]

@@ -220,10 +220,24 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert errs.startswith("%WER 28.57% [ 2 / 7, 0 ins, 0 del, 2 sub ]")
     assert "t1:\tplay hey (jude->dude) now" in errs and "1   boston -> austin" in errs
 
-    report.main(["--rescore-dir", str(rd), "--out", str(recipe / "RESULTS.md"), "--title", "tiny"])
+    (recipe / "exp" / "lm" / "multitask_rwm").mkdir(parents=True)
+    (recipe / "exp" / "lm" / "multitask_rwm" / "cmd.sh").write_text("train-lm --mode rwm\n")
+    report.main(
+        [
+            "--rescore-dir",
+            str(rd),
+            "--out",
+            str(recipe / "RESULTS.md"),
+            "--title",
+            "tiny",
+            "--cmd-files",
+            str(recipe / "exp" / "*" / "*" / "cmd.sh"),
+        ]
+    )
     md = (recipe / "RESULTS.md").read_text()
     assert "| RNN-T 1-best |" in md and "+ multitask LM, linear weights | not run" in md
     assert "tune-rescoring ... lm" in md and "p(B better)" in md
+    assert "train-lm --mode rwm" in md
     res = json.loads((recipe / "results.json").read_text())
     assert res["systems"]["multitask_rwm"]["test"]["slot_f1"]["value"] == 100.0
     assert res["systems"]["lm"]["test"]["wer"]["value"] == pytest.approx(m["lm"]["wer"])
