@@ -91,13 +91,26 @@ class AsrDataset(Dataset):
     (padded with 0), ``target_lens`` (N,), ``texts`` list[str], ``ids`` list[str].
     """
 
-    def __init__(self, tok: Tokenizer, spec_augment: SpecAugment | None = None) -> None:
+    def __init__(
+        self, tok: Tokenizer, spec_augment: SpecAugment | None = None, speed_perturb: bool = False
+    ) -> None:
         self.tok = tok
         self.spec_augment = spec_augment
+        self.perturb = None
+        if speed_perturb:  # needs the cuts' audio: fbank is recomputed on the fly
+            from lhotse import Fbank, FbankConfig
+            from lhotse.dataset import OnTheFlyFeatures, PerturbSpeed
+
+            self.perturb = PerturbSpeed(factors=[0.9, 1.1], p=2 / 3)
+            self.fbank = OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=80)))
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        feats, feat_lens = collate_features(cuts)
+        if self.perturb is not None:
+            cuts = self.perturb(cuts)
+            feats, feat_lens = self.fbank(cuts)
+        else:
+            feats, feat_lens = collate_features(cuts)
         if self.spec_augment is not None:
             feats = self.spec_augment(feats)
         texts = [cut_text(c) for c in cuts]
@@ -158,10 +171,11 @@ def make_dataloader(
     world_size: int = 1,
     rank: int = 0,
     seed: int = 0,
+    speed_perturb: bool = False,
 ) -> DataLoader:
     sampler = make_sampler(cuts, max_duration, shuffle, num_buckets, world_size, rank, seed)
     return DataLoader(
-        AsrDataset(tok, spec_augment),
+        AsrDataset(tok, spec_augment, speed_perturb),
         sampler=sampler,
         batch_size=None,
         num_workers=num_workers,

@@ -441,6 +441,7 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
             world_size=world_size,
             rank=rank,
             seed=cfg.seed,
+            speed_perturb=cfg.speed_perturb,
         )
         train_dl.sampler.set_epoch(state.epoch)
         if sampler_state is not None:

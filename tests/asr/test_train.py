@@ -79,3 +79,18 @@ def test_bad_batches_are_masked_and_skipped(asr_data):
     model.zero_grad()
     loss, st = compute_loss(fwd, batch, cfg, torch.device("cpu"))
     assert math.isfinite(loss.item())
+
+
+def test_speed_perturbation_recomputes_fbank(asr_data):
+    from asr.data import AsrDataset, Tokenizer, load_cuts
+
+    cuts = load_cuts(asr_data["cuts"]).subset(first=4)
+    torch.manual_seed(0)
+    import random
+
+    random.seed(0)
+    plain = AsrDataset(Tokenizer(asr_data["bpe_model"]))[cuts]
+    pert = AsrDataset(Tokenizer(asr_data["bpe_model"]), speed_perturb=True)[cuts]
+    assert pert["feats"].shape[0] == 4 and pert["feats"].shape[2] == 80
+    assert pert["texts"] == plain["texts"]
+    assert torch.isfinite(pert["feats"]).all()
