@@ -15,9 +15,9 @@
 #  stage 3  train-bpe           ASR train transcripts -> data/lang_bpe_N/bpe.model for N in $bpe_sizes
 #  stage 4  prepare-lm-text     ../shared/data/lm_text + SNIPS train -> data/lm/{pretrain,finetune}.txt
 #  stage 5  compute-rare-words  ASR train transcripts -> data/lang/{word_counts,rare_words}.txt
-#  stage 6  train-asr           data/fbank + data/lang_bpe_$asr_bpe -> exp/asr/epoch-N.pt
-#  stage 7  average-checkpoints exp/asr/epoch-*.pt -> exp/asr/avg.pt
-#  stage 8  decode-asr          exp/asr/avg.pt -> exp/asr/decode/nbest-{dev,test}.jsonl.gz (+ lattices,
+#  stage 6  train-asr           data/fbank + data/lang_bpe_N -> exp/asr/conformer_rnnt/epoch-N.pt
+#  stage 7  average-checkpoints exp/asr/conformer_rnnt/epoch-*.pt -> .../avg.pt
+#  stage 8  decode-asr          avg.pt -> exp/asr/conformer_rnnt/decode/nbest-{dev,test}.jsonl.gz (+ lattices,
 #                               recogs/errs/wer-summary, oracle WER, RTF)
 #  stage 9  train-lm pretrain   data/lm/pretrain.txt -> exp/lm/pretrain/best.pt
 #  stage 10 train-lm            LM-only fine-tuning on SNIPS train text -> exp/lm/lm/best.pt
@@ -95,7 +95,7 @@ mkdir -p "$work_dir" && cd "$work_dir"
 log "Preset $preset ($conf), work dir $work_dir, stages $stage..$stop_stage"
 
 stage_bpe() { local size; for size in $bpe_sizes; do train-bpe --vocab-size "$size" --lang-dir "data/lang_bpe_$size"; done; }
-asr_dir=exp/asr
+asr_dir=exp/asr/conformer_rnnt
 decode_dir=$asr_dir/decode
 stage_train_asr() {
   logged $asr_dir train-asr --preset "$asr_preset" --exp-dir $asr_dir \
@@ -126,9 +126,10 @@ stage_rescore() {
       rnnt_1best|oracle) scorer=none; ckpt= ;;
       *) scorer=nlm; ckpt=exp/lm/$sys/best.pt ;;
     esac
-    if [ "$sys" = oracle ]; then
+    if [ "$sys" = oracle ] || [ "$sys" = rnnt_1best ]; then  # no LM, nothing to tune
       for s in dev test; do
-        logged "$d" rescore-nbest --nbest "$decode_dir/nbest-$s.jsonl.gz" --select oracle --scorer none \
+        logged "$d" rescore-nbest --nbest "$decode_dir/nbest-$s.jsonl.gz" --scorer none \
+          --lm-scale 0 --word-bonus 0 --select "$([ "$sys" = oracle ] && echo oracle || echo total)" \
           --nlu-checkpoint $nlu_model --out-dir "$d" --set-name "$s"
       done
     else
@@ -153,7 +154,7 @@ stage_report() {
     echo "|---|---|---|---|"
     for f in $(ls .done | sort -V); do
       read -r secs mem desc < ".done/$f"
-      [ "$mem" = - ] || mem=$((mem / 1024))
+      case $mem in ''|-) mem=- ;; *) mem=$((mem / 1024)) ;; esac
       echo "| ${f#stage} | $desc | $secs | $mem |"
     done
     echo

@@ -30,7 +30,7 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.time() + 300
-    while not (work / "exp/asr/cmd.sh").is_file():  # written as stage 6 starts train-asr
+    while not (work / "exp/asr/conformer_rnnt/cmd.sh").is_file():  # written as stage 6 starts train-asr
         assert proc.poll() is None and time.time() < deadline, "recipe ended before stage 6"
         time.sleep(0.1)
     time.sleep(1.0)
@@ -52,12 +52,12 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "data/lang_bpe_64/bpe.model",
         "data/lm/pretrain.txt",
         "data/lang/rare_words.txt",
-        "exp/asr/avg.pt",
-        "exp/asr/decode/nbest-test.jsonl.gz",
+        "exp/asr/conformer_rnnt/avg.pt",
+        "exp/asr/conformer_rnnt/decode/nbest-test.jsonl.gz",
         "exp/lm/pretrain/best.pt",
         "exp/lm/pretrained_multitask_rwm/best.pt",
         "exp/rescore/multitask_rwm/tuned.json",
-        "exp/asr/cmd.sh",
+        "exp/asr/conformer_rnnt/cmd.sh",
         "exp/lm/multitask_rwm/cmd.sh",
         "plots/test-wer.png",
     ):
