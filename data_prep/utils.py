@@ -108,6 +108,17 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
+def read_kaldi_text(path: str | Path) -> dict[str, str]:
+    """A Kaldi ``text``-style file: ``utt_id word word ...`` per line -> ``{utt_id: "words"}``."""
+    out: dict[str, str] = {}
+    with open_text(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if parts:
+                out[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return out
+
+
 def write_jsonl(path: str | Path, records: typing.Iterable[dict]) -> int:
     """Atomically write records as JSON lines; returns how many were written."""
     n = 0

@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data_prep.utils import InputError, open_text, read_jsonl, write_jsonl
+from data_prep.utils import InputError, open_text, read_jsonl, read_kaldi_text, write_jsonl
 
 
 @dataclass
@@ -106,13 +106,7 @@ def read_refs(path: str | Path) -> dict[str, str]:
                 raise InputError(f"{path}:{lineno}: a supervision needs 'id' and 'text'")
             refs[obj["id"]] = obj["text"]
         return refs
-    refs = {}
-    with open_text(path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if parts:
-                refs[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return refs
+    return read_kaldi_text(path)
 
 
 def read_nbest_tsv(path: str | Path, refs: dict[str, str]) -> list[NbestRecord]:

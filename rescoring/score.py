@@ -30,8 +30,8 @@ from data_prep.rare_words import read_word_counts
 from data_prep.utils import (
     InputError,
     atomic_write,
-    open_text,
     read_jsonl,
+    read_kaldi_text,
     run_cli,
     write_jsonl,
 )
@@ -72,13 +72,7 @@ def read_hyps(path: Path) -> dict[str, dict]:
                 raise InputError(f"{path}:{lineno}: a 1-best record needs 'id' and 'hyp'")
             out[obj["id"]] = obj
         return out
-    out = {}
-    with open_text(path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if parts:
-                out[parts[0]] = {"id": parts[0], "hyp": parts[1] if len(parts) > 1 else ""}
-    return out
+    return {uid: {"id": uid, "hyp": hyp} for uid, hyp in read_kaldi_text(path).items()}
 
 
 @dataclass
