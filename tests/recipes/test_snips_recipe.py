@@ -30,7 +30,9 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.time() + 300
-    while not (work / "exp/asr/conformer_rnnt/cmd.sh").is_file():  # written as stage 6 starts train-asr
+    while not (
+        work / "exp/asr/conformer_rnnt/cmd.sh"
+    ).is_file():  # written as stage 6 starts train-asr
         assert proc.poll() is None and time.time() < deadline, "recipe ended before stage 6"
         time.sleep(0.1)
     time.sleep(1.0)
