@@ -101,9 +101,11 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     if not paths:
         raise CheckpointError("average_checkpoints: no checkpoints given")
     avg: dict[str, torch.Tensor] | None = None
+    dtypes: dict[str, torch.dtype] = {}
     for p in paths:
         sd = load_checkpoint(p)["model"]
         if avg is None:
+            dtypes = {k: v.dtype for k, v in sd.items()}
             avg = {
                 k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()
             }
@@ -117,7 +119,4 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
                 avg[k] = v.clone()
     assert avg is not None
     n = len(paths)
-    ref = load_checkpoint(paths[-1])["model"]
-    return {
-        k: (v / n).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()
-    }
+    return {k: (v / n).to(dtypes[k]) if v.is_floating_point() else v for k, v in avg.items()}
