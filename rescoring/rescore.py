@@ -119,14 +119,15 @@ def write_outputs(
 
 
 def load_nlu(nlu_checkpoint: Path | None, scorer: Scorer) -> Scorer | None:
-    if nlu_checkpoint is not None:
-        s = build_scorer("nlm", nlu_checkpoint)
-        if not s.has_nlu_heads:
-            raise InputError(
-                f"{nlu_checkpoint}: --nlu-checkpoint has no NLU heads (an LM-only model)"
-            )
-        return s
-    return scorer if scorer.has_nlu_heads else None
+    """The model that gives intent + slots of the chosen hypothesis (the scorer itself if it is
+    that checkpoint or none is given and it has NLU heads, so no model is loaded twice)."""
+    if nlu_checkpoint is None:
+        return scorer if scorer.has_nlu_heads else None
+    same = Path(nlu_checkpoint) == getattr(scorer, "checkpoint", None)
+    s = scorer if same else build_scorer("nlm", nlu_checkpoint)
+    if not s.has_nlu_heads:
+        raise InputError(f"{nlu_checkpoint}: --nlu-checkpoint has no NLU heads (an LM-only model)")
+    return s
 
 
 @dataclass

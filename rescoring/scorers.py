@@ -65,6 +65,7 @@ class NeuralLM(Scorer):
     def __init__(self, checkpoint: str | Path, batch_size: int = 64):
         from lm.scorer import LMScorer
 
+        self.checkpoint = Path(checkpoint)
         self.impl = LMScorer.from_checkpoint(checkpoint, batch_size=batch_size)
         self.has_nlu_heads = bool(self.impl.has_nlu_heads)
 
