@@ -55,6 +55,7 @@ conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
 # shellcheck source=conf/default.sh
 . "$conf"
+asr_lm_parallel=${asr_lm_parallel:-false}  # older conf files: stages one after another
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -152,11 +153,24 @@ stage_report() {
     echo
     echo "| stage | what | seconds | peak RSS (MiB) |"
     echo "|---|---|---|---|"
+    local total=0 asr_secs=0 lm_secs=0 f secs mem desc wall
     for f in $(ls .done | sort -V); do
       read -r secs mem desc < ".done/$f"
       case $mem in ''|-) mem=- ;; *) mem=$((mem / 1024)) ;; esac
       echo "| ${f#stage} | $desc | $secs | $mem |"
+      total=$((total + secs))
+      case ${f#stage} in 6|7|8) asr_secs=$((asr_secs + secs)) ;; 9|1[0-3]) lm_secs=$((lm_secs + secs)) ;; esac
     done
+    echo
+    if [ "$asr_lm_parallel" = true ]; then
+      wall=$((total - (asr_secs < lm_secs ? asr_secs : lm_secs)))
+      echo "Recipe wall-clock time: **$wall s ($((wall / 60)) min)**: stages 6-8 (RNN-T, $asr_secs s)" \
+        "ran next to stages 9-13 (LMs, $lm_secs s), one CPU thread each, so their peak memory adds up;" \
+        "the sum of all stage times is $total s. Python/venv installation is not included."
+    else
+      echo "Recipe wall-clock time: **$total s ($((total / 60)) min)** (sum of the stage times;" \
+        "Python/venv installation not included)."
+    fi
     echo
     echo "ASR decoding summary: see \`$decode_dir/decode-summary-*.json\`."
     echo
@@ -188,18 +202,58 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" \
     --eval-manifests data/manifests/snips_nlu_dev.jsonl.gz data/manifests/snips_nlu_test.jsonl.gz \
     --lang-dir data/lang --threshold "$rare_threshold"
 
-run_stage 6 "Train the RNN-T ($asr_preset)" stage_train_asr
-run_stage 7 "Average the last $asr_avg checkpoints" \
-  logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
-run_stage 8 "Decode dev and test to n-best lists" stage_decode
-run_stage 9 "LM pre-training on plain text" stage_lm pretrain --mode pretrain \
-  --train-text data/lm/pretrain.txt
-run_stage 10 "LM-only fine-tuning on SNIPS train text" stage_lm lm --mode finetune-lm \
-  --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
-run_stage 11 "Multitask LM, linear task weights" stage_lm multitask_linear --mode multitask --scheduler linear
-run_stage 12 "Multitask LM, RWM task weights" stage_lm multitask_rwm --mode multitask --scheduler rwm
-run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" stage_lm pretrained_multitask_rwm \
-  --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+# Stages 6-8 (RNN-T) and 9-13 (LMs) do not depend on each other and each uses one CPU thread:
+# with asr_lm_parallel=true (conf) the RNN-T group runs in the background, next to the LMs, and
+# writes its output to log/asr-stages.log. Killing run.sh kills both; a re-run resumes both.
+asr_stages() {
+  run_stage 6 "Train the RNN-T ($asr_preset)" stage_train_asr
+  run_stage 7 "Average the last $asr_avg checkpoints" \
+    logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
+  run_stage 8 "Decode dev and test to n-best lists" stage_decode
+}
+lm_stages() {
+  run_stage 9 "LM pre-training on plain text" stage_lm pretrain --mode pretrain \
+    --train-text data/lm/pretrain.txt
+  run_stage 10 "LM-only fine-tuning on SNIPS train text" stage_lm lm --mode finetune-lm \
+    --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
+  run_stage 11 "Multitask LM, linear task weights" stage_lm multitask_linear --mode multitask --scheduler linear
+  run_stage 12 "Multitask LM, RWM task weights" stage_lm multitask_rwm --mode multitask --scheduler rwm
+  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" stage_lm pretrained_multitask_rwm \
+    --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+}
+# kill_tree PID: PID and all its descendants (train-asr runs under time + bash -c).
+kill_tree() {
+  local c
+  if command -v pgrep > /dev/null; then
+    for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done
+  fi
+  kill "$1" 2> /dev/null || true
+}
+if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
+  mkdir -p log
+  log "Stages 6-8 (RNN-T) run in the background next to stages 9-13 (LMs): tail -f $work_dir/log/asr-stages.log"
+  asr_stages >> log/asr-stages.log 2>&1 &
+  asr_pid=$!
+  lm_stages &  # also in the background: bash runs a trap only between foreground commands
+  lm_pid=$!
+  trap 'kill_tree $asr_pid; kill_tree $lm_pid' EXIT
+  trap 'kill_tree $asr_pid; kill_tree $lm_pid; exit 130' INT TERM
+  if ! wait $lm_pid; then
+    log "ERROR: the LM stages failed (see above)"
+    exit 1
+  fi
+  log "Stages 9-13 done; waiting for stages 6-8 (RNN-T)"
+  if ! wait $asr_pid; then
+    tail -n 30 log/asr-stages.log >&2
+    log "ERROR: the RNN-T stages failed; full log: $work_dir/log/asr-stages.log"
+    exit 1
+  fi
+  trap - EXIT INT TERM
+  grep -h "Stage [678]:" log/asr-stages.log | tail -n 6 || true
+else
+  asr_stages
+  lm_stages
+fi
 run_stage 14 "Tune on dev, rescore, score every system" stage_rescore
 run_stage 15 "Write RESULTS.md" stage_report
 

@@ -36,9 +36,32 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
         assert proc.poll() is None and time.time() < deadline, "recipe ended before stage 6"
         time.sleep(0.1)
     time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Like `kill <pid of run.sh>`: only the script gets the signal; it must take the RNN-T
+    # training it started in the background (and the LM training in the foreground) with it.
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while _processes_using(work) and time.time() < deadline:
+        time.sleep(0.2)
+    left = _processes_using(work)
+    os.killpg(proc.pid, signal.SIGKILL)  # clean up whatever survived, then fail
+    assert not left, f"still running after run.sh was killed: {left}"
     assert not (work / ".done/stage6").exists()
+
+
+def _processes_using(work: Path) -> list[str]:
+    """Command lines of live processes that mention ``work`` (our train-asr / train-lm)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
+        if str(work) in cmdline and state != "Z":
+            found.append(f"{pid}: {cmdline[:200]}")
+    return found
 
 
 def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_text_dir):
@@ -77,6 +100,8 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
     ):
         assert f"| {label} |" in md
     assert "not run" not in md and "## Stage times" in md and "train-lm" in md
+    assert "Recipe wall-clock time" in md and "ran next to stages 9-13" in md  # parallel preset
+    assert "Stage 8: done" in (work / "log/asr-stages.log").read_text()
     res = json.loads((work / "results.json").read_text())
     for system in (
         "rnnt_1best",

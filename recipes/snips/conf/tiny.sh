@@ -6,6 +6,7 @@ rare_threshold=2
 tts_backend=espeak-ng
 seed=13
 nj=1
+asr_lm_parallel=true
 asr_preset=tiny
 asr_bpe=64
 asr_train_opts="--num-epochs 2"
