@@ -198,21 +198,44 @@ def paired_bootstrap(
 
     Both lists must hold the same utterances in the same order.
     """
+    res = paired_bootstrap_diff(utts_a, utts_b, metric, num_samples, seed)
+    return None if res is None else res["p_b_better"]
+
+
+def paired_bootstrap_diff(
+    utts_a: list[UttCounts],
+    utts_b: list[UttCounts],
+    metric: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> dict | None:
+    """Paired bootstrap of B vs A on the same utterances (same resamples for both systems).
+
+    Returns ``{"p_b_better", "diff", "diff_ci95"}``: the share of resamples in which B is *not*
+    better than A, the corpus-level difference B - A (in points) and its 95% percentile
+    interval. ``None`` when the metric is undefined (no utterances, no rare words, no NLU).
+    """
     if len(utts_a) != len(utts_b):
         raise ValueError(
             f"paired bootstrap needs the same utterances ({len(utts_a)} vs {len(utts_b)})"
         )
     if not utts_a:
         return None
+    va, vb = corpus_metrics(utts_a).get(metric), corpus_metrics(utts_b).get(metric)
     idx = bootstrap_indices(len(utts_a), num_samples, seed)
     a = _metric_from_sums(metric, _resample_sums(_matrix(utts_a), idx))
     b = _metric_from_sums(metric, _resample_sums(_matrix(utts_b), idx))
     ok = ~(np.isnan(a) | np.isnan(b))
-    if not ok.any():
+    if not ok.any() or va is None or vb is None:
         return None
     higher_is_better = metric in ("intent_acc", "slot_f1")
     not_better = (b[ok] <= a[ok]) if higher_is_better else (b[ok] >= a[ok])
-    return float(not_better.mean())
+    lo, hi = np.percentile(b[ok] - a[ok], [2.5, 97.5])
+    return {
+        "p_b_better": float(not_better.mean()),
+        "diff": float(vb - va),
+        "diff_ci95": [float(lo), float(hi)],
+    }
 
 
 def per_group_wer(

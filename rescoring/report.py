@@ -28,7 +28,7 @@ from data_prep.utils import (
     read_jsonl,
     run_cli,
 )
-from rescoring.metrics import METRICS, UttCounts, paired_bootstrap
+from rescoring.metrics import METRICS, UttCounts, paired_bootstrap_diff
 
 SYSTEMS = {
     "rnnt_1best": "RNN-T 1-best",
@@ -47,6 +47,12 @@ METRIC_NAMES = {
     "slot_f1": "slot F1",
 }
 RESCORING_SYSTEMS = ("lm", "multitask_linear", "multitask_rwm", "pretrained_multitask_rwm")
+# (A, B) pairs of the paired bootstrap: every rescorer vs the 1-best and vs LM-only rescoring,
+# then the two ablations: RWM vs linear task weights, LM pre-training vs none (both RWM).
+PAIRS = tuple((a, b) for b in RESCORING_SYSTEMS for a in ("rnnt_1best", "lm") if a != b) + (
+    ("multitask_linear", "multitask_rwm"),
+    ("multitask_rwm", "pretrained_multitask_rwm"),
+)
 
 
 def _per_utt(path: Path) -> list[UttCounts]:
@@ -78,35 +84,124 @@ def collect(rescore_dir: Path) -> dict:
 
 def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> list[dict]:
     tests = []
-    for b in RESCORING_SYSTEMS:
-        for a in ("rnnt_1best", "lm"):
-            if a == b or a not in results or b not in results:
-                continue
-            pa, pb = (
-                rescore_dir / a / f"per-utt-{set_name}.jsonl.gz",
-                rescore_dir / b / f"per-utt-{set_name}.jsonl.gz",
+    for a, b in PAIRS:
+        if a not in results or b not in results:
+            continue
+        pa, pb = (
+            rescore_dir / a / f"per-utt-{set_name}.jsonl.gz",
+            rescore_dir / b / f"per-utt-{set_name}.jsonl.gz",
+        )
+        if not (pa.is_file() and pb.is_file()):
+            continue
+        ua, ub = _per_utt(pa), _per_utt(pb)
+        for metric in ("wer", "rare_wer"):
+            va, vb = results[a][set_name][metric]["value"], results[b][set_name][metric]["value"]
+            d = paired_bootstrap_diff(ua, ub, metric) or {}
+            tests.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "set": set_name,
+                    "metric": metric,
+                    "a_value": va,
+                    "b_value": vb,
+                    "relative_change": None if not va or vb is None else 100 * (vb - va) / va,
+                    "diff_ci95": d.get("diff_ci95"),
+                    "p_b_better": d.get("p_b_better"),
+                }
             )
-            if not (pa.is_file() and pb.is_file()):
-                continue
-            ua, ub = _per_utt(pa), _per_utt(pb)
-            for metric in ("wer", "rare_wer"):
-                va, vb = (
-                    results[a][set_name][metric]["value"],
-                    results[b][set_name][metric]["value"],
-                )
-                tests.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "set": set_name,
-                        "metric": metric,
-                        "a_value": va,
-                        "b_value": vb,
-                        "relative_change": None if not va else 100 * (vb - va) / va,
-                        "p_b_better": paired_bootstrap(ua, ub, metric),
-                    }
-                )
     return tests
+
+
+def _find(tests: list[dict], a: str, b: str, metric: str) -> dict | None:
+    return next(
+        (t for t in tests if (t["a"], t["b"], t["metric"]) == (a, b, metric)),
+        None,
+    )
+
+
+def targets_md(results: dict, tests: list[dict], cfg: ReportConfig) -> list[str]:
+    """The headline checks on test: met or not, with the numbers behind them."""
+    h = cfg.headline_system
+    if h not in results or "test" not in results[h]:
+        return []
+    rows, verdicts = [], []
+    checks = (
+        ("lm", "rare_wer", cfg.target_rare_vs_lm),
+        ("rnnt_1best", "rare_wer", cfg.target_rare_vs_1best),
+        ("lm", "wer", 0.0),
+        ("rnnt_1best", "wer", 0.0),
+    )
+    for a, metric, target in checks:
+        t = _find(tests, a, h, metric)
+        if t is None or t["relative_change"] is None:
+            rows.append(f"| {METRIC_NAMES[metric]} vs {SYSTEMS[a]} | | n/a | | | n/a |")
+            verdicts.append(False)
+            continue
+        met = t["relative_change"] <= -target if target > 0 else t["b_value"] < t["a_value"]
+        verdicts.append(met)
+        want = f"≤ -{target:g}% relative" if target > 0 else "lower"
+        ci = t["diff_ci95"]
+        ci_s = "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        p = "n/a" if t["p_b_better"] is None else f"{t['p_b_better']:.3f}"
+        rows.append(
+            f"| {METRIC_NAMES[metric]} vs {SYSTEMS[a]} | {want} | {t['a_value']:.2f} → "
+            f"{t['b_value']:.2f} ({t['relative_change']:+.1f}%) | {ci_s} | {p} | "
+            f"{'**met**' if met else '**NOT met**'} |"
+        )
+    md = [
+        "## Targets (test)",
+        "",
+        f"Headline system: {SYSTEMS[h]}. "
+        + (
+            "**All targets met.**"
+            if all(verdicts)
+            else f"**{verdicts.count(False)} of {len(verdicts)} targets NOT met.**"
+        ),
+        "",
+        "| check | target | measured | Δ 95% CI (points) | p(better) | verdict |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    one, orc = results.get("rnnt_1best", {}).get("test"), results.get("oracle", {}).get("test")
+    if one and orc and one["rare_wer"]["value"] and orc["rare_wer"]["value"] is not None:
+        r1, ro = one["rare_wer"]["value"], orc["rare_wer"]["value"]
+        md += [
+            f"Ceiling: the n-best oracle's rare-word WER is {ro:.2f} against {r1:.2f} for the "
+            f"1-best, so even a perfect rescorer could lower rare-word WER by at most "
+            f"{100 * (r1 - ro) / r1:.1f}% relative with these n-best lists.",
+            "",
+        ]
+    return md
+
+
+def per_intent_md(results: dict, headline: str, set_name: str = "test") -> list[str]:
+    names = [n for n in ("rnnt_1best", "lm", headline, "oracle") if n in results]
+    per = {n: results[n].get(set_name, {}).get("per_intent") or {} for n in names}
+    intents = sorted({i for p in per.values() for i in p})
+    if not intents:
+        return []
+
+    def cell(n: str, i: str, k: str) -> str:
+        v = per[n].get(i, {}).get(k)
+        return "n/a" if v is None else f"{v:.1f}"
+
+    head = " | ".join(f"{SYSTEMS[n]} WER / rare" for n in names)
+    md = [
+        f"## Per-intent breakdown ({set_name})",
+        "",
+        f"| gold intent | utterances | {head} |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for i in intents:
+        utts = next((per[n][i]["utterances"] for n in names if i in per[n]), 0)
+        md.append(
+            f"| {i} | {utts} | "
+            + " | ".join(f"{cell(n, i, 'wer')} / {cell(n, i, 'rare_wer')}" for n in names)
+            + " |"
+        )
+    return md + [""]
 
 
 def _fmt(cell: dict | None) -> str:
@@ -198,6 +293,18 @@ class ReportConfig:
             "(e.g. 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh'), before the rescoring systems'"
         },
     )
+    headline_system: str = field(
+        default="pretrained_multitask_rwm",
+        metadata={"help": "system whose test results are checked against the targets"},
+    )
+    target_rare_vs_lm: float = field(
+        default=5.0,
+        metadata={"help": "target: relative rare-word WER reduction (%%) vs LM-only rescoring"},
+    )
+    target_rare_vs_1best: float = field(
+        default=15.0,
+        metadata={"help": "target: relative rare-word WER reduction (%%) vs the RNN-T 1-best"},
+    )
     extra_md: tuple[Path, ...] = field(
         default=(),
         metadata={
@@ -219,6 +326,7 @@ def make_report(cfg: ReportConfig) -> dict:
         "95% bootstrap intervals over utterances in brackets). λ and β are tuned on dev only.",
         "",
     ]
+    md += targets_md(results, tests, cfg)
     for s in SETS:
         md += [
             f"## {s}",
@@ -256,20 +364,26 @@ def make_report(cfg: ReportConfig) -> dict:
         md += [
             "## Paired bootstrap (test)",
             "",
-            "p = share of resamples in which B is *not* better than A (small p: B is better).",
+            "p = share of resamples in which B is *not* better than A (small p: B is better); "
+            "Δ = B - A in points with its 95% interval over the same resamples. The last rows "
+            "are the ablations: RWM vs linear task weights, LM pre-training vs none.",
             "",
-            "| A | B | metric | A | B | relative change | p(B better) |",
-            "|---|---|---|---|---|---|---|",
+            "| A | B | metric | A | B | relative change | Δ 95% CI | p(B better) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for t in tests:
             rel = "n/a" if t["relative_change"] is None else f"{t['relative_change']:+.1f}%"
             va = "n/a" if t["a_value"] is None else f"{t['a_value']:.2f}"
             vb = "n/a" if t["b_value"] is None else f"{t['b_value']:.2f}"
             p = "n/a" if t["p_b_better"] is None else f"{t['p_b_better']:.3f}"
+            ci = t["diff_ci95"]
+            ci_s = "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
             md.append(
-                f"| {SYSTEMS[t['a']]} | {SYSTEMS[t['b']]} | {METRIC_NAMES[t['metric']]} | {va} | {vb} | {rel} | {p} |"
+                f"| {SYSTEMS[t['a']]} | {SYSTEMS[t['b']]} | {METRIC_NAMES[t['metric']]} | "
+                f"{va} | {vb} | {rel} | {ci_s} | {p} |"
             )
         md.append("")
+    md += per_intent_md(results, cfg.headline_system)
     if plots:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     cmds = [

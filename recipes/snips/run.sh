@@ -181,7 +181,7 @@ stage_report() {
     done
   } > exp/report/stages.md
   make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS recipe results ($preset preset)" \
-    --extra-md exp/report/stages.md
+    --extra-md exp/report/stages.md ${report_opts:-}
 }
 
 export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_rescore stage_report

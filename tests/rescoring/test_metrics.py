@@ -8,6 +8,7 @@ from rescoring.metrics import (
     bootstrap_ci,
     corpus_metrics,
     paired_bootstrap,
+    paired_bootstrap_diff,
     slot_spans,
     utt_counts,
 )
@@ -97,3 +98,10 @@ def test_paired_bootstrap():
     assert paired_bootstrap(better, a, "wer") == 1.0
     with pytest.raises(ValueError, match="same utterances"):
         paired_bootstrap(a, better[:3], "wer")
+    d = paired_bootstrap_diff(a, better, "wer")
+    wa, wb = corpus_metrics(a)["wer"], corpus_metrics(better)["wer"]
+    assert d["diff"] == pytest.approx(wb - wa) and d["p_b_better"] == 0.0
+    lo, hi = d["diff_ci95"]
+    assert lo <= wb - wa <= hi < 0
+    assert paired_bootstrap_diff(a, a, "wer")["diff_ci95"] == [0.0, 0.0]
+    assert paired_bootstrap_diff(a, a, "intent_acc") is None  # no NLU predictions

@@ -244,6 +244,29 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert res["systems"]["lm"]["test"]["wer"]["ci95"] is not None
     for png in ("lambda-sweep-dev.png", "test-wer.png"):
         assert (recipe / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "## Targets" not in md  # the default headline system was not run
+
+    # Headline checks: the verdicts follow the measured numbers and the targets given.
+    def targets(*extra: str) -> tuple[str, dict]:
+        report.main(["--rescore-dir", str(rd), "--out", str(recipe / "R2.md"), *extra])
+        return (recipe / "R2.md").read_text(), json.loads((recipe / "results.json").read_text())
+
+    md, res = targets("--headline-system", "multitask_rwm", "--target-rare-vs-1best", "0.001")
+    t = next(
+        x
+        for x in res["paired_bootstrap"]
+        if (x["a"], x["b"], x["metric"]) == ("rnnt_1best", "multitask_rwm", "rare_wer")
+    )
+    lo, hi = t["diff_ci95"]
+    assert lo <= t["b_value"] - t["a_value"] <= hi
+    row = next(line for line in md.splitlines() if line.startswith("| rare-word WER vs RNN-T"))
+    met = t["relative_change"] <= -0.001
+    assert row.endswith("**met** |" if met else "**NOT met** |"), row
+    md, _ = targets("--headline-system", "multitask_rwm", "--target-rare-vs-1best", "100.1")
+    row = next(line for line in md.splitlines() if line.startswith("| rare-word WER vs RNN-T"))
+    assert row.endswith("**NOT met** |") and "targets NOT met" in md  # -100.1% is impossible
+    assert "Ceiling: the n-best oracle's rare-word WER is" in md
+    assert "## Per-intent breakdown (test)" in md and "| PlayMusic | 1 |" in md
 
 
 def test_score_reports_missing_hypotheses(recipe, tmp_path):
