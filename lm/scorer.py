@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import CheckpointError, load_checkpoint
+from lm.bio import bio_viterbi, transition_mask
 from lm.config import ModelConfig
 from lm.data import IGNORE, Example, collate
 from lm.model import MultitaskLM
@@ -46,6 +47,7 @@ class LMScorer:
         self.tok = tokenizer
         self.intents = list(intents)
         self.slot_tags = list(slot_tags)
+        self._bio_mask: tuple | None = None  # lm.bio.transition_mask, built on first use
         self.batch_size = batch_size
 
     @classmethod
@@ -116,6 +118,9 @@ class LMScorer:
     def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
         """(intent, one BIO slot tag per word) of each sentence from the multitask heads.
 
+        The slot tags are the best *valid* BIO sequence under the slot head's per-word
+        log-probabilities (:func:`lm.bio.bio_viterbi`), never ``O I-x``.
+
         Raises:
             RuntimeError: for an LM-only model (no NLU heads).
         """
@@ -124,6 +129,8 @@ class LMScorer:
                 "predict_nlu: this LM has no NLU heads (trained with the LM objective only); "
                 "use a multitask checkpoint"
             )
+        if self._bio_mask is None:
+            self._bio_mask = transition_mask(self.slot_tags)
         examples = self._examples(sentences)
         result: list[tuple[str, list[str]]] = [("", [])] * len(examples)
         for idx in self._batches(examples):
@@ -135,11 +142,9 @@ class LMScorer:
                 word_end=b.word_end.to(self.device),
             )
             intents = out["intent"].argmax(-1).tolist()  # (N,)
-            slots = out["slot"].argmax(-1).tolist()  # (N, W)
+            slot_lp = out["slot"].float().log_softmax(-1).cpu().numpy()  # (N, W, tags)
             for j, i in enumerate(idx):
                 nw = len(examples[i].word_starts)
-                result[i] = (
-                    self.intents[intents[j]],
-                    [self.slot_tags[t] for t in slots[j][:nw]],
-                )
+                best = bio_viterbi(slot_lp[j, :nw], self.slot_tags, self._bio_mask)
+                result[i] = (self.intents[intents[j]], [self.slot_tags[t] for t in best])
         return result
