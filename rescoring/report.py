@@ -176,6 +176,34 @@ def targets_md(results: dict, tests: list[dict], cfg: ReportConfig) -> list[str]
     return md
 
 
+def _glob(pattern: str) -> list[Path]:
+    if Path(pattern).is_absolute():
+        return sorted(Path("/").glob(pattern.lstrip("/")))
+    return sorted(Path().glob(pattern))
+
+
+def configs_md(patterns: tuple[str, ...]) -> list[str]:
+    """Every option an experiment ran with, from its config.json (model + training)."""
+    files = [p for pattern in patterns for p in _glob(pattern) if p.is_file()]
+    if not files:
+        return []
+    md = ["## Resolved configurations", ""]
+    for p in files:
+        try:
+            obj = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{p}: not valid JSON ({e})") from e
+        md += [f"<details><summary>{p.parent}</summary>", ""]
+        for key in ("model", "config"):
+            if isinstance(obj.get(key), dict):
+                items = ", ".join(f"{k}={v}" for k, v in sorted(obj[key].items()))
+                md += [f"- **{key}**: {items}"]
+        if isinstance(obj.get("env"), dict):
+            md += ["- **env**: " + ", ".join(f"{k}={v}" for k, v in sorted(obj["env"].items()))]
+        md += ["", "</details>", ""]
+    return md
+
+
 def per_intent_md(results: dict, headline: str, set_name: str = "test") -> list[str]:
     names = [n for n in ("rnnt_1best", "lm", headline, "oracle") if n in results]
     per = {n: results[n].get(set_name, {}).get("per_intent") or {} for n in names}
@@ -293,6 +321,14 @@ class ReportConfig:
             "(e.g. 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh'), before the rescoring systems'"
         },
     )
+    config_files: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "glob patterns of the config.json files the training entry points write "
+            "(e.g. 'exp/asr/*/config.json' 'exp/lm/*/config.json'): every size, count and "
+            "weight actually used, listed under 'Resolved configurations'"
+        },
+    )
     headline_system: str = field(
         default="pretrained_multitask_rwm",
         metadata={"help": "system whose test results are checked against the targets"},
@@ -386,22 +422,14 @@ def make_report(cfg: ReportConfig) -> dict:
     md += per_intent_md(results, cfg.headline_system)
     if plots:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
-    cmds = [
-        (str(p.parent), p)
-        for pattern in cfg.cmd_files
-        for p in sorted(
-            Path().glob(pattern)
-            if not Path(pattern).is_absolute()
-            else Path("/").glob(pattern.lstrip("/"))
-        )
-        if p.is_file()
-    ]
+    cmds = [(str(p.parent), p) for pattern in cfg.cmd_files for p in _glob(pattern) if p.is_file()]
     cmds += [(SYSTEMS[name], cfg.rescore_dir / name / "cmd.sh") for name in SYSTEMS]
     cmds = [(n, p) for n, p in cmds if p.is_file()]
     if cmds:
         md += ["## Exact commands", ""]
         for name, p in cmds:
             md += [f"### {name}", "", "```bash", p.read_text().rstrip(), "```", ""]
+    md += configs_md(cfg.config_files)
     for extra in cfg.extra_md:
         if Path(extra).is_file():
             md += [Path(extra).read_text().rstrip(), ""]

@@ -181,6 +181,7 @@ stage_report() {
     done
   } > exp/report/stages.md
   make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS recipe results ($preset preset)" \
+    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
     --extra-md exp/report/stages.md ${report_opts:-}
 }
 

@@ -222,6 +222,9 @@ def test_end_to_end_report(recipe, monkeypatch):
 
     (recipe / "exp" / "lm" / "multitask_rwm").mkdir(parents=True)
     (recipe / "exp" / "lm" / "multitask_rwm" / "cmd.sh").write_text("train-lm --mode rwm\n")
+    (recipe / "exp" / "lm" / "multitask_rwm" / "config.json").write_text(
+        json.dumps({"model": {"hidden": 7}, "config": {"lr": 0.5}, "env": {"torch": "x"}})
+    )
     report.main(
         [
             "--rescore-dir",
@@ -232,12 +235,16 @@ def test_end_to_end_report(recipe, monkeypatch):
             "tiny",
             "--cmd-files",
             str(recipe / "exp" / "*" / "*" / "cmd.sh"),
+            "--config-files",
+            str(recipe / "exp" / "*" / "*" / "config.json"),
         ]
     )
     md = (recipe / "RESULTS.md").read_text()
     assert "| RNN-T 1-best |" in md and "+ multitask LM, linear weights | not run" in md
     assert "tune-rescoring ... lm" in md and "p(B better)" in md
     assert "train-lm --mode rwm" in md
+    assert "## Resolved configurations" in md and "- **model**: hidden=7" in md
+    assert "- **config**: lr=0.5" in md
     res = json.loads((recipe / "results.json").read_text())
     assert res["systems"]["multitask_rwm"]["test"]["slot_f1"]["value"] == 100.0
     assert res["systems"]["lm"]["test"]["wer"]["value"] == pytest.approx(m["lm"]["wer"])

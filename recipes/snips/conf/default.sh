@@ -9,6 +9,9 @@ seed=13
 nj=2                     # processes for TTS / fbank
 asr_lm_parallel=true     # stages 6-8 (RNN-T) and 9-13 (LMs) side by side, one core each
 # ASR (asr/config.py presets; any train-asr option can be added to asr_train_opts)
+# Model sizes and optimiser settings: the named presets of asr/config.py and lm/config.py; any
+# field can be overridden in asr_train_opts / lm_opts. The values each run used are written to
+# exp/*/config.json and listed in RESULTS.md ("Resolved configurations").
 asr_preset=default
 asr_bpe=128
 asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-13, ~32 min) train on the other core

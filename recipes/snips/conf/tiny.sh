@@ -7,6 +7,9 @@ tts_backend=espeak-ng
 seed=13
 nj=1
 asr_lm_parallel=true
+# Model sizes and optimiser settings: the named presets of asr/config.py and lm/config.py; any
+# field can be overridden in asr_train_opts / lm_opts. The values each run used are written to
+# exp/*/config.json and listed in RESULTS.md ("Resolved configurations").
 asr_preset=tiny
 asr_bpe=64
 asr_train_opts="--num-epochs 2"
