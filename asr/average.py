@@ -10,7 +10,6 @@ input, ``averaged_from`` = the input paths) loadable by ``decode-asr --checkpoin
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from asr.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from data_prep.utils import add_dataclass_args, dataclass_from_args, setup_logging
+from data_prep.utils import run_cli
 
 
 @dataclass
@@ -69,21 +68,17 @@ def average(cfg: AverageConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    run_cli(
+        "average-checkpoints",
+        AverageConfig,
+        lambda cfg: print(average(cfg)),
+        __doc__,
+        argv,
+        errors=(),
+        presets=AVERAGE_PRESETS,
+        preset_help="sets --avg (tiny: 2, default: 3, large: 5) (default: default)",
+        group_title="averaging",
     )
-    p.add_argument(
-        "--preset",
-        choices=tuple(AVERAGE_PRESETS),
-        default="default",
-        help="sets --avg (tiny: 2, default: 3, large: 5) (default: default)",
-    )
-    add_dataclass_args(p, AverageConfig, group_title="averaging")
-    args = p.parse_args(argv)
-    setup_logging()
-    print(average(dataclass_from_args(AverageConfig, args, base=AVERAGE_PRESETS[args.preset])))
 
 
 if __name__ == "__main__":

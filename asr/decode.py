@@ -16,7 +16,6 @@ decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per s
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -34,9 +33,8 @@ from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis
 from asr.wer import oracle_wer, write_results
 from data_prep.utils import (
-    add_dataclass_args,
     atomic_write,
-    dataclass_from_args,
+    run_cli,
     save_config,
     setup_logging,
     write_jsonl,
@@ -211,23 +209,24 @@ def run(cfg: DecodeConfig) -> list[dict]:
     return [decode_set(model, tok, Path(p), cfg, out_dir) for p in cfg.cuts]
 
 
+def _print_summaries(cfg: DecodeConfig) -> None:
+    for summary in run(cfg):
+        print(json.dumps(summary))
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--preset",
-        choices=tuple(DECODE_PRESETS),
-        default="default",
-        help="search sizes (tiny: beam 4, n-best 4; default/large: 8, 8); the model size "
+    run_cli(
+        "decode-asr",
+        DecodeConfig,
+        _print_summaries,
+        __doc__,
+        argv,
+        errors=(),
+        presets=DECODE_PRESETS,
+        preset_help="search sizes (tiny: beam 4, n-best 4; default/large: 8, 8); the model size "
         "comes from the checkpoint (default: default)",
+        group_title="decoding",
     )
-    add_dataclass_args(p, DecodeConfig, group_title="decoding")
-    args = p.parse_args(argv)
-    for s in run(dataclass_from_args(DecodeConfig, args, base=DECODE_PRESETS[args.preset])):
-        print(json.dumps(s))
 
 
 if __name__ == "__main__":

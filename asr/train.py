@@ -53,6 +53,7 @@ from asr.search import GreedySearch
 from asr.wer import compute_wer
 from data_prep.utils import (
     add_dataclass_args,
+    cli_parser,
     dataclass_from_args,
     env_info,
     save_config,
@@ -536,11 +537,7 @@ def check_ranks_in_sync(model: torch.nn.Module, exp_dir: Path, rank: int, world_
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    p = cli_parser(__doc__)
     p.add_argument(
         "--preset", choices=PRESETS, default="default", help="size preset (default: default)"
     )

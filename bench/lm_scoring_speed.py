@@ -12,7 +12,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -22,11 +21,10 @@ from pathlib import Path
 import torch
 
 from data_prep.utils import (
-    add_dataclass_args,
-    dataclass_from_args,
+    atomic_write,
     open_text,
     read_jsonl,
-    setup_logging,
+    run_cli,
 )
 from lm.scorer import LMScorer
 
@@ -89,22 +87,16 @@ def bench(cfg: BenchConfig) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, BenchConfig)
-    cfg = dataclass_from_args(BenchConfig, parser.parse_args(argv))
+def _bench_and_write(cfg: BenchConfig) -> None:
     result = bench(cfg)
     print(json.dumps(result, indent=2))
     if cfg.output:
-        from data_prep.utils import atomic_write
-
         with atomic_write(cfg.output) as f:
             json.dump(result, f, indent=2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli("lm_scoring_speed", BenchConfig, _bench_and_write, __doc__, argv, errors=())
 
 
 if __name__ == "__main__":

@@ -240,6 +240,19 @@ def dataclass_from_args(
     return dataclasses.replace(base, **overrides)
 
 
+def cli_parser(
+    doc: str, prog: str | None = None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """An entry point's parser: the docstring's first paragraph as description, all of it
+    (or ``epilog``) after the options."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        epilog=doc if epilog is None else epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def run_cli(
     prog: str,
     config_cls: type[T],
@@ -247,6 +260,9 @@ def run_cli(
     doc: str,
     argv: list[str] | None = None,
     errors: tuple[type[Exception], ...] = (InputError,),
+    presets: dict[str, T] | None = None,
+    preset_help: str = "",
+    group_title: str | None = None,
 ) -> Any:
     """The ``main()`` of an entry point: typed options from ``config_cls``, logging, clean errors.
 
@@ -257,16 +273,18 @@ def run_cli(
         doc: the module docstring (first paragraph = description, all of it = epilog).
         argv: arguments (default ``sys.argv[1:]``).
         errors: exception types reported as ``prog: error: ...`` and exit status 1.
+        presets: named base configs; adds ``--preset`` (default ``default``), and the options
+            given override the chosen preset's values.
+        preset_help: help text of ``--preset``.
+        group_title: title of the options group in ``--help`` (default: the class name).
     """
     setup_logging()
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=doc.split("\n\n")[0],
-        epilog=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_args(parser, config_cls)
-    cfg = dataclass_from_args(config_cls, parser.parse_args(argv))
+    parser = cli_parser(doc, prog)
+    if presets:
+        parser.add_argument("--preset", choices=tuple(presets), default="default", help=preset_help)
+    add_dataclass_args(parser, config_cls, group_title=group_title)
+    args = parser.parse_args(argv)
+    cfg = dataclass_from_args(config_cls, args, base=presets[args.preset] if presets else None)
     logging.info("%s: %s", prog, cfg)
     try:
         return run(cfg)

@@ -55,6 +55,7 @@ from data_prep.utils import (
     InputError,
     add_dataclass_args,
     atomic_write,
+    cli_parser,
     dataclass_from_args,
     env_info,
     save_config,
@@ -647,12 +648,7 @@ def _preset_help() -> str:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="train-lm",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__ + _preset_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser(__doc__, "train-lm", epilog=__doc__ + _preset_help())
     parser.add_argument(
         "--preset", default="default", choices=PRESETS, help="size preset (default: default)"
     )
