@@ -221,12 +221,14 @@ def paired_bootstrap_diff(
         )
     if not utts_a:
         return None
-    va, vb = corpus_metrics(utts_a).get(metric), corpus_metrics(utts_b).get(metric)
+    ma, mb = _matrix(utts_a), _matrix(utts_b)
+    va = float(_metric_from_sums(metric, {k: v.sum() for k, v in ma.items()}))
+    vb = float(_metric_from_sums(metric, {k: v.sum() for k, v in mb.items()}))
     idx = bootstrap_indices(len(utts_a), num_samples, seed)
-    a = _metric_from_sums(metric, _resample_sums(_matrix(utts_a), idx))
-    b = _metric_from_sums(metric, _resample_sums(_matrix(utts_b), idx))
+    a = _metric_from_sums(metric, _resample_sums(ma, idx))
+    b = _metric_from_sums(metric, _resample_sums(mb, idx))
     ok = ~(np.isnan(a) | np.isnan(b))
-    if not ok.any() or va is None or vb is None:
+    if not ok.any() or np.isnan(va) or np.isnan(vb):
         return None
     higher_is_better = metric in ("intent_acc", "slot_f1")
     not_better = (b[ok] <= a[ok]) if higher_is_better else (b[ok] >= a[ok])

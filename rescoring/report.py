@@ -84,6 +84,7 @@ def collect(rescore_dir: Path) -> dict:
 
 def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> list[dict]:
     tests = []
+    per_utt: dict[str, list[UttCounts]] = {}  # each system's file is read once
     for a, b in PAIRS:
         if a not in results or b not in results:
             continue
@@ -93,7 +94,10 @@ def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> li
         )
         if not (pa.is_file() and pb.is_file()):
             continue
-        ua, ub = _per_utt(pa), _per_utt(pb)
+        for name, path in ((a, pa), (b, pb)):
+            if name not in per_utt:
+                per_utt[name] = _per_utt(path)
+        ua, ub = per_utt[a], per_utt[b]
         for metric in ("wer", "rare_wer"):
             va, vb = results[a][set_name][metric]["value"], results[b][set_name][metric]["value"]
             d = paired_bootstrap_diff(ua, ub, metric) or {}
