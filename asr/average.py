@@ -14,14 +14,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.checkpoint import (
+from common.checkpoint import (
     CheckpointError,
     average_checkpoints,
     list_epoch_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from data_prep.utils import run_cli
+from common.cli import run_cli
 
 
 @dataclass

@@ -19,7 +19,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.dataset.collation import collate_features
 from torch.utils.data import DataLoader, Dataset
 
-from data_prep.utils import InputError
+from common.io import InputError
 
 
 class Tokenizer:

@@ -25,20 +25,20 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import CheckpointError, find_last_checkpoint, load_checkpoint, load_model_state
 from asr.config import ModelConfig
 from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.lattice import write_nbest_lattices
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis
 from asr.wer import oracle_wer, write_results
-from data_prep.utils import (
-    atomic_write,
-    run_cli,
-    save_config,
-    setup_logging,
-    write_jsonl,
+from common.checkpoint import (
+    CheckpointError,
+    find_last_checkpoint,
+    load_checkpoint,
+    load_model_state,
 )
+from common.cli import run_cli, save_config, setup_logging
+from common.io import atomic_write, write_jsonl
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import kaldifst
 
-from data_prep.utils import InputError, atomic_write
+from common.io import InputError, atomic_write
 
 EPS = "<eps>"
 

@@ -38,27 +38,27 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from asr.checkpoint import (
-    CheckpointError,
-    find_last_checkpoint,
-    load_checkpoint,
-    load_model_state,
-    save_checkpoint,
-)
 from asr.config import PRESETS, ModelConfig, TrainConfig, get_model_preset, get_train_preset
 from asr.data import Tokenizer, compute_cmvn, filter_cuts, load_cuts, make_dataloader
 from asr.loss import RNNT_LOSSES
 from asr.model import Transducer, build_model, num_params
 from asr.search import GreedySearch
 from asr.wer import compute_wer
-from data_prep.utils import (
+from common.checkpoint import (
+    CheckpointError,
+    find_last_checkpoint,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
+from common.cli import (
     add_dataclass_args,
     cli_parser,
     dataclass_from_args,
-    env_info,
     save_config,
     setup_logging,
 )
+from common.env import env_info
 
 
 def to_jsonable(cfg) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import kaldialign
 
-from data_prep.utils import atomic_write
+from common.io import atomic_write
 
 EPS = "*"
 

@@ -23,7 +23,7 @@ from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.decode import load_transducer, to_nbest
 from asr.search import SEARCH_METHODS
 from asr.wer import compute_wer, oracle_wer
-from data_prep.utils import atomic_write
+from common.io import atomic_write
 
 
 def main() -> None:

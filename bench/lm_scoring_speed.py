@@ -20,12 +20,8 @@ from pathlib import Path
 
 import torch
 
-from data_prep.utils import (
-    atomic_write,
-    open_text,
-    read_jsonl,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import atomic_write, open_text, read_jsonl
 from lm.scorer import LMScorer
 
 

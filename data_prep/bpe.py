@@ -23,11 +23,8 @@ from pathlib import Path
 import sentencepiece as spm
 from lhotse import load_manifest
 
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError, atomic_write
 
 SPECIAL_TOKENS = ("<blk>", "<sos/eos>")  # ids 0 and 1; <unk> is id 2
 

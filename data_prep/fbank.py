@@ -22,10 +22,8 @@ from pathlib import Path
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
 
-from data_prep.utils import (
-    InputError,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError
 
 # Each worker process must not spawn its own pool of torch threads on a 2-core machine.
 torch.set_num_threads(1)

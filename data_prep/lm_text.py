@@ -29,12 +29,9 @@ from pathlib import Path
 from lhotse import load_manifest
 from tqdm import tqdm
 
+from common.cli import run_cli
+from common.io import InputError, atomic_write
 from data_prep.normalize import normalize_text
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-)
 
 SHARED_LM_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lm_text"
 

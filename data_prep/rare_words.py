@@ -26,11 +26,8 @@ from pathlib import Path
 
 from lhotse import load_manifest
 
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError, atomic_write
 
 
 def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:

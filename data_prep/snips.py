@@ -53,13 +53,10 @@ from pathlib import Path
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 
+from common.cli import run_cli
+from common.io import InputError, atomic_write
 from data_prep.normalize import normalize_tokens
 from data_prep.tts import TTSJob, get_tts_backend, sample_voice, split_voices, synthesize
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-)
 
 SNIPS_INTENTS = (
     "AddToPlaylist",

@@ -18,10 +18,8 @@ from pathlib import Path
 from lhotse import load_manifest
 from lhotse.qa import validate_recordings_and_supervisions
 
-from data_prep.utils import (
-    InputError,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError
 
 _BIO_RE = re.compile(r"^O$|^[BI]-\S+$")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from data_prep.utils import InputError, open_text, read_jsonl
+from common.io import InputError, open_text, read_jsonl
 from lm.tokenizer import BOS_ID, EOS_ID, LMTokenizer
 
 IGNORE = -100  # target value ignored by the losses

@@ -232,7 +232,7 @@ def plot_history(sched: TaskWeightScheduler, path: Path, title: str = "") -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from data_prep.utils import atomic_write
+    from common.io import atomic_write
 
     rows = sched.history
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import CheckpointError, load_checkpoint
+from common.checkpoint import CheckpointError, load_checkpoint
 from lm.bio import bio_viterbi, transition_mask
 from lm.config import ModelConfig
 from lm.data import IGNORE, Example, collate

@@ -30,7 +30,7 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
-from data_prep.utils import InputError, atomic_write
+from common.io import InputError, atomic_write
 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 

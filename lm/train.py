@@ -50,17 +50,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from asr.checkpoint import CheckpointError, find_last_checkpoint, load_checkpoint, save_checkpoint
-from data_prep.utils import (
-    InputError,
+from common.checkpoint import (
+    CheckpointError,
+    find_last_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from common.cli import (
     add_dataclass_args,
-    atomic_write,
     cli_parser,
     dataclass_from_args,
-    env_info,
     save_config,
     setup_logging,
 )
+from common.env import env_info
+from common.io import InputError, atomic_write
 from lm.config import PRESETS, ModelConfig, TrainConfig, get_preset
 from lm.data import (
     IGNORE,

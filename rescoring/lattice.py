@@ -29,7 +29,7 @@ from pathlib import Path
 
 import kaldifst
 
-from data_prep.utils import InputError
+from common.io import InputError
 
 MAX_PATHS = 100_000  # an n-best lattice holds N paths; more means this is not one
 

@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data_prep.utils import InputError, open_text, read_jsonl, read_kaldi_text, write_jsonl
+from common.io import InputError, open_text, read_jsonl, read_kaldi_text, write_jsonl
 
 
 @dataclass

@@ -22,12 +22,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    read_jsonl,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError, atomic_write, read_jsonl
 from rescoring.metrics import METRICS, UttCounts, paired_bootstrap_diff
 
 SYSTEMS = {

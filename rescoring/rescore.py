@@ -31,12 +31,8 @@ from pathlib import Path
 import kaldialign
 import numpy as np
 
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-    write_jsonl,
-)
+from common.cli import run_cli
+from common.io import InputError, atomic_write, write_jsonl
 from rescoring.nbest import NbestRecord, load_nbest, write_nbest
 from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
 

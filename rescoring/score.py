@@ -26,15 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asr.wer import write_results
+from common.cli import run_cli
+from common.io import InputError, atomic_write, read_jsonl, read_kaldi_text, write_jsonl
 from data_prep.rare_words import read_word_counts
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    read_jsonl,
-    read_kaldi_text,
-    run_cli,
-    write_jsonl,
-)
 from rescoring.metrics import (
     METRICS,
     UttCounts,

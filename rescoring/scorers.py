@@ -89,7 +89,7 @@ class BigramLM(Scorer):
         del batch_size
         from collections import Counter
 
-        from data_prep.utils import InputError, open_text
+        from common.io import InputError, open_text
 
         if not Path(checkpoint).is_file():
             raise InputError(f"{checkpoint}: bigram training text not found")

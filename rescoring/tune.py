@@ -25,11 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.utils import (
-    InputError,
-    atomic_write,
-    run_cli,
-)
+from common.cli import run_cli
+from common.io import InputError, atomic_write
 from rescoring.nbest import load_nbest
 from rescoring.rescore import NbestArrays, apply_weights, load_nlu, write_outputs
 from rescoring.scorers import SCORERS, build_scorer, score_nbest

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.train import compute_loss, run
+from common.checkpoint import CheckpointError, load_checkpoint
 
 from .conftest import tiny_cfg
 

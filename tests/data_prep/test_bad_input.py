@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from common.io import InputError, atomic_write
 from data_prep.snips import PrepareSnipsConfig, main, prepare_snips
 from data_prep.tts import EspeakNG, TTSError, TTSJob, Voice, synthesize
-from data_prep.utils import InputError, atomic_write
 from data_prep.validate import validate_nlu_supervisions
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import lm.train
-from asr.checkpoint import CheckpointError
-from data_prep.utils import InputError
+from common.checkpoint import CheckpointError
+from common.io import InputError
 from lm.data import read_labels, read_nlu, read_text
 from lm.train import run
 from tests.lm.conftest import INTENTS, tiny_configs

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from asr.checkpoint import CheckpointError
+from common.checkpoint import CheckpointError
 from lm.config import ModelConfig
 from lm.model import MultitaskLM
 from lm.scorer import LMScorer

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from asr.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint
 from lm.train import build_configs, main, run
 from tests.lm.conftest import tiny_configs
 

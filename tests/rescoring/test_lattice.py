@@ -5,7 +5,7 @@ import math
 import kaldifst
 import pytest
 
-from data_prep.utils import InputError
+from common.io import InputError
 from rescoring.lattice import read_lattice_archive
 from rescoring.nbest import load_nbest
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from data_prep.utils import InputError
+from common.io import InputError
 from rescoring.nbest import load_nbest, write_nbest
 
 

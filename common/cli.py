@@ -1,41 +1,32 @@
-"""Small helpers shared by every package: atomic writes, logging, run metadata, typed CLIs.
+"""Typed command lines for every entry point: dataclass <-> argparse, logging, clean errors.
 
-This is the lowest layer of the toolkit (no torch import), so ``asr``, ``lm`` and
-``rescoring`` can all use it.
+Part of ``common``, the lowest layer of the toolkit: it imports no other package of ours.
 
 Usage:
-    from data_prep.utils import atomic_write, setup_logging, add_dataclass_args
-
-    with atomic_write(path) as f:      # text; atomic_write(path, "wb") for bytes
-        f.write("...")
+    def main(argv=None):
+        run_cli("compute-fbank", FbankOptions, compute_fbank, __doc__, argv)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
-import gzip
-import importlib.metadata
 import json
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+from common.env import env_info
+from common.io import CheckpointError, InputError, atomic_write
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
 T = TypeVar("T")
-
-
-class InputError(ValueError):
-    """Bad user input: the message names the file and line or the utterance id."""
 
 
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
@@ -45,126 +36,6 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
-    """Open a temporary file beside ``path``; rename it over ``path`` only on success.
-
-    A crash or exception leaves any earlier ``path`` untouched and no partial file behind.
-    ``.gz`` paths are gzip-compressed.
-
-    Args:
-        path: the final file.
-        mode: ``"w"`` (text) or ``"wb"`` (bytes).
-        encoding: text encoding (ignored for bytes).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    binary = "b" in mode
-    try:
-        if path.suffix == ".gz":
-            f = gzip.open(tmp, "wb" if binary else "wt", encoding=None if binary else encoding)
-        else:
-            f = open(tmp, "wb" if binary else "w", encoding=None if binary else encoding)
-        with f:
-            yield f
-            f.flush()
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def open_text(path: str | Path):
-    """Open a text file for reading, transparently decompressing ``.gz``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` from a JSON-lines file (``.gz`` allowed).
-
-    Raises:
-        InputError: naming the file and line of a malformed line.
-    """
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, obj
-
-
-def read_kaldi_text(path: str | Path) -> dict[str, str]:
-    """A Kaldi ``text``-style file: ``utt_id word word ...`` per line -> ``{utt_id: "words"}``."""
-    out: dict[str, str] = {}
-    with open_text(path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if parts:
-                out[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return out
-
-
-def write_jsonl(path: str | Path, records: typing.Iterable[dict]) -> int:
-    """Atomically write records as JSON lines; returns how many were written."""
-    n = 0
-    with atomic_write(path) as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def git_sha() -> str:
-    """The current commit of the toolkit's checkout (``+dirty`` if modified), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def env_info() -> dict[str, str]:
-    """Git sha and library versions, saved in every experiment folder and checkpoint."""
-    info = {"git_sha": git_sha(), "python": sys.version.split()[0]}
-    for pkg in ("torch", "torchaudio", "lhotse", "sentencepiece", "kaldifst", "numpy"):
-        try:
-            info[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            info[pkg] = "not installed"
-    return info
-
-
-# ---------------------------------------------------------------------------------------------
-# Typed configuration <-> argparse
 
 
 def _parse_bool(s: str) -> bool:
@@ -253,13 +124,62 @@ def cli_parser(
     )
 
 
+#: Exceptions that mean bad input or a bad environment, not a bug: every entry point reports them
+#: as one line ``prog: error: ...`` naming the file (line, utterance id) and exits with status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    CheckpointError,
+    OSError,
+    UnicodeError,
+    csv.Error,
+)
+
+#: Exit status of an entry point that stopped on bad input (argparse uses 2 for bad options too).
+EXIT_BAD_INPUT = 2
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for a user-facing error, naming the file where the exception knows it."""
+    if isinstance(e, InputError | CheckpointError):
+        return str(e)
+    if isinstance(e, OSError):
+        what = e.strerror or str(e) or type(e).__name__
+        if e.filename is not None and e.filename2 is not None:
+            return f"{e.filename} -> {e.filename2}: {what}"
+        if e.filename is not None:
+            return f"{e.filename}: {what}"
+        return what
+    if isinstance(e, UnicodeDecodeError):
+        return f"input is not {e.encoding} text ({e.reason} at byte {e.start})"
+    if isinstance(e, csv.Error):
+        return f"malformed CSV/TSV input ({e})"
+    return f"{type(e).__name__}: {e}"
+
+
+@contextlib.contextmanager
+def cli_errors(prog: str, extra: tuple[type[BaseException], ...] = ()):
+    """Turn :data:`USER_ERRORS` (and ``extra``) raised inside into ``prog: error: ...``, exit 2.
+
+    Internal bugs (any other exception) still show their traceback. Ctrl-C exits 130 quietly.
+    """
+    try:
+        yield
+    except USER_ERRORS + extra as e:
+        logging.debug("%s failed", prog, exc_info=True)
+        print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def run_cli(
     prog: str,
     config_cls: type[T],
     run: typing.Callable[[T], Any],
     doc: str,
     argv: list[str] | None = None,
-    errors: tuple[type[Exception], ...] = (InputError,),
+    errors: tuple[type[Exception], ...] = (),
     presets: dict[str, T] | None = None,
     preset_help: str = "",
     group_title: str | None = None,
@@ -272,7 +192,8 @@ def run_cli(
         run: called with the built config.
         doc: the module docstring (first paragraph = description, all of it = epilog).
         argv: arguments (default ``sys.argv[1:]``).
-        errors: exception types reported as ``prog: error: ...`` and exit status 1.
+        errors: exception types reported as ``prog: error: ...`` (exit status 2) besides
+            :data:`USER_ERRORS`.
         presets: named base configs; adds ``--preset`` (default ``default``), and the options
             given override the chosen preset's values.
         preset_help: help text of ``--preset``.
@@ -284,12 +205,10 @@ def run_cli(
         parser.add_argument("--preset", choices=tuple(presets), default="default", help=preset_help)
     add_dataclass_args(parser, config_cls, group_title=group_title)
     args = parser.parse_args(argv)
-    cfg = dataclass_from_args(config_cls, args, base=presets[args.preset] if presets else None)
-    logging.info("%s: %s", prog, cfg)
-    try:
+    with cli_errors(prog, errors):
+        cfg = dataclass_from_args(config_cls, args, base=presets[args.preset] if presets else None)
+        logging.info("%s: %s", prog, cfg)
         return run(cfg)
-    except errors as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
 
 
 def save_config(path: str | Path, config: Any, extra: dict | None = None) -> None:

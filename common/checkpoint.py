@@ -3,7 +3,7 @@
 A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``,
 so it may hold only tensors and Python primitives (dict/list/tuple/str/int/float/bool/None).
 Conventional keys: ``model``, ``optimizer``, ``scheduler``, ``sampler``, ``config`` (a dict),
-``epoch``, ``step``, ``env`` (git sha and library versions, see :func:`data_prep.utils.env_info`).
+``epoch``, ``step``, ``env`` (git sha and library versions, see :func:`common.env.env_info`).
 
 Usage:
     save_checkpoint(exp_dir / "epoch-3.pt", {"model": model.state_dict(), "epoch": 3, ...})
@@ -14,21 +14,26 @@ Usage:
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from data_prep.utils import env_info
+from common.env import env_info
+from common.io import CheckpointError, atomic_path
+
+__all__ = [
+    "CheckpointError",
+    "average_checkpoints",
+    "find_last_checkpoint",
+    "list_epoch_checkpoints",
+    "load_checkpoint",
+    "load_model_state",
+    "save_checkpoint",
+]
 
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or incompatible with the current code/config."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -37,15 +42,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(state)
     state.setdefault("env", env_info())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     logging.info("Saved checkpoint %s", path)
 
 
