@@ -14,9 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: $(STAMP) system-deps
 
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || [ ! -x /usr/bin/time ]; then \
-	  echo "Installing Debian packages espeak-ng, sox and time"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox time >/dev/null; \
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || [ ! -x /usr/bin/time ] \
+	    || ! command -v flock >/dev/null || ! command -v pgrep >/dev/null; then \
+	  echo "Installing Debian packages espeak-ng, sox, time, procps and util-linux"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox time procps util-linux >/dev/null; \
 	fi
 
 $(STAMP): setup.cfg pyproject.toml
@@ -32,7 +33,7 @@ test: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.io import CheckpointError, InputError
+
 PRESETS = ("tiny", "default", "large")
 
 
@@ -22,7 +24,10 @@ PRESETS = ("tiny", "default", "large")
 class ModelConfig:
     """Architecture of :class:`asr.model.Transducer` (vocab size comes from the BPE model)."""
 
-    feature_dim: int = field(default=80, metadata={"help": "input fbank dimension"})
+    feature_dim: int = field(
+        default=80,
+        metadata={"help": "input fbank dimension (must equal the cuts' feature dimension)"},
+    )
     subsampling_factor: int = field(
         default=4, metadata={"help": "frame-rate reduction of the Conv2d front-end (4 or 8)"}
     )
@@ -37,15 +42,49 @@ class ModelConfig:
     predictor_layers: int = field(default=1, metadata={"help": "predictor LSTM layers"})
     predictor_hidden: int = field(default=256, metadata={"help": "predictor LSTM size"})
     joiner_dim: int = field(default=160, metadata={"help": "joiner (and enc/pred output) dim"})
-    vocab_size: int = field(default=128, metadata={"help": "output symbols incl. blank=0"})
+    vocab_size: int = field(
+        default=0,
+        metadata={
+            "help": "output symbols incl. blank=0; 0 = the size of --bpe-model (any other value "
+            "must equal it)"
+        },
+    )
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, path: str | Path) -> ModelConfig:
+        """The model config stored in a ``train-asr`` checkpoint (``ckpt["config"]["model"]``).
+
+        Raises:
+            CheckpointError: naming ``path`` when the checkpoint holds no RNN-T config (a
+                ``train-lm`` checkpoint, an arbitrary ``torch.save``'d dict).
+        """
+        saved = ckpt.get("config")
+        saved = saved.get("model") if isinstance(saved, dict) else None
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(saved, dict) or "vocab_size" not in saved or set(saved) - names:
+            found = sorted(saved) if isinstance(saved, dict) else "none"
+            raise CheckpointError(
+                f"{path}: not a train-asr checkpoint (its model config fields: {found})"
+            )
+        try:
+            cfg = cls(**saved)
+            cfg.validate()
+            if cfg.vocab_size < 1:
+                raise InputError("no vocabulary size")
+        except (TypeError, InputError) as e:
+            raise CheckpointError(f"{path}: unusable RNN-T model config ({e})") from None
+        return cfg
 
     def validate(self) -> None:
+        """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
         if self.subsampling_factor not in (4, 8):
-            raise ValueError(f"--subsampling-factor must be 4 or 8, got {self.subsampling_factor}")
+            raise InputError(f"--subsampling-factor must be 4 or 8, got {self.subsampling_factor}")
         if self.encoder_dim % self.num_heads:
-            raise ValueError("--encoder-dim must be divisible by --num-heads")
+            raise InputError("--encoder-dim must be divisible by --num-heads")
         if self.conv_kernel_size % 2 == 0:
-            raise ValueError("--conv-kernel-size must be odd")
+            raise InputError("--conv-kernel-size must be odd")
+        if self.feature_dim < 1 or self.vocab_size < 0:
+            raise InputError("--feature-dim must be >= 1 and --vocab-size >= 0")
 
 
 @dataclass
@@ -63,10 +102,16 @@ class TrainConfig:
         default=Path("data/lang_bpe_128/bpe.model"), metadata={"help": "sentencepiece model"}
     )
     num_epochs: int = field(default=14, metadata={"help": "epochs"})
-    max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = off)"})
+    max_steps: int = field(
+        default=0,
+        metadata={"help": "stop (after a checkpoint) at this total step count (0 = off)"},
+    )
     max_minutes: float = field(
         default=0.0,
-        metadata={"help": "stop (after a checkpoint) once this wall time passed (0=off)"},
+        metadata={
+            "help": "stop (after a checkpoint) once this many minutes were trained in total, "
+            "earlier (resumed) runs included (0 = off)"
+        },
     )
     max_duration: float = field(default=60.0, metadata={"help": "seconds of audio per batch"})
     num_buckets: int = field(default=10, metadata={"help": "DynamicBucketingSampler buckets"})
@@ -82,6 +127,17 @@ class TrainConfig:
     spec_augment: bool = field(default=True, metadata={"help": "SpecAugment on train batches"})
     spec_aug_from_epoch: int = field(
         default=3, metadata={"help": "first epoch with SpecAugment (alignment first)"}
+    )
+    spec_time_warp_factor: int = field(
+        default=0, metadata={"help": "SpecAugment time-warp factor (0 = no time warping)"}
+    )
+    spec_num_frame_masks: int = field(default=2, metadata={"help": "SpecAugment time masks"})
+    spec_frames_mask_size: int = field(
+        default=40, metadata={"help": "SpecAugment max time-mask width (frames)"}
+    )
+    spec_num_feature_masks: int = field(default=2, metadata={"help": "SpecAugment frequency masks"})
+    spec_features_mask_size: int = field(
+        default=15, metadata={"help": "SpecAugment max frequency-mask width (bins)"}
     )
     speed_perturb: bool = field(
         default=False,
@@ -105,10 +161,17 @@ class TrainConfig:
     )
 
     def validate(self) -> None:
+        """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
         if self.loss_impl not in ("torch", "torchaudio"):
-            raise ValueError(f"--loss-impl must be torch or torchaudio, got {self.loss_impl!r}")
+            raise InputError(f"--loss-impl must be torch or torchaudio, got {self.loss_impl!r}")
         if self.num_epochs < 1:
-            raise ValueError("--num-epochs must be >= 1")
+            raise InputError("--num-epochs must be >= 1")
+        if self.max_steps < 0 or self.max_minutes < 0:
+            raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
+        if self.max_duration <= 0 or self.log_interval < 1 or self.valid_interval < 0:
+            raise InputError(
+                "--max-duration must be > 0, --log-interval >= 1 and --valid-interval >= 0"
+            )
 
 
 _MODEL_PRESETS = {
@@ -138,7 +201,6 @@ _MODEL_PRESETS = {
         predictor_layers=2,
         predictor_hidden=512,
         joiner_dim=320,
-        vocab_size=256,
     ),
 }
 
@@ -173,11 +235,11 @@ _TRAIN_PRESETS = {
 
 def get_model_preset(name: str) -> ModelConfig:
     if name not in _MODEL_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+        raise InputError(f"unknown preset {name!r}; choose from {PRESETS}")
     return dataclasses.replace(_MODEL_PRESETS[name])
 
 
 def get_train_preset(name: str) -> TrainConfig:
     if name not in _TRAIN_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+        raise InputError(f"unknown preset {name!r}; choose from {PRESETS}")
     return dataclasses.replace(_TRAIN_PRESETS[name])

@@ -29,7 +29,10 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: BPE model not found")
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (RuntimeError, OSError) as e:  # sentencepiece's error for a non-model file
+            raise InputError(f"{path}: not a sentencepiece model ({e})") from None
         self.path = path
 
     @property
@@ -44,10 +47,35 @@ class Tokenizer:
 
 
 def load_cuts(path: str | Path) -> CutSet:
+    """Read a Lhotse CutSet manifest (``.jsonl`` / ``.jsonl.gz``) eagerly.
+
+    Raises:
+        InputError: naming ``path`` when it is missing, unreadable, not a CutSet (e.g. a
+            SupervisionSet) or holds no cuts.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: CutSet not found")
-    return load_manifest(path)
+    try:
+        cuts = load_manifest(path)
+    except Exception as e:  # lhotse raises JSON, gzip, EOF, key and value errors for bad files
+        raise InputError(f"{path}: cannot read as a Lhotse CutSet ({type(e).__name__}: {e})") from e
+    if not isinstance(cuts, CutSet):
+        raise InputError(f"{path}: a {type(cuts).__name__}, not a CutSet (give the fbank cuts)")
+    if len(cuts) == 0:
+        raise InputError(f"{path}: CutSet holds no cuts")
+    return cuts
+
+
+def check_feature_dim(cuts: CutSet, dim: int, path: str | Path) -> None:
+    """Raise :class:`InputError` naming ``path`` unless its first cut has ``dim``-dim features."""
+    first = next(iter(cuts))
+    if not first.has_features:
+        raise InputError(f"{path}: cut {first.id} has no features (run compute-fbank first)")
+    if first.num_features != dim:
+        raise InputError(
+            f"{path}: {first.num_features}-dim features but the model expects {dim} (--feature-dim)"
+        )
 
 
 def cut_text(cut) -> str:
@@ -92,7 +120,11 @@ class AsrDataset(Dataset):
     """
 
     def __init__(
-        self, tok: Tokenizer, spec_augment: SpecAugment | None = None, speed_perturb: bool = False
+        self,
+        tok: Tokenizer,
+        spec_augment: SpecAugment | None = None,
+        speed_perturb: bool = False,
+        num_mel_bins: int = 80,
     ) -> None:
         self.tok = tok
         self.spec_augment = spec_augment
@@ -102,7 +134,7 @@ class AsrDataset(Dataset):
             from lhotse.dataset import OnTheFlyFeatures, PerturbSpeed
 
             self.perturb = PerturbSpeed(factors=[0.9, 1.1], p=2 / 3)
-            self.fbank = OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=80)))
+            self.fbank = OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=num_mel_bins)))
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
@@ -172,10 +204,13 @@ def make_dataloader(
     rank: int = 0,
     seed: int = 0,
     speed_perturb: bool = False,
+    num_mel_bins: int = 80,
 ) -> DataLoader:
+    """Batches of :class:`AsrDataset`; ``num_mel_bins`` is the fbank size of the on-the-fly
+    features of ``speed_perturb`` (the model's ``feature_dim``)."""
     sampler = make_sampler(cuts, max_duration, shuffle, num_buckets, world_size, rank, seed)
     return DataLoader(
-        AsrDataset(tok, spec_augment, speed_perturb),
+        AsrDataset(tok, spec_augment, speed_perturb, num_mel_bins),
         sampler=sampler,
         batch_size=None,
         num_workers=num_workers,

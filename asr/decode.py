@@ -12,6 +12,13 @@ merged by log-sum-exp of am_score), ``lattices-{set}.ark`` + ``words-{set}.txt``
 :mod:`asr.lattice`), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
 ``oracle-wer-{set}-{suffix}.txt`` and ``decode-summary-{set}-{suffix}.json`` (WER, oracle WER,
 decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set.
+
+Every input is checked before the first set is decoded: a missing, corrupt or non-RNN-T
+checkpoint (e.g. a ``train-lm`` one), a missing or non-sentencepiece BPE model of another size
+than the model's output, a missing, empty (0 cuts) or non-CutSet manifest, features of another
+dimension than the model's, two manifests with the same set name, or an unwritable output folder
+stop with one line ``decode-asr: error: ...`` naming the file, exit status 2. The output folder
+is locked while decoding (``.lock``): a second ``decode-asr`` into it stops at once.
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from lhotse import CutSet
 
 from asr.config import ModelConfig
-from asr.data import Tokenizer, load_cuts, make_dataloader
+from asr.data import Tokenizer, check_feature_dim, load_cuts, make_dataloader
 from asr.lattice import write_nbest_lattices
 from asr.model import Transducer, build_model
-from asr.search import SEARCH_METHODS, Hypothesis
+from asr.search import SEARCH_METHODS, Hypothesis, build_search
 from asr.wer import oracle_wer, write_results
 from common.checkpoint import (
     CheckpointError,
@@ -38,7 +46,7 @@ from common.checkpoint import (
     load_model_state,
 )
 from common.cli import run_cli, save_config, setup_logging
-from common.io import atomic_write, write_jsonl
+from common.io import InputError, atomic_write, dir_lock, write_jsonl
 
 
 @dataclass
@@ -73,12 +81,15 @@ class DecodeConfig:
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
 
     def validate(self) -> None:
+        """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
         if self.method not in SEARCH_METHODS:
-            raise ValueError(
+            raise InputError(
                 f"--method must be one of {sorted(SEARCH_METHODS)}, got {self.method!r}"
             )
-        if self.nbest < 1 or self.beam < 1:
-            raise ValueError("--beam and --nbest must be >= 1")
+        if self.nbest < 1 or self.beam < 1 or self.max_sym_per_frame < 1:
+            raise InputError("--beam, --nbest and --max-sym-per-frame must be >= 1")
+        if self.max_utts < 0 or self.max_duration <= 0:
+            raise InputError("--max-utts must be >= 0 and --max-duration > 0")
 
     @property
     def suffix(self) -> str:
@@ -93,12 +104,14 @@ DECODE_PRESETS = {
 
 
 def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, dict]:
-    """Build the model from the config stored in checkpoint ``path`` and load its weights."""
+    """Build the model from the config stored in checkpoint ``path`` and load its weights.
+
+    Raises:
+        CheckpointError: naming ``path`` when it is missing, corrupt, or not a ``train-asr``
+            / ``average-checkpoints`` checkpoint.
+    """
     ckpt = load_checkpoint(path, map_location=device)
-    try:
-        model_cfg = ModelConfig(**ckpt["config"]["model"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: no usable model config in checkpoint ({e})") from e
+    model_cfg = ModelConfig.from_checkpoint(ckpt, path)
     model = build_model(model_cfg)
     load_model_state(model, ckpt, path)
     return model.to(device).eval(), ckpt
@@ -126,14 +139,33 @@ def set_name(path: Path) -> str:
     return name.split("_")[-1] if "_" in name else name
 
 
-def decode_set(
-    model: Transducer, tok: Tokenizer, cuts_path: Path, cfg: DecodeConfig, out_dir: Path
-) -> dict:
-    cuts = load_cuts(cuts_path)
+def load_decode_cuts(path: Path, cfg: DecodeConfig, feature_dim: int) -> CutSet:
+    """The cuts of one set to decode (the first ``--max-utts``), checked against the model.
+
+    Raises:
+        InputError: naming ``path`` when it is missing, unreadable, not a CutSet, empty, or
+            its features do not have the model's dimension.
+    """
+    cuts = load_cuts(path)
+    check_feature_dim(cuts, feature_dim, path)
     if cfg.max_utts:
         cuts = cuts.subset(first=min(cfg.max_utts, len(cuts)))
+    return cuts
+
+
+def decode_set(
+    model: Transducer,
+    tok: Tokenizer,
+    cuts_path: Path,
+    cfg: DecodeConfig,
+    out_dir: Path,
+    cuts: CutSet | None = None,
+) -> dict:
+    """Decode one set (``cuts``, read from ``cuts_path`` if not given) into ``out_dir``."""
+    if cuts is None:
+        cuts = load_decode_cuts(cuts_path, cfg, model.cfg.feature_dim)
     name = set_name(cuts_path)
-    search = SEARCH_METHODS[cfg.method](beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame)
+    search = build_search(cfg.method, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame)
     dl = make_dataloader(cuts, tok, cfg.max_duration, shuffle=False)
     records, results = [], []
     audio_s = sum(c.duration for c in cuts)
@@ -189,24 +221,44 @@ def decode_set(
 
 
 def run(cfg: DecodeConfig) -> list[dict]:
+    """Decode every set of ``cfg.cuts``; returns their summaries.
+
+    Every input (checkpoint, BPE model, each CutSet) is checked before the first set is
+    decoded. The output folder is locked (:func:`common.io.dir_lock`) for the whole run, so a
+    second ``decode-asr`` into the same folder fails at once instead of mixing its files in.
+    """
     cfg.validate()
+    if not cfg.cuts:
+        raise InputError("--cuts: no CutSet to decode")
+    names = [set_name(Path(p)) for p in cfg.cuts]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(
+            f"--cuts: several CutSets map to the set name(s) {dup}; their outputs would "
+            "overwrite each other (decode them into different --out-dir)"
+        )
     ckpt_path = cfg.checkpoint or find_last_checkpoint(cfg.exp_dir)
     if ckpt_path is None:
         raise CheckpointError(f"{cfg.exp_dir}: no checkpoint to decode (give --checkpoint)")
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / cfg.suffix
-    setup_logging(out_dir / "log-decode.txt")
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    model, _ = load_transducer(ckpt_path, cfg.device)
-    tok = Tokenizer(cfg.bpe_model)
-    if tok.vocab_size != model.cfg.vocab_size:
-        raise CheckpointError(
-            f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} has "
-            f"{tok.vocab_size} pieces"
-        )
-    save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
-    logging.info("decoding with %s (%s)", ckpt_path, cfg)
-    return [decode_set(model, tok, Path(p), cfg, out_dir) for p in cfg.cuts]
+    with dir_lock(out_dir, "output folder"):
+        setup_logging(out_dir / "log-decode.txt")
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
+        model, _ = load_transducer(ckpt_path, cfg.device)
+        tok = Tokenizer(cfg.bpe_model)
+        if tok.vocab_size != model.cfg.vocab_size:
+            raise CheckpointError(
+                f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
+                f"has {tok.vocab_size} pieces"
+            )
+        sets = [load_decode_cuts(Path(p), cfg, model.cfg.feature_dim) for p in cfg.cuts]
+        save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
+        logging.info("decoding with %s (%s)", ckpt_path, cfg)
+        return [
+            decode_set(model, tok, Path(p), cfg, out_dir, cuts)
+            for p, cuts in zip(cfg.cuts, sets, strict=True)
+        ]
 
 
 def _print_summaries(cfg: DecodeConfig) -> None:
@@ -221,7 +273,6 @@ def main(argv: list[str] | None = None) -> None:
         _print_summaries,
         __doc__,
         argv,
-        errors=(),
         presets=DECODE_PRESETS,
         preset_help="search sizes (tiny: beam 4, n-best 4; default/large: 8, 8); the model size "
         "comes from the checkpoint (default: default)",

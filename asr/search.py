@@ -10,11 +10,13 @@ transducer", ICASSP 2023 (one symbol per frame, modified beam search).
 
 Usage:
     search = SEARCH_METHODS["modified_beam"](beam=8)
+    search = build_search("greedy", beam=8, max_sym_per_frame=3)   # drops what greedy lacks
     nbests = search(model, feats, feat_lens)   # list (N) of list[Hypothesis]
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -54,7 +56,7 @@ class GreedySearch(SearchMethod):
 
     name = "greedy"
 
-    def __init__(self, max_sym_per_frame: int = 1, **_: object) -> None:
+    def __init__(self, max_sym_per_frame: int = 1) -> None:
         self.max_sym_per_frame = max_sym_per_frame
 
     @torch.no_grad()
@@ -98,7 +100,7 @@ class ModifiedBeamSearch(SearchMethod):
 
     name = "modified_beam"
 
-    def __init__(self, beam: int = 8, **_: object) -> None:
+    def __init__(self, beam: int = 8) -> None:
         self.beam = beam
 
     @torch.no_grad()
@@ -182,7 +184,7 @@ class TorchaudioBeamSearch(SearchMethod):
 
     name = "torchaudio_beam"
 
-    def __init__(self, beam: int = 8, step_max_tokens: int = 10, **_: object) -> None:
+    def __init__(self, beam: int = 8, step_max_tokens: int = 10) -> None:
         self.beam = beam
         self.step_max_tokens = step_max_tokens
 
@@ -210,3 +212,24 @@ def _logaddexp(a: float, b: float) -> float:
 SEARCH_METHODS: dict[str, type[SearchMethod]] = {
     cls.name: cls for cls in (GreedySearch, ModifiedBeamSearch, TorchaudioBeamSearch)
 }
+
+
+def _options(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def build_search(name: str, **options: object) -> SearchMethod:
+    """The registered search method ``name`` built from one shared set of options.
+
+    A caller with one option set for every method (``decode-asr``: ``beam``,
+    ``max_sym_per_frame``) passes them all; each method gets the ones its constructor takes.
+    An option that no registered method takes is a misspelling and raises ``TypeError``.
+    """
+    if name not in SEARCH_METHODS:
+        raise ValueError(f"unknown search method {name!r}; choose from {sorted(SEARCH_METHODS)}")
+    known = set().union(*(_options(c) for c in SEARCH_METHODS.values()))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"build_search: no search method takes {unknown}")
+    cls = SEARCH_METHODS[name]
+    return cls(**{k: v for k, v in options.items() if k in _options(cls)})

@@ -8,21 +8,36 @@ Usage:
 
 Outputs in ``exp-dir``: ``config.json``, ``epoch-N.pt`` (model, optimizer, scheduler, sampler,
 RNG, config, env), ``log/train.csv`` (step, lr, losses), ``log/valid.csv`` (dev loss and greedy
-WER), ``log/log-train.txt``. An existing ``epoch-N.pt`` is resumed automatically (``--resume
-false`` to refuse); every epoch reseeds all RNGs with ``seed + epoch``, so resuming from an
-epoch boundary reproduces the uninterrupted run up to floating-point nondeterminism of
-multithreaded CPU/GPU kernels. A ``--max-minutes`` stop saves a *partial* epoch checkpoint;
-resuming it fast-forwards the Lhotse sampler to the same batch, but dropout/SpecAugment draw a
-different random stream for the rest of that epoch.
+WER), ``log/log-train.txt`` (``ddp-sync.txt`` under DDP). An existing ``epoch-N.pt`` is resumed
+automatically (``--resume false`` to refuse); every epoch reseeds all RNGs with ``seed + epoch``,
+so resuming from an epoch boundary reproduces the uninterrupted run up to floating-point
+nondeterminism of multithreaded CPU/GPU kernels. A ``--max-minutes`` or ``--max-steps`` stop
+saves a *partial* epoch checkpoint; resuming it fast-forwards the Lhotse sampler to the same
+batch, but dropout/SpecAugment draw a different random stream for the rest of that epoch. On
+resume, CSV rows logged after the resumed checkpoint's step (by a run killed before its next
+checkpoint) are dropped, so the steps in the logs stay unique and increasing.
+
+A re-run with nothing left to train (all ``--num-epochs`` done, ``--max-steps`` reached, the
+``--max-minutes`` budget spent: the budgets count earlier runs) logs "Training already
+finished ...: nothing to do" and changes no checkpoint; raise the limit to continue.
+
+The exp dir is locked while training (``.lock``; rank 0 holds it under DDP): a second
+``train-asr`` on it stops at once, naming the pid of the first. Bad input (a missing, empty or
+foreign CutSet or BPE model, features of another dimension than ``--feature-dim``, a
+``--vocab-size`` other than the BPE model's, a corrupt or foreign checkpoint in the exp dir, an
+unwritable exp dir, a bad option value) stops before training with one line
+``train-asr: error: ...`` naming the file or option, exit status 2.
 
 Bad data never stops a run: cuts with an empty transcript or fewer encoder frames than tokens
-are dropped up front (counted warning); utterances with a non-finite loss are masked out of the
-batch, and a step whose gradient is non-finite is skipped (counted warning).
+are dropped up front (counted warning; an error if none are left); utterances with a
+non-finite loss are masked out of the batch, and a step whose gradient is non-finite is skipped
+(counted warning).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import logging
@@ -39,7 +54,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from asr.config import PRESETS, ModelConfig, TrainConfig, get_model_preset, get_train_preset
-from asr.data import Tokenizer, compute_cmvn, filter_cuts, load_cuts, make_dataloader
+from asr.data import (
+    Tokenizer,
+    check_feature_dim,
+    compute_cmvn,
+    filter_cuts,
+    load_cuts,
+    make_dataloader,
+)
 from asr.loss import RNNT_LOSSES
 from asr.model import Transducer, build_model, num_params
 from asr.search import GreedySearch
@@ -53,12 +75,14 @@ from common.checkpoint import (
 )
 from common.cli import (
     add_dataclass_args,
+    cli_errors,
     cli_parser,
     dataclass_from_args,
     save_config,
     setup_logging,
 )
 from common.env import env_info
+from common.io import InputError, atomic_write, dir_lock
 
 
 def to_jsonable(cfg) -> dict:
@@ -165,20 +189,57 @@ def greedy_wer(model: Transducer, dl, tok: Tokenizer, device) -> float:
 
 
 class CsvLog:
-    """Append-only CSV (header written once), flushed each row so a killed run keeps its log."""
+    """Append-only CSV (header written once), flushed each row so a killed run keeps its log.
 
-    def __init__(self, path: Path, fields: list[str]) -> None:
+    ``keep_through_step``: rows with a larger ``step`` were written by a run that was killed
+    after its last checkpoint (step ``keep_through_step``); they are dropped (the file is
+    rewritten atomically) so the resumed run's rows do not repeat their steps.
+    """
+
+    def __init__(self, path: Path, fields: list[str], keep_through_step: int | None = None) -> None:
         self.path, self.fields = path, fields
         path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_through_step is not None and path.is_file():
+            self._truncate(keep_through_step)
         new = not path.is_file()
         self.f = open(path, "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=fields)
         if new:
             self.w.writeheader()
 
+    def _truncate(self, step: int) -> None:
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = []
+        for lineno, row in enumerate(rows, start=2):
+            try:
+                if int(row.get("step") or 0) <= step:
+                    kept.append(row)
+            except ValueError:
+                raise InputError(
+                    f"{self.path}:{lineno}: step {row.get('step')!r} is not an integer"
+                ) from None
+        if len(kept) == len(rows):
+            return
+        logging.warning(
+            "%s: dropped %d row(s) after step %d (written after the last checkpoint)",
+            self.path,
+            len(rows) - len(kept),
+            step,
+        )
+        with atomic_write(self.path) as f:
+            w = csv.DictWriter(
+                f, fieldnames=self.fields, extrasaction="ignore", lineterminator="\r\n"
+            )
+            w.writeheader()
+            w.writerows(kept)
+
     def write(self, **row) -> None:
         self.w.writerow({k: row.get(k, "") for k in self.fields})
         self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
 
 
 @dataclasses.dataclass
@@ -304,8 +365,93 @@ def resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 
 def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
-    """Train (rank ``rank`` of ``world_size``); returns the last checkpoint path."""
+    """Train (rank ``rank`` of ``world_size``); returns the last checkpoint path.
+
+    Rank 0 holds :func:`common.io.dir_lock` on the exp dir for the whole run: a second trainer
+    started on the same exp dir (a re-run while a killed recipe's trainer still runs) fails at
+    once with an :class:`InputError` naming the folder and the pid holding it.
+    """
     cfg.validate()
+    model_cfg.validate()
+    lock = dir_lock(cfg.exp_dir, "exp dir") if rank == 0 else contextlib.nullcontext()
+    with lock:
+        return _run_locked(rank, world_size, model_cfg, cfg)
+
+
+def _restore(
+    last: Path,
+    model: Transducer,
+    model_cfg: ModelConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: NoamScheduler,
+) -> tuple[TrainState, dict | None]:
+    """Load ``last`` into model/optimizer/scheduler; returns the train state and, for a partial
+    epoch, the sampler state to fast-forward to.
+
+    Raises:
+        CheckpointError: naming ``last`` if it is corrupt, not a ``train-asr`` checkpoint, or of
+            another model config.
+    """
+    ckpt = load_checkpoint(last)
+    saved = ckpt.get("config")
+    saved = saved.get("model") if isinstance(saved, dict) else None
+    if saved != to_jsonable(model_cfg):
+        raise CheckpointError(
+            f"{last}: model config {saved} differs from the requested {to_jsonable(model_cfg)}"
+        )
+    load_model_state(model, ckpt, last)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        partial = bool(ckpt.get("partial", False))
+        state = TrainState(
+            epoch=int(ckpt["epoch"]) + (0 if partial else 1),
+            step=int(ckpt["step"]),
+            skipped_steps=int(ckpt.get("skipped_steps", 0)),
+            bad_utts=int(ckpt.get("bad_utts", 0)),
+            elapsed_before=float(ckpt.get("elapsed_s", 0.0)),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{last}: cannot restore the training state ({e})") from e
+    logging.info(
+        "resumed from %s (%s epoch %d, step %d)",
+        last,
+        "partial" if partial else "complete",
+        int(ckpt["epoch"]),
+        state.step,
+    )
+    return state, (ckpt.get("sampler") if partial else None)
+
+
+def finished_reason(state: TrainState, cfg: TrainConfig, elapsed_s: float) -> str | None:
+    """Why a run in ``state`` (``elapsed_s`` wall seconds trained) has nothing left to train
+    under ``cfg``; None if it has."""
+    if state.epoch > cfg.num_epochs:
+        return f"all {cfg.num_epochs} epochs trained"
+    if cfg.max_steps and state.step >= cfg.max_steps:
+        return f"--max-steps {cfg.max_steps} reached (step {state.step})"
+    if cfg.max_minutes and elapsed_s >= 60 * cfg.max_minutes:
+        return f"--max-minutes {cfg.max_minutes:g} used ({elapsed_s / 60:.1f} min trained)"
+    return None
+
+
+def _load_train_cuts(cfg: TrainConfig, model_cfg: ModelConfig, tok: Tokenizer):
+    """(train, dev) CutSets, checked: features of the model's dimension, some usable cuts."""
+    train_cuts = load_cuts(cfg.train_cuts)
+    check_feature_dim(train_cuts, model_cfg.feature_dim, cfg.train_cuts)
+    n = len(train_cuts)
+    train_cuts = filter_cuts(train_cuts, tok, model_cfg.subsampling_factor)
+    if len(train_cuts) == 0:
+        raise InputError(
+            f"{cfg.train_cuts}: all {n} cuts dropped (empty transcript, or fewer encoder frames "
+            "than BPE tokens)"
+        )
+    dev_cuts = load_cuts(cfg.dev_cuts)
+    check_feature_dim(dev_cuts, model_cfg.feature_dim, cfg.dev_cuts)
+    return train_cuts, dev_cuts
+
+
+def _run_locked(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
     exp_dir = Path(cfg.exp_dir)
     setup_logging(
         exp_dir / "log" / f"log-train-rank{rank}.txt"
@@ -319,8 +465,12 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     tok = Tokenizer(cfg.bpe_model)
+    if model_cfg.vocab_size and model_cfg.vocab_size != tok.vocab_size:
+        raise InputError(
+            f"--vocab-size {model_cfg.vocab_size} does not match {cfg.bpe_model} "
+            f"({tok.vocab_size} pieces): give the matching --bpe-model, or drop --vocab-size"
+        )
     model_cfg = dataclasses.replace(model_cfg, vocab_size=tok.vocab_size)
-    model_cfg.validate()
     logging.info("model config %s", model_cfg)
     logging.info("train config %s", cfg)
     logging.info("env %s", env_info())
@@ -332,43 +482,27 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
     scheduler = NoamScheduler(optimizer, cfg.warmup_steps)
     state = TrainState()
 
-    train_cuts = filter_cuts(load_cuts(cfg.train_cuts), tok, model_cfg.subsampling_factor)
-    dev_cuts = load_cuts(cfg.dev_cuts)
-
     last = find_last_checkpoint(exp_dir)
     sampler_state = None
     if last is not None:
         if not cfg.resume:
             raise CheckpointError(f"{last} exists and --resume is false; use a new --exp-dir")
-        ckpt = load_checkpoint(last)
-        saved = ckpt.get("config", {}).get("model")
-        if saved != to_jsonable(model_cfg):
-            raise CheckpointError(
-                f"{last}: model config {saved} differs from the requested {to_jsonable(model_cfg)}"
-            )
-        load_model_state(model, ckpt, last)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        except (KeyError, ValueError) as e:
-            raise CheckpointError(f"{last}: cannot restore optimizer/scheduler ({e})") from e
-        partial = bool(ckpt.get("partial", False))
-        state = TrainState(
-            epoch=int(ckpt["epoch"]) + (0 if partial else 1),
-            step=int(ckpt["step"]),
-            skipped_steps=int(ckpt.get("skipped_steps", 0)),
-            bad_utts=int(ckpt.get("bad_utts", 0)),
-            elapsed_before=float(ckpt.get("elapsed_s", 0.0)),
-        )
-        sampler_state = ckpt.get("sampler") if partial else None
-        logging.info(
-            "resumed from %s (%s epoch %d, step %d)",
-            last,
-            "partial" if partial else "complete",
-            int(ckpt["epoch"]),
-            state.step,
-        )
-    else:
+        state, sampler_state = _restore(last, model, model_cfg, optimizer, scheduler)
+        done = finished_reason(state, cfg, state.elapsed_before)
+        if done is not None:
+            if rank == 0 and not (exp_dir / "config.json").is_file():
+                save_config(
+                    exp_dir / "config.json",
+                    cfg,
+                    extra={"model": to_jsonable(model_cfg), "world_size": world_size},
+                )
+            if world_size > 1:
+                check_ranks_in_sync(model, exp_dir, rank, world_size)
+            logging.info("Training already finished (%s, %s): nothing to do", last, done)
+            return last
+
+    train_cuts, dev_cuts = _load_train_cuts(cfg, model_cfg, tok)
+    if last is None:
         mean, std = compute_cmvn(train_cuts, cfg.cmvn_cuts)
         model.set_cmvn(mean, std)
     if rank == 0:
@@ -403,6 +537,7 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
         CsvLog(
             exp_dir / "log" / "train.csv",
             ["step", "epoch", "lr", "rnnt", "ctc", "grad_norm", "skipped", "elapsed_s"],
+            keep_through_step=state.step,
         )
         if rank == 0
         else None
@@ -411,6 +546,7 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
         CsvLog(
             exp_dir / "log" / "valid.csv",
             ["step", "epoch", "dev_loss", "dev_greedy_wer", "elapsed_s"],
+            keep_through_step=state.step,
         )
         if rank == 0
         else None
@@ -425,11 +561,11 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
             from lhotse.dataset import SpecAugment
 
             spec = SpecAugment(
-                time_warp_factor=0,
-                num_frame_masks=2,
-                frames_mask_size=40,
-                features_mask_size=15,
-                num_feature_masks=2,
+                time_warp_factor=cfg.spec_time_warp_factor,
+                num_frame_masks=cfg.spec_num_frame_masks,
+                frames_mask_size=cfg.spec_frames_mask_size,
+                features_mask_size=cfg.spec_features_mask_size,
+                num_feature_masks=cfg.spec_num_feature_masks,
             )
         train_dl = make_dataloader(
             train_cuts,
@@ -443,6 +579,7 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
             rank=rank,
             seed=cfg.seed,
             speed_perturb=cfg.speed_perturb,
+            num_mel_bins=model_cfg.feature_dim,
         )
         train_dl.sampler.set_epoch(state.epoch)
         if sampler_state is not None:
@@ -509,10 +646,14 @@ def run(rank: int, world_size: int, model_cfg: ModelConfig, cfg: TrainConfig) ->
             break
         state.epoch += 1
 
+    for log in (train_log, valid_log):
+        if log is not None:
+            log.close()
     if world_size > 1:
         check_ranks_in_sync(model, exp_dir, rank, world_size)
     logging.info(
-        "done: %d steps, %.1f min, %d skipped steps, %d masked utterances",
+        "done (%s): %d steps, %.1f min, %d skipped steps, %d masked utterances",
+        finished_reason(state, cfg, state.elapsed()) or "stopped",
         state.step,
         state.elapsed() / 60,
         state.skipped_steps,
@@ -528,16 +669,19 @@ def check_ranks_in_sync(model: torch.nn.Module, exp_dir: Path, rank: int, world_
     dist.all_gather(gathered, vec)
     if rank == 0:
         same = all(torch.equal(g, gathered[0]) for g in gathered)
-        (exp_dir / "ddp-sync.txt").write_text(
-            "".join(f"rank {r} checksum {float(g.sum()):.12e}\n" for r, g in enumerate(gathered))
-            + f"identical {same}\n"
-        )
+        with atomic_write(exp_dir / "ddp-sync.txt") as f:
+            f.write(
+                "".join(
+                    f"rank {r} checksum {float(g.sum()):.12e}\n" for r, g in enumerate(gathered)
+                )
+                + f"identical {same}\n"
+            )
         if not same:
             logging.error("DDP ranks diverged: parameter checksums differ")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = cli_parser(__doc__)
+    p = cli_parser(__doc__, "train-asr")
     p.add_argument(
         "--preset", choices=PRESETS, default="default", help="size preset (default: default)"
     )
@@ -547,16 +691,19 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``train-asr``: bad input (a missing or foreign file, a bad option value, an exp dir in
+    use) ends with one line ``train-asr: error: ...`` and exit status 2."""
     args = get_parser().parse_args(argv)
-    model_cfg = dataclass_from_args(ModelConfig, args, base=get_model_preset(args.preset))
-    cfg = dataclass_from_args(TrainConfig, args, base=get_train_preset(args.preset))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    try:
-        run(rank, world_size, model_cfg, cfg)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    with cli_errors("train-asr"):
+        model_cfg = dataclass_from_args(ModelConfig, args, base=get_model_preset(args.preset))
+        cfg = dataclass_from_args(TrainConfig, args, base=get_train_preset(args.preset))
+        try:
+            run(rank, world_size, model_cfg, cfg)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == "__main__":

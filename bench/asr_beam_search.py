@@ -21,7 +21,7 @@ import torch
 
 from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.decode import load_transducer, to_nbest
-from asr.search import SEARCH_METHODS
+from asr.search import build_search
 from asr.wer import compute_wer, oracle_wer
 from common.io import atomic_write
 
@@ -52,7 +52,7 @@ def main() -> None:
         "nbest": args.nbest,
     }
     for name in args.methods:
-        search = SEARCH_METHODS[name](beam=args.beam, step_max_tokens=args.step_max_tokens)
+        search = build_search(name, beam=args.beam, step_max_tokens=args.step_max_tokens)
         refs, nbest, results = {}, {}, []
         t0 = time.time()
         for b in batches:

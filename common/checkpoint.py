@@ -59,8 +59,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or "model" not in state:
+        first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's messages run to pages
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint ({type(e).__name__}: {first})"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no 'model' entry)")
     return state
 

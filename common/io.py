@@ -113,30 +113,37 @@ def write_manifest(path: str | Path, manifest: typing.Iterable[Any]) -> int:
 
 
 class _CheckedTextReader:
-    """A read-only text file whose decoding errors name the file and line (``InputError``)."""
+    """A read-only UTF-8 text file whose errors name the file and line (``InputError``).
 
-    def __init__(self, f: typing.TextIO, path: Path):
+    Lines are decoded one at a time from bytes, so a bad byte is reported on its own line
+    (a text-mode file decodes 8 KiB chunks and fails on the first line of the chunk).
+    ``\r\n`` line ends are read as ``\n``.
+    """
+
+    def __init__(self, f: typing.BinaryIO, path: Path):
         self._f = f
         self.path = path
         self.lineno = 0
 
-    def _fail(self, e: Exception) -> typing.NoReturn:
+    def readline(self) -> str:
         where = f"{self.path}:{self.lineno + 1}"
-        if isinstance(e, UnicodeDecodeError):
+        try:
+            raw = self._f.readline()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise InputError(f"{where}: corrupt or truncated compressed file ({e})") from None
+        if not raw:
+            return ""
+        self.lineno += 1
+        if self.lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
             raise InputError(
-                f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line's chunk); "
+                f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line); "
                 "convert the file to UTF-8"
             ) from None
-        raise InputError(f"{where}: corrupt or truncated compressed file ({e})") from None
-
-    def readline(self) -> str:
-        try:
-            line = self._f.readline()
-        except (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-            self._fail(e)
-        if line:
-            self.lineno += 1
-        return line
+        return line[:-2] + "\n" if line.endswith("\r\n") else line
 
     def __iter__(self) -> Iterator[str]:
         while line := self.readline():
@@ -166,8 +173,8 @@ def open_text(path: str | Path) -> _CheckedTextReader:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.suffix == ".gz":
-        return _CheckedTextReader(gzip.open(path, "rt", encoding="utf-8"), path)
-    return _CheckedTextReader(open(path, encoding="utf-8"), path)
+        return _CheckedTextReader(gzip.open(path, "rb"), path)
+    return _CheckedTextReader(open(path, "rb"), path)
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
-from lhotse import load_manifest
+from lhotse import SupervisionSet
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write
+from data_prep.checks import check_writable_dir, load_lhotse_manifest
 
 SPECIAL_TOKENS = ("<blk>", "<sos/eos>")  # ids 0 and 1; <unk> is id 2
 
@@ -51,12 +52,12 @@ def train_bpe(opts: BpeOptions) -> Path:
         return lang_dir
     if not opts.supervisions.is_file():
         raise InputError(f"{opts.supervisions}: not found (run prepare-snips first)")
-    sups = list(load_manifest(opts.supervisions))
+    check_writable_dir(lang_dir, "--lang-dir")
+    sups = list(load_lhotse_manifest(opts.supervisions, SupervisionSet))
     texts = [s.text for s in sups]
     empty = [s.id for s in sups if not (s.text or "").strip()]
     if empty:
         raise InputError(f"{opts.supervisions}: empty transcript for {', '.join(empty[:5])}")
-    lang_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(lang_dir / "transcript_words.txt") as f:
         f.write("".join(t + "\n" for t in texts))
     with tempfile.TemporaryDirectory(dir=lang_dir) as tmp:

@@ -1,7 +1,16 @@
-"""Compute 80-dim log-mel filterbank features for the SNIPS manifests with Lhotse.
+"""Compute log-mel filterbank features (``--num-mel-bins``, default 80) with Lhotse.
 
 Features are stored with lilcom compression (``LilcomChunkyWriter``) next to the cut
 manifests; a split whose cut manifest already exists is skipped (delete it to recompute).
+
+Before any feature is computed, the audio of every cut of every split to compute is checked
+(:mod:`data_prep.checks`): the file exists (a relative path is looked up from the current
+folder), is readable, is not truncated, has the sampling rate, channel count and duration of
+its recording manifest, and its rate is ``--sampling-rate``; float files must hold finite
+samples only. Lhotse would silently drop a cut whose audio it cannot load; here any such cut
+stops the run, naming the utterance and the file, unless ``--skip-bad-audio true``: then
+the bad cuts are left out and listed in ``skipped-<split>.txt``. A split with no cut left is
+always an error.
 
 Usage:
     compute-fbank --manifest-dir data/manifests --output-dir data/fbank --splits train dev test
@@ -9,6 +18,8 @@ Usage:
 OUTPUTS:
     data/fbank/snips_cuts_{split}.jsonl.gz   CutSet with features
     data/fbank/snips_feats_{split}.lca       lilcom feature archive
+    data/fbank/skipped-{split}.txt           "<cut id> TAB <recording id> TAB <reason>" per
+                                             skipped cut (--skip-bad-audio only)
     data/fbank/.done                         written when every split is complete
 """
 
@@ -20,14 +31,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
+from lhotse import (
+    CutSet,
+    Fbank,
+    FbankConfig,
+    LilcomChunkyWriter,
+    RecordingSet,
+    SupervisionSet,
+)
+from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
-from common.io import InputError
+from common.io import InputError, atomic_write, write_manifest
+from data_prep.checks import check_writable_dir, load_lhotse_manifest, recording_audio_problems
 
 # Each worker process must not spawn its own pool of torch threads on a 2-core machine.
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
+
+#: How many bad cuts are listed in the log before the run stops (all are counted).
+SHOWN_PROBLEMS = 20
 
 
 @dataclass
@@ -37,38 +60,122 @@ class FbankOptions:
     prefix: str = field(default="snips", metadata={"help": "corpus prefix of the manifest names"})
     splits: tuple[str, ...] = field(default=("train", "dev", "test"), metadata={"help": "splits"})
     num_mel_bins: int = field(default=80, metadata={"help": "filterbank size"})
+    sampling_rate: int = field(
+        default=16000,
+        metadata={"help": "sampling rate (Hz) of the features; audio at another rate is an error"},
+    )
     num_jobs: int = field(default=2, metadata={"help": "feature extraction processes"})
+    skip_bad_audio: bool = field(
+        default=False,
+        metadata={
+            "help": "leave out cuts whose audio is missing, unreadable or does not match the "
+            "manifest, listing them in <output-dir>/skipped-<split>.txt, instead of failing"
+        },
+    )
+
+
+@dataclass
+class _SplitInput:
+    """A split to compute: its cuts, and the ones left out (cut id -> (recording id, reason))."""
+
+    rec_path: Path
+    cuts: CutSet
+    skipped: dict[str, tuple[str, str]]
+
+
+def _load_split(opts: FbankOptions, split: str) -> _SplitInput:
+    """Load, validate and check the audio of one split; raises or records bad cuts."""
+    rec_path = opts.manifest_dir / f"{opts.prefix}_recordings_{split}.jsonl.gz"
+    sup_path = opts.manifest_dir / f"{opts.prefix}_supervisions_{split}.jsonl.gz"
+    for p in (rec_path, sup_path):
+        if not p.is_file():
+            raise InputError(f"{p}: manifest not found (run prepare-snips first)")
+    recordings = load_lhotse_manifest(rec_path, RecordingSet)
+    supervisions = load_lhotse_manifest(sup_path, SupervisionSet)
+    try:
+        validate_recordings_and_supervisions(recordings, supervisions)
+    except AssertionError as e:
+        raise InputError(f"{sup_path}: Lhotse validation failed against {rec_path}: {e}") from None
+    bad: dict[str, str] = {}
+    for rec in recordings:
+        problems = recording_audio_problems(rec, read_samples="float")
+        if rec.sampling_rate != opts.sampling_rate:
+            problems.append(
+                f"sampled at {rec.sampling_rate} Hz, features are computed at "
+                f"{opts.sampling_rate} Hz (--sampling-rate): resample the audio"
+            )
+        if problems:
+            bad[rec.id] = "; ".join(problems)
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    skipped = {c.id: (c.recording_id, bad[c.recording_id]) for c in cuts if c.recording_id in bad}
+    lines = [
+        f"{split}: utterance {rid} (cut {cid}): {reason}" for cid, (rid, reason) in skipped.items()
+    ]
+    if skipped and not opts.skip_bad_audio:
+        for line in lines[:SHOWN_PROBLEMS]:
+            logging.error("%s", line)
+        more = f" (and {len(lines) - 1} more bad cuts, listed above)" if len(lines) > 1 else ""
+        raise InputError(f"{rec_path}: {lines[0]}{more}; --skip-bad-audio true leaves them out")
+    kept = CutSet.from_cuts(c for c in cuts if c.id not in skipped)
+    if len(kept) == 0:
+        raise InputError(
+            f"{rec_path}: split {split} has no usable cut ({len(skipped)} of {len(cuts)} have "
+            "bad audio, see above)"
+        )
+    for line in lines[:SHOWN_PROBLEMS]:
+        logging.warning("skipping %s", line)
+    return _SplitInput(rec_path, kept, skipped)
 
 
 def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
     """Compute and store features for each split; returns the cut manifest paths."""
-    opts.output_dir.mkdir(parents=True, exist_ok=True)
-    extractor = Fbank(FbankConfig(num_mel_bins=opts.num_mel_bins))
-    out = {}
+    if opts.num_mel_bins <= 0:
+        raise InputError(f"--num-mel-bins must be positive, got {opts.num_mel_bins}")
+    check_writable_dir(opts.output_dir, "--output-dir")
+    extractor = Fbank(FbankConfig(num_mel_bins=opts.num_mel_bins, sampling_rate=opts.sampling_rate))
+    out, todo = {}, {}
+    # Every split's audio is checked before the first feature is computed.
     for split in opts.splits:
         cuts_path = opts.output_dir / f"{opts.prefix}_cuts_{split}.jsonl.gz"
         out[split] = cuts_path
         if cuts_path.is_file():
             logging.info("%s exists: skipping split %s", cuts_path, split)
             continue
-        rec_path = opts.manifest_dir / f"{opts.prefix}_recordings_{split}.jsonl.gz"
-        sup_path = opts.manifest_dir / f"{opts.prefix}_supervisions_{split}.jsonl.gz"
-        for p in (rec_path, sup_path):
-            if not p.is_file():
-                raise InputError(f"{p}: manifest not found (run prepare-snips first)")
+        todo[split] = _load_split(opts, split)
+    for split, inp in todo.items():
         t0 = time.time()
-        cuts = CutSet.from_manifests(
-            recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path)
-        )
-        cuts = cuts.compute_and_store_features(
+        cuts = inp.cuts.compute_and_store_features(
             extractor=extractor,
             storage_path=opts.output_dir / f"{opts.prefix}_feats_{split}",
             num_jobs=opts.num_jobs,
             storage_type=LilcomChunkyWriter,
-        )
-        tmp = cuts_path.with_name(f".tmp.{cuts_path.name}")
-        cuts.to_file(tmp)
-        tmp.replace(cuts_path)
+        ).to_eager()
+        # Lhotse leaves out, with a mere warning, a cut whose audio fails to load: the checks
+        # above should have caught every such cut, but none may go missing silently.
+        done = {c.id for c in cuts}
+        lost = {c.id: c.recording_id for c in inp.cuts if c.id not in done}
+        if lost and not opts.skip_bad_audio:
+            raise InputError(
+                f"{inp.rec_path}: Lhotse could not load the audio of {len(lost)} cuts "
+                f"(utterances {', '.join(list(lost.values())[:5])}; see its warnings above); "
+                "--skip-bad-audio true leaves them out"
+            )
+        skipped = {
+            **inp.skipped,
+            **{cid: (rid, "Lhotse could not load the audio") for cid, rid in lost.items()},
+        }
+        if len(cuts) == 0:
+            raise InputError(f"{inp.rec_path}: split {split}: no cut left")
+        skip_list = opts.output_dir / f"skipped-{split}.txt"
+        if opts.skip_bad_audio:
+            with atomic_write(skip_list) as f:
+                f.write("".join(f"{c}\t{r}\t{why}\n" for c, (r, why) in sorted(skipped.items())))
+            logging.info(
+                "%s: %d cuts skipped for bad audio, listed in %s", split, len(skipped), skip_list
+            )
+        else:
+            skip_list.unlink(missing_ok=True)  # from an earlier --skip-bad-audio run
+        write_manifest(out[split], cuts)
         hours = sum(c.duration for c in cuts) / 3600
         logging.info(
             "%s: %d cuts, %.2f h of audio, features in %.1f s",

@@ -26,11 +26,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lhotse import load_manifest
+from lhotse import SupervisionSet
 from tqdm import tqdm
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write
+from common.io import InputError, atomic_write, open_text
+from data_prep.checks import check_writable_dir, load_lhotse_manifest
 from data_prep.normalize import normalize_text
 
 SHARED_LM_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lm_text"
@@ -52,7 +53,7 @@ class LmTextOptions:
 def _texts(manifest: Path) -> list[str]:
     if not manifest.is_file():
         raise InputError(f"{manifest}: not found (run prepare-snips first)")
-    return [s.text for s in load_manifest(manifest)]
+    return [s.text for s in load_lhotse_manifest(manifest, SupervisionSet)]
 
 
 def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
@@ -61,6 +62,7 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
     held_out = set(_texts(md / f"{opts.prefix}_nlu_dev.jsonl.gz"))
     held_out |= set(_texts(md / f"{opts.prefix}_nlu_test.jsonl.gz"))
     train = _texts(md / f"{opts.prefix}_nlu_train.jsonl.gz")
+    check_writable_dir(opts.output_dir, "--output-dir")
     stats: dict[str, int] = {}
 
     def leak_free(lines: list[str], name: str) -> list[str]:
@@ -81,11 +83,13 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
             SHARED_LM_TEXT_DIR,
         )
     else:
+        if not Path(text_dir).is_dir():
+            raise InputError(f"--lm-text-dir {text_dir}: no such folder")
         files = sorted(Path(text_dir).glob("*.txt"))
         if not files:
             raise InputError(f"--lm-text-dir {text_dir}: no *.txt files")
         for p in files:
-            with open(p, encoding="utf-8") as f:
+            with open_text(p) as f:
                 lines = [normalize_text(line) for line in tqdm(f, desc=p.name, mininterval=2.0)]
             external.extend(leak_free(lines, p.stem))
     pretrain = external + finetune

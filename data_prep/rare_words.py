@@ -24,10 +24,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lhotse import load_manifest
+from lhotse import SupervisionSet
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write
+from common.io import InputError, atomic_write, open_text
+from data_prep.checks import check_writable_dir, load_lhotse_manifest
 
 
 def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:
@@ -38,7 +39,7 @@ def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:
 def read_word_counts(path: str | Path) -> dict[str, int]:
     """Read ``word_counts.txt``; errors name the file and line."""
     counts: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
@@ -67,7 +68,12 @@ class RareWordOptions:
 def compute_rare_words(opts: RareWordOptions) -> dict:
     if not opts.supervisions.is_file():
         raise InputError(f"{opts.supervisions}: not found (run prepare-snips first)")
-    counts = Counter(w for s in load_manifest(opts.supervisions) for w in s.text.split())
+    check_writable_dir(opts.lang_dir, "--lang-dir")
+    counts = Counter(
+        w
+        for s in load_lhotse_manifest(opts.supervisions, SupervisionSet)
+        for w in (s.text or "").split()
+    )
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     rare = sorted(w for w, c in counts.items() if c < opts.threshold)
     stats: dict = {
@@ -79,7 +85,7 @@ def compute_rare_words(opts: RareWordOptions) -> dict:
     for m in opts.eval_manifests:
         if not Path(m).is_file():
             raise InputError(f"{m}: not found")
-        words = [w for s in load_manifest(m) for w in s.text.split()]
+        words = [w for s in load_lhotse_manifest(m, SupervisionSet) for w in (s.text or "").split()]
         n_rare = sum(is_rare(w, counts, opts.threshold) for w in words)
         n_oov = sum(w not in counts for w in words)
         stats["eval"][Path(m).name] = {

@@ -12,13 +12,22 @@ What this does, per split:
    B- then I-);
 2. skips, with a warning naming the file, line and id, every row that cannot be used: empty
    utterance, token/label count mismatch, malformed label, unknown intent, nothing left
-   after normalisation. **Repair rule** (documented, applied before the check): the upstream
-   files were split on single spaces, so a double space yields an empty token that carries a
-   label; empty tokens and their labels are dropped. This repairs the 12 known mismatched rows
-   (11 train, 1 test);
+   after normalisation, more than ``--max-words`` words after normalisation (a runaway row
+   would become minutes of audio); ``--strict`` fails on the first such row instead.
+   **Repair rule** (documented, applied before the check): the upstream files were split on
+   single spaces, so a double space yields an empty token that carries a label; empty tokens
+   and their labels are dropped. This repairs the 12 known mismatched rows (11 train, 1 test);
 3. renders audio from the *normalised* text with a TTS backend (voice sets disjoint per split),
    or takes upstream Amazon Polly audio where a local copy is given (``--polly-dir``);
 4. writes validated manifests (see OUTPUTS below).
+
+Every input is checked for all three splits before any manifest is written, so a run that
+fails (bad TSV, unreadable audio) leaves the manifests of an earlier run as they were. Audio
+found from an earlier run (or in ``--polly-dir``) is checked before it is reused: readable,
+16 kHz (synthesized WAVs), not empty, and holding as many samples as its header declares. A
+file that fails is reported with its utterance id; delete it to synthesize it again. The TSV
+files must be UTF-8 (a UTF-8 byte-order mark is accepted); an undecodable byte, a UTF-16
+file or a malformed line stops the run naming file and line.
 
 OUTPUTS (in ``--output-dir``, default ``data/manifests``):
     snips_recordings_{train,dev,test}.jsonl.gz   audio the ASR uses (train: the ASR subset)
@@ -39,7 +48,9 @@ Usage:
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import logging
 import random
 import re
@@ -47,6 +58,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +66,18 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write
+from common.io import InputError, atomic_write, write_manifest
+from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
 from data_prep.normalize import normalize_tokens
-from data_prep.tts import TTSJob, get_tts_backend, sample_voice, split_voices, synthesize
+from data_prep.tts import (
+    SAMPLE_RATE,
+    TTSError,
+    TTSJob,
+    get_tts_backend,
+    sample_voice,
+    split_voices,
+    synthesize,
+)
 
 SNIPS_INTENTS = (
     "AddToPlaylist",
@@ -140,8 +161,15 @@ def to_bio(token_words: list[list[str]], labels: list[str]) -> list[str]:
     return tags
 
 
-def parse_row(row: list[str], known_intents: frozenset[str]) -> tuple[NluRow, bool]:
+def parse_row(
+    row: list[str], known_intents: frozenset[str], max_words: int = 0
+) -> tuple[NluRow, bool]:
     """Validate and normalise one TSV row.
+
+    Args:
+        row: the tab-separated fields.
+        known_intents: accepted intent labels.
+        max_words: reject a row with more words than this after normalisation (0: no limit).
 
     Returns:
         ``(row, repaired)``.
@@ -173,45 +201,107 @@ def parse_row(row: list[str], known_intents: frozenset[str]) -> tuple[NluRow, bo
     words = [w for ws in token_words for w in ws]
     if not words:
         raise ValueError("nothing left after text normalisation")
+    if 0 < max_words < len(words):
+        raise ValueError(
+            f"{len(words)} words after normalisation, more than --max-words {max_words}"
+        )
     return NluRow(uid, utterance, words, to_bio(token_words, labels), intent), repaired
 
 
+_HEADER = ["u_id", "utterance", "slot-labels", "intent"]
+
+
+def _decode_tsv(path: Path) -> str:
+    """The text of a UTF-8 TSV file; any other encoding is an error naming file and line."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(
+            f"{path}:1: UTF-16 text (byte-order mark); convert the file to UTF-8 "
+            "(e.g. iconv -f UTF-16 -t UTF-8)"
+        )
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputError(
+            f"{path}:{_line_of(data, nul)}: NUL byte: not UTF-8 text (a UTF-16 or binary "
+            "file?); convert the file to UTF-8"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise InputError(
+            f"{path}:{_line_of(data, e.start)}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
+            f"column {column}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _tsv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of each line; a csv.Error names file and line."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise InputError(f"{path}:{reader.line_num}: malformed TSV line ({e})") from None
+        yield reader.line_num, fields
+
+
 def read_snips_tsv(
-    path: Path, known_intents=frozenset(SNIPS_INTENTS)
+    path: Path, known_intents=frozenset(SNIPS_INTENTS), max_words: int = 0
 ) -> tuple[list[NluRow], SplitReport]:
-    """Read one SNIPS annotation file; unusable rows are reported, not returned."""
+    """Read one SNIPS annotation file; unusable rows are reported, not returned.
+
+    Args:
+        path: a UTF-8 TSV file with the header ``u_id utterance slot-labels intent``.
+        known_intents: accepted intent labels.
+        max_words: rows with more words after normalisation are skipped (0: no limit).
+
+    Raises:
+        InputError: naming file and line: an empty file, a missing or wrong header, text that
+            is not UTF-8 (UTF-16, Latin-1, binary), a line the TSV reader rejects.
+    """
     report = SplitReport(str(path))
     rows: list[NluRow] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != [
-            "u_id",
-            "utterance",
-            "slot-labels",
-            "intent",
-        ]:
-            raise InputError(
-                f"{path}:1: not a SNIPS annotation file (expected header "
-                f"'u_id utterance slot-labels intent', got {header!r})"
-            )
-        for lineno, raw in enumerate(reader, start=2):
-            if not any(x.strip() for x in raw):
-                continue
-            report.total += 1
-            uid = raw[0] if raw else "?"
-            try:
-                if uid in seen:
-                    raise ValueError("duplicate utterance id")
-                row, repaired = parse_row(raw, known_intents)
-            except ValueError as e:
-                report.skipped.append((lineno, uid, str(e)))
-                continue
-            seen.add(uid)
-            if repaired:
-                report.repaired.append(uid)
-            rows.append(row)
+    lines = _tsv_rows(path, _decode_tsv(path))
+    first = next(lines, None)
+    expected = "'" + "<TAB>".join(_HEADER) + "'"
+    if first is None:
+        raise InputError(f"{path}:1: empty file (expected a SNIPS header {expected})")
+    header = [h.strip() for h in first[1][:4]]
+    if header != _HEADER:
+        got = (
+            "a data row: the header line is missing"
+            if len(first[1]) == 4 and first[1][3].strip() in known_intents
+            else f"{first[1]!r}"
+        )
+        raise InputError(
+            f"{path}:1: not a SNIPS annotation file (expected header {expected}, got {got})"
+        )
+    for lineno, raw in lines:
+        if not any(x.strip() for x in raw):
+            continue
+        report.total += 1
+        uid = raw[0] if raw else "?"
+        try:
+            if uid in seen:
+                raise ValueError("duplicate utterance id")
+            row, repaired = parse_row(raw, known_intents, max_words)
+        except ValueError as e:
+            report.skipped.append((lineno, uid, str(e)))
+            continue
+        seen.add(uid)
+        if repaired:
+            report.repaired.append(uid)
+        rows.append(row)
     return rows, report
 
 
@@ -302,43 +392,82 @@ class PrepareSnipsConfig:
     tts_backend: str = field(default="espeak-ng", metadata={"help": "TTS backend"})
     seed: int = field(default=13, metadata={"help": "seed for voices, rates, pitches, subset"})
     num_jobs: int = field(default=2, metadata={"help": "TTS processes"})
+    max_words: int = field(
+        default=100,
+        metadata={
+            "help": "skip (with --strict: fail on) a row with more words than this after "
+            "normalisation; 0 = no limit"
+        },
+    )
     strict: bool = field(
         default=False, metadata={"help": "fail on the first unusable row instead of skipping it"}
     )
 
 
-def _save_manifest(manifest, path: Path) -> None:
-    """Write a Lhotse manifest atomically (temp name keeps the suffix Lhotse keys on)."""
-    tmp = path.with_name(f".tmp.{path.name}")
-    manifest.to_file(tmp)
-    tmp.replace(path)
-
-
-def _recording(utt_id: str, path: Path) -> Recording:
+def _reused_audio_problem(path: Path, synthesized: bool) -> str | None:
+    """Why an existing audio file cannot be used (``None`` if it can)."""
     try:
-        rec = Recording.from_file(path, recording_id=utt_id)
-    except Exception as e:
-        raise InputError(
-            f"{path}: cannot read audio of utterance {utt_id}: {e} (delete the "
-            "file to synthesize it again)"
-        ) from e
-    if rec.duration <= 0:
-        raise InputError(f"{path}: audio of utterance {utt_id} is empty")
-    return rec
+        hdr = read_audio_header(path)
+    except AudioProblem as e:
+        return str(e)
+    if synthesized and (hdr.sampling_rate, hdr.num_channels) != (SAMPLE_RATE, 1):
+        return (
+            f"{hdr.sampling_rate} Hz, {hdr.num_channels} channel(s); synthesized audio is "
+            f"{SAMPLE_RATE} Hz mono"
+        )
+    return None
 
 
-def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
-    """Run the whole preparation (see module docstring). Returns the written paths per split."""
-    t0 = time.time()
-    corpus_dir = Path(cfg.corpus_dir) if cfg.corpus_dir else download_snips(cfg.download_dir)
-    if not corpus_dir.is_dir():
-        raise InputError(f"--corpus-dir {corpus_dir}: no such directory")
+def _audio_error(uid: str, path: Path, reason: str, synthesized: bool) -> str:
+    hint = " (delete the file to synthesize it again)" if synthesized else " (from --polly-dir)"
+    return f"{path}: cannot read audio of utterance {uid}: {reason}{hint}"
+
+
+def _fail_on(problems: list[str], what: str, shown: int = 20) -> None:
+    """Log every problem (the first ``shown``) and raise one error naming the first."""
+    if not problems:
+        return
+    for p in problems[:shown]:
+        logging.error("%s", p)
+    more = f" (and {len(problems) - 1} more {what}, listed above)" if len(problems) > 1 else ""
+    raise InputError(problems[0] + more)
+
+
+def _recording(utt_id: str, path: Path, synthesized: bool) -> Recording:
+    reason = _reused_audio_problem(path, synthesized)
+    if reason is None:
+        try:
+            rec = Recording.from_file(path, recording_id=utt_id)
+        except Exception as e:  # Lhotse's audio backends raise many types
+            reason = f"{type(e).__name__}: {e}"
+        else:
+            if rec.duration > 0:
+                return rec
+            reason = "no samples (empty audio)"
+    raise InputError(_audio_error(utt_id, path, reason, synthesized))
+
+
+@dataclass
+class _SplitAudio:
+    """Where each utterance's audio of one split comes from."""
+
+    paths: dict[str, Path] = field(default_factory=dict)  # utterance id -> audio file
+    jobs: list[TTSJob] = field(default_factory=list)  # the utterances we synthesize
+
+    @property
+    def tts_paths(self) -> set[Path]:
+        """The audio files we synthesize (the others come from --polly-dir)."""
+        return {j.out_path for j in self.jobs}
+
+
+def _read_splits(corpus_dir: Path, cfg: PrepareSnipsConfig) -> dict[str, list[NluRow]]:
+    """The usable rows of every split (all TSV files are read before anything is written)."""
     rows_by_split: dict[str, list[NluRow]] = {}
     for split, name in SPLITS.items():
         path = _find_split_file(corpus_dir, name)
         if path is None:
             raise InputError(f"{corpus_dir}: missing SNIPS file '{name}' (or '{name}.tsv')")
-        rows, report = read_snips_tsv(path)
+        rows, report = read_snips_tsv(path, max_words=cfg.max_words)
         report.log()
         if cfg.strict and report.skipped:
             line, uid, reason = report.skipped[0]
@@ -347,8 +476,21 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
             keep = set(random.Random(cfg.seed).sample([r.id for r in rows], cfg.max_per_split))
             rows = [r for r in rows if r.id in keep]
         if not rows:
-            raise InputError(f"{path}: no usable rows")
+            raise InputError(
+                f"{path}: no usable rows ({report.total} rows, {len(report.skipped)} skipped)"
+            )
         rows_by_split[split] = rows
+    return rows_by_split
+
+
+def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
+    """Run the whole preparation (see module docstring). Returns the written paths per split."""
+    t0 = time.time()
+    corpus_dir = Path(cfg.corpus_dir) if cfg.corpus_dir else download_snips(cfg.download_dir)
+    if not corpus_dir.is_dir():
+        raise InputError(f"--corpus-dir {corpus_dir}: no such directory")
+    rows_by_split = _read_splits(corpus_dir, cfg)
+    check_writable_dir(cfg.output_dir, "--output-dir")
 
     backend = get_tts_backend(cfg.tts_backend)
     voice_sets = dict(zip(SPLITS, split_voices(backend.voices(), cfg.seed), strict=True))
@@ -360,25 +502,44 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         else {}
     )
 
-    out: dict[str, dict[str, Path]] = {}
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    audio: dict[str, _SplitAudio] = {}
     for split, rows in rows_by_split.items():
-        jobs, audio_paths = [], {}
+        a = audio[split] = _SplitAudio()
         for r in rows:
             have = polly.get(r.id, {})
             allowed = [v for v in sorted(have) if v in polly_sets.get(split, sorted(have))]
             if allowed:
-                audio_paths[r.id] = have[random.Random(f"{cfg.seed}:{r.id}").choice(allowed)]
+                a.paths[r.id] = have[random.Random(f"{cfg.seed}:{r.id}").choice(allowed)]
                 continue
             wav = cfg.audio_dir / split / f"{r.id}.wav"
-            jobs.append(
-                TTSJob(
-                    r.id, " ".join(r.words), wav, sample_voice(voice_sets[split], r.id, cfg.seed)
-                )
-            )
-            audio_paths[r.id] = wav
-        synthesize(jobs, backend, num_jobs=cfg.num_jobs, desc=f"TTS {split}")
-        recordings = RecordingSet.from_recordings(_recording(r.id, audio_paths[r.id]) for r in rows)
+            voice = sample_voice(voice_sets[split], r.id, cfg.seed)
+            a.jobs.append(TTSJob(r.id, " ".join(r.words), wav, voice))
+            a.paths[r.id] = wav
+
+    # Audio left by an earlier run (or given in --polly-dir) is checked before it is reused
+    # and before anything is synthesized or written, for every split: a truncated copy would
+    # otherwise be taken at whatever length its data still holds.
+    problems = []
+    for a in audio.values():
+        tts_paths = a.tts_paths
+        for uid, path in a.paths.items():
+            if path.exists():
+                reason = _reused_audio_problem(path, path in tts_paths)
+                if reason:
+                    problems.append(_audio_error(uid, path, reason, path in tts_paths))
+    _fail_on(problems, "unusable audio files")
+
+    for split, a in audio.items():
+        synthesize(a.jobs, backend, num_jobs=cfg.num_jobs, desc=f"TTS {split}")
+
+    # Every split's manifests are built and validated before the first one is written.
+    manifests: dict[str, tuple[RecordingSet, SupervisionSet]] = {}
+    for split, rows in rows_by_split.items():
+        paths = audio[split].paths
+        tts_paths = audio[split].tts_paths
+        recordings = RecordingSet.from_recordings(
+            _recording(r.id, paths[r.id], paths[r.id] in tts_paths) for r in rows
+        )
         supervisions = SupervisionSet.from_segments(
             SupervisionSegment(
                 id=r.id,
@@ -392,12 +553,20 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
             )
             for r in rows
         )
-        validate_recordings_and_supervisions(recordings, supervisions)
+        try:
+            validate_recordings_and_supervisions(recordings, supervisions)
+        except AssertionError as e:
+            raise InputError(f"{split}: Lhotse validation failed: {e}") from None
+        manifests[split] = (recordings, supervisions)
+
+    out: dict[str, dict[str, Path]] = {}
+    for split, (recordings, supervisions) in manifests.items():
+        rows = rows_by_split[split]
         paths = {"nlu": cfg.output_dir / f"snips_nlu_{split}.jsonl.gz"}
         asr_ids = [r.id for r in rows]
         if split == "train":
             paths["recordings_all"] = cfg.output_dir / "snips_recordings_train_all.jsonl.gz"
-            _save_manifest(recordings, paths["recordings_all"])
+            write_manifest(paths["recordings_all"], recordings)
             if 0 < cfg.asr_train_subset < len(rows):
                 shuffled = sorted(asr_ids)
                 random.Random(cfg.seed).shuffle(shuffled)
@@ -408,9 +577,9 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         asr_sup = SupervisionSet.from_segments(s for s in supervisions if s.id in ids)
         paths["recordings"] = cfg.output_dir / f"snips_recordings_{split}.jsonl.gz"
         paths["supervisions"] = cfg.output_dir / f"snips_supervisions_{split}.jsonl.gz"
-        _save_manifest(supervisions, paths["nlu"])
-        _save_manifest(asr_rec, paths["recordings"])
-        _save_manifest(asr_sup, paths["supervisions"])
+        write_manifest(paths["nlu"], supervisions)
+        write_manifest(paths["recordings"], asr_rec)
+        write_manifest(paths["supervisions"], asr_sup)
         hours = sum(recordings[i].duration for i in asr_ids) / 3600
         logging.info(
             "%s: %d NLU rows, %d with ASR audio (%.2f h), %d voices",
@@ -442,7 +611,7 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli("prepare-snips", PrepareSnipsConfig, prepare_snips, __doc__, argv)
+    run_cli("prepare-snips", PrepareSnipsConfig, prepare_snips, __doc__, argv, errors=(TTSError,))
 
 
 if __name__ == "__main__":

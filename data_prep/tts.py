@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import abc
 import logging
-import os
 import random
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from common.io import atomic_path
 
 SAMPLE_RATE = 16000
 
@@ -208,20 +208,16 @@ def sample_voice(
 
 def _run_job(args: tuple[TTSBackend, TTSJob]) -> str | None:
     backend, job = args
-    job.out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{job.utt_id}.", suffix=".wav", dir=job.out_path.parent)
-    os.close(fd)
     try:
-        backend.synthesize(job.text, job.voice, Path(tmp))
-        if os.path.getsize(tmp) <= 44:
-            raise TTSError("empty audio")
-        os.replace(tmp, job.out_path)
+        # atomic_path: a temp file beside the output with ordinary permissions (0666 less the
+        # umask, not mkstemp's 0600), renamed over it only when complete, removed on failure.
+        with atomic_path(job.out_path) as tmp:
+            backend.synthesize(job.text, job.voice, tmp)
+            if tmp.stat().st_size <= 44:
+                raise TTSError("empty audio")
         return None
     except Exception as e:  # reported per utterance by the caller
         return f"{job.utt_id}: {e}"
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def synthesize(

@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.io import InputError
+
 ARCHS = ("lstm", "transformer")
 SLOT_CONTEXTS = ("sentence", "bilstm")
 MODES = ("pretrain", "multitask", "finetune-multitask", "finetune-lm")
@@ -48,17 +50,22 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         """From a checkpoint's ``config["model"]``; checkpoints older than ``slot_context`` used
         the ``sentence`` slot head."""
+        if not isinstance(d, dict):
+            raise TypeError(f"model config is a {type(d).__name__}, not a dict")
         d = dict(d)
         d.setdefault("slot_context", "sentence")
         return cls(**d)
 
     def validate(self) -> None:
+        """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
         if self.arch not in ARCHS:
-            raise ValueError(f"--arch must be one of {ARCHS}, got {self.arch!r}")
+            raise InputError(f"--arch must be one of {ARCHS}, got {self.arch!r}")
         if self.slot_context not in SLOT_CONTEXTS:
-            raise ValueError(f"--slot-context must be one of {SLOT_CONTEXTS}")
+            raise InputError(f"--slot-context must be one of {SLOT_CONTEXTS}")
         if self.arch == "transformer" and self.embed_dim % self.num_heads:
-            raise ValueError("--embed-dim must be divisible by --num-heads")
+            raise InputError("--embed-dim must be divisible by --num-heads")
+        if min(self.embed_dim, self.hidden_dim, self.num_layers, self.max_len) < 1:
+            raise InputError("--embed-dim, --hidden-dim, --num-layers and --max-len must be >= 1")
 
 
 @dataclass
@@ -174,26 +181,43 @@ class TrainConfig:
         return self.mode in ("multitask", "finetune-multitask")
 
     def validate(self) -> None:
+        """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
         if self.mode not in MODES:
-            raise ValueError(f"--mode must be one of {MODES}, got {self.mode!r}")
+            raise InputError(f"--mode must be one of {MODES}, got {self.mode!r}")
         if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"--select-metric must be one of {SELECT_METRICS}")
+            raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
+        if not self.is_multitask and self.select_metric in ("intent_acc", "slot_f1"):
+            raise InputError(
+                f"--select-metric {self.select_metric}: --mode {self.mode} has no NLU heads"
+            )
         if self.mode == "finetune-multitask" and self.init_from is None:
-            raise ValueError("--mode finetune-multitask needs --init-from (the pre-trained LM)")
+            raise InputError("--mode finetune-multitask needs --init-from (the pre-trained LM)")
         if self.mode == "pretrain" and self.init_from is not None:
-            raise ValueError("--mode pretrain trains from scratch: drop --init-from")
+            raise InputError("--mode pretrain trains from scratch: drop --init-from")
         if len(self.task_weights) != 3 or any(w < 0 for w in self.task_weights):
-            raise ValueError("--task-weights needs three non-negative numbers: lm intent slot")
+            raise InputError("--task-weights needs three non-negative numbers: lm intent slot")
+        from lm.schedulers import SCHEDULERS
+
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(
+                f"--scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}"
+            )
         if not self.is_multitask and self.scheduler != "fixed":
-            raise ValueError(
+            raise InputError(
                 f"--mode {self.mode} trains the LM objective only: use --scheduler fixed"
             )
         if self.rwm_use not in ("scale", "sample"):
-            raise ValueError("--rwm-use must be 'scale' or 'sample'")
+            raise InputError("--rwm-use must be 'scale' or 'sample'")
         if not 0.0 < self.rwm_eps < 1.0:
-            raise ValueError("--rwm-eps must be in (0, 1)")
+            raise InputError("--rwm-eps must be in (0, 1)")
         if not 0.0 <= self.rwm_floor < 1.0 / 3:
-            raise ValueError("--rwm-floor must be in [0, 1/3)")
+            raise InputError("--rwm-floor must be in [0, 1/3)")
+        if self.ramp_steps < 1 or self.rwm_interval < 1 or self.rwm_scale <= 0:
+            raise InputError("--ramp-steps and --rwm-interval must be >= 1, --rwm-scale > 0")
+        if self.epochs < 1 or self.batch_tokens < 1 or self.max_batch_sentences < 1:
+            raise InputError("--epochs, --batch-tokens and --max-batch-sentences must be >= 1")
+        if self.log_interval < 1 or self.patience < 1 or self.max_minutes < 0:
+            raise InputError("--log-interval and --patience must be >= 1, --max-minutes >= 0")
 
 
 def _preset_tables() -> dict[str, tuple[ModelConfig, dict[str, dict]]]:
@@ -241,9 +265,9 @@ def get_preset(name: str, mode: str = "pretrain") -> tuple[ModelConfig, TrainCon
     """The model and training configs of preset ``name`` for ``mode``."""
     tables = _preset_tables()
     if name not in tables:
-        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+        raise InputError(f"unknown preset {name!r}; choose from {PRESETS}")
     if mode not in MODES:
-        raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"--mode must be one of {MODES}, got {mode!r}")
     model, modes = tables[name]
     train = dataclasses.replace(TrainConfig(mode=mode), **modes[mode])
     return dataclasses.replace(model), train

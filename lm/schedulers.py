@@ -22,11 +22,14 @@ Usage:
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from common.io import InputError, atomic_write
 
 TASKS = ("lm", "intent", "slot")
 
@@ -66,7 +69,7 @@ class FixedScheduler(TaskWeightScheduler):
 
     name = "fixed"
 
-    def __init__(self, base_weights: Sequence[float], **_: Any):
+    def __init__(self, base_weights: Sequence[float]):
         super().__init__(base_weights)
 
     def weights(self, step: int) -> tuple[float, float, float]:
@@ -80,7 +83,7 @@ class LinearScheduler(TaskWeightScheduler):
 
     name = "linear"
 
-    def __init__(self, base_weights: Sequence[float], ramp_steps: int = 1000, **_: Any):
+    def __init__(self, base_weights: Sequence[float], ramp_steps: int = 1000):
         super().__init__(base_weights)
         if ramp_steps <= 0:
             raise ValueError("ramp_steps must be > 0")
@@ -135,7 +138,6 @@ class RWMScheduler(TaskWeightScheduler):
         use: str = "scale",
         floor: float = 0.05,
         seed: int = 0,
-        **_: Any,
     ):
         super().__init__(base_weights)
         if not 0.0 < eps < 1.0:
@@ -216,13 +218,28 @@ SCHEDULERS: dict[str, type[TaskWeightScheduler]] = {
 }
 
 
+def _options(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "base_weights"}
+
+
 def build_scheduler(name: str, base_weights: Sequence[float], **kwargs: Any) -> TaskWeightScheduler:
-    """Instantiate a registered scheduler; unknown keyword options are ignored."""
+    """Instantiate a registered scheduler from one shared set of options.
+
+    ``train-lm`` has one option set for every scheduler (``ramp_steps``, ``eps``, ...): each
+    scheduler gets the ones its constructor takes. An option that no registered scheduler
+    takes is a misspelling and raises ``TypeError``; an unknown ``name`` raises
+    :class:`InputError`.
+    """
     if name not in SCHEDULERS:
-        raise ValueError(
+        raise InputError(
             f"unknown task-weight scheduler {name!r}; choose from {sorted(SCHEDULERS)}"
         )
-    return SCHEDULERS[name](base_weights, **kwargs)
+    known = set().union(*(_options(c) for c in SCHEDULERS.values()))
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"build_scheduler: no scheduler takes {unknown}")
+    cls = SCHEDULERS[name]
+    return cls(base_weights, **{k: v for k, v in kwargs.items() if k in _options(cls)})
 
 
 def plot_history(sched: TaskWeightScheduler, path: Path, title: str = "") -> None:
@@ -231,8 +248,6 @@ def plot_history(sched: TaskWeightScheduler, path: Path, title: str = "") -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from common.io import atomic_write
 
     rows = sched.history
     fig, ax = plt.subplots(figsize=(6, 3.5))

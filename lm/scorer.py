@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from common.checkpoint import CheckpointError, load_checkpoint
+from common.io import InputError
 from lm.bio import bio_viterbi, transition_mask
 from lm.config import ModelConfig
 from lm.data import IGNORE, Example, collate
@@ -62,9 +63,10 @@ class LMScorer:
         state = load_checkpoint(path, map_location="cpu")
         try:
             model_cfg = ModelConfig.from_dict(state["config"]["model"])
-            tok = LMTokenizer.from_tensor(state["tokenizer"])
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: not an LM checkpoint (missing {e})") from None
+            model_cfg.validate()
+            tok = LMTokenizer.from_tensor(state["tokenizer"], source=f"{path} (tokenizer)")
+        except (KeyError, TypeError, InputError) as e:
+            raise CheckpointError(f"{path}: not an LM checkpoint ({e})") from None
         labels = state.get("labels") or {}
         intents = labels.get("intents", [])
         slot_tags = labels.get("slot_tags", [])

@@ -38,11 +38,19 @@ UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 class LMTokenizer:
     """A sentencepiece model kept as bytes (so it can travel inside a checkpoint)."""
 
-    def __init__(self, proto: bytes):
+    def __init__(self, proto: bytes, source: str = "sentencepiece model"):
+        """``source`` names the model's origin (a file) in errors.
+
+        Raises:
+            InputError: ``proto`` is not a sentencepiece model, or not one with the LM's ids.
+        """
         self.proto = bytes(proto)
-        self.sp = spm.SentencePieceProcessor(model_proto=self.proto)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_proto=self.proto)
+        except RuntimeError as e:  # sentencepiece's error for bytes that are not a model
+            raise InputError(f"{source}: not a sentencepiece model ({e})") from None
         if self.sp.bos_id() != BOS_ID or self.sp.eos_id() != EOS_ID or self.sp.unk_id() != UNK_ID:
-            raise InputError("sentencepiece model: expected unk=0, bos=1, eos=2 (use train_lm_bpe)")
+            raise InputError(f"{source}: expected unk=0, bos=1, eos=2 (use train_lm_bpe)")
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
@@ -50,15 +58,18 @@ class LMTokenizer:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: sentencepiece model not found")
-        return cls(path.read_bytes())
+        return cls(path.read_bytes(), source=str(path))
 
     def to_tensor(self) -> torch.Tensor:
         """The model as a uint8 tensor (loadable with ``torch.load(weights_only=True)``)."""
         return torch.frombuffer(bytearray(self.proto), dtype=torch.uint8).clone()
 
     @classmethod
-    def from_tensor(cls, t: torch.Tensor) -> LMTokenizer:
-        return cls(t.numpy().tobytes())
+    def from_tensor(cls, t: torch.Tensor, source: str = "sentencepiece model") -> LMTokenizer:
+        """From :meth:`to_tensor`'s uint8 tensor (a checkpoint's ``tokenizer`` entry)."""
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8:
+            raise InputError(f"{source}: not a serialised sentencepiece model (uint8 tensor)")
+        return cls(t.numpy().tobytes(), source=source)
 
     @property
     def vocab_size(self) -> int:

@@ -13,7 +13,16 @@ Dev metrics each epoch on ``--nlu-dev``: subword and word perplexity, intent acc
 (seqeval, conlleval-style spans). The best epoch (``--select-metric``) is copied to
 ``best.pt``; training stops early after ``--patience`` epochs without improvement or past
 ``--max-minutes``. Re-running the same command resumes from the last complete
-``epoch-N.pt`` (a finished run is a no-op).
+``epoch-N.pt``. Outputs a killed run had not yet written after its last ``epoch-N.pt``
+(``best.pt`` re-selected from the dev metrics, ``dev_metrics.jsonl``, ``task_weights.*``,
+``summary.json``) are completed first; a finished run with every output in place is a no-op
+("Training already finished ...: nothing to do").
+
+The exp dir is locked while training (``.lock``): a second ``train-lm`` on it stops at once,
+naming the pid of the first. Bad input (a missing or empty data / label file, a corrupt or
+foreign checkpoint as ``--init-from`` or in the exp dir, a non-sentencepiece ``--bpe-model``, an
+unwritable exp dir, a bad option value) stops before training with one line
+``train-lm: error: ...`` naming the file or option, exit status 2.
 
 Usage:
     train-lm --mode pretrain --preset default --exp-dir exp/lm/pretrain
@@ -35,11 +44,13 @@ OUTPUTS (in --exp-dir):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -57,14 +68,16 @@ from common.checkpoint import (
     save_checkpoint,
 )
 from common.cli import (
+    LOG_FORMAT,
     add_dataclass_args,
+    cli_errors,
     cli_parser,
     dataclass_from_args,
     save_config,
     setup_logging,
 )
 from common.env import env_info
-from common.io import InputError, atomic_write
+from common.io import InputError, atomic_path, atomic_write, dir_lock
 from lm.config import PRESETS, ModelConfig, TrainConfig, get_preset
 from lm.data import (
     IGNORE,
@@ -236,6 +249,27 @@ def _encode(utts: list[Utterance], tok: LMTokenizer, max_len: int, what: str) ->
     return ex
 
 
+def _checkpoint_parts(state: dict[str, Any], path: Path) -> tuple[ModelConfig, LMTokenizer, dict]:
+    """(model config, tokenizer, label inventories) of a ``train-lm`` checkpoint.
+
+    Raises:
+        CheckpointError: naming ``path`` for any other checkpoint (``train-asr``'s, an
+            arbitrary ``torch.save``'d dict with a ``model`` entry).
+    """
+    try:
+        model_cfg = ModelConfig.from_dict(state["config"]["model"])
+        model_cfg.validate()
+        tok = LMTokenizer.from_tensor(state["tokenizer"], source=f"{path} (tokenizer)")
+        labels = state.get("labels") or {}
+        if not isinstance(labels, dict) or not isinstance(state["model"], dict):
+            raise TypeError("'labels' or 'model' is not a dict")
+    except KeyError as e:
+        raise CheckpointError(f"{path}: not an LM checkpoint (no {e} entry)") from None
+    except (TypeError, InputError) as e:
+        raise CheckpointError(f"{path}: not an LM checkpoint ({e})") from None
+    return model_cfg, tok, labels
+
+
 def _init_model(
     model_cfg: ModelConfig, cfg: TrainConfig, labels: Labels | None
 ) -> tuple[MultitaskLM, LMTokenizer, ModelConfig]:
@@ -249,23 +283,19 @@ def _init_model(
         torch.manual_seed(cfg.seed)
         return MultitaskLM(model_cfg, tok.vocab_size, n_int, n_slot), tok, model_cfg
     state = load_checkpoint(cfg.init_from)
-    try:
-        init_model_cfg = ModelConfig.from_dict(state["config"]["model"])
-        tok = LMTokenizer.from_tensor(state["tokenizer"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{cfg.init_from}: not an LM checkpoint ({e})") from None
+    init_model_cfg, tok, init_labels = _checkpoint_parts(state, cfg.init_from)
     if init_model_cfg != model_cfg:
         logging.info("Architecture taken from %s: %s", cfg.init_from, init_model_cfg)
     # dropout and the (new) NLU heads follow the current config, the rest the checkpoint
     model_cfg = dataclasses.replace(
         init_model_cfg, dropout=model_cfg.dropout, slot_context=model_cfg.slot_context
     )
-    init_labels = state.get("labels") or {}
     if (
         labels
         and init_labels.get("intents")
         and (
-            init_labels["intents"] != labels.intents or init_labels["slot_tags"] != labels.slot_tags
+            init_labels["intents"] != labels.intents
+            or init_labels.get("slot_tags") != labels.slot_tags
         )
     ):
         raise CheckpointError(
@@ -277,7 +307,7 @@ def _init_model(
     src = state["model"]
     loaded, skipped = [], []
     for k, v in src.items():
-        if k in own and own[k].shape == v.shape:
+        if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape:
             own[k] = v
             loaded.append(k)
         else:
@@ -299,12 +329,81 @@ def _init_model(
     return model, tok, model_cfg
 
 
-def _write_weights(sched: TaskWeightScheduler, exp_dir: Path, title: str) -> None:
-    with atomic_write(exp_dir / "task_weights.tsv") as f:
-        f.write("step\tw_lm\tw_intent\tw_slot\n")
-        for r in sched.history:
-            f.write(f"{int(r[0])}\t{r[1]:.6f}\t{r[2]:.6f}\t{r[3]:.6f}\n")
-    plot_history(sched, exp_dir / "task_weights.png", title)
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless it already holds it; True if written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeError):
+        pass
+    with atomic_write(path) as f:
+        f.write(text)
+    return True
+
+
+def _write_weights(sched: TaskWeightScheduler, exp_dir: Path, title: str) -> bool:
+    """``task_weights.tsv`` and ``.png`` from the scheduler's history; True if (re)written."""
+    tsv = "step\tw_lm\tw_intent\tw_slot\n" + "".join(
+        f"{int(r[0])}\t{r[1]:.6f}\t{r[2]:.6f}\t{r[3]:.6f}\n" for r in sched.history
+    )
+    png = exp_dir / "task_weights.png"
+    if not _write_if_changed(exp_dir / "task_weights.tsv", tsv) and png.is_file():
+        return False
+    plot_history(sched, png, title)
+    return True
+
+
+def _write_dev_metrics(exp_dir: Path, state: dict[str, Any]) -> bool:
+    """``dev_metrics.jsonl``, one row per epoch of ``state["history"]``; True if (re)written."""
+    text = "".join(json.dumps(r) + "\n" for r in state["history"])
+    return _write_if_changed(exp_dir / "dev_metrics.jsonl", text)
+
+
+def _checkpoint_at(path: Path) -> tuple[int, int] | None:
+    """(epoch, step) of checkpoint ``path``; None if it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+        return int(ckpt["epoch"]), int(ckpt["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError) as e:
+        logging.warning("%s: unreadable (%s); it will be rewritten", path, e)
+        return None
+
+
+def _complete_outputs(
+    exp_dir: Path, state: dict[str, Any], sched: TaskWeightScheduler, title: str
+) -> list[str]:
+    """Make the per-epoch outputs agree with the checkpoint ``state`` was resumed from.
+
+    A run killed after ``epoch-N.pt`` was written, before ``best.pt`` / ``dev_metrics.jsonl``
+    / ``task_weights.*`` were, would otherwise keep a stale or missing ``best.pt`` for ever:
+    the best epoch is re-selected from the dev metrics in ``state`` and its ``epoch-K.pt``
+    copied to ``best.pt``; the other files are rewritten from ``state`` and the scheduler.
+
+    Returns:
+        The outputs that had to be written (empty when everything was in place).
+    """
+    written = []
+    best_epoch = int(state["best_epoch"])
+    if best_epoch:
+        row = next((r for r in state["history"] if r["epoch"] == best_epoch), None)
+        want = (best_epoch, int(row["step"])) if row and "step" in row else None
+        best = exp_dir / "best.pt"
+        if want is None or _checkpoint_at(best) != want:
+            src = exp_dir / f"epoch-{best_epoch}.pt"
+            if not src.is_file():
+                raise CheckpointError(
+                    f"{src}: missing, so {best} (the best epoch, {best_epoch}) cannot be restored"
+                )
+            with atomic_path(best) as tmp:
+                shutil.copyfile(src, tmp)
+            written.append(f"best.pt (= {src.name})")
+    if _write_dev_metrics(exp_dir, state):
+        written.append("dev_metrics.jsonl")
+    if _write_weights(sched, exp_dir, title):
+        written.append("task_weights.tsv/.png")
+    return written
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -322,7 +421,7 @@ def _select_value(cfg: TrainConfig, m: dict[str, Any]) -> tuple[float, str]:
         name = "total_loss" if cfg.is_multitask else "lm_loss"
     v = m.get(name)
     if v is None:
-        raise ValueError(f"--select-metric {name}: not available for mode {cfg.mode}")
+        raise InputError(f"--select-metric {name}: not available for mode {cfg.mode}")
     return (-v if name in ("intent_acc", "slot_f1") else v), name
 
 
@@ -424,11 +523,55 @@ def train_one_epoch(
 
 
 def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None) -> dict[str, Any]:
-    """Train (or resume) according to ``cfg``; returns the summary (best epoch, dev metrics)."""
+    """Train (or resume) according to ``cfg``; returns the summary (best epoch, dev metrics).
+
+    The exp dir is locked (:func:`common.io.dir_lock`) for the whole run, so a second
+    ``train-lm`` on it fails at once naming the pid of the first; the log goes to
+    ``exp_dir/log/log-train-<time>.txt`` as well.
+
+    Raises:
+        InputError: a bad option value, input file, or an exp dir in use.
+        CheckpointError: a resumed / ``--init-from`` checkpoint that is corrupt or foreign.
+    """
     model_cfg.validate()
     cfg.validate()
+    with dir_lock(cfg.exp_dir, "exp dir"):
+        log_file = cfg.exp_dir / "log" / f"log-train-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        with _log_to(log_file):
+            return _run_locked(model_cfg, cfg, argv)
+
+
+@contextlib.contextmanager
+def _log_to(path: Path):
+    """Also send the root logger's records to ``path`` while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _save_run_config(
+    exp_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig, argv: list[str] | None
+) -> None:
+    save_config(
+        exp_dir / "config.json",
+        cfg,
+        extra={"model": _jsonable(dataclasses.asdict(model_cfg)), "argv": argv},
+    )
+    if argv is not None:
+        with atomic_write(exp_dir / "cmd.sh") as f:
+            f.write("# resume / reproduce (run from the recipe dir)\n")
+            f.write(shlex.join(["train-lm", *argv]) + "\n")
+
+
+def _run_locked(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None) -> dict[str, Any]:
     exp_dir = cfg.exp_dir
-    exp_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.num_threads)
     t_start = time.time()
 
@@ -441,15 +584,19 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
     last = find_last_checkpoint(exp_dir)
     resume = load_checkpoint(last) if last is not None else None
     if resume is not None:
-        saved = resume.get("config", {})
-        if saved.get("train", {}).get("mode") != cfg.mode:
+        saved = resume.get("config")
+        saved_mode = saved.get("train", {}).get("mode") if isinstance(saved, dict) else None
+        if saved_mode != cfg.mode:
             raise CheckpointError(
-                f"{last}: written by --mode {saved.get('train', {}).get('mode')}, not {cfg.mode}; "
-                "use another --exp-dir"
+                f"{last}: written by --mode {saved_mode}, not {cfg.mode}; use another --exp-dir"
+                if saved_mode
+                else f"{last}: not an LM checkpoint (no training mode in its config)"
             )
-        model_cfg = ModelConfig.from_dict(saved["model"])
-        tok = LMTokenizer.from_tensor(resume["tokenizer"])
-        if labels is not None and resume.get("labels", {}).get("intents") != labels.intents:
+        model_cfg, tok, saved_labels = _checkpoint_parts(resume, last)
+        if labels is not None and (
+            saved_labels.get("intents") != labels.intents
+            or saved_labels.get("slot_tags") != labels.slot_tags
+        ):
             raise CheckpointError(f"{last}: label inventories differ from --intents/--slot-tags")
         model = MultitaskLM(
             model_cfg,
@@ -461,19 +608,12 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
             model.load_state_dict(resume["model"])
         except RuntimeError as e:
             raise CheckpointError(f"{last}: does not match the model ({e})") from None
-        logging.info("Resuming from %s (epoch %d, step %d)", last, resume["epoch"], resume["step"])
+        logging.info(
+            "Resuming from %s (epoch %s, step %s)", last, resume.get("epoch"), resume.get("step")
+        )
     else:
         model, tok, model_cfg = _init_model(model_cfg, cfg, labels)
 
-    save_config(
-        exp_dir / "config.json",
-        cfg,
-        extra={"model": _jsonable(dataclasses.asdict(model_cfg)), "argv": argv},
-    )
-    if argv is not None:
-        with atomic_write(exp_dir / "cmd.sh") as f:
-            f.write("# resume / reproduce (run from the recipe dir)\n")
-            f.write(shlex.join(["train-lm", *argv]) + "\n")
     logging.info("Model config: %s", model_cfg)
     logging.info("Train config: %s", cfg)
     n_params = sum(p.numel() for p in model.parameters())
@@ -514,17 +654,34 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
         "history": [],
     }
     start_epoch = 1
+    title = f"{exp_dir.name}: {cfg.mode}, {cfg.scheduler}"
     if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        lr_sched.load_state_dict(resume["lr_scheduler"])
-        sched.load_state_dict(resume["task_scheduler"])
-        state.update(resume["train_state"])
-        torch.set_rng_state(resume["rng"])
-        start_epoch = resume["epoch"] + 1
-    if state["finished"]:
-        logging.info("Training already finished (%s): nothing to do", last)
-        return _summary(exp_dir, state, cfg)
+        try:
+            optimizer.load_state_dict(resume["optimizer"])
+            lr_sched.load_state_dict(resume["lr_scheduler"])
+            sched.load_state_dict(resume["task_scheduler"])
+            state.update(resume["train_state"])
+            torch.set_rng_state(resume["rng"])
+            start_epoch = int(resume["epoch"]) + 1
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{last}: cannot restore the training state ({e!r})") from None
+        completed = _complete_outputs(exp_dir, state, sched, title)
+        if completed:
+            logging.warning(
+                "%s: completed outputs a killed run had not written: %s", exp_dir, completed
+            )
+        if state["finished"]:
+            if not (exp_dir / "config.json").is_file():
+                _save_run_config(exp_dir, cfg, model_cfg, argv)
+            logging.info(
+                "Training already finished (%s, %s): %s",
+                last,
+                state.get("stop_reason"),
+                "completed the missing outputs" if completed else "nothing to do",
+            )
+            return _summary(exp_dir, state, cfg)
 
+    _save_run_config(exp_dir, cfg, model_cfg, argv)
     # a fresh run was seeded in _init_model; a resumed one restored the RNG state above
     ckpt_base = {
         "config": {
@@ -538,7 +695,6 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
     select_name = _select_value(
         cfg, {"lm_loss": 0.0, "total_loss": 0.0, "intent_acc": 0.0, "slot_f1": 0.0}
     )[1]
-    title = f"{exp_dir.name}: {cfg.mode}, {cfg.scheduler}"
     for epoch in range(start_epoch, cfg.epochs + 1):
         t_epoch = time.time()
         out_of_time = train_one_epoch(
@@ -592,11 +748,12 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
             "step": state["step"],
             "dev_metrics": _jsonable(metrics),
         }
+        # epoch-N.pt first: a run killed before the files below are written completes them
+        # from it when re-run (_complete_outputs)
         save_checkpoint(exp_dir / f"epoch-{epoch}.pt", ckpt)
         if improved:
             save_checkpoint(exp_dir / "best.pt", ckpt)
-        with atomic_write(exp_dir / "dev_metrics.jsonl") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in state["history"]))
+        _write_dev_metrics(exp_dir, state)
         _write_weights(sched, exp_dir, title)
         if stop:
             logging.info("Stopping after epoch %d: %s", epoch, stop)
@@ -609,6 +766,7 @@ def run(model_cfg: ModelConfig, cfg: TrainConfig, argv: list[str] | None = None)
 
 
 def _summary(exp_dir: Path, state: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """Write ``summary.json`` (unless it already holds the same) and return it."""
     best = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), None)
     summary = {
         "mode": cfg.mode,
@@ -621,9 +779,7 @@ def _summary(exp_dir: Path, state: dict[str, Any], cfg: TrainConfig) -> dict[str
         "stop_reason": state.get("stop_reason"),
         "nan_skipped": state["nan_skipped"],
     }
-    with atomic_write(exp_dir / "summary.json") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
+    _write_if_changed(exp_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     logging.info("Best epoch %s: %s", state["best_epoch"], _fmt(best or {}))
     return summary
 
@@ -671,18 +827,13 @@ def build_configs(argv: list[str] | None = None) -> tuple[ModelConfig, TrainConf
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``train-lm``: bad input (a missing or foreign file, a bad option value, an exp dir in
+    use) ends with one line ``train-lm: error: ...`` and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+    setup_logging()
+    with cli_errors("train-lm"):
         model_cfg, train_cfg = build_configs(argv)
-        model_cfg.validate()
-        train_cfg.validate()
-    except ValueError as e:
-        raise SystemExit(f"train-lm: error: {e}") from None
-    setup_logging(train_cfg.exp_dir / "log" / f"log-train-{time.strftime('%Y%m%d-%H%M%S')}.txt")
-    try:
         run(model_cfg, train_cfg, argv)
-    except (InputError, CheckpointError) as e:
-        raise SystemExit(f"train-lm: error: {e}") from None
 
 
 if __name__ == "__main__":

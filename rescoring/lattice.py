@@ -29,24 +29,38 @@ from pathlib import Path
 
 import kaldifst
 
-from common.io import InputError
+from common.io import InputError, open_text
 
 MAX_PATHS = 100_000  # an n-best lattice holds N paths; more means this is not one
 
 
 def read_word_table(path: str | Path) -> dict[int, str]:
-    """``word id`` per line -> ``{id: word}``; errors carry file:line."""
+    """``word id`` per line -> ``{id: word}``; errors carry file:line.
+
+    Raises:
+        InputError: a missing file, text that is not UTF-8, a line that is not ``word id`` with
+            an integer id, or an id given to two different words.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: symbol table not found")
     table: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise InputError(f"{path}:{lineno}: expected 'word id', got {line!r}")
-        table[int(parts[1])] = parts[0]
+    first: dict[int, int] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise InputError(f"{path}:{lineno}: expected 'word id', got {line.rstrip()!r}")
+            wid = int(parts[1])
+            if wid in table and table[wid] != parts[0]:
+                raise InputError(
+                    f"{path}:{lineno}: id {wid} is {parts[0]!r} here and {table[wid]!r} at "
+                    f"line {first[wid]}"
+                )
+            table[wid] = parts[0]
+            first.setdefault(wid, lineno)
     return table
 
 
@@ -93,6 +107,8 @@ def fst_paths(
     merged = []
     for text, vals in scores.items():
         m = max(vals)
+        if not math.isfinite(m) or any(math.isnan(v) for v in vals):
+            raise InputError(f"{where}: path of {text!r} has a cost that is not finite ({-m})")
         merged.append((text, m + math.log(sum(math.exp(v - m) for v in vals))))
     merged.sort(key=lambda x: -x[1])
     return merged

@@ -108,15 +108,21 @@ def add_slu(
     u: UttCounts,
     gold_intent: str,
     gold_words: list[str],
-    gold_tags: list[str],
+    gold_tags: list[str] | None,
     pred_intent: str,
     pred_words: list[str],
     pred_tags: list[str],
 ) -> None:
-    """Add intent and slot counts of one utterance to ``u``."""
-    gold, pred = slot_spans(gold_words, gold_tags), slot_spans(pred_words, pred_tags)
+    """Add intent and slot counts of one utterance to ``u``.
+
+    ``gold_tags=None`` (a corpus without slot labels) counts the intent only: the utterance
+    adds nothing to slot F1.
+    """
     u.has_nlu = 1
     u.intent_correct = int(gold_intent == pred_intent)
+    if gold_tags is None:
+        return
+    gold, pred = slot_spans(gold_words, gold_tags), slot_spans(pred_words, pred_tags)
     u.slot_tp = sum((gold & pred).values())
     u.slot_pred = sum(pred.values())
     u.slot_gold = sum(gold.values())

@@ -14,6 +14,14 @@ Forms read by :func:`load_nbest` (chosen by the file name):
 References (``--refs``): a Lhotse supervision manifest (``*.jsonl.gz``, its ``text``) or a
 Kaldi-style text file ``utt_id word word ...``.
 
+Every field is validated at the boundary, by type, never coerced: ``id`` a non-empty string,
+``ref`` a string, ``hyps`` a non-empty list of objects, ``words`` a string, ``tokens`` (optional)
+a list of integers, ``am_score`` and the optional ``lm_score`` / ``total`` finite numbers (a bool
+is not a number). A bad record is an :class:`~common.io.InputError` naming
+``file:line (utt id)`` and the field; a duplicated id names both lines; text that is not UTF-8
+(UTF-16, Latin-1) names the line. An utterance with more than ``max_hyps`` hypotheses
+(``--max-hyps``, default 1000) is an error naming it.
+
 Usage:
     records = load_nbest("exp/asr/x/modified_beam_beam8/nbest-dev.jsonl.gz")
     records = load_nbest("other-asr-dev.tsv", refs="data/manifests/snips_nlu_dev.jsonl.gz")
@@ -25,7 +33,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from common.io import InputError, open_text, read_jsonl, read_kaldi_text, write_jsonl
+from common.io import InputError, open_text, read_jsonl, write_jsonl
+from rescoring.fields import at, get_list, get_number, get_str, shown
+
+#: Most hypotheses one utterance may have (``--max-hyps``); more means this is not an n-best list.
+DEFAULT_MAX_HYPS = 1000
 
 
 @dataclass
@@ -52,83 +64,155 @@ class NbestRecord:
         return d
 
 
-def _float(x, where: str, name: str) -> float:
+def _float(text: str, where: str, name: str) -> float:
+    """A finite number written as text (the TSV score column)."""
     try:
-        v = float(x)
+        v = float(text)
     except (TypeError, ValueError):
-        raise InputError(f"{where}: field '{name}' is not a number: {x!r}") from None
+        raise InputError(f"{where}: field '{name}' must be a number, got {text!r}") from None
     if not math.isfinite(v):
-        raise InputError(f"{where}: field '{name}' is not finite: {x!r}")
+        raise InputError(f"{where}: field '{name}' must be a finite number, got {text!r}")
     return v
 
 
-def read_nbest_jsonl(path: str | Path) -> list[NbestRecord]:
-    """Read our n-best JSONL; every malformed line is reported with file and line number."""
-    records, seen = [], set()
+def _too_many(where: str, n: int, max_hyps: int) -> InputError:
+    return InputError(
+        f"{where}: {n} hypotheses for one utterance, more than --max-hyps {max_hyps} "
+        "(not an n-best list? raise --max-hyps if it is)"
+    )
+
+
+def parse_hyp(h: object, where: str, i: int) -> Hyp:
+    """One hypothesis object of our JSONL form, type-checked (see :mod:`rescoring.fields`)."""
+    if not isinstance(h, dict):
+        raise InputError(f"{where}: field 'hyps[{i}]' must be an object, got {shown(h)}")
+    name = f"hyps[{i}]."
+    tokens = get_list(h, "tokens", where, int, name + "tokens", required=False)
+    return Hyp(
+        words=get_str(h, "words", where, name + "words"),
+        am_score=get_number(h, "am_score", where, name + "am_score"),
+        tokens=list(tokens) if tokens is not None else [],
+        lm_score=get_number(h, "lm_score", where, name + "lm_score", required=False),
+        total=get_number(h, "total", where, name + "total", required=False),
+    )
+
+
+def read_nbest_jsonl(path: str | Path, max_hyps: int = DEFAULT_MAX_HYPS) -> list[NbestRecord]:
+    """Read our n-best JSONL, validating every field's type (never coercing).
+
+    Raises:
+        InputError: ``file:line (utt id): field X must be ...`` for a missing or mistyped field,
+            a duplicated id (naming both lines), an empty list or more than ``max_hyps``
+            hypotheses.
+    """
+    records, seen = [], {}
     for lineno, obj in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        for key in ("id", "ref", "hyps"):
-            if key not in obj:
-                raise InputError(f"{where}: missing field '{key}'")
-        if obj["id"] in seen:
-            raise InputError(f"{where}: duplicate utterance id {obj['id']!r}")
-        seen.add(obj["id"])
-        if not isinstance(obj["hyps"], list) or not obj["hyps"]:
-            raise InputError(f"{where}: utterance {obj['id']!r} has an empty n-best list")
-        hyps = []
-        for i, h in enumerate(obj["hyps"]):
-            if not isinstance(h, dict) or "words" not in h or "am_score" not in h:
-                raise InputError(
-                    f"{where}: hypothesis {i} of {obj['id']!r} needs 'words' and 'am_score'"
-                )
-            hyps.append(
-                Hyp(
-                    words=str(h["words"]),
-                    am_score=_float(h["am_score"], where, "am_score"),
-                    tokens=list(h.get("tokens", [])),
-                    lm_score=h.get("lm_score"),
-                    total=h.get("total"),
-                )
+        uid = obj.get("id")
+        where = at(path, lineno, uid)
+        uid = get_str(obj, "id", where, nonempty=True)
+        if uid in seen:
+            raise InputError(
+                f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {seen[uid]})"
             )
-        records.append(NbestRecord(str(obj["id"]), str(obj["ref"]), hyps))
+        seen[uid] = lineno
+        ref = get_str(obj, "ref", where)
+        hyps = obj.get("hyps")
+        if "hyps" not in obj:
+            raise InputError(f"{where}: missing field 'hyps'")
+        if not isinstance(hyps, list) or not hyps:
+            raise InputError(
+                f"{where}: field 'hyps' must be a non-empty list of hypotheses, got {shown(hyps)}"
+            )
+        if len(hyps) > max_hyps:
+            raise _too_many(where, len(hyps), max_hyps)
+        records.append(NbestRecord(uid, ref, [parse_hyp(h, where, i) for i, h in enumerate(hyps)]))
     if not records:
         raise InputError(f"{path}: no n-best records")
     return records
 
 
+def read_id_text(path: str | Path) -> dict[str, str]:
+    """A Kaldi ``text``-style file (``utt_id word word ...``); a duplicated id is an error."""
+    out: dict[str, str] = {}
+    first: dict[str, int] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            if "\x00" in line:
+                raise InputError(_nul_message(path, lineno))
+            parts = line.split(maxsplit=1)
+            if not parts:
+                continue
+            uid = parts[0]
+            if uid in first:
+                raise InputError(
+                    f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
+                )
+            first[uid] = lineno
+            out[uid] = " ".join(parts[1].split()) if len(parts) > 1 else ""
+    return out
+
+
 def read_refs(path: str | Path) -> dict[str, str]:
     """References from a Lhotse supervision manifest or a ``utt_id words...`` text file."""
     path = Path(path)
-    if path.name.endswith(".jsonl.gz") or path.name.endswith(".jsonl"):
-        refs = {}
+    if path.name.endswith((".jsonl.gz", ".jsonl")):
+        refs: dict[str, str] = {}
+        first: dict[str, int] = {}
         for lineno, obj in read_jsonl(path):
-            if "id" not in obj or "text" not in obj:
-                raise InputError(f"{path}:{lineno}: a supervision needs 'id' and 'text'")
-            refs[obj["id"]] = obj["text"]
+            where = at(path, lineno, obj.get("id"))
+            uid = get_str(obj, "id", where, nonempty=True)
+            if uid in first:
+                raise InputError(
+                    f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
+                )
+            first[uid] = lineno
+            refs[uid] = get_str(obj, "text", where)
         return refs
-    return read_kaldi_text(path)
+    return read_id_text(path)
 
 
-def read_nbest_tsv(path: str | Path, refs: dict[str, str]) -> list[NbestRecord]:
-    """Read the external ``utt_id<TAB>text<TAB>score`` form (see module docstring)."""
+def _nul_message(path, lineno: int) -> str:
+    return (
+        f"{path}:{lineno}: NUL characters in a text line: the file is UTF-16 or binary; "
+        "convert it to UTF-8"
+    )
+
+
+def read_nbest_tsv(
+    path: str | Path, refs: dict[str, str], max_hyps: int = DEFAULT_MAX_HYPS
+) -> list[NbestRecord]:
+    """Read the external ``utt_id<TAB>text<TAB>score`` form (see module docstring).
+
+    Raises:
+        InputError: naming file and line for a line that is not UTF-8 (UTF-16, Latin-1...), a
+            wrong number of columns, an empty id, a score that is not a finite number, or more
+            than ``max_hyps`` hypotheses for one utterance.
+    """
     by_utt: dict[str, list[Hyp]] = {}
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            if "\x00" in line:
+                raise InputError(_nul_message(path, lineno))
             if not line.strip():
                 continue
-            parts = line.rstrip("\n").split("\t")
+            parts = line.rstrip("\r\n").split("\t")
             if len(parts) != 3:
                 raise InputError(
                     f"{path}:{lineno}: expected 'utt_id<TAB>text<TAB>score', got "
                     f"{len(parts)} fields"
                 )
             uid, text, score = parts
-            by_utt.setdefault(uid, []).append(
-                Hyp(
-                    words=" ".join(text.split()),
-                    am_score=_float(score, f"{path}:{lineno}", "score"),
-                )
-            )
+            if not uid.strip():
+                raise InputError(f"{path}:{lineno}: empty utterance id")
+            where = at(path, lineno, uid)
+            hyps = by_utt.setdefault(uid, [])
+            if len(hyps) >= max_hyps:
+                raise _too_many(where, len(hyps) + 1, max_hyps)
+            hyps.append(Hyp(words=" ".join(text.split()), am_score=_float(score, where, "score")))
     return _attach_refs(by_utt, refs, path)
 
 
@@ -143,7 +227,9 @@ def _attach_refs(by_utt: dict[str, list[Hyp]], refs: dict[str, str], path) -> li
     ]
 
 
-def read_nbest_lattices(path: str | Path, refs: dict[str, str]) -> list[NbestRecord]:
+def read_nbest_lattices(
+    path: str | Path, refs: dict[str, str], max_hyps: int = DEFAULT_MAX_HYPS
+) -> list[NbestRecord]:
     """Read a lattice archive (convention in :mod:`rescoring.lattice` and the README)."""
     from rescoring.lattice import read_lattice_archive
 
@@ -160,17 +246,30 @@ def read_nbest_lattices(path: str | Path, refs: dict[str, str]) -> list[NbestRec
     if words is None:
         raise InputError(f"{path}: no symbol table words-{stem}.txt or words.txt beside it")
     nbest = read_lattice_archive(path, words)
+    for u, hyps in nbest.items():
+        if len(hyps) > max_hyps:
+            raise _too_many(f"{path}[{u}]", len(hyps), max_hyps)
     by_utt = {u: [Hyp(words=w, am_score=s) for w, s in hyps] for u, hyps in nbest.items()}
     return _attach_refs(by_utt, refs, path)
 
 
-def load_nbest(path: str | Path, refs: str | Path | None = None) -> list[NbestRecord]:
-    """Read any supported n-best form, chosen by the file name (module docstring)."""
+def load_nbest(
+    path: str | Path, refs: str | Path | None = None, max_hyps: int = DEFAULT_MAX_HYPS
+) -> list[NbestRecord]:
+    """Read any supported n-best form, chosen by the file name (module docstring).
+
+    Args:
+        path: the n-best file.
+        refs: references (needed for the TSV and lattice forms; for ours they replace ``ref``).
+        max_hyps: most hypotheses allowed for one utterance (more is an error).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: n-best file not found")
+    if max_hyps < 1:
+        raise InputError(f"--max-hyps must be >= 1, got {max_hyps}")
     if path.name.endswith((".jsonl", ".jsonl.gz")):
-        records = read_nbest_jsonl(path)
+        records = read_nbest_jsonl(path, max_hyps)
         if refs is not None:
             ref_map = read_refs(refs)
             for r in records:
@@ -180,8 +279,8 @@ def load_nbest(path: str | Path, refs: str | Path | None = None) -> list[NbestRe
         raise InputError(f"{path}: this n-best form carries no references: pass --refs")
     ref_map = read_refs(refs)
     if path.suffix == ".ark":
-        return read_nbest_lattices(path, ref_map)
-    return read_nbest_tsv(path, ref_map)
+        return read_nbest_lattices(path, ref_map, max_hyps)
+    return read_nbest_tsv(path, ref_map, max_hyps)
 
 
 def write_nbest(path: str | Path, records: list[NbestRecord]) -> None:

@@ -6,6 +6,11 @@ Reads, for every system folder ``<rescore-dir>/<system>/``: ``metrics-{dev,test}
 was not run is listed as "not run". Paired bootstrap p-values compare each rescoring system with
 LM-only rescoring and with the RNN-T 1-best on the same utterances.
 
+Every file of ``score-wer`` and ``tune-rescoring`` is read only when its set manifest vouches
+for it (rescoring/outputs.py): a folder holding files of different or unfinished runs is an
+error that says which stage to re-run. Files are type-checked (errors name file and line), and
+two systems scored on different utterances cannot be compared (an error, not a wrong p-value).
+
 Usage:
     make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS (default preset)" \\
         --cmd-files 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh'
@@ -23,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, read_jsonl
+from common.io import InputError, atomic_write, open_text, read_jsonl
+from rescoring.fields import at, check_number, get_int, get_str, is_number, shown
 from rescoring.metrics import METRICS, UttCounts, paired_bootstrap_diff
+from rescoring.outputs import check_writable, verify_output
+from rescoring.params import read_tuned
 
 SYSTEMS = {
     "rnnt_1best": "RNN-T 1-best",
@@ -51,11 +59,85 @@ PAIRS = tuple((a, b) for b in RESCORING_SYSTEMS for a in ("rnnt_1best", "lm") if
 )
 
 
-def _per_utt(path: Path) -> list[UttCounts]:
-    fields = UttCounts.__dataclass_fields__
-    return [
-        UttCounts(**{k: v for k, v in obj.items() if k in fields}) for _, obj in read_jsonl(path)
-    ]
+def _read_json(path: Path):
+    """A JSON file; errors name the file (and line)."""
+    with open_text(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def _check_ci(value, where: str, name: str) -> None:
+    if value is None:
+        return
+    if not (isinstance(value, list) and len(value) == 2 and all(map(is_number, value))):
+        raise InputError(f"{where}: field '{name}' must be null or [low, high], got {shown(value)}")
+
+
+def read_metrics(path: Path) -> dict:
+    """``metrics-{set}.json`` of ``score-wer``, verified against its set manifest and typed."""
+    verify_output(path)
+    m = _read_json(path)
+    where = at(path)
+    if not isinstance(m, dict):
+        raise InputError(f"{where}: expected a JSON object, got {shown(m)}")
+    for k in (*METRICS, "rare_share"):
+        if m.get(k) is not None:
+            check_number(m[k], where, k)
+    ci = m.get("ci95") or {}
+    if not isinstance(ci, dict):
+        raise InputError(f"{where}: field 'ci95' must be an object, got {shown(ci)}")
+    for k in METRICS:
+        _check_ci(ci.get(k), where, f"ci95.{k}")
+    get_int(m, "utterances", where, minimum=0)
+    per_intent = m.get("per_intent")
+    if per_intent is not None and not isinstance(per_intent, dict):
+        raise InputError(f"{where}: field 'per_intent' must be an object, got {shown(per_intent)}")
+    for intent, v in (per_intent or {}).items():
+        name = f"per_intent.{intent}"
+        if not isinstance(v, dict):
+            raise InputError(f"{where}: field '{name}' must be an object, got {shown(v)}")
+        get_int(v, "utterances", where, f"{name}.utterances", minimum=0)
+        for k in ("wer", "rare_wer"):
+            if v.get(k) is not None:
+                check_number(v[k], where, f"{name}.{k}")
+    return m
+
+
+def read_per_utt(path: Path) -> tuple[list[str], list[UttCounts]]:
+    """``per-utt-{set}.jsonl.gz`` of ``score-wer``: utterance ids and their counts."""
+    verify_output(path)
+    ids, utts = [], []
+    names = list(UttCounts.__dataclass_fields__)
+    for lineno, obj in read_jsonl(path):
+        where = at(path, lineno, obj.get("id"))
+        ids.append(get_str(obj, "id", where, nonempty=True))
+        utts.append(UttCounts(**{k: get_int(obj, k, where, minimum=0) for k in names if k in obj}))
+    return ids, utts
+
+
+def read_sweep(path: Path) -> list[tuple[float, float, float]]:
+    """``sweep-dev.tsv`` of ``tune-rescoring``: (λ, β, dev WER) rows."""
+    verify_output(path)
+    rows = []
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if lineno == 1 or not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t")
+            try:
+                if len(parts) != 3:
+                    raise ValueError
+                lam, beta, wer = (float(x) for x in parts)
+            except ValueError:
+                raise InputError(
+                    f"{path}:{lineno}: expected 'lm_scale<TAB>word_bonus<TAB>dev_wer', "
+                    f"got {line.rstrip()!r}"
+                ) from None
+            rows.append((lam, beta, wer))
+    return rows
 
 
 def collect(rescore_dir: Path) -> dict:
@@ -67,22 +149,28 @@ def collect(rescore_dir: Path) -> dict:
             mp = d / f"metrics-{s}.json"
             if not mp.is_file():
                 continue
-            m = json.loads(mp.read_text())
-            entry = {k: {"value": m.get(k), "ci95": m.get("ci95", {}).get(k)} for k in METRICS}
+            m = read_metrics(mp)
+            ci = m.get("ci95") or {}
+            entry = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in METRICS}
             entry["rare_share"] = {"value": m.get("rare_share"), "ci95": None}
             entry["utterances"] = m.get("utterances")
             entry["per_intent"] = m.get("per_intent")
+            entry["nlu_utterances"] = m.get("has_nlu")
+            entry["slot_utterances"] = m.get("slot_utterances")
             results.setdefault(name, {})[s] = entry
-        if (d / "tuned.json").is_file() and name in results:
-            results[name]["tuned"] = json.loads((d / "tuned.json").read_text())
+        tp = d / "tuned.json"
+        if tp.is_file() and name in results:
+            verify_output(tp)
+            read_tuned(tp)  # validated; the table shows the file as written
+            results[name]["tuned"] = _read_json(tp)
     return results
 
 
 def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> list[dict]:
     tests = []
-    per_utt: dict[str, list[UttCounts]] = {}  # each system's file is read once
+    per_utt: dict[str, tuple[Path, list[str], list[UttCounts]]] = {}  # each file read once
     for a, b in PAIRS:
-        if a not in results or b not in results:
+        if set_name not in results.get(a, {}) or set_name not in results.get(b, {}):
             continue
         pa, pb = (
             rescore_dir / a / f"per-utt-{set_name}.jsonl.gz",
@@ -92,8 +180,16 @@ def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> li
             continue
         for name, path in ((a, pa), (b, pb)):
             if name not in per_utt:
-                per_utt[name] = _per_utt(path)
-        ua, ub = per_utt[a], per_utt[b]
+                per_utt[name] = (path, *read_per_utt(path))
+        (_, ids_a, ua), (_, ids_b, ub) = per_utt[a], per_utt[b]
+        if ids_a != ids_b:
+            diff = sorted(set(ids_a) ^ set(ids_b))
+            raise InputError(
+                f"{pa} and {pb}: the systems were scored on different utterances "
+                f"({len(ids_a)} vs {len(ids_b)}"
+                + (f", e.g. {', '.join(diff[:5])} in only one" if diff else ", in another order")
+                + "): a paired test needs the same ones; re-run score-wer on the same --gold"
+            )
         for metric in ("wer", "rare_wer"):
             va, vb = results[a][set_name][metric]["value"], results[b][set_name][metric]["value"]
             d = paired_bootstrap_diff(ua, ub, metric) or {}
@@ -111,6 +207,11 @@ def paired_tests(rescore_dir: Path, results: dict, set_name: str = "test") -> li
                 }
             )
     return tests
+
+
+def _read_text(path: str | Path) -> str:
+    with open_text(path) as f:
+        return f.read()
 
 
 def _find(tests: list[dict], a: str, b: str, metric: str) -> dict | None:
@@ -189,10 +290,9 @@ def configs_md(patterns: tuple[str, ...]) -> list[str]:
         return []
     md = ["## Resolved configurations", ""]
     for p in files:
-        try:
-            obj = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}: not valid JSON ({e})") from e
+        obj = _read_json(p)
+        if not isinstance(obj, dict):
+            raise InputError(f"{p}: expected a JSON object, got {shown(obj)}")
         md += [f"<details><summary>{p.parent}</summary>", ""]
         for key in ("model", "config"):
             if isinstance(obj.get(key), dict):
@@ -232,6 +332,23 @@ def per_intent_md(results: dict, headline: str, set_name: str = "test") -> list[
     return md + [""]
 
 
+def slot_coverage_md(results: dict, set_name: str) -> list[str]:
+    """A note for each system whose slot F1 covers fewer utterances than its intent accuracy
+    (gold without slots: ``score-wer`` scores the intent only)."""
+    notes = []
+    for name, label in SYSTEMS.items():
+        e = results.get(name, {}).get(set_name)
+        if not e or e.get("slot_utterances") is None or not e.get("nlu_utterances"):
+            continue
+        if e["slot_utterances"] < e["nlu_utterances"]:
+            notes.append(
+                f"Slot F1 of {label} on {set_name} is over {e['slot_utterances']} of "
+                f"{e['nlu_utterances']} utterances: the gold of the others has no slots "
+                "(they count for intent accuracy only)."
+            )
+    return ["", *notes] if notes else []
+
+
 def _fmt(cell: dict | None) -> str:
     if not cell or cell.get("value") is None:
         return "n/a"
@@ -254,8 +371,7 @@ def plot(rescore_dir: Path, results: dict, out_dir: Path) -> list[Path]:
         if not p.is_file():
             continue
         best: dict[float, float] = {}
-        for line in p.read_text().splitlines()[1:]:
-            lam, _beta, wer = (float(x) for x in line.split("\t"))
+        for lam, _beta, wer in read_sweep(p):
             best[lam] = min(best.get(lam, float("inf")), wer)
         xs = sorted(best)
         ax.plot(xs, [best[x] for x in xs], marker=".", label=SYSTEMS[name])
@@ -352,6 +468,7 @@ class ReportConfig:
 def make_report(cfg: ReportConfig) -> dict:
     if not cfg.rescore_dir.is_dir():
         raise InputError(f"{cfg.rescore_dir}: no such folder (run the rescoring stages first)")
+    check_writable(cfg.out.parent)
     results = collect(cfg.rescore_dir)
     tests = paired_tests(cfg.rescore_dir, results)
     plots = plot(cfg.rescore_dir, results, cfg.out.parent / "plots")
@@ -381,6 +498,7 @@ def make_report(cfg: ReportConfig) -> dict:
         )
         if share is not None:
             md += ["", f"Rare-token share of {s} references: {share:.1f}%."]
+        md += slot_coverage_md(results, s)
         md.append("")
     md += [
         "## Tuned weights (dev)",
@@ -428,11 +546,11 @@ def make_report(cfg: ReportConfig) -> dict:
     if cmds:
         md += ["## Exact commands", ""]
         for name, p in cmds:
-            md += [f"### {name}", "", "```bash", p.read_text().rstrip(), "```", ""]
+            md += [f"### {name}", "", "```bash", _read_text(p).rstrip(), "```", ""]
     md += configs_md(cfg.config_files)
     for extra in cfg.extra_md:
         if Path(extra).is_file():
-            md += [Path(extra).read_text().rstrip(), ""]
+            md += [_read_text(extra).rstrip(), ""]
     with atomic_write(cfg.out) as f:
         f.write("\n".join(md))
     payload = {"systems": results, "paired_bootstrap": tests}

@@ -14,16 +14,24 @@ Usage:
     rescore-nbest --nbest other-asr-test.tsv --refs data/manifests/snips_nlu_test.jsonl.gz \\
         --scorer nlm --lm-checkpoint exp/lm/lm_only/best.pt --lm-scale 0.4 --out-dir out --set-name test
 
-OUTPUTS (in --out-dir):
+OUTPUTS (in --out-dir; one all-or-nothing set, see rescoring/outputs.py):
     rescored-{set}.jsonl.gz   n-best records with lm_score and total, best first
     onebest-{set}.jsonl.gz    {"id", "ref", "hyp", "total", ["intent", "slots"]} per utterance
     rescore-{set}.json        λ, β, scorer, timing (hypotheses/second)
+    set-rescore-{set}.json    written last: each file's sha256 and the run's parameters
+
+The output folder is locked for the run (a second run into it fails at once); the files are
+staged and renamed into place together, so a failed run leaves the previous set as it was.
+``score-wer`` reads ``onebest-*`` only when the set manifest vouches for it. Every n-best field
+is type-checked (errors name ``file:line (utt id)``); ``--params`` is validated (unknown or
+missing keys are errors) and its paths are relative to the tuned.json's own folder.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +41,9 @@ import numpy as np
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_jsonl
-from rescoring.nbest import NbestRecord, load_nbest, write_nbest
+from rescoring.nbest import DEFAULT_MAX_HYPS, NbestRecord, load_nbest, write_nbest
+from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+from rescoring.params import TunedParams, read_tuned
 from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
 
 
@@ -97,9 +107,13 @@ def select_oracle(records: list[NbestRecord]) -> None:
 
 
 def write_outputs(
-    records: list[NbestRecord], out_dir: Path, set_name: str, nlu: Scorer | None, info: dict
+    records: list[NbestRecord], folder: Path, set_name: str, nlu: Scorer | None, info: dict
 ) -> None:
-    """Write rescored records, the 1-best (with NLU if available) and run info."""
+    """Write rescored records, the 1-best (with NLU if available) and run info into ``folder``.
+
+    ``folder`` is the staging folder of an :class:`~rescoring.outputs.OutputSet`: the files are
+    published together, or not at all.
+    """
     best = [r.hyps[0].words for r in records]
     nlu_out = nlu.predict_nlu(best) if nlu is not None else None
     onebest = []
@@ -108,9 +122,9 @@ def write_outputs(
         if nlu_out is not None:
             row["intent"], row["slots"] = nlu_out[i]
         onebest.append(row)
-    write_nbest(out_dir / f"rescored-{set_name}.jsonl.gz", records)
-    write_jsonl(out_dir / f"onebest-{set_name}.jsonl.gz", onebest)
-    with atomic_write(out_dir / f"rescore-{set_name}.json") as f:
+    write_nbest(folder / f"rescored-{set_name}.jsonl.gz", records)
+    write_jsonl(folder / f"onebest-{set_name}.jsonl.gz", onebest)
+    with atomic_write(folder / f"rescore-{set_name}.json") as f:
         json.dump(info, f, indent=2)
 
 
@@ -119,7 +133,11 @@ def load_nlu(nlu_checkpoint: Path | None, scorer: Scorer) -> Scorer | None:
     that checkpoint or none is given and it has NLU heads, so no model is loaded twice)."""
     if nlu_checkpoint is None:
         return scorer if scorer.has_nlu_heads else None
-    same = Path(nlu_checkpoint) == getattr(scorer, "checkpoint", None)
+    same = (
+        scorer.name == "nlm"
+        and scorer.checkpoint is not None
+        and Path(nlu_checkpoint).resolve() == Path(scorer.checkpoint).resolve()
+    )
     s = scorer if same else build_scorer("nlm", nlu_checkpoint)
     if not s.has_nlu_heads:
         raise InputError(f"{nlu_checkpoint}: --nlu-checkpoint has no NLU heads (an LM-only model)")
@@ -146,12 +164,16 @@ class RescoreConfig:
             "help": "references (supervision manifest or 'utt words' text); needed for TSV/.ark"
         },
     )
-    out_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "output folder"})
+    out_dir: Path = field(
+        default=Path("exp/rescore"),
+        metadata={"help": "output folder (created; locked for the run: one run at a time)"},
+    )
     set_name: str = field(default="test", metadata={"help": "name of the set in output names"})
     params: Path | None = field(
         default=None,
         metadata={
-            "help": "tuned.json from tune-rescoring (scorer, checkpoint, λ, β); options below override"
+            "help": "tuned.json from tune-rescoring (scorer, checkpoints, λ, β; its paths are "
+            "relative to its own folder); options below override"
         },
     )
     scorer: str | None = field(default=None, metadata={"help": f"one of {sorted(SCORERS)}"})
@@ -166,38 +188,71 @@ class RescoreConfig:
     word_bonus: float | None = field(default=None, metadata={"help": "β"})
     select: str = field(default="total", metadata={"help": "total | oracle"})
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    max_hyps: int = field(
+        default=DEFAULT_MAX_HYPS,
+        metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
+    )
+
+
+def check_weight(value: float, option: str) -> float:
+    if not math.isfinite(value):
+        raise InputError(f"{option} must be a finite number, got {value}")
+    return value
+
+
+def check_run_options(batch_size: int, max_hyps: int) -> None:
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    if max_hyps < 1:
+        raise InputError(f"--max-hyps must be >= 1, got {max_hyps}")
 
 
 def rescore(cfg: RescoreConfig) -> dict:
-    if cfg.nbest_dir is not None:
-        cfg.nbest = cfg.nbest_dir / f"nbest-{cfg.set_name}.jsonl.gz"
-    p = json.loads(cfg.params.read_text()) if cfg.params else {}
-    scorer_name = cfg.scorer or p.get("scorer", "none")
-    ckpt = cfg.lm_checkpoint or (Path(p["lm_checkpoint"]) if p.get("lm_checkpoint") else None)
-    lm_scale = cfg.lm_scale if cfg.lm_scale is not None else p.get("lm_scale", 0.0)
-    word_bonus = cfg.word_bonus if cfg.word_bonus is not None else p.get("word_bonus", 0.0)
-    nlu_ckpt = cfg.nlu_checkpoint or (
-        Path(p["nlu_checkpoint"]) if p.get("nlu_checkpoint") else None
-    )
+    check_name_part(cfg.set_name, "--set-name")
+    check_run_options(cfg.batch_size, cfg.max_hyps)
     if cfg.select not in ("total", "oracle"):
         raise InputError(f"--select must be 'total' or 'oracle', got {cfg.select!r}")
-    records = load_nbest(cfg.nbest, cfg.refs)
-    scorer = build_scorer(scorer_name, ckpt, cfg.batch_size)
-    t0 = time.time()
-    stats = score_nbest(records, scorer)
-    apply_weights(records, lm_scale, word_bonus)
-    if cfg.select == "oracle":
-        select_oracle(records)
-    info = {
-        "scorer": scorer_name,
-        "lm_checkpoint": str(ckpt) if ckpt else None,
-        "lm_scale": lm_scale,
-        "word_bonus": word_bonus,
-        "select": cfg.select,
-        "nbest": str(cfg.nbest),
-        "lm_timing": stats,
-    }
-    write_outputs(records, cfg.out_dir, cfg.set_name, load_nlu(nlu_ckpt, scorer), info)
+    if cfg.nbest_dir is not None:
+        cfg.nbest = cfg.nbest_dir / f"nbest-{cfg.set_name}.jsonl.gz"
+    p: TunedParams | None = None
+    if cfg.params is not None:
+        verify_output(cfg.params)
+        p = read_tuned(cfg.params)
+    scorer_name = cfg.scorer or (p.scorer if p else "none")
+    if scorer_name not in SCORERS:
+        raise InputError(f"unknown scorer {scorer_name!r}; known: {sorted(SCORERS)}")
+    ckpt = cfg.lm_checkpoint or (p.lm_checkpoint if p else None)
+    lm_scale = check_weight(
+        cfg.lm_scale if cfg.lm_scale is not None else (p.lm_scale if p else 0.0), "--lm-scale"
+    )
+    word_bonus = check_weight(
+        cfg.word_bonus if cfg.word_bonus is not None else (p.word_bonus if p else 0.0),
+        "--word-bonus",
+    )
+    nlu_ckpt = cfg.nlu_checkpoint or (p.nlu_checkpoint if p else None)
+    with output_folder(cfg.out_dir):
+        verify_output(cfg.nbest)
+        records = load_nbest(cfg.nbest, cfg.refs, cfg.max_hyps)
+        scorer = build_scorer(scorer_name, ckpt, cfg.batch_size)
+        nlu = load_nlu(nlu_ckpt, scorer)
+        t0 = time.time()
+        stats = score_nbest(records, scorer)
+        apply_weights(records, lm_scale, word_bonus)
+        if cfg.select == "oracle":
+            select_oracle(records)
+        info = {
+            "scorer": scorer_name,
+            "lm_checkpoint": str(ckpt) if ckpt else None,
+            "lm_scale": lm_scale,
+            "word_bonus": word_bonus,
+            "select": cfg.select,
+            "nbest": str(cfg.nbest),
+            "lm_timing": stats,
+        }
+        params = {k: v for k, v in info.items() if k != "lm_timing"}
+        params["nlu_checkpoint"] = str(nlu_ckpt) if nlu_ckpt else None
+        with OutputSet(cfg.out_dir, f"rescore-{cfg.set_name}", "rescore-nbest", params) as out:
+            write_outputs(records, out.dir, cfg.set_name, nlu, info)
     logging.info(
         "Rescored %d utterances of %s (λ=%.3f, β=%.3f) in %.1f s -> %s",
         len(records),

@@ -8,14 +8,20 @@ Usage:
         --gold data/manifests/snips_nlu_test.jsonl.gz --word-counts data/lang/word_counts.txt \\
         --threshold 5 --out-dir exp/rescore/multitask_rwm --set-name test --system multitask_rwm
 
-``--hyps`` is a ``onebest-*.jsonl.gz`` of ``rescore-nbest`` or a Kaldi-style text file
-(``utt_id word word ...``; no NLU).
+``--hyps`` is a ``onebest-*.jsonl.gz`` of ``rescore-nbest`` (read only if its set manifest
+vouches for it: a set of different or unfinished runs is an error) or a Kaldi-style text file
+(``utt_id word word ...``; no NLU). ``--hyps`` and ``--gold`` must hold the same utterance ids
+(either side having an id the other lacks is an error), and an id twice in one file is an error
+naming both lines. Gold intents and slots are optional: utterances whose gold has an intent but
+no slots count for intent accuracy, not for slot F1, and the summary says on how many
+utterances slot F1 was measured.
 
-OUTPUTS (in --out-dir; icefall layout):
+OUTPUTS (in --out-dir; icefall layout; one all-or-nothing set, see rescoring/outputs.py):
     recogs-{set}-{system}.txt, errs-{set}-{system}.txt, wer-summary-{set}-{system}.txt
     rare-wer-{set}-{system}.txt   rare / common-word WER, rare-token share, per-intent WER
     metrics-{set}.json            every metric with its 95% bootstrap interval
     per-utt-{set}.jsonl.gz        per-utterance counts (for paired bootstrap tests)
+    set-score-{set}-{system}.json written last: each file's sha256 and the run's options
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from pathlib import Path
 
 from asr.wer import write_results
 from common.cli import run_cli
-from common.io import InputError, atomic_write, read_jsonl, read_kaldi_text, write_jsonl
+from common.io import InputError, atomic_write, read_jsonl, write_jsonl
 from data_prep.rare_words import read_word_counts
+from rescoring.fields import at, get_list, get_str, shown
 from rescoring.metrics import (
     METRICS,
     UttCounts,
@@ -38,35 +45,98 @@ from rescoring.metrics import (
     per_group_wer,
     utt_counts,
 )
+from rescoring.nbest import read_id_text
+from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+
+
+def _first_seen(first: dict[str, int], uid: str, path: Path, lineno: int) -> None:
+    if uid in first:
+        raise InputError(
+            f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
+        )
+    first[uid] = lineno
 
 
 def read_gold(path: Path) -> dict[str, dict]:
-    """``id -> {"text", "intent", "slots"}`` from a supervision manifest."""
-    gold = {}
+    """``id -> {"text", "intent", "slots"}`` from a supervision manifest, type-checked.
+
+    ``custom.intent`` and ``custom.slots`` are optional (a corpus without slots is scored for
+    intent accuracy only); slots, when present, are one BIO tag per word of ``text``.
+
+    Raises:
+        InputError: naming file, line and utterance for a mistyped field, a duplicated id
+            (both lines) or a slot list whose length is not the number of words.
+    """
+    gold: dict[str, dict] = {}
+    first: dict[str, int] = {}
     for lineno, obj in read_jsonl(path):
-        if "id" not in obj or "text" not in obj:
-            raise InputError(f"{path}:{lineno}: a supervision needs 'id' and 'text'")
-        custom = obj.get("custom") or {}
-        gold[obj["id"]] = {
-            "text": obj["text"],
-            "intent": custom.get("intent"),
-            "slots": custom.get("slots"),
-        }
+        where = at(path, lineno, obj.get("id"))
+        uid = get_str(obj, "id", where, nonempty=True)
+        _first_seen(first, uid, path, lineno)
+        text = get_str(obj, "text", where)
+        custom = obj.get("custom")
+        if custom is None:
+            custom = {}
+        elif not isinstance(custom, dict):
+            raise InputError(f"{where}: field 'custom' must be an object, got {shown(custom)}")
+        intent = get_str(custom, "intent", where, "custom.intent", required=False, nullable=True)
+        slots = get_list(custom, "slots", where, str, "custom.slots", required=False, nullable=True)
+        if slots is not None and len(slots) != len(text.split()):
+            raise InputError(
+                f"{where}: field 'custom.slots' has {len(slots)} tags for {len(text.split())} "
+                "words of 'text' (one BIO tag per word)"
+            )
+        gold[uid] = {"text": text, "intent": intent, "slots": slots}
     if not gold:
         raise InputError(f"{path}: no supervisions")
     return gold
 
 
 def read_hyps(path: Path) -> dict[str, dict]:
-    """``id -> {"hyp", ["intent", "slots"]}`` from a onebest JSONL or a Kaldi text file."""
-    if path.name.endswith((".jsonl", ".jsonl.gz")):
-        out = {}
-        for lineno, obj in read_jsonl(path):
-            if "id" not in obj or "hyp" not in obj:
-                raise InputError(f"{path}:{lineno}: a 1-best record needs 'id' and 'hyp'")
-            out[obj["id"]] = obj
-        return out
-    return {uid: {"id": uid, "hyp": hyp} for uid, hyp in read_kaldi_text(path).items()}
+    """``id -> {"hyp", ["intent", "slots"]}`` from a onebest JSONL or a Kaldi text file.
+
+    Raises:
+        InputError: naming file, line and utterance for a mistyped field, a duplicated id
+            (both lines), an intent without slots or a slot list whose length is not the number
+            of words of ``hyp``.
+    """
+    if not path.name.endswith((".jsonl", ".jsonl.gz")):
+        hyps = {uid: {"id": uid, "hyp": hyp} for uid, hyp in read_id_text(path).items()}
+        if not hyps:
+            raise InputError(f"{path}: no hypotheses")
+        return hyps
+    out: dict[str, dict] = {}
+    first: dict[str, int] = {}
+    for lineno, obj in read_jsonl(path):
+        where = at(path, lineno, obj.get("id"))
+        uid = get_str(obj, "id", where, nonempty=True)
+        _first_seen(first, uid, path, lineno)
+        row = {"id": uid, "hyp": get_str(obj, "hyp", where)}
+        intent = get_str(obj, "intent", where, required=False)
+        if intent is not None:
+            slots = get_list(obj, "slots", where, str)
+            if len(slots) != len(row["hyp"].split()):
+                raise InputError(
+                    f"{where}: {len(row['hyp'].split())} words but {len(slots)} predicted slot tags"
+                )
+            row["intent"], row["slots"] = intent, slots
+        out[uid] = row
+    if not out:
+        raise InputError(f"{path}: no hypotheses")
+    return out
+
+
+def match_ids(hyps: dict, gold: dict, hyps_path: Path, gold_path: Path) -> list[str]:
+    """The scored utterances: every id of ``gold``, which must be exactly the ids of ``hyps``."""
+    for a, b, pa, pb in ((gold, hyps, gold_path, hyps_path), (hyps, gold, hyps_path, gold_path)):
+        missing = sorted(set(a) - set(b))
+        if missing:
+            what = "no hypothesis" if b is hyps else "no gold supervision"
+            raise InputError(
+                f"{pb}: {what} for {len(missing)} utterance(s) of {pa}, e.g. "
+                f"{', '.join(missing[:5])} (--hyps and --gold must hold the same utterances)"
+            )
+    return sorted(gold)
 
 
 @dataclass
@@ -85,7 +155,10 @@ class ScoreConfig:
     threshold: int = field(
         default=5, metadata={"help": "K: fewer than K training occurrences = rare"}
     )
-    out_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "output folder"})
+    out_dir: Path = field(
+        default=Path("exp/rescore"),
+        metadata={"help": "output folder (created; locked for the run: one run at a time)"},
+    )
     set_name: str = field(default="test", metadata={"help": "set name in output names"})
     system: str = field(default="system", metadata={"help": "system name (file suffix)"})
     bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples"})
@@ -93,51 +166,74 @@ class ScoreConfig:
 
 
 def score(cfg: ScoreConfig) -> dict:
-    gold = read_gold(cfg.gold)
-    hyps = read_hyps(cfg.hyps)
-    missing = sorted(set(gold) - set(hyps))
-    if missing:
-        raise InputError(
-            f"{cfg.hyps}: no hypothesis for {len(missing)} utterance(s) of {cfg.gold}, "
-            f"e.g. {', '.join(missing[:5])}"
-        )
-    counts = read_word_counts(cfg.word_counts)
-    ids = sorted(gold)
-    utts: list[UttCounts] = []
-    results = []
-    for uid in ids:
-        ref, h = gold[uid]["text"].split(), hyps[uid]
-        hyp = h["hyp"].split()
-        u = utt_counts(ref, hyp, counts, cfg.threshold)
-        if "intent" in h and gold[uid]["intent"] is not None:
-            slots = h.get("slots") or []
-            if len(slots) != len(hyp):
-                raise InputError(
-                    f"{cfg.hyps}: {uid}: {len(hyp)} words but {len(slots)} predicted slot tags"
+    check_name_part(cfg.set_name, "--set-name")
+    check_name_part(cfg.system, "--system")
+    if cfg.bootstrap_samples < 1:
+        raise InputError(f"--bootstrap-samples must be >= 1, got {cfg.bootstrap_samples}")
+    if cfg.threshold < 0:
+        raise InputError(f"--threshold must be >= 0, got {cfg.threshold}")
+    with output_folder(cfg.out_dir):
+        verify_output(cfg.hyps)
+        gold = read_gold(cfg.gold)
+        hyps = read_hyps(cfg.hyps)
+        ids = match_ids(hyps, gold, cfg.hyps, cfg.gold)
+        try:
+            counts = read_word_counts(cfg.word_counts)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{cfg.word_counts}: not UTF-8 text ({e.reason})") from None
+        utts: list[UttCounts] = []
+        results = []
+        nlu_utts = slot_utts = 0
+        for uid in ids:
+            ref, h = gold[uid]["text"].split(), hyps[uid]
+            hyp = h["hyp"].split()
+            u = utt_counts(ref, hyp, counts, cfg.threshold)
+            if "intent" in h and gold[uid]["intent"] is not None:
+                add_slu(
+                    u, gold[uid]["intent"], ref, gold[uid]["slots"], h["intent"], hyp, h["slots"]
                 )
-            add_slu(u, gold[uid]["intent"], ref, gold[uid]["slots"], h["intent"], hyp, slots)
-        utts.append(u)
-        results.append((uid, ref, hyp))
-    stats = write_results(cfg.out_dir, cfg.set_name, cfg.system, results)
-    m = corpus_metrics(utts)
-    m["ci95"] = {
-        name: bootstrap_ci(utts, name, cfg.bootstrap_samples, cfg.seed) for name in METRICS
-    }
-    m["per_intent"] = per_group_wer(
-        utts, [gold[u]["intent"] or "?" for u in ids], cfg.bootstrap_samples, cfg.seed
-    )
-    m["system"], m["set"], m["hyps"] = cfg.system, cfg.set_name, str(cfg.hyps)
-    with atomic_write(cfg.out_dir / f"metrics-{cfg.set_name}.json") as f:
-        json.dump(m, f, indent=2)
-    write_jsonl(
-        cfg.out_dir / f"per-utt-{cfg.set_name}.jsonl.gz",
-        ({"id": uid, **asdict(u)} for uid, u in zip(ids, utts, strict=True)),
-    )
+                nlu_utts += 1
+                slot_utts += gold[uid]["slots"] is not None
+            utts.append(u)
+            results.append((uid, ref, hyp))
+        m = corpus_metrics(utts)
+        m["ci95"] = {
+            name: bootstrap_ci(utts, name, cfg.bootstrap_samples, cfg.seed) for name in METRICS
+        }
+        m["per_intent"] = per_group_wer(
+            utts, [gold[u]["intent"] or "?" for u in ids], cfg.bootstrap_samples, cfg.seed
+        )
+        m["system"], m["set"], m["hyps"] = cfg.system, cfg.set_name, str(cfg.hyps)
+        m["slot_utterances"] = slot_utts
+        params = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+        name = f"score-{cfg.set_name}-{cfg.system}"
+        with OutputSet(cfg.out_dir, name, "score-wer", params) as out:
+            stats = write_results(out.dir, cfg.set_name, cfg.system, results)
+            with atomic_write(out.dir / f"metrics-{cfg.set_name}.json") as f:
+                json.dump(m, f, indent=2)
+            write_jsonl(
+                out.dir / f"per-utt-{cfg.set_name}.jsonl.gz",
+                ({"id": uid, **asdict(u)} for uid, u in zip(ids, utts, strict=True)),
+            )
+            write_summary(out.dir, cfg, m, stats, nlu_utts, slot_utts)
+    return m
+
+
+def write_summary(
+    folder: Path, cfg: ScoreConfig, m: dict, stats, nlu_utts: int, slot_utts: int
+) -> None:
+    """``rare-wer-{set}-{system}.txt``, and the same headline numbers in the log."""
 
     def fmt(name):
         v, ci = m[name], m["ci95"][name]
         return "n/a" if v is None else f"{v:.2f}% [{ci[0]:.2f}, {ci[1]:.2f}]"
 
+    slot_note = ""
+    if slot_utts < nlu_utts:
+        slot_note = (
+            f"  (over {slot_utts} of {nlu_utts} utterances with NLU: the gold of "
+            f"{nlu_utts - slot_utts} has no slots, so they count for intent accuracy only)"
+        )
     lines = [
         stats.kaldi_line(),
         f"WER: {fmt('wer')}",
@@ -145,7 +241,7 @@ def score(cfg: ScoreConfig) -> dict:
         f"[{m['rare_errors']} / {m['rare_ref']}], rare-token share {m['rare_share']:.1f}%",
         f"common-word WER: {fmt('common_wer')}  [{m['common_errors']} / {m['common_ref']}]",
         f"intent accuracy: {fmt('intent_acc')}",
-        f"slot F1: {fmt('slot_f1')}",
+        f"slot F1: {fmt('slot_f1')}" + slot_note,
         "",
         "PER-INTENT: intent utterances WER [95% CI] rare-WER [95% CI]",
     ]
@@ -156,7 +252,7 @@ def score(cfg: ScoreConfig) -> dict:
 
     for intent, v in m["per_intent"].items():
         lines.append(f"{intent} {v['utterances']} {fmt_group(v, 'wer')} {fmt_group(v, 'rare_wer')}")
-    with atomic_write(cfg.out_dir / f"rare-wer-{cfg.set_name}-{cfg.system}.txt") as f:
+    with atomic_write(folder / f"rare-wer-{cfg.set_name}-{cfg.system}.txt") as f:
         f.write("\n".join(lines) + "\n")
     logging.info("[%s %s] %s", cfg.system, cfg.set_name, stats.kaldi_line())
     logging.info(
@@ -166,9 +262,8 @@ def score(cfg: ScoreConfig) -> dict:
         fmt("rare_wer"),
         fmt("common_wer"),
         fmt("intent_acc"),
-        fmt("slot_f1"),
+        fmt("slot_f1") + slot_note,
     )
-    return m
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.io import CheckpointError, InputError
 from rescoring.nbest import NbestRecord
 
 
@@ -26,12 +28,13 @@ class Scorer(abc.ABC):
     name = ""
     has_nlu_heads = False
     uses_lm = True  # False: lm_score is 0, so λ has no effect and is not swept
+    checkpoint: Path | None = None
 
     @classmethod
     def build(cls, checkpoint: str | Path | None, batch_size: int) -> Scorer:
         """Construct from the command-line options (a checkpoint is required by default)."""
         if checkpoint is None:
-            raise ValueError(f"scorer {cls.name!r} needs --lm-checkpoint")
+            raise InputError(f"scorer {cls.name!r} needs --lm-checkpoint")
         return cls(checkpoint, batch_size=batch_size)
 
     @abc.abstractmethod
@@ -66,7 +69,22 @@ class NeuralLM(Scorer):
         from lm.scorer import LMScorer
 
         self.checkpoint = Path(checkpoint)
-        self.impl = LMScorer.from_checkpoint(checkpoint, batch_size=batch_size)
+        try:
+            self.impl = LMScorer.from_checkpoint(checkpoint, batch_size=batch_size)
+        except CheckpointError as e:
+            lines = str(e).splitlines()
+            if len(lines) <= 1:
+                raise
+            # torch's unpickling errors span many lines; the CLI's error must stay one line
+            raise CheckpointError(f"{lines[0].rstrip()} ...)") from e
+        except MemoryError:
+            raise
+        except Exception as e:
+            # LMScorer raises CheckpointError for a missing, truncated or non-LM file; a file
+            # that passes those checks can still hold a tokenizer or weights of the wrong type.
+            raise CheckpointError(
+                f"{checkpoint}: not a usable train-lm checkpoint ({type(e).__name__}: {e})"
+            ) from e
         self.has_nlu_heads = bool(self.impl.has_nlu_heads)
 
     def score(self, sentences: Sequence[str]) -> list[float]:
@@ -89,10 +107,11 @@ class BigramLM(Scorer):
         del batch_size
         from collections import Counter
 
-        from common.io import InputError, open_text
+        from common.io import open_text
 
         if not Path(checkpoint).is_file():
             raise InputError(f"{checkpoint}: bigram training text not found")
+        self.checkpoint = Path(checkpoint)
         self.uni: Counter = Counter()
         self.bi: Counter = Counter()
         with open_text(checkpoint) as f:
@@ -123,7 +142,7 @@ SCORERS: dict[str, type[Scorer]] = {s.name: s for s in (NoLM, NeuralLM, BigramLM
 
 def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: int = 64) -> Scorer:
     if name not in SCORERS:
-        raise ValueError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
+        raise InputError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
     return SCORERS[name].build(checkpoint, batch_size)
 
 
@@ -132,11 +151,21 @@ def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:
 
     Returns:
         ``{"hyps", "unique", "seconds", "hyps_per_second"}``.
+
+    Raises:
+        CheckpointError: the scorer gave a score that is not a finite number (NaN weights), which
+            would otherwise decide the argmax silently.
     """
     unique = sorted({h.words for r in records for h in r.hyps})
     t0 = time.time()
     scores = dict(zip(unique, scorer.score(unique), strict=True))
     dt = time.time() - t0
+    for sentence, v in scores.items():
+        if not math.isfinite(v):
+            raise CheckpointError(
+                f"{scorer.checkpoint or scorer.name}: the LM scored {sentence!r} as {v}; "
+                "the checkpoint is broken (NaN or infinite weights?)"
+            )
     n = 0
     for r in records:
         for h in r.hyps:

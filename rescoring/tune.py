@@ -10,31 +10,72 @@ Usage:
     tune-rescoring --nbest-dir exp/asr/x/modified_beam_beam8 --scorer nlm \\
         --lm-checkpoint exp/lm/multitask_rwm/best.pt --out-dir exp/rescore/multitask_rwm
 
-OUTPUTS (in --out-dir):
-    tuned.json               scorer, checkpoint, λ, β and the dev WER they give
+OUTPUTS (in --out-dir; one all-or-nothing set, see rescoring/outputs.py):
+    tuned.json               scorer, checkpoints, λ, β and the dev WER they give; every key is
+                             required when read, paths are relative to tuned.json's folder
     sweep-dev.tsv            lm_scale, word_bonus, dev WER for every grid point
     rescored-dev.jsonl.gz, onebest-dev.jsonl.gz, rescore-dev.json   dev rescored with the choice
+    set-tune-dev.json        written last: each file's sha256 and the run's parameters
+
+The grid options are checked before anything is allocated: steps of at least 1e-6, min <= max,
+and at most --max-grid-points (λ, β) points (default 100,000).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+import math
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write
-from rescoring.nbest import load_nbest
-from rescoring.rescore import NbestArrays, apply_weights, load_nlu, write_outputs
+from rescoring.nbest import DEFAULT_MAX_HYPS, load_nbest
+from rescoring.outputs import OutputSet, output_folder, verify_output
+from rescoring.params import TunedParams, write_tuned
+from rescoring.rescore import (
+    NbestArrays,
+    apply_weights,
+    check_run_options,
+    load_nlu,
+    write_outputs,
+)
 from rescoring.scorers import SCORERS, build_scorer, score_nbest
 
+#: Grid values are rounded to 6 decimals, so a finer step would give repeated values.
+MIN_GRID_STEP = 1e-6
+DEFAULT_MAX_GRID_POINTS = 100_000
 
-def grid(lo: float, hi: float, step: float) -> np.ndarray:
-    if step <= 0 or hi < lo:
-        raise InputError(f"bad grid {lo}:{hi}:{step}")
+
+def grid_size(lo: float, hi: float, step: float, option: str = "grid") -> int:
+    """Number of values of ``grid(lo, hi, step)``, validated, computed without allocating.
+
+    Args:
+        option: the options' prefix in error messages (``--lm-scale``).
+
+    Raises:
+        InputError: a bound or step that is not finite, ``step < 1e-6`` or ``min > max``.
+    """
+    for name, v in (("min", lo), ("max", hi), ("step", step)):
+        if not math.isfinite(v):
+            raise InputError(f"{option}-{name} must be a finite number, got {v}")
+    if step < MIN_GRID_STEP:
+        raise InputError(
+            f"{option}-step must be at least {MIN_GRID_STEP:g} (grid values are rounded to "
+            f"6 decimals), got {step:g}"
+        )
+    if hi < lo:
+        raise InputError(f"{option}-min ({lo:g}) must not be greater than {option}-max ({hi:g})")
+    n = (hi - lo) / step + 0.5
+    return math.ceil(n) if math.isfinite(n) else sys.maxsize
+
+
+def grid(lo: float, hi: float, step: float, option: str = "grid") -> np.ndarray:
+    """``lo, lo + step, ..., hi`` (inclusive), rounded to 6 decimals."""
+    grid_size(lo, hi, step, option)
     return np.round(np.arange(lo, hi + step / 2, step), 6)
 
 
@@ -61,7 +102,10 @@ class TuneConfig:
         metadata={"help": "decode folder; reads <dir>/nbest-dev.jsonl.gz (overrides --nbest)"},
     )
     refs: Path | None = field(default=None, metadata={"help": "references for TSV/.ark n-best"})
-    out_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "output folder"})
+    out_dir: Path = field(
+        default=Path("exp/rescore"),
+        metadata={"help": "output folder (created; locked for the run: one run at a time)"},
+    )
     scorer: str = field(default="nlm", metadata={"help": f"one of {sorted(SCORERS)}"})
     lm_checkpoint: Path | None = field(default=None, metadata={"help": "train-lm checkpoint"})
     nlu_checkpoint: Path | None = field(
@@ -76,47 +120,89 @@ class TuneConfig:
     word_bonus_min: float = field(default=-1.0, metadata={"help": "β grid start"})
     word_bonus_max: float = field(default=3.0, metadata={"help": "β grid end"})
     word_bonus_step: float = field(default=0.25, metadata={"help": "β grid step"})
+    max_grid_points: int = field(
+        default=DEFAULT_MAX_GRID_POINTS,
+        metadata={"help": "most (λ, β) points of the grid; a larger grid is an error"},
+    )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    max_hyps: int = field(
+        default=DEFAULT_MAX_HYPS,
+        metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
+    )
 
 
-def tune(cfg: TuneConfig) -> dict:
+def check_grid(cfg: TuneConfig, uses_lm: bool = True) -> tuple[int, int]:
+    """Validate the grid options and its size before anything is allocated.
+
+    Returns:
+        (number of λ values, number of β values); one λ when the scorer uses no LM.
+    """
+    n_lam = grid_size(cfg.lm_scale_min, cfg.lm_scale_max, cfg.lm_scale_step, "--lm-scale")
+    n_beta = grid_size(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step, "--word-bonus")
+    if cfg.max_grid_points < 1:
+        raise InputError(f"--max-grid-points must be >= 1, got {cfg.max_grid_points}")
+    n_lam = n_lam if uses_lm else 1
+    if n_lam * n_beta > cfg.max_grid_points:
+        raise InputError(
+            f"the λ x β grid has {n_lam:,} x {n_beta:,} = {n_lam * n_beta:,} points, more than "
+            f"--max-grid-points {cfg.max_grid_points:,}: use coarser --lm-scale-step / "
+            "--word-bonus-step or narrower ranges, or raise --max-grid-points"
+        )
+    return n_lam, n_beta
+
+
+def tune(cfg: TuneConfig) -> TunedParams:
+    check_run_options(cfg.batch_size, cfg.max_hyps)
+    if cfg.scorer not in SCORERS:
+        raise InputError(f"unknown scorer {cfg.scorer!r}; known: {sorted(SCORERS)}")
+    check_grid(cfg, uses_lm=SCORERS[cfg.scorer].uses_lm)
     if cfg.nbest_dir is not None:
         cfg.nbest = cfg.nbest_dir / "nbest-dev.jsonl.gz"
-    records = load_nbest(cfg.nbest, cfg.refs)
-    scorer = build_scorer(cfg.scorer, cfg.lm_checkpoint, cfg.batch_size)
-    stats = score_nbest(records, scorer)
-    arrays = NbestArrays.from_records(records)
-    lambdas = grid(cfg.lm_scale_min, cfg.lm_scale_max, cfg.lm_scale_step)
-    if not scorer.uses_lm:
-        lambdas = np.array([0.0])
-    betas = grid(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step)
-    rows = sweep(arrays, lambdas, betas)
-    lam, beta, wer = best_point(rows)
-    baseline = arrays.wer(arrays.choose(0.0, 0.0))
-    with atomic_write(cfg.out_dir / "sweep-dev.tsv") as f:
-        f.write("lm_scale\tword_bonus\tdev_wer\n")
-        f.write("".join(f"{a:g}\t{b:g}\t{w:.4f}\n" for a, b, w in rows))
-    tuned = {
-        "scorer": cfg.scorer,
-        "lm_checkpoint": str(cfg.lm_checkpoint) if cfg.lm_checkpoint else None,
-        "nlu_checkpoint": str(cfg.nlu_checkpoint) if cfg.nlu_checkpoint else None,
-        "lm_scale": lam,
-        "word_bonus": beta,
-        "dev_wer": wer,
-        "dev_wer_first_pass": baseline,
-        "tuned_on": str(cfg.nbest),
-        "grid_points": len(rows),
-    }
-    with atomic_write(cfg.out_dir / "tuned.json") as f:
-        json.dump(tuned, f, indent=2)
-    apply_weights(records, lam, beta)
-    write_outputs(
-        records,
-        cfg.out_dir,
-        "dev",
-        load_nlu(cfg.nlu_checkpoint, scorer),
-        {**tuned, "lm_timing": stats, "nbest": str(cfg.nbest)},
-    )
+    with output_folder(cfg.out_dir):
+        verify_output(cfg.nbest)
+        records = load_nbest(cfg.nbest, cfg.refs, cfg.max_hyps)
+        scorer = build_scorer(cfg.scorer, cfg.lm_checkpoint, cfg.batch_size)
+        nlu = load_nlu(cfg.nlu_checkpoint, scorer)
+        stats = score_nbest(records, scorer)
+        arrays = NbestArrays.from_records(records)
+        if scorer.uses_lm:
+            lambdas = grid(cfg.lm_scale_min, cfg.lm_scale_max, cfg.lm_scale_step, "--lm-scale")
+        else:
+            lambdas = np.array([0.0])
+        betas = grid(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step, "--word-bonus")
+        rows = sweep(arrays, lambdas, betas)
+        lam, beta, wer = best_point(rows)
+        baseline = arrays.wer(arrays.choose(0.0, 0.0))
+        tuned = TunedParams(
+            scorer=cfg.scorer,
+            lm_checkpoint=cfg.lm_checkpoint,
+            nlu_checkpoint=cfg.nlu_checkpoint,
+            lm_scale=lam,
+            word_bonus=beta,
+            dev_wer=wer,
+            dev_wer_first_pass=baseline,
+            tuned_on=cfg.nbest,
+            grid_points=len(rows),
+        )
+        apply_weights(records, lam, beta)
+        info = {
+            **asdict(tuned),
+            "lm_checkpoint": str(cfg.lm_checkpoint) if cfg.lm_checkpoint else None,
+            "nlu_checkpoint": str(cfg.nlu_checkpoint) if cfg.nlu_checkpoint else None,
+            "tuned_on": str(cfg.nbest),
+        }
+        with OutputSet(cfg.out_dir, "tune-dev", "tune-rescoring", info) as out:
+            with atomic_write(out.dir / "sweep-dev.tsv") as f:
+                f.write("lm_scale\tword_bonus\tdev_wer\n")
+                f.write("".join(f"{a:g}\t{b:g}\t{w:.4f}\n" for a, b, w in rows))
+            write_tuned(out.dir / "tuned.json", tuned, base=cfg.out_dir)
+            write_outputs(
+                records,
+                out.dir,
+                "dev",
+                nlu,
+                {**info, "lm_timing": stats, "nbest": str(cfg.nbest)},
+            )
     logging.info(
         "Tuned on dev: λ=%g β=%g dev WER %.2f%% (first pass %.2f%%, %d grid points)",
         lam,

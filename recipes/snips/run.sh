@@ -2,10 +2,15 @@
 # SNIPS recipe: RNN-T ASR with NLU-aware multitask-LM n-best rescoring.
 #
 # Usage: ./run.sh [--preset default|tiny] [--stage N] [--stop-stage M] [--work-dir DIR]
-#                 [--corpus-dir DIR] [--lm-text-dir DIR]
+#                 [--corpus-dir DIR] [--lm-text-dir DIR] [--on-change stop|rerun]
 #
-# Every stage is one installed entry point (see its --help); a finished stage leaves
-# $work_dir/.done/stageN and is skipped on re-run (delete the marker to redo it).
+# Every stage is one installed entry point (see its --help). A finished stage leaves
+# $work_dir/.done/stageN recording what made it (command, preset variables, input fingerprints,
+# promised outputs; see `stage-marker --help`). A re-run skips a stage only when that record
+# matches; a stage done by another preset/options/inputs stops the run with the differences
+# (--on-change rerun redoes it instead), a stage whose outputs are gone runs again.
+# One run.sh at a time per work dir: a second one (or a re-run while the stages of a killed
+# run.sh are still alive) stops and names the processes that hold the work dir.
 #
 #  stage 0  prepare-snips       SNIPS TSVs (--corpus-dir, else download, else ../shared copy)
 #                               -> data/manifests/snips_{recordings,supervisions,nlu}_*.jsonl.gz,
@@ -37,6 +42,7 @@ stop_stage=100
 work_dir=$recipe_dir
 corpus_dir=
 lm_text_dir=
+on_change=stop
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,11 +52,16 @@ while [ $# -gt 0 ]; do
     --work-dir) work_dir=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$(realpath "$2"); shift 2 ;;
     --lm-text-dir) lm_text_dir=$(realpath "$2"); shift 2 ;;
+    --on-change) on_change=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
+for v in stage stop_stage; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} must be a stage number, got '${!v}'" >&2; exit 2; }
+done
+case $on_change in stop|rerun) ;; *) echo "$0: --on-change must be stop or rerun" >&2; exit 2 ;; esac
 conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
 # shellcheck source=conf/default.sh
@@ -62,24 +73,45 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
 
-# run_stage N "description" command...: runs once, then leaves a marker.
+# Every stage process runs in the background and is waited for, so a signal to run.sh is
+# handled at once; on any exit run.sh can see (error, Ctrl-C, kill) it kills its stage processes.
+# kill_tree PID: PID and all its descendants (train-asr runs under time + bash -c).
+kill_tree() {
+  local c
+  for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done
+  kill "$1" 2> /dev/null || true
+}
+kill_children() { local c; for c in $(pgrep -P $$ 2> /dev/null); do kill_tree "$c"; done; }
+
+# run_stage N "description" "inputs" "outputs" command...: runs unless its .done marker matches,
+# then writes the marker (command, variables, input fingerprints, time, peak memory).
 run_stage() {
-  local n=$1 desc=$2; shift 2
+  local n=$1 desc=$2 inputs=$3 outputs=$4; shift 4
   if [ "$stage" -gt "$n" ] || [ "$stop_stage" -lt "$n" ]; then return 0; fi
-  if [ -f ".done/stage$n" ]; then
-    log "Stage $n: $desc - already done, skipping"
-    return 0
-  fi
+  local body= rc=0
+  [ "$(type -t "$1")" != function ] || body=$(declare -f "$1")
+  # shellcheck disable=SC2086
+  stage-marker check --stage "$n" --desc "$desc" --on-change "$on_change" --function-body "$body" \
+    --inputs $inputs --outputs $outputs -- "$@" || rc=$?
+  case $rc in
+    0) log "Stage $n: $desc - already done, skipping"; return 0 ;;
+    1) ;;
+    *) log "ERROR: stage $n cannot be skipped or run (see above)"; return 2 ;;
+  esac
   log "Stage $n: $desc"
-  local t0=$SECONDS
-  if [ -x /usr/bin/time ]; then
-    /usr/bin/time -o ".stage$n.mem" -f "%M" bash -c 'set -euo pipefail; "$@"' stage "$@"
-  else
-    "$@"
-  fi
-  mkdir -p .done
-  echo "$((SECONDS - t0)) $(cat ".stage$n.mem" 2>/dev/null || echo -) $desc" > ".done/stage$n"
+  local t0=$SECONDS mem=
   rm -f ".stage$n.mem"
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -o ".stage$n.mem" -f "%M" bash -c 'set -euo pipefail; "$@"' stage "$@" &
+  else
+    "$@" &
+  fi
+  wait $! || { rc=$?; log "ERROR: stage $n ($desc) failed with status $rc"; return "$rc"; }
+  mem=$(tail -n 1 ".stage$n.mem" 2> /dev/null || true)
+  rm -f ".stage$n.mem"
+  # shellcheck disable=SC2086
+  stage-marker write --stage "$n" --desc "$desc" --function-body "$body" --seconds "$((SECONDS - t0))" \
+    ${mem:+--peak-rss-kb "$mem"} --inputs $inputs --outputs $outputs -- "$@"
   log "Stage $n: done in $((SECONDS - t0)) s"
 }
 
@@ -93,6 +125,18 @@ logged() {
 }
 
 mkdir -p "$work_dir" && cd "$work_dir"
+# One run.sh per work dir. The lock's file descriptor is inherited by every stage process, so
+# the stages of a run.sh killed with -9 (which no trap can catch) still hold it.
+exec 9>> .run.lock
+if ! flock -n 9; then
+  echo "$0: $work_dir is in use by another run.sh, or by the stages of one that was killed:" >&2
+  stage-marker holders .run.lock | sed 's/^/  /' >&2
+  echo "Wait for them to finish or stop them (kill <pid>), then re-run." >&2
+  exit 2
+fi
+trap 'kill_children' EXIT
+trap 'kill_children; exit 130' INT
+trap 'kill_children; exit 143' TERM
 log "Preset $preset ($conf), work dir $work_dir, stages $stage..$stop_stage"
 
 stage_bpe() { local size; for size in $bpe_sizes; do train-bpe --vocab-size "$size" --lang-dir "data/lang_bpe_$size"; done; }
@@ -148,57 +192,35 @@ stage_rescore() {
 }
 stage_report() {
   mkdir -p exp/report
-  {
-    echo "## Stage times ($preset preset, $(nproc) CPU cores)"
-    echo
-    echo "| stage | what | seconds | peak RSS (MiB) |"
-    echo "|---|---|---|---|"
-    local total=0 asr_secs=0 lm_secs=0 f secs mem desc wall
-    for f in $(ls .done | sort -V); do
-      read -r secs mem desc < ".done/$f"
-      case $mem in ''|-) mem=- ;; *) mem=$((mem / 1024)) ;; esac
-      echo "| ${f#stage} | $desc | $secs | $mem |"
-      total=$((total + secs))
-      case ${f#stage} in 6|7|8) asr_secs=$((asr_secs + secs)) ;; 9|1[0-3]) lm_secs=$((lm_secs + secs)) ;; esac
-    done
-    echo
-    if [ "$asr_lm_parallel" = true ]; then
-      wall=$((total - (asr_secs < lm_secs ? asr_secs : lm_secs)))
-      echo "Recipe wall-clock time: **$wall s ($((wall / 60)) min)**: stages 6-8 (RNN-T, $asr_secs s)" \
-        "ran next to stages 9-13 (LMs, $lm_secs s), one CPU thread each, so their peak memory adds up;" \
-        "the sum of all stage times is $total s. Python/venv installation is not included."
-    else
-      echo "Recipe wall-clock time: **$total s ($((total / 60)) min)** (sum of the stage times;" \
-        "Python/venv installation not included)."
-    fi
-    echo
-    echo "ASR decoding summary: see \`$decode_dir/decode-summary-*.json\`."
-    echo
-    echo "## Exact commands of the training and decoding stages"
-    for f in $asr_dir/cmd.sh exp/lm/*/cmd.sh; do
-      [ -f "$f" ] || continue
-      printf '\n### %s\n\n```bash\n' "$(dirname "$f")"; grep -v '^#' "$f"; printf '```\n'
-    done
-  } > exp/report/stages.md
+  local parallel=
+  [ "$asr_lm_parallel" != true ] || parallel="--parallel 6-8 9-13"
+  # shellcheck disable=SC2086
+  stage-marker table $parallel > exp/report/stages.md
+  printf '\nASR decoding summary: see `%s/decode-summary-*.json`.\n' "$decode_dir" >> exp/report/stages.md
   make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS recipe results ($preset preset)" \
     --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
+    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
     --extra-md exp/report/stages.md ${report_opts:-}
 }
 
-export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_rescore stage_report
+export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm stage_rescore stage_report
 
+m=data/manifests
 run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
+  "${corpus_dir:-}" \
+  "$m/snips_supervisions_train.jsonl.gz $m/snips_nlu_test.jsonl.gz $m/snips_intents.txt data/audio" \
   prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
     --output-dir data/manifests --audio-dir data/audio --asr-train-subset "$asr_train_subset" \
     --max-per-split "$max_per_split" --tts-backend "$tts_backend" --seed "$seed" --num-jobs "$nj"
-run_stage 1 "Validate manifests" validate-manifests --manifest-dir data/manifests
-run_stage 2 "Compute fbank features" \
+run_stage 1 "Validate manifests" "$m data/audio" "" validate-manifests --manifest-dir data/manifests
+run_stage 2 "Compute fbank features" "$m data/audio" \
+  "data/fbank/snips_cuts_train.jsonl.gz data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz" \
   compute-fbank --manifest-dir data/manifests --output-dir data/fbank --num-jobs "$nj"
-run_stage 3 "Train BPE models ($bpe_sizes)" stage_bpe
-run_stage 4 "Prepare leak-free LM text" \
+run_stage 3 "Train BPE models ($bpe_sizes)" "$m" "$(printf 'data/lang_bpe_%s/bpe.model ' $bpe_sizes)" stage_bpe
+run_stage 4 "Prepare leak-free LM text" "$m ${lm_text_dir:-}" "data/lm/pretrain.txt data/lm/finetune.txt" \
   prepare-lm-text --manifest-dir data/manifests --output-dir data/lm \
     ${lm_text_dir:+--lm-text-dir "$lm_text_dir"}
-run_stage 5 "Word counts and rare words (K=$rare_threshold)" \
+run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/word_counts.txt data/lang/rare_words.txt" \
   compute-rare-words --supervisions data/manifests/snips_supervisions_train.jsonl.gz \
     --eval-manifests data/manifests/snips_nlu_dev.jsonl.gz data/manifests/snips_nlu_test.jsonl.gz \
     --lang-dir data/lang --threshold "$rare_threshold"
@@ -206,29 +228,27 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" \
 # Stages 6-8 (RNN-T) and 9-13 (LMs) do not depend on each other and each uses one CPU thread:
 # with asr_lm_parallel=true (conf) the RNN-T group runs in the background, next to the LMs, and
 # writes its output to log/asr-stages.log. Killing run.sh kills both; a re-run resumes both.
+fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
 asr_stages() {
-  run_stage 6 "Train the RNN-T ($asr_preset)" stage_train_asr
-  run_stage 7 "Average the last $asr_avg checkpoints" \
+  run_stage 6 "Train the RNN-T ($asr_preset)" "$fbank_in" "$asr_dir/config.json" stage_train_asr
+  run_stage 7 "Average the last $asr_avg checkpoints" .done/stage6 "$asr_dir/avg.pt" \
     logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
-  run_stage 8 "Decode dev and test to n-best lists" stage_decode
+  run_stage 8 "Decode dev and test to n-best lists" "$fbank_in .done/stage7" \
+    "$decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz" stage_decode
 }
+lm_in="$m/snips_nlu_train.jsonl.gz $m/snips_nlu_dev.jsonl.gz $m/snips_intents.txt $m/snips_slot_tags.txt"
 lm_stages() {
-  run_stage 9 "LM pre-training on plain text" stage_lm pretrain --mode pretrain \
-    --train-text data/lm/pretrain.txt
-  run_stage 10 "LM-only fine-tuning on SNIPS train text" stage_lm lm --mode finetune-lm \
-    --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
-  run_stage 11 "Multitask LM, linear task weights" stage_lm multitask_linear --mode multitask --scheduler linear
-  run_stage 12 "Multitask LM, RWM task weights" stage_lm multitask_rwm --mode multitask --scheduler rwm
-  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" stage_lm pretrained_multitask_rwm \
-    --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
-}
-# kill_tree PID: PID and all its descendants (train-asr runs under time + bash -c).
-kill_tree() {
-  local c
-  if command -v pgrep > /dev/null; then
-    for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done
-  fi
-  kill "$1" 2> /dev/null || true
+  run_stage 9 "LM pre-training on plain text" "$lm_in data/lm/pretrain.txt" exp/lm/pretrain/best.pt \
+    stage_lm pretrain --mode pretrain --train-text data/lm/pretrain.txt
+  run_stage 10 "LM-only fine-tuning on SNIPS train text" "$lm_in data/lm/finetune.txt .done/stage9" \
+    exp/lm/lm/best.pt stage_lm lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
+  run_stage 11 "Multitask LM, linear task weights" "$lm_in" exp/lm/multitask_linear/best.pt \
+    stage_lm multitask_linear --mode multitask --scheduler linear
+  run_stage 12 "Multitask LM, RWM task weights" "$lm_in" exp/lm/multitask_rwm/best.pt \
+    stage_lm multitask_rwm --mode multitask --scheduler rwm
+  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" "$lm_in .done/stage9" \
+    exp/lm/pretrained_multitask_rwm/best.pt \
+    stage_lm pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
 }
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   mkdir -p log
@@ -237,8 +257,6 @@ if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 
   asr_pid=$!
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
-  trap 'kill_tree $asr_pid; kill_tree $lm_pid' EXIT
-  trap 'kill_tree $asr_pid; kill_tree $lm_pid; exit 130' INT TERM
   if ! wait $lm_pid; then
     log "ERROR: the LM stages failed (see above)"
     exit 1
@@ -249,13 +267,13 @@ if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 
     log "ERROR: the RNN-T stages failed; full log: $work_dir/log/asr-stages.log"
     exit 1
   fi
-  trap - EXIT INT TERM
   grep -h "Stage [678]:" log/asr-stages.log | tail -n 6 || true
 else
   asr_stages
   lm_stages
 fi
-run_stage 14 "Tune on dev, rescore, score every system" stage_rescore
-run_stage 15 "Write RESULTS.md" stage_report
+rescore_in="$m/snips_nlu_dev.jsonl.gz $m/snips_nlu_test.jsonl.gz data/lang/word_counts.txt"
+run_stage 14 "Tune on dev, rescore, score every system" "$rescore_in $(printf '.done/stage%s ' 8 9 10 11 12 13)" exp/rescore stage_rescore
+run_stage 15 "Write RESULTS.md" ".done/stage14" "RESULTS.md results.json" stage_report
 
 log "All requested stages done."

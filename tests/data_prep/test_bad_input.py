@@ -1,5 +1,6 @@
 """Bad input gets a clear error naming the file / utterance, and earlier outputs survive."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,24 +11,16 @@ from data_prep.tts import EspeakNG, TTSError, TTSJob, Voice, synthesize
 from data_prep.validate import validate_nlu_supervisions
 
 
-def _snapshot(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(d.glob("*.jsonl.gz"))}
-
-
-@pytest.fixture()
-def prepared(tmp_path, mini_snips_dir):
-    cfg = PrepareSnipsConfig(
-        corpus_dir=mini_snips_dir,
-        output_dir=tmp_path / "manifests",
-        audio_dir=tmp_path / "audio",
-        asr_train_subset=10,
-    )
-    prepare_snips(cfg)
-    return cfg
+def _snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and inode of each manifest: an atomic rewrite gives a new inode even when the
+    bytes are equal, so an unchanged snapshot means the file was not rewritten."""
+    return {p.name: (p.read_bytes(), p.stat().st_ino) for p in sorted(d.glob("*.jsonl.gz"))}
 
 
 def test_corrupt_wav_names_file_and_keeps_manifests(prepared):
+    # The corrupt WAV is in dev, after train: no split's manifests may be rewritten.
     before = _snapshot(prepared.output_dir)
+    assert len(before) == 10
     bad = prepared.audio_dir / "dev" / "snips-valid-1.wav"
     bad.write_bytes(b"RIFF\x00\x00garbage")
     with pytest.raises(
@@ -57,11 +50,15 @@ def test_rerun_renders_nothing_new(prepared):
     assert synthesize(jobs, EspeakNG(), num_jobs=1) == 0
 
 
-def test_missing_corpus_dir(tmp_path):
-    with pytest.raises(
-        SystemExit, match=r"prepare-snips: error: --corpus-dir .*nope: no such directory"
-    ):
+def test_missing_corpus_dir(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         main(["--corpus-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "m")])
+    assert exc.value.code == 2
+    assert re.search(
+        r"^prepare-snips: error: --corpus-dir .*nope: no such directory$",
+        capsys.readouterr().err,
+        re.M,
+    )
 
 
 def test_missing_split_file(tmp_path, mini_snips_dir):

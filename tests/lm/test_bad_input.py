@@ -3,6 +3,7 @@
 import gzip
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -81,9 +82,9 @@ def test_bad_label_file(tmp_path):
         read_labels(p)
 
 
-def test_train_cli_reports_bad_data_file(lm_data, tmp_path):
+def test_train_cli_reports_bad_data_file(lm_data, tmp_path, capsys):
     bad = _write_rows(tmp_path / "train.jsonl.gz", [_row("x-1", "play", intent="Nope")])
-    with pytest.raises(SystemExit, match=r"train\.jsonl\.gz:1 \(utterance x-1\): unknown intent"):
+    with pytest.raises(SystemExit) as e:
         lm.train.main(
             [
                 "--preset",
@@ -102,6 +103,12 @@ def test_train_cli_reports_bad_data_file(lm_data, tmp_path):
                 str(lm_data / "data/lang_lm/lm_bpe.model"),
             ]
         )
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(
+        r"train-lm: error: .*train\.jsonl\.gz:1 \(utterance x-1\): unknown intent", err
+    )
+    assert "Traceback" not in err
 
 
 def test_bad_init_checkpoint(lm_data, tmp_path):

@@ -25,21 +25,21 @@ GOOD = json.dumps(
         ("{not json", r"nb\.jsonl:2: invalid JSON"),
         (
             json.dumps({"id": "u2", "hyps": [{"words": "a", "am_score": 0}]}),
-            r"nb\.jsonl:2: missing field 'ref'",
+            r"nb\.jsonl:2 \(u2\): missing field 'ref'",
         ),
         (
             json.dumps({"id": "u2", "ref": "a", "hyps": []}),
-            r"nb\.jsonl:2: utterance 'u2' has an empty n-best list",
+            r"nb\.jsonl:2 \(u2\): field 'hyps' must be a non-empty list of hypotheses, got \[\]",
         ),
         (
             json.dumps({"id": "u2", "ref": "a", "hyps": [{"words": "a"}]}),
-            r"nb\.jsonl:2: hypothesis 0 of 'u2' needs",
+            r"nb\.jsonl:2 \(u2\): missing field 'hyps\[0\]\.am_score'",
         ),
         (
             json.dumps({"id": "u2", "ref": "a", "hyps": [{"words": "a", "am_score": "x"}]}),
-            r"nb\.jsonl:2: field 'am_score' is not a number",
+            r"nb\.jsonl:2 \(u2\): field 'hyps\[0\]\.am_score' must be a number, got \"x\"",
         ),
-        (GOOD, r"nb\.jsonl:2: duplicate utterance id 'u1'"),
+        (GOOD, r"nb\.jsonl:2: duplicate utterance id 'u1' \(first at line 1\)"),
     ],
 )
 def test_malformed_nbest(tmp_path, bad, msg):

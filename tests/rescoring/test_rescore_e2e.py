@@ -2,6 +2,7 @@
 end-to-end run: n-best -> tune (dev) -> rescore (test) -> score -> RESULTS.md + plots."""
 
 import json
+import re
 
 import pytest
 from lhotse import SupervisionSegment, SupervisionSet
@@ -276,10 +277,10 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert "## Per-intent breakdown (test)" in md and "| PlayMusic | 1 |" in md
 
 
-def test_score_reports_missing_hypotheses(recipe, tmp_path):
+def test_score_reports_missing_hypotheses(recipe, tmp_path, capsys):
     hyps = tmp_path / "hyps.txt"
     hyps.write_text("t1 play hey jude now\n")
-    with pytest.raises(SystemExit, match=r"no hypothesis for 1 utterance\(s\).*t2"):
+    with pytest.raises(SystemExit) as e:
         score.main(
             [
                 "--hyps",
@@ -292,6 +293,8 @@ def test_score_reports_missing_hypotheses(recipe, tmp_path):
                 str(tmp_path),
             ]
         )
+    assert e.value.code == 2
+    assert re.search(r"no hypothesis for 1 utterance\(s\).*t2", capsys.readouterr().err)
 
 
 def test_rescore_external_tsv(recipe, tmp_path):

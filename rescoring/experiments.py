@@ -1,0 +1,209 @@
+"""The experiment matrix of a recipe: which systems exist, what they rescore with, how they are
+labelled, which is the headline and what it is compared against.
+
+A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 14 (``rescore-systems``)
+and ``make-report`` both read it, so the library knows no corpus's system names.
+
+File format (TOML; paths are relative to the recipe's work dir)::
+
+    headline = "pretrained_multitask_rwm"    # the system the targets are checked on
+    first_pass = "rnnt_1best"                # the unrescored first pass
+    oracle = "oracle"                        # the n-best oracle (the ceiling of any rescorer)
+    nlu_checkpoint = "exp/lm/pretrained_multitask_rwm/best.pt"  # NLU of the chosen hypothesis
+    tune_set = "dev"                         # λ/β are tuned here only
+    sets = ["dev", "test"]
+
+    [systems.rnnt_1best]
+    label = "RNN-T 1-best"
+    select = "total"                         # no LM: the first pass's best hypothesis
+
+    [systems.lm]
+    label = "+ LM rescoring (LM objective only)"
+    lm_checkpoint = "exp/lm/lm/best.pt"      # rescored with this LM, λ/β tuned on tune_set
+
+    [[comparisons]]                          # paired bootstrap: b against a
+    a = "rnnt_1best"
+    b = "lm"
+
+    [[targets]]                              # RESULTS.md "Targets": headline vs `against`
+    against = "lm"
+    metric = "rare_wer"
+    min_relative_reduction = 5.0             # percent
+
+Usage:
+    exps = load_experiments("conf/systems.toml")
+    for name, system in exps.systems.items(): ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.io import InputError
+
+SELECT_CHOICES = ("total", "oracle")
+TARGET_METRICS = ("wer", "rare_wer", "common_wer")
+
+
+@dataclass(frozen=True)
+class System:
+    """One row of the results: a way to choose a hypothesis from the n-best list.
+
+    Attributes:
+        name: folder name under the rescore dir and key in results.json.
+        label: the row label in RESULTS.md.
+        lm_checkpoint: the rescoring LM; ``None`` for a system without LM (1-best, oracle).
+        select: ``total`` (best total score) or ``oracle`` (fewest word errors).
+    """
+
+    name: str
+    label: str
+    lm_checkpoint: str | None = None
+    select: str = "total"
+
+    @property
+    def rescored(self) -> bool:
+        """Has an LM whose weights are tuned on the tune set."""
+        return self.lm_checkpoint is not None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired-bootstrap comparison: system ``b`` against system ``a`` on the same utterances."""
+
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """The headline system must lower ``metric`` by at least this much relative to ``against``."""
+
+    against: str
+    metric: str
+    min_relative_reduction: float = 0.0
+
+
+@dataclass(frozen=True)
+class Experiments:
+    """The whole matrix (see the module docstring for the file format)."""
+
+    systems: dict[str, System]
+    headline: str
+    first_pass: str
+    oracle: str
+    nlu_checkpoint: str | None = None
+    tune_set: str = "dev"
+    sets: tuple[str, ...] = ("dev", "test")
+    comparisons: tuple[Comparison, ...] = ()
+    targets: tuple[Target, ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def rescoring_systems(self) -> list[str]:
+        """Systems with an LM, in declaration order."""
+        return [n for n, s in self.systems.items() if s.rescored]
+
+    def label(self, name: str) -> str:
+        return self.systems[name].label
+
+
+def _fields(cls: type, obj: Any, where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a table")
+    known = {f.name for f in dataclasses.fields(cls) if f.init} - {"name", "path", "systems"}
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise InputError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return obj
+
+
+def _typed(value: Any, tp: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, tp) or isinstance(value, bool) and tp is not bool:
+        names = tp.__name__ if isinstance(tp, type) else " or ".join(t.__name__ for t in tp)
+        raise InputError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experiments:
+    """Build and validate :class:`Experiments` from a parsed TOML document.
+
+    Raises:
+        InputError: naming ``source`` and the key for an unknown key, a wrong type, or a
+            reference to a system that is not declared.
+    """
+    top = dict(_fields(Experiments, {k: v for k, v in obj.items() if k != "systems"}, source))
+    systems_obj = obj.get("systems")
+    if not isinstance(systems_obj, dict) or not systems_obj:
+        raise InputError(f"{source}: no [systems.<name>] tables")
+    systems = {}
+    for name, sobj in systems_obj.items():
+        where = f"{source}: [systems.{name}]"
+        s = _fields(System, sobj, where)
+        for k in ("label", "lm_checkpoint", "select"):
+            if k in s:
+                _typed(s[k], str, f"{where} {k}")
+        if s.get("select", "total") not in SELECT_CHOICES:
+            raise InputError(f"{where} select: one of {', '.join(SELECT_CHOICES)}")
+        if "label" not in s:
+            raise InputError(f"{where}: missing label")
+        systems[name] = System(name=name, **s)
+    for k in ("headline", "first_pass", "oracle"):
+        if k not in top:
+            raise InputError(f"{source}: missing {k}")
+    for k in ("headline", "first_pass", "oracle", "nlu_checkpoint", "tune_set"):
+        if k in top:
+            _typed(top[k], str, f"{source}: {k}")
+    comparisons = []
+    for i, c in enumerate(_typed(top.pop("comparisons", []), list, f"{source}: comparisons")):
+        comparisons.append(Comparison(**_fields(Comparison, c, f"{source}: comparisons[{i}]")))
+    targets = []
+    for i, t in enumerate(_typed(top.pop("targets", []), list, f"{source}: targets")):
+        where = f"{source}: targets[{i}]"
+        t = _fields(Target, t, where)
+        if t.get("metric") not in TARGET_METRICS:
+            raise InputError(f"{where} metric: one of {', '.join(TARGET_METRICS)}")
+        _typed(
+            t.get("min_relative_reduction", 0.0), (int, float), f"{where} min_relative_reduction"
+        )
+        targets.append(Target(**t))
+    sets = tuple(_typed(top.pop("sets", ["dev", "test"]), list, f"{source}: sets"))
+    exps = Experiments(
+        systems=systems, comparisons=tuple(comparisons), targets=tuple(targets), sets=sets, **top
+    )
+    refs = [(exps.headline, "headline"), (exps.first_pass, "first_pass"), (exps.oracle, "oracle")]
+    refs += [(c.a, f"comparisons[{i}].a") for i, c in enumerate(exps.comparisons)]
+    refs += [(c.b, f"comparisons[{i}].b") for i, c in enumerate(exps.comparisons)]
+    refs += [(t.against, f"targets[{i}].against") for i, t in enumerate(exps.targets)]
+    for name, where in refs:
+        if name not in systems:
+            raise InputError(f"{source}: {where} names {name!r}, which is not a declared system")
+    if exps.tune_set not in exps.sets:
+        raise InputError(f"{source}: tune_set {exps.tune_set!r} is not one of sets {list(sets)}")
+    if systems[exps.oracle].select != "oracle":
+        raise InputError(f'{source}: the oracle system {exps.oracle!r} must have select = "oracle"')
+    return exps
+
+
+def load_experiments(path: str | Path) -> Experiments:
+    """Read a recipe's ``systems.toml``.
+
+    Raises:
+        InputError: the file is missing, not TOML (with its line), or not a valid matrix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (the recipe's experiment matrix)")
+    try:
+        obj = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    return dataclasses.replace(parse_experiments(obj, str(path)), path=path)

@@ -1,0 +1,107 @@
+"""Stage markers: a marker counts as done only for the same command, variables and inputs."""
+
+import json
+import os
+
+import pytest
+
+from common.stages import CHANGED, DONE, TO_RUN, fingerprint, main, referenced_vars, stage_table
+
+
+def _marker(tmp_path, cmd, *argv, inputs=(), outputs=(), body="", on_change="stop"):
+    args = [cmd, "--done-dir", str(tmp_path / ".done"), "--stage", "3", "--desc", "demo"]
+    args += ["--inputs", *map(str, inputs), "--outputs", *map(str, outputs)]
+    args += ["--function-body", body]
+    if cmd == "check":
+        args += ["--on-change", on_change]
+    else:
+        args += ["--seconds", "12", "--peak-rss-kb", "2048"]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--", *argv])
+    return e.value.code
+
+
+def test_check_write_cycle(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("a\n")
+    out = tmp_path / "out.txt"
+    assert _marker(tmp_path, "check", "prog", "--x", "1", inputs=[src], outputs=[out]) == TO_RUN
+    out.write_text("done\n")
+    assert _marker(tmp_path, "write", "prog", "--x", "1", inputs=[src], outputs=[out]) == DONE
+    rec = json.loads((tmp_path / ".done/stage3").read_text())
+    assert rec["argv"] == ["prog", "--x", "1"] and rec["seconds"] == 12
+    assert _marker(tmp_path, "check", "prog", "--x", "1", inputs=[src], outputs=[out]) == DONE
+
+    # other options: not done, and the run stops naming the difference
+    assert _marker(tmp_path, "check", "prog", "--x", "2", inputs=[src], outputs=[out]) == CHANGED
+    assert "'prog --x 1' -> 'prog --x 2'" in capsys.readouterr().err
+    # changed input
+    src.write_text("b, longer\n")
+    assert _marker(tmp_path, "check", "prog", "--x", "1", inputs=[src], outputs=[out]) == CHANGED
+    assert f"input {src} changed" in capsys.readouterr().err
+    # --on-change rerun removes the marker and runs the stage
+    assert (
+        _marker(
+            tmp_path, "check", "prog", "--x", "1", inputs=[src], outputs=[out], on_change="rerun"
+        )
+        == TO_RUN
+    )
+    assert not (tmp_path / ".done/stage3").exists()
+
+
+def test_missing_output_reruns_and_write_refuses_without_outputs(tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    out.write_text("x")
+    assert _marker(tmp_path, "write", "prog", outputs=[out]) == DONE
+    out.unlink()
+    assert _marker(tmp_path, "check", "prog", outputs=[out]) == TO_RUN
+    assert "outputs are gone" in capsys.readouterr().out
+    assert _marker(tmp_path, "write", "prog", outputs=[out]) == 2
+    assert "finished without its outputs" in capsys.readouterr().err
+
+
+def test_variables_of_the_stage_function_are_part_of_the_record(tmp_path, monkeypatch, capsys):
+    body = 'stage_x () { train --opts $opts ${more:-}; echo "$work_dir"; }'
+    monkeypatch.setenv("opts", "--epochs 1")
+    monkeypatch.setenv("work_dir", "/a")
+    assert referenced_vars(body, dict(os.environ)) == {"opts": "--epochs 1"}
+    assert _marker(tmp_path, "write", "stage_x", body=body) == DONE
+    monkeypatch.setenv("work_dir", "/elsewhere")  # where, not what: still done
+    assert _marker(tmp_path, "check", "stage_x", body=body) == DONE
+    monkeypatch.setenv("opts", "--epochs 9")
+    assert _marker(tmp_path, "check", "stage_x", body=body) == CHANGED
+    assert "$opts: '--epochs 1' -> '--epochs 9'" in capsys.readouterr().err
+
+
+def test_old_format_marker_is_not_done(tmp_path):
+    (tmp_path / ".done").mkdir()
+    (tmp_path / ".done/stage3").write_text("12 345 demo\n")  # the format before markers were JSON
+    assert _marker(tmp_path, "check", "prog") == TO_RUN
+
+
+def test_folder_fingerprint_sees_added_and_changed_files(tmp_path):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub/a.wav").write_bytes(b"1")
+    fp = fingerprint(d)
+    assert fp[:2] == ["dir", 1]
+    (d / ".lock").write_text("123")  # hidden files (locks, temp files) are ignored
+    assert fingerprint(d) == fp
+    (d / "b.wav").write_bytes(b"2")
+    assert fingerprint(d) != fp
+    assert fingerprint(tmp_path / "absent") is None
+
+
+def test_stage_table_counts_the_longer_parallel_group(tmp_path):
+    for n, secs in ((0, 10), (6, 100), (7, 5), (9, 40), (14, 3)):
+        out = tmp_path / f"o{n}"
+        out.write_text("x")
+        with pytest.raises(SystemExit):
+            main(
+                ["write", "--done-dir", str(tmp_path / ".done"), "--stage", str(n), "--desc", f"s{n}",
+                 "--seconds", str(secs), "--peak-rss-kb", "4096", "--preset", "tiny", "--", "p"]
+            )  # fmt: skip
+    md = stage_table(tmp_path / ".done", [set(range(6, 9)), set(range(9, 14))], cores=2)
+    assert "| 6 | s6 | 100 | 4 |" in md and "(tiny preset, 2 CPU cores)" in md
+    assert "**118 s (2 min)**" in md  # 158 - min(105, 40)
+    assert "the sum of all stage times is 158 s" in md
