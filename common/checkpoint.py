@@ -114,6 +114,11 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
         if sd.keys() != avg.keys():
             raise CheckpointError(f"{p}: parameters differ from {paths[0]}")
         for k, v in sd.items():
+            if not isinstance(v, torch.Tensor) or v.shape != avg[k].shape:
+                shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                raise CheckpointError(
+                    f"{p}: parameter {k} has shape {shape}, {paths[0]} has {tuple(avg[k].shape)}"
+                )
             if v.is_floating_point():
                 avg[k] += v.double()
             else:

@@ -5,9 +5,9 @@ train utterance is normalised to the same spoken form as the ASR transcripts
 (:func:`data_prep.normalize.normalize_text`). Any sentence equal to a dev or test sentence
 (after normalisation) is removed, so no evaluation sentence is ever seen by an LM.
 
-The external text of our benchmark is in the project's read-only ``../shared/data/lm_text``
-(SLURP, HWU64, CLINC150, SGD, Taskmaster-4, TOP; see its README for sources and licences) and
-is used by default when present; pass ``--lm-text-dir`` to use other text. Without any, the
+The external text is ``--lm-text-dir/*.txt``; the SNIPS recipe passes the project's read-only
+``../shared/data/lm_text`` (SLURP, HWU64, CLINC150, SGD, Taskmaster-4, TOP; see its README for
+sources and licences) when it exists and no other folder is given. Without any, the
 pre-training text is SNIPS train alone (a warning says so).
 
 Usage:
@@ -34,8 +34,6 @@ from common.io import InputError, atomic_write, open_text
 from data_prep.checks import check_writable_dir, load_lhotse_manifest
 from data_prep.normalize import normalize_text
 
-SHARED_LM_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lm_text"
-
 
 @dataclass
 class LmTextOptions:
@@ -44,7 +42,7 @@ class LmTextOptions:
     )
     lm_text_dir: Path | None = field(
         default=None,
-        metadata={"help": f"folder of *.txt LM text (default: {SHARED_LM_TEXT_DIR} if present)"},
+        metadata={"help": "folder of *.txt LM text (none: pre-train on the corpus's train text)"},
     )
     output_dir: Path = field(default=Path("data/lm"), metadata={"help": "output folder"})
     prefix: str = field(default="snips", metadata={"help": "corpus prefix of the manifest names"})
@@ -74,14 +72,9 @@ def prepare_lm_text(opts: LmTextOptions) -> dict[str, int]:
 
     finetune = leak_free(train, "snips_train")
     text_dir = opts.lm_text_dir
-    if text_dir is None and SHARED_LM_TEXT_DIR.is_dir():
-        text_dir = SHARED_LM_TEXT_DIR
     external: list[str] = []
     if text_dir is None:
-        logging.warning(
-            "No LM text folder given and %s absent: pre-training text is SNIPS train only",
-            SHARED_LM_TEXT_DIR,
-        )
+        logging.warning("No --lm-text-dir given: the pre-training text is the train text only")
     else:
         if not Path(text_dir).is_dir():
             raise InputError(f"--lm-text-dir {text_dir}: no such folder")

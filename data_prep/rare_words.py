@@ -1,7 +1,7 @@
 """Word counts of the ASR training transcripts and the rare-word list.
 
 A reference word is *rare* when it occurs fewer than K times in the ASR training transcripts
-(OOV words, count 0, are rare too): :func:`is_rare`. ``rare_words.txt`` lists the in-vocabulary
+(OOV words, count 0, are rare too): :func:`common.wer.is_rare`, the rule the scorer uses. ``rare_words.txt`` lists the in-vocabulary
 rare words only; scoring must use the counts so that OOV words count as rare. The share of rare
 tokens in dev and test is logged and saved.
 
@@ -27,27 +27,9 @@ from pathlib import Path
 from lhotse import SupervisionSet
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, open_text
+from common.io import InputError, atomic_write
+from common.wer import is_rare
 from data_prep.checks import check_writable_dir, load_lhotse_manifest
-
-
-def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:
-    """The benchmark's rule: fewer than ``threshold`` training occurrences (OOV included)."""
-    return counts.get(word, 0) < threshold
-
-
-def read_word_counts(path: str | Path) -> dict[str, int]:
-    """Read ``word_counts.txt``; errors name the file and line."""
-    counts: dict[str, int] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise InputError(f"{path}:{lineno}: expected 'word count', got {line.strip()!r}")
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 @dataclass

@@ -15,10 +15,10 @@
 #  stage 0  prepare-snips       SNIPS TSVs (--corpus-dir, else download, else ../shared copy)
 #                               -> data/manifests/snips_{recordings,supervisions,nlu}_*.jsonl.gz,
 #                                  data/audio/{split}/*.wav (espeak-ng TTS, voices disjoint per split)
-#  stage 1  validate-manifests  data/manifests -> (checks Lhotse + intent/slot fields)
+#  stage 1  validate-manifests  data/manifests -> (checks Lhotse + intent/slot fields + every audio header)
 #  stage 2  compute-fbank       data/manifests -> data/fbank/snips_cuts_{train,dev,test}.jsonl.gz
 #  stage 3  train-bpe           ASR train transcripts -> data/lang_bpe_N/bpe.model for N in $bpe_sizes
-#  stage 4  prepare-lm-text     ../shared/data/lm_text + SNIPS train -> data/lm/{pretrain,finetune}.txt
+#  stage 4  prepare-lm-text     --lm-text-dir (else ../shared/data/lm_text) + SNIPS train -> data/lm/{pretrain,finetune}.txt
 #  stage 5  compute-rare-words  ASR train transcripts -> data/lang/{word_counts,rare_words}.txt
 #  stage 6  train-asr           data/fbank + data/lang_bpe_N -> exp/asr/conformer_rnnt/epoch-N.pt
 #  stage 7  average-checkpoints exp/asr/conformer_rnnt/epoch-*.pt -> .../avg.pt
@@ -62,6 +62,12 @@ for v in stage stop_stage; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} must be a stage number, got '${!v}'" >&2; exit 2; }
 done
 case $on_change in stop|rerun) ;; *) echo "$0: --on-change must be stop or rerun" >&2; exit 2 ;; esac
+# The project's read-only data copies (not part of the repository; used only where they exist):
+# SNIPS annotations when the download fails, and the external LM text when no --lm-text-dir.
+shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
+snips_local_copy=
+[ ! -d "$shared_data/snips" ] || snips_local_copy=$shared_data/snips
+[ -n "$lm_text_dir" ] || [ ! -d "$shared_data/lm_text" ] || lm_text_dir=$shared_data/lm_text
 conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
 # shellcheck source=conf/default.sh
@@ -210,6 +216,7 @@ run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
   "${corpus_dir:-}" \
   "$m/snips_supervisions_train.jsonl.gz $m/snips_nlu_test.jsonl.gz $m/snips_intents.txt data/audio" \
   prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
+    ${snips_local_copy:+--local-copy-dir "$snips_local_copy"} \
     --output-dir data/manifests --audio-dir data/audio --asr-train-subset "$asr_train_subset" \
     --max-per-split "$max_per_split" --tts-backend "$tts_backend" --seed "$seed" --num-jobs "$nj"
 run_stage 1 "Validate manifests" "$m data/audio" "" validate-manifests --manifest-dir data/manifests

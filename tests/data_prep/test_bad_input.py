@@ -82,7 +82,7 @@ def test_strict_mode_names_line(tmp_path, mini_snips_dir):
 
 
 def test_not_a_snips_file(tmp_path):
-    from data_prep.snips import read_snips_tsv
+    from data_prep.snips_tsv import read_snips_tsv
 
     p = tmp_path / "train.tsv"
     p.write_text("id,text\n1,hello\n")
@@ -152,11 +152,42 @@ def test_download_falls_back_to_local_copy_then_fails_clearly(
     from data_prep import snips
 
     monkeypatch.setattr(snips, "UPSTREAM_URL", "http://127.0.0.1:9/{name}")
-    monkeypatch.setattr(snips, "SHARED_SNIPS_DIR", mini_snips_dir)
-    assert snips.download_snips(tmp_path / "dl", timeout=2) == mini_snips_dir
-    monkeypatch.setattr(snips, "SHARED_SNIPS_DIR", tmp_path / "absent")
-    with pytest.raises(InputError, match="Cannot download the SNIPS annotations.*--corpus-dir"):
+    got = snips.download_snips(tmp_path / "dl", local_copy_dir=mini_snips_dir, timeout=2)
+    assert got == mini_snips_dir
+    with pytest.raises(InputError, match="absent holds no copy.*--corpus-dir"):
+        snips.download_snips(tmp_path / "dl", local_copy_dir=tmp_path / "absent", timeout=2)
+    with pytest.raises(InputError, match="Cannot download the SNIPS annotations"):
         snips.download_snips(tmp_path / "dl", timeout=2)
+    assert not list((tmp_path / "dl").glob("*.tsv"))  # nothing half-written under a final name
+
+
+def test_download_from_a_server(tmp_path, monkeypatch, mini_snips_dir):
+    """The real download path (Lhotse resumable_download), against a loopback HTTP server."""
+    import functools
+    import http.server
+    import threading
+
+    from data_prep import snips
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in ("train", "valid", "test"):
+        (served / name).write_bytes((mini_snips_dir / f"{name}.tsv").read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        monkeypatch.setattr(snips, "UPSTREAM_URL", f"http://127.0.0.1:{port}/{{name}}")
+        out = snips.download_snips(tmp_path / "dl", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out == tmp_path / "dl"
+    for name in ("train", "valid", "test"):
+        assert (out / f"{name}.tsv").read_bytes() == (served / name).read_bytes()
+    assert not list(out.glob("*.part"))
 
 
 def test_polly_audio_used_where_present(tmp_path, mini_snips_dir):

@@ -3,7 +3,7 @@ import logging
 import pytest
 from lhotse import load_manifest
 
-from data_prep.snips import SNIPS_INTENTS, parse_row, read_snips_tsv, to_bio
+from data_prep.snips_tsv import SNIPS_INTENTS, parse_row, read_snips_tsv, to_bio
 
 INTENTS = frozenset(SNIPS_INTENTS)
 

@@ -14,13 +14,8 @@ import pytest
 import soundfile as sf
 
 from common.io import InputError
-from data_prep.snips import (
-    SNIPS_INTENTS,
-    PrepareSnipsConfig,
-    parse_row,
-    prepare_snips,
-    read_snips_tsv,
-)
+from data_prep.snips import PrepareSnipsConfig, prepare_snips
+from data_prep.snips_tsv import SNIPS_INTENTS, parse_row, read_snips_tsv
 from data_prep.tts import EspeakNG, TTSJob, Voice, synthesize
 from tests.conftest import HEADER
 from tests.data_prep.conftest import write_tone

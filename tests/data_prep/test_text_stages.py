@@ -3,7 +3,7 @@ import json
 import sentencepiece as spm
 from lhotse import load_manifest
 
-from data_prep.rare_words import is_rare, read_word_counts
+from common.wer import is_rare, read_word_counts
 
 
 def test_lm_text_is_leak_free(prepared_mini):
