@@ -38,7 +38,6 @@ from asr.data import Tokenizer, check_feature_dim, load_cuts, make_dataloader
 from asr.lattice import write_nbest_lattices
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
-from asr.wer import oracle_wer, write_results
 from common.checkpoint import (
     CheckpointError,
     find_last_checkpoint,
@@ -47,6 +46,7 @@ from common.checkpoint import (
 )
 from common.cli import run_cli, save_config, setup_logging
 from common.io import InputError, atomic_write, dir_lock, write_jsonl
+from common.wer import oracle_wer, write_results
 
 
 @dataclass

@@ -65,7 +65,6 @@ from asr.data import (
 from asr.loss import RNNT_LOSSES
 from asr.model import Transducer, build_model, num_params
 from asr.search import GreedySearch
-from asr.wer import compute_wer
 from common.checkpoint import (
     CheckpointError,
     find_last_checkpoint,
@@ -83,6 +82,7 @@ from common.cli import (
 )
 from common.env import env_info
 from common.io import InputError, atomic_write, dir_lock
+from common.wer import compute_wer
 
 
 def to_jsonable(cfg) -> dict:

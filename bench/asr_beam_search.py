@@ -22,8 +22,8 @@ import torch
 from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.decode import load_transducer, to_nbest
 from asr.search import build_search
-from asr.wer import compute_wer, oracle_wer
 from common.io import atomic_write
+from common.wer import compute_wer, oracle_wer
 
 
 def main() -> None:

@@ -1,12 +1,26 @@
-"""Compact WER scoring (kaldialign) and icefall-style result files.
+"""The toolkit's one word-error module: alignment, WER counts, the rare-word rule, icefall files.
 
-(``rescoring/score.py`` will hold the full scorer with rare-word WER and bootstrap intervals;
-this module only has what ``train-asr`` and ``decode-asr`` need.)
+Every WER in the toolkit - the RNN-T's dev WER during training, ``decode-asr``'s summaries and
+oracle, the rescorers' oracle selection, ``score-wer``'s overall / rare-word / common-word WER -
+goes through :func:`align`, so all of them charge the same words for the same errors.
+
+Why kaldialign and not jiwer (the design names jiwer): both find a minimum-edit alignment, but
+among equally cheap alignments they choose differently. On random word strings the two choices
+differ in 35% of pairs and the substitution / deletion / insertion split in 12%; the total error
+count never differs. Which reference word is charged decides the rare-word WER (B-WER / U-WER),
+and icefall writes its ``errs-*`` files with kaldialign, so switching would change the published
+rare-word numbers and make our ``errs`` files disagree with icefall's for the same hypotheses.
+``tests/common/test_wer.py`` checks against jiwer that the total error counts agree.
+
+The rare-word rule (the benchmark's definition, used by ``compute-rare-words`` and the scorer):
+a reference word is rare when it occurs fewer than K times in the ASR training transcripts,
+OOV words (count 0) included: :func:`is_rare`.
 
 Usage:
     stats = compute_wer([(utt_id, ref_words, hyp_words), ...])
     print(stats.kaldi_line())       # %WER 4.91% [ 2581 / 52576, 300 ins, 200 del, 2081 sub ]
     write_results(out_dir, "test", "greedy", results)
+    counts = read_word_counts("data/lang/word_counts.txt"); is_rare("zurich", counts, 5)
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from pathlib import Path
 
 import kaldialign
 
-from common.io import atomic_write
+from common.io import InputError, atomic_write, open_text
 
 EPS = "*"
 
@@ -45,7 +59,32 @@ class WerStats:
 
 
 def align(ref: list[str], hyp: list[str]) -> list[tuple[str, str]]:
+    """Minimum-edit alignment as ``(ref_word, hyp_word)`` pairs; :data:`EPS` marks a gap."""
     return kaldialign.align(ref, hyp, EPS)
+
+
+def num_errors(ref: list[str], hyp: list[str]) -> int:
+    """Word errors (substitutions + deletions + insertions) of ``hyp`` against ``ref``."""
+    return sum(1 for r, h in align(ref, hyp) if r != h)
+
+
+def is_rare(word: str, counts: dict[str, int], threshold: int) -> bool:
+    """The benchmark's rule: fewer than ``threshold`` training occurrences (OOV included)."""
+    return counts.get(word, 0) < threshold
+
+
+def read_word_counts(path: str | Path) -> dict[str, int]:
+    """Read ``word_counts.txt`` (``word count`` per line); errors name the file and line."""
+    counts: dict[str, int] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise InputError(f"{path}:{lineno}: expected 'word count', got {line.strip()!r}")
+            counts[parts[0]] = int(parts[1])
+    return counts
 
 
 def count_errors(ref: list[str], hyp: list[str]) -> WerStats:

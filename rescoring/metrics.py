@@ -2,10 +2,10 @@
 
 Rare-word WER follows the B-WER / U-WER split of fbai-speech ``is21_deep_bias/score.py``
 (Le et al., 2021, "Contextualized streaming end-to-end speech recognition with trie-based deep
-biasing"): after a Levenshtein alignment (kaldialign), a substitution or deletion is charged to
+biasing"): after the toolkit's one alignment (:func:`common.wer.align`), a substitution or deletion is charged to
 the *reference* word's class, an insertion to the *inserted* word's class; rare-word WER =
 rare errors / rare reference words, common-word WER likewise. A word is rare when it occurs
-fewer than K times in the ASR training transcripts (OOV included, :func:`data_prep.rare_words.is_rare`).
+fewer than K times in the ASR training transcripts (OOV included, :func:`common.wer.is_rare`).
 
 SLU metrics of a chosen hypothesis: intent accuracy, and slot F1 over (slot type, value)
 pairs where the value is the slot's word string in the hypothesis (prediction) or reference
@@ -28,12 +28,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-import kaldialign
 import numpy as np
 
-from data_prep.rare_words import is_rare
-
-EPS = "*"
+from common.wer import EPS, align, is_rare
 
 
 @dataclass
@@ -64,7 +61,7 @@ def utt_counts(ref: list[str], hyp: list[str], counts: dict[str, int], threshold
             u.rare_ref += 1
         else:
             u.common_ref += 1
-    for r, h in kaldialign.align(ref, hyp, EPS):
+    for r, h in align(ref, hyp):
         if r == h:
             continue
         u.errors += 1

@@ -36,11 +36,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import kaldialign
 import numpy as np
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_jsonl
+from common.wer import num_errors
 from rescoring.nbest import DEFAULT_MAX_HYPS, NbestRecord, load_nbest, write_nbest
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
 from rescoring.params import TunedParams, read_tuned
@@ -48,8 +48,8 @@ from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
 
 
 def word_errors(ref: str, hyp: str) -> int:
-    r, h = ref.split(), hyp.split()
-    return sum(1 for a, b in kaldialign.align(r, h, "*") if a != b)
+    """Word errors of ``hyp`` against ``ref`` (space-separated), by the toolkit's one alignment."""
+    return num_errors(ref.split(), hyp.split())
 
 
 @dataclass

@@ -31,10 +31,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from asr.wer import write_results
 from common.cli import run_cli
 from common.io import InputError, atomic_write, read_jsonl, write_jsonl
-from data_prep.rare_words import read_word_counts
+from common.wer import read_word_counts, write_results
 from rescoring.fields import at, get_list, get_str, shown
 from rescoring.metrics import (
     METRICS,
