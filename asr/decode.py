@@ -35,7 +35,6 @@ from lhotse import CutSet
 
 from asr.config import ModelConfig
 from asr.data import Tokenizer, check_feature_dim, load_cuts, make_dataloader
-from asr.lattice import write_nbest_lattices
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
 from common.checkpoint import (
@@ -46,6 +45,7 @@ from common.checkpoint import (
 )
 from common.cli import run_cli, save_config, setup_logging
 from common.io import InputError, atomic_write, dir_lock, write_jsonl
+from common.lattice import write_nbest_lattices
 from common.wer import oracle_wer, write_results
 
 

@@ -207,7 +207,7 @@ def write(args: argparse.Namespace) -> int:
     return DONE
 
 
-def _parse_ranges(specs: list[str]) -> list[set[int]]:
+def parse_ranges(specs: list[str]) -> list[set[int]]:
     groups = []
     for spec in specs:
         a, _, b = spec.partition("-")
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.cmd == "write":
             raise SystemExit(write(args))
         if args.cmd == "table":
-            sys.stdout.write(stage_table(args.done_dir, _parse_ranges(args.parallel)))
+            sys.stdout.write(stage_table(args.done_dir, parse_ranges(args.parallel)))
             return
         print("\n".join(lock_holders(args.lock_file)))
 

@@ -4,31 +4,41 @@ labelled, which is the headline and what it is compared against.
 A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 14 (``rescore-systems``)
 and ``make-report`` both read it, so the library knows no corpus's system names.
 
-File format (TOML; paths are relative to the recipe's work dir)::
+File format (TOML; paths are relative to the recipe's work dir; system names become folder
+and file names, so letters, digits and ``._+-`` only)::
 
-    headline = "pretrained_multitask_rwm"    # the system the targets are checked on
-    first_pass = "rnnt_1best"                # the unrescored first pass
+    headline = "mt"                          # the system the targets are checked on
+    first_pass = "first_pass"                # the unrescored first pass
     oracle = "oracle"                        # the n-best oracle (the ceiling of any rescorer)
-    nlu_checkpoint = "exp/lm/pretrained_multitask_rwm/best.pt"  # NLU of the chosen hypothesis
+    nlu_checkpoint = "exp/lm/mt/best.pt"     # NLU of the chosen hypothesis, every system
     tune_set = "dev"                         # λ/β are tuned here only
     sets = ["dev", "test"]
+    comparison_note = "The last row is the ablation."   # optional, under the paired table
 
-    [systems.rnnt_1best]
-    label = "RNN-T 1-best"
+    [systems.first_pass]
+    label = "first pass 1-best"
     select = "total"                         # no LM: the first pass's best hypothesis
 
-    [systems.lm]
-    label = "+ LM rescoring (LM objective only)"
-    lm_checkpoint = "exp/lm/lm/best.pt"      # rescored with this LM, λ/β tuned on tune_set
+    [systems.oracle]
+    label = "n-best oracle"
+    select = "oracle"                        # the hypothesis with the fewest word errors
+
+    [systems.mt]
+    label = "+ multitask LM rescoring"
+    lm_checkpoint = "exp/lm/mt/best.pt"      # rescored with this LM, λ/β tuned on tune_set
 
     [[comparisons]]                          # paired bootstrap: b against a
-    a = "rnnt_1best"
-    b = "lm"
+    a = "first_pass"
+    b = "mt"
 
     [[targets]]                              # RESULTS.md "Targets": headline vs `against`
-    against = "lm"
+    against = "first_pass"
     metric = "rare_wer"
-    min_relative_reduction = 5.0             # percent
+    min_relative_reduction = 5.0             # percent; 0 = "lower" is enough
+
+A system with an LM is tuned (``select`` must stay ``total``); one without is the first pass
+(``total``) or the oracle. An unknown key, a wrong type or a name that is not declared is an
+error naming the file and the key.
 
 Usage:
     exps = load_experiments("conf/systems.toml")
@@ -44,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from common.io import InputError
+from rescoring.outputs import NAME_RE
 
 SELECT_CHOICES = ("total", "oracle")
 TARGET_METRICS = ("wer", "rare_wer", "common_wer")
@@ -101,12 +112,19 @@ class Experiments:
     sets: tuple[str, ...] = ("dev", "test")
     comparisons: tuple[Comparison, ...] = ()
     targets: tuple[Target, ...] = ()
+    comparison_note: str | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
     def rescoring_systems(self) -> list[str]:
         """Systems with an LM, in declaration order."""
         return [n for n, s in self.systems.items() if s.rescored]
+
+    @property
+    def eval_set(self) -> str:
+        """The set the report's targets, paired tests and per-intent table are on: the last of
+        ``sets`` other than ``tune_set`` (``tune_set`` itself if there is no other)."""
+        return next((s for s in reversed(self.sets) if s != self.tune_set), self.tune_set)
 
     def label(self, name: str) -> str:
         return self.systems[name].label
@@ -145,6 +163,11 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
     systems = {}
     for name, sobj in systems_obj.items():
         where = f"{source}: [systems.{name}]"
+        if not NAME_RE.match(name):
+            raise InputError(
+                f"{where}: a system name becomes a folder and file name: letters, digits and "
+                "'._+-' only"
+            )
         s = _fields(System, sobj, where)
         for k in ("label", "lm_checkpoint", "select"):
             if k in s:
@@ -153,11 +176,15 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             raise InputError(f"{where} select: one of {', '.join(SELECT_CHOICES)}")
         if "label" not in s:
             raise InputError(f"{where}: missing label")
+        if "lm_checkpoint" in s and s.get("select", "total") != "total":
+            raise InputError(
+                f'{where}: a system with an lm_checkpoint is tuned: select must be "total"'
+            )
         systems[name] = System(name=name, **s)
     for k in ("headline", "first_pass", "oracle"):
         if k not in top:
             raise InputError(f"{source}: missing {k}")
-    for k in ("headline", "first_pass", "oracle", "nlu_checkpoint", "tune_set"):
+    for k in ("headline", "first_pass", "oracle", "nlu_checkpoint", "tune_set", "comparison_note"):
         if k in top:
             _typed(top[k], str, f"{source}: {k}")
     comparisons = []
@@ -174,6 +201,13 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
         )
         targets.append(Target(**t))
     sets = tuple(_typed(top.pop("sets", ["dev", "test"]), list, f"{source}: sets"))
+    for i, s in enumerate(sets):
+        if not isinstance(s, str) or not NAME_RE.match(s):
+            raise InputError(
+                f"{source}: sets[{i}]: a set name (letters, digits, '._+-'), got {s!r}"
+            )
+    if len(set(sets)) != len(sets):
+        raise InputError(f"{source}: sets: a set is named twice")
     exps = Experiments(
         systems=systems, comparisons=tuple(comparisons), targets=tuple(targets), sets=sets, **top
     )

@@ -2,16 +2,18 @@
 
 Rare-word WER follows the B-WER / U-WER split of fbai-speech ``is21_deep_bias/score.py``
 (Le et al., 2021, "Contextualized streaming end-to-end speech recognition with trie-based deep
-biasing"): after the toolkit's one alignment (:func:`common.wer.align`), a substitution or deletion is charged to
-the *reference* word's class, an insertion to the *inserted* word's class; rare-word WER =
-rare errors / rare reference words, common-word WER likewise. A word is rare when it occurs
-fewer than K times in the ASR training transcripts (OOV included, :func:`common.wer.is_rare`).
+biasing"): after the toolkit's one alignment (:func:`common.wer.align`), a substitution or
+deletion is charged to the *reference* word's class, an insertion to the *inserted* word's
+class; rare-word WER = rare errors / rare reference words, common-word WER likewise. A word is
+rare when it occurs fewer than K times in the ASR training transcripts (OOV included,
+:func:`common.wer.is_rare`).
 
 SLU metrics of a chosen hypothesis: intent accuracy, and slot F1 over (slot type, value)
 pairs where the value is the slot's word string in the hypothesis (prediction) or reference
-(gold): an exact-match, span-level F1 computed on words rather than positions, as SLURP's
-SLU-F1 does in spirit (without its partial-match credit), so a slot is right when its words are
-right even if other words of the sentence are not.
+(gold; spans from the BIO tags by seqeval's ``get_entities``): an exact-match, span-level F1
+computed on words rather than positions, as SLURP's SLU-F1 does in spirit (without its
+partial-match credit), so a slot is right when its words are right even if other words of the
+sentence are not.
 
 Confidence intervals: percentile bootstrap over utterances (``B`` resamples, seeded). Paired
 bootstrap (Koehn, 2004; Bisani & Ney, 2004): the same resamples for both systems; the p-value
@@ -81,24 +83,27 @@ def utt_counts(ref: list[str], hyp: list[str], counts: dict[str, int], threshold
     return u
 
 
+def _bio(tag: str) -> str:
+    """``B-x`` / ``I-x`` (a non-empty type) as it is; anything else is outside a slot (``O``)."""
+    return tag if tag.startswith(("B-", "I-")) and len(tag) > 2 else "O"
+
+
 def slot_spans(words: list[str], tags: list[str]) -> Counter:
-    """BIO tags -> multiset of ``(slot_type, "word string")``; a stray I- starts a span."""
-    spans: Counter = Counter()
-    cur_type, cur_words = None, []
-    for w, t in zip(words, tags, strict=False):
-        if t.startswith("B-") or (t.startswith("I-") and t[2:] != cur_type):
-            if cur_type:
-                spans[(cur_type, " ".join(cur_words))] += 1
-            cur_type, cur_words = t[2:], [w]
-        elif t.startswith("I-"):
-            cur_words.append(w)
-        else:
-            if cur_type:
-                spans[(cur_type, " ".join(cur_words))] += 1
-            cur_type, cur_words = None, []
-    if cur_type:
-        spans[(cur_type, " ".join(cur_words))] += 1
-    return spans
+    """BIO tags -> multiset of ``(slot_type, "word string")``; a stray I- starts a span.
+
+    The spans are seqeval's (``get_entities``, the conlleval rules, default non-strict mode).
+    A tag that is not ``B-<type>`` / ``I-<type>`` counts as ``O``, and tags beyond the last
+    word are ignored. tests/rescoring/test_metrics.py checks every tag sequence of up to four
+    tags (well-formed and malformed) against the hand-written extraction this replaced.
+    """
+    # Imported here: seqeval loads scikit-learn (~0.7 s), which only scoring needs.
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    tags = [_bio(t) for t in tags[: len(words)]]
+    return Counter(
+        (slot_type, " ".join(words[start : end + 1]))
+        for slot_type, start, end in get_entities(tags)
+    )
 
 
 def add_slu(

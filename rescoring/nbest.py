@@ -8,7 +8,7 @@ Forms read by :func:`load_nbest` (chosen by the file name):
   rescorer reads them: ``utt_id<TAB>text<TAB>score`` (score = log-probability of the
   recogniser, higher is better; text may be empty). Lines of one utterance need not be
   adjacent; hypotheses are ordered by score. References come from ``--refs``.
-* ``*.ark`` - lattices written by ``decode-asr`` (convention in :mod:`rescoring.lattice`);
+* ``*.ark`` - lattices written by ``decode-asr`` (convention in :mod:`common.lattice`);
   the symbol table is ``words-{set}.txt`` or ``words.txt`` beside it. References come from ``--refs``.
 
 References (``--refs``): a Lhotse supervision manifest (``*.jsonl.gz``, its ``text``) or a
@@ -24,7 +24,7 @@ is not a number). A bad record is an :class:`~common.io.InputError` naming
 
 Usage:
     records = load_nbest("exp/asr/x/modified_beam_beam8/nbest-dev.jsonl.gz")
-    records = load_nbest("other-asr-dev.tsv", refs="data/manifests/snips_nlu_dev.jsonl.gz")
+    records = load_nbest("other-asr-dev.tsv", refs="data/manifests/nlu_dev.jsonl.gz")
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.io import InputError, open_text, read_jsonl, write_jsonl
+from common.lattice import read_lattice_archive
 from rescoring.fields import at, get_list, get_number, get_str, shown
 
 #: Most hypotheses one utterance may have (``--max-hyps``); more means this is not an n-best list.
@@ -230,9 +231,7 @@ def _attach_refs(by_utt: dict[str, list[Hyp]], refs: dict[str, str], path) -> li
 def read_nbest_lattices(
     path: str | Path, refs: dict[str, str], max_hyps: int = DEFAULT_MAX_HYPS
 ) -> list[NbestRecord]:
-    """Read a lattice archive (convention in :mod:`rescoring.lattice` and the README)."""
-    from rescoring.lattice import read_lattice_archive
-
+    """Read a lattice archive (convention in :mod:`common.lattice` and the README)."""
     path = Path(path)
     stem = path.name[len("lattices-") : -len(".ark")] if path.name.startswith("lattices-") else ""
     words = next(

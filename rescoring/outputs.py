@@ -58,13 +58,13 @@ OUR_OUTPUTS: dict[str, str] = {
     "per-utt-*.jsonl.gz": "score-wer",
 }
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_name_part(value: str, option: str) -> str:
     """A set or system name that becomes part of file names (``--set-name``, ``--system``)."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.match(value):
         raise InputError(
             f"{option} {value!r}: must be a non-empty name of letters, digits and '._+-' "
             "(it becomes part of the output file names)"

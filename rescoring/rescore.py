@@ -1,6 +1,8 @@
 """Rescore n-best lists: ``total = am_score + λ·lm_score + β·num_words``; pick the best.
 
-λ and β come from ``tune-rescoring`` (``--params tuned.json``, tuned on dev) or the command line.
+The formula is :func:`rescoring.params.total_score`, the one every stage uses. λ and β
+(:class:`~rescoring.params.RescoreWeights`) come from ``tune-rescoring`` (``--params
+tuned.json``, tuned on dev) or the command line.
 Writes the rescored records (hypotheses re-sorted by ``total``, with ``lm_score`` and
 ``total``) and the chosen 1-best per utterance, with intent and slots of the chosen hypothesis
 from a multitask LM (``--nlu-checkpoint``, by default the scoring LM if it has NLU heads).
@@ -8,11 +10,11 @@ from a multitask LM (``--nlu-checkpoint``, by default the scoring LM if it has N
 
 Usage:
     rescore-nbest --nbest exp/asr/x/modified_beam_beam8/nbest-test.jsonl.gz \\
-        --params exp/rescore/multitask_rwm/tuned.json --out-dir exp/rescore/multitask_rwm --set-name test
+        --params exp/rescore/<system>/tuned.json --out-dir exp/rescore/<system> --set-name test
     rescore-nbest --nbest-dir exp/asr/x/modified_beam_beam8 --set-name test \\
-        --params exp/rescore/multitask_rwm/tuned.json --out-dir exp/rescore/multitask_rwm
-    rescore-nbest --nbest other-asr-test.tsv --refs data/manifests/snips_nlu_test.jsonl.gz \\
-        --scorer nlm --lm-checkpoint exp/lm/lm_only/best.pt --lm-scale 0.4 --out-dir out --set-name test
+        --params exp/rescore/<system>/tuned.json --out-dir exp/rescore/<system>
+    rescore-nbest --nbest other-asr-test.tsv --refs data/manifests/nlu_test.jsonl.gz \\
+        --scorer nlm --lm-checkpoint exp/lm/<lm>/best.pt --lm-scale 0.4 --out-dir out --set-name test
 
 OUTPUTS (in --out-dir; one all-or-nothing set, see rescoring/outputs.py):
     rescored-{set}.jsonl.gz   n-best records with lm_score and total, best first
@@ -33,7 +35,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ from common.io import InputError, atomic_write, write_jsonl
 from common.wer import num_errors
 from rescoring.nbest import DEFAULT_MAX_HYPS, NbestRecord, load_nbest, write_nbest
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
-from rescoring.params import TunedParams, read_tuned
+from rescoring.params import RescoreWeights, TunedParams, read_tuned, total_score
 from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
 
 
@@ -79,23 +81,22 @@ class NbestArrays:
                 )
         return cls(am, lm, nw, err, valid, sum(len(r.ref.split()) for r in records))
 
-    def choose(self, lm_scale: float, word_bonus: float) -> np.ndarray:
+    def choose(self, weights: RescoreWeights) -> np.ndarray:
+        """Index of the best hypothesis of every utterance under ``weights``, ``(U,)``."""
         total = np.where(
-            self.valid, self.am + lm_scale * self.lm + word_bonus * self.num_words, -np.inf
-        )
+            self.valid, total_score(self.am, self.lm, self.num_words, weights), -np.inf
+        )  # (U, N)
         return total.argmax(axis=1)  # ties -> the earlier (better first-pass) hypothesis
 
     def wer(self, chosen: np.ndarray) -> float:
         return 100.0 * self.errors[np.arange(len(chosen)), chosen].sum() / max(1, self.ref_words)
 
 
-def apply_weights(records: list[NbestRecord], lm_scale: float, word_bonus: float) -> None:
+def apply_weights(records: list[NbestRecord], weights: RescoreWeights) -> None:
     """Set ``total`` and re-sort each list by it (stable: ties keep first-pass order)."""
     for r in records:
         for h in r.hyps:
-            h.total = (
-                h.am_score + lm_scale * (h.lm_score or 0.0) + word_bonus * len(h.words.split())
-            )
+            h.total = total_score(h.am_score, h.lm_score or 0.0, len(h.words.split()), weights)
         r.hyps.sort(key=lambda h: -h.total)
 
 
@@ -222,12 +223,14 @@ def rescore(cfg: RescoreConfig) -> dict:
     if scorer_name not in SCORERS:
         raise InputError(f"unknown scorer {scorer_name!r}; known: {sorted(SCORERS)}")
     ckpt = cfg.lm_checkpoint or (p.lm_checkpoint if p else None)
-    lm_scale = check_weight(
-        cfg.lm_scale if cfg.lm_scale is not None else (p.lm_scale if p else 0.0), "--lm-scale"
-    )
-    word_bonus = check_weight(
-        cfg.word_bonus if cfg.word_bonus is not None else (p.word_bonus if p else 0.0),
-        "--word-bonus",
+    tuned = p.weights if p else RescoreWeights()
+    weights = RescoreWeights(
+        lm_scale=check_weight(
+            cfg.lm_scale if cfg.lm_scale is not None else tuned.lm_scale, "--lm-scale"
+        ),
+        word_bonus=check_weight(
+            cfg.word_bonus if cfg.word_bonus is not None else tuned.word_bonus, "--word-bonus"
+        ),
     )
     nlu_ckpt = cfg.nlu_checkpoint or (p.nlu_checkpoint if p else None)
     with output_folder(cfg.out_dir):
@@ -237,14 +240,13 @@ def rescore(cfg: RescoreConfig) -> dict:
         nlu = load_nlu(nlu_ckpt, scorer)
         t0 = time.time()
         stats = score_nbest(records, scorer)
-        apply_weights(records, lm_scale, word_bonus)
+        apply_weights(records, weights)
         if cfg.select == "oracle":
             select_oracle(records)
         info = {
             "scorer": scorer_name,
             "lm_checkpoint": str(ckpt) if ckpt else None,
-            "lm_scale": lm_scale,
-            "word_bonus": word_bonus,
+            **asdict(weights),
             "select": cfg.select,
             "nbest": str(cfg.nbest),
             "lm_timing": stats,
@@ -257,8 +259,8 @@ def rescore(cfg: RescoreConfig) -> dict:
         "Rescored %d utterances of %s (λ=%.3f, β=%.3f) in %.1f s -> %s",
         len(records),
         cfg.nbest,
-        lm_scale,
-        word_bonus,
+        weights.lm_scale,
+        weights.word_bonus,
         time.time() - t0,
         cfg.out_dir,
     )

@@ -4,9 +4,9 @@ Definitions are in :mod:`rescoring.metrics`. References, gold intents and slots 
 NLU supervision manifest of the set.
 
 Usage:
-    score-wer --hyps exp/rescore/multitask_rwm/onebest-test.jsonl.gz \\
-        --gold data/manifests/snips_nlu_test.jsonl.gz --word-counts data/lang/word_counts.txt \\
-        --threshold 5 --out-dir exp/rescore/multitask_rwm --set-name test --system multitask_rwm
+    score-wer --hyps exp/rescore/<system>/onebest-test.jsonl.gz \\
+        --gold data/manifests/<corpus>_nlu_test.jsonl.gz --word-counts data/lang/word_counts.txt \\
+        --threshold 5 --out-dir exp/rescore/<system> --set-name test --system <system>
 
 ``--hyps`` is a ``onebest-*.jsonl.gz`` of ``rescore-nbest`` (read only if its set manifest
 vouches for it: a set of different or unfinished runs is an error) or a Kaldi-style text file
@@ -143,9 +143,9 @@ class ScoreConfig:
     hyps: Path = field(
         default=Path("onebest-test.jsonl.gz"), metadata={"help": "1-best hypotheses"}
     )
-    gold: Path = field(
-        default=Path("data/manifests/snips_nlu_test.jsonl.gz"),
-        metadata={"help": "supervision manifest with references, intents and slots"},
+    gold: Path | None = field(
+        default=None,
+        metadata={"help": "supervision manifest with references, intents and slots; required"},
     )
     word_counts: Path = field(
         default=Path("data/lang/word_counts.txt"),
@@ -165,6 +165,8 @@ class ScoreConfig:
 
 
 def score(cfg: ScoreConfig) -> dict:
+    if cfg.gold is None:
+        raise InputError("--gold is required (the set's supervision manifest)")
     check_name_part(cfg.set_name, "--set-name")
     check_name_part(cfg.system, "--system")
     if cfg.bootstrap_samples < 1:

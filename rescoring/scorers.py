@@ -5,7 +5,7 @@ sentence of a set of n-best lists is scored once (:func:`score_nbest`), so a λ/
 runs the LM again.
 
 Usage:
-    scorer = build_scorer("nlm", checkpoint="exp/lm/pretrained_multitask_rwm/best.pt")
+    scorer = build_scorer("nlm", checkpoint="exp/lm/<lm>/best.pt")
     stats = score_nbest(records, scorer)   # fills hyp.lm_score; returns timing
 """
 

@@ -1,17 +1,21 @@
 """Tune the LM scale λ and word bonus β on the **dev** n-best lists (objective: dev WER).
 
 Grid search over λ x β; each distinct dev hypothesis is scored by the LM once, then every grid
-point is a cheap argmax over padded arrays. Ties go to the smaller λ, then the β closest to 0.
-The test set is never read here: apply the result with ``rescore-nbest --params tuned.json``.
+point is a cheap argmax over padded arrays (:func:`rescoring.params.total_score` on the whole
+``(U, N)`` arrays). Ties go to the smaller λ, then the β closest to 0. The test set is never
+read here: apply the result with ``rescore-nbest --params tuned.json``. ``--set-name`` names the
+tuning set in the output names (default ``dev``).
 
 Usage:
     tune-rescoring --nbest exp/asr/x/modified_beam_beam8/nbest-dev.jsonl.gz --scorer nlm \\
-        --lm-checkpoint exp/lm/multitask_rwm/best.pt --out-dir exp/rescore/multitask_rwm
+        --lm-checkpoint exp/lm/<lm>/best.pt --out-dir exp/rescore/<system>
     tune-rescoring --nbest-dir exp/asr/x/modified_beam_beam8 --scorer nlm \\
-        --lm-checkpoint exp/lm/multitask_rwm/best.pt --out-dir exp/rescore/multitask_rwm
+        --lm-checkpoint exp/lm/<lm>/best.pt --out-dir exp/rescore/<system>
 
 OUTPUTS (in --out-dir; one all-or-nothing set, see rescoring/outputs.py):
-    tuned.json               scorer, checkpoints, λ, β and the dev WER they give; every key is
+    tuned.json               the chosen weights {lm_scale, word_bonus} and their provenance:
+                             scorer, checkpoints, tuning n-best and set, the grid, the WER they
+                             give there and the first pass's (rescoring/params.py); every key is
                              required when read, paths are relative to tuned.json's folder
     sweep-dev.tsv            lm_scale, word_bonus, dev WER for every grid point
     rescored-dev.jsonl.gz, onebest-dev.jsonl.gz, rescore-dev.json   dev rescored with the choice
@@ -34,8 +38,8 @@ import numpy as np
 from common.cli import run_cli
 from common.io import InputError, atomic_write
 from rescoring.nbest import DEFAULT_MAX_HYPS, load_nbest
-from rescoring.outputs import OutputSet, output_folder, verify_output
-from rescoring.params import TunedParams, write_tuned
+from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+from rescoring.params import Grid, RescoreWeights, TunedParams, write_tuned
 from rescoring.rescore import (
     NbestArrays,
     apply_weights,
@@ -82,9 +86,11 @@ def grid(lo: float, hi: float, step: float, option: str = "grid") -> np.ndarray:
 def sweep(
     arrays: NbestArrays, lambdas: np.ndarray, betas: np.ndarray
 ) -> list[tuple[float, float, float]]:
-    """Dev WER for every (λ, β)."""
+    """WER for every (λ, β), λ-major."""
     return [
-        (float(lam), float(b), arrays.wer(arrays.choose(lam, b))) for lam in lambdas for b in betas
+        (lam, b, arrays.wer(arrays.choose(RescoreWeights(lam, b))))
+        for lam in map(float, lambdas)
+        for b in map(float, betas)
     ]
 
 
@@ -93,13 +99,34 @@ def best_point(rows: list[tuple[float, float, float]]) -> tuple[float, float, fl
 
 
 @dataclass
-class TuneConfig:
+class GridOptions:
+    """The λ x β grid options (of ``tune-rescoring`` and ``rescore-systems``)."""
+
+    lm_scale_min: float = field(default=0.0, metadata={"help": "λ grid start"})
+    lm_scale_max: float = field(default=1.5, metadata={"help": "λ grid end"})
+    lm_scale_step: float = field(default=0.05, metadata={"help": "λ grid step"})
+    word_bonus_min: float = field(default=-1.0, metadata={"help": "β grid start"})
+    word_bonus_max: float = field(default=3.0, metadata={"help": "β grid end"})
+    word_bonus_step: float = field(default=0.25, metadata={"help": "β grid step"})
+    max_grid_points: int = field(
+        default=DEFAULT_MAX_GRID_POINTS,
+        metadata={"help": "most (λ, β) points of the grid; a larger grid is an error"},
+    )
+
+
+@dataclass
+class TuneConfig(GridOptions):
     nbest: Path = field(
         default=Path("nbest-dev.jsonl.gz"), metadata={"help": "dev n-best (any supported form)"}
     )
     nbest_dir: Path | None = field(
         default=None,
-        metadata={"help": "decode folder; reads <dir>/nbest-dev.jsonl.gz (overrides --nbest)"},
+        metadata={
+            "help": "decode folder; reads <dir>/nbest-<set-name>.jsonl.gz (overrides --nbest)"
+        },
+    )
+    set_name: str = field(
+        default="dev", metadata={"help": "name of the tuning set in output names"}
     )
     refs: Path | None = field(default=None, metadata={"help": "references for TSV/.ark n-best"})
     out_dir: Path = field(
@@ -114,16 +141,6 @@ class TuneConfig:
             "help": "multitask LM for intent/slots of the chosen hypothesis (default: the scorer's)"
         },
     )
-    lm_scale_min: float = field(default=0.0, metadata={"help": "λ grid start"})
-    lm_scale_max: float = field(default=1.5, metadata={"help": "λ grid end"})
-    lm_scale_step: float = field(default=0.05, metadata={"help": "λ grid step"})
-    word_bonus_min: float = field(default=-1.0, metadata={"help": "β grid start"})
-    word_bonus_max: float = field(default=3.0, metadata={"help": "β grid end"})
-    word_bonus_step: float = field(default=0.25, metadata={"help": "β grid step"})
-    max_grid_points: int = field(
-        default=DEFAULT_MAX_GRID_POINTS,
-        metadata={"help": "most (λ, β) points of the grid; a larger grid is an error"},
-    )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
@@ -131,7 +148,20 @@ class TuneConfig:
     )
 
 
-def check_grid(cfg: TuneConfig, uses_lm: bool = True) -> tuple[int, int]:
+def grid_of(cfg: GridOptions, points: int) -> Grid:
+    """The grid of ``cfg``'s options and the number of points evaluated, for ``tuned.json``."""
+    return Grid(
+        lm_scale_min=cfg.lm_scale_min,
+        lm_scale_max=cfg.lm_scale_max,
+        lm_scale_step=cfg.lm_scale_step,
+        word_bonus_min=cfg.word_bonus_min,
+        word_bonus_max=cfg.word_bonus_max,
+        word_bonus_step=cfg.word_bonus_step,
+        points=points,
+    )
+
+
+def check_grid(cfg: GridOptions, uses_lm: bool = True) -> tuple[int, int]:
     """Validate the grid options and its size before anything is allocated.
 
     Returns:
@@ -152,12 +182,13 @@ def check_grid(cfg: TuneConfig, uses_lm: bool = True) -> tuple[int, int]:
 
 
 def tune(cfg: TuneConfig) -> TunedParams:
+    check_name_part(cfg.set_name, "--set-name")
     check_run_options(cfg.batch_size, cfg.max_hyps)
     if cfg.scorer not in SCORERS:
         raise InputError(f"unknown scorer {cfg.scorer!r}; known: {sorted(SCORERS)}")
     check_grid(cfg, uses_lm=SCORERS[cfg.scorer].uses_lm)
     if cfg.nbest_dir is not None:
-        cfg.nbest = cfg.nbest_dir / "nbest-dev.jsonl.gz"
+        cfg.nbest = cfg.nbest_dir / f"nbest-{cfg.set_name}.jsonl.gz"
     with output_folder(cfg.out_dir):
         verify_output(cfg.nbest)
         records = load_nbest(cfg.nbest, cfg.refs, cfg.max_hyps)
@@ -172,39 +203,42 @@ def tune(cfg: TuneConfig) -> TunedParams:
         betas = grid(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step, "--word-bonus")
         rows = sweep(arrays, lambdas, betas)
         lam, beta, wer = best_point(rows)
-        baseline = arrays.wer(arrays.choose(0.0, 0.0))
+        baseline = arrays.wer(arrays.choose(RescoreWeights()))
+        weights = RescoreWeights(lam, beta)
         tuned = TunedParams(
+            weights=weights,
             scorer=cfg.scorer,
             lm_checkpoint=cfg.lm_checkpoint,
             nlu_checkpoint=cfg.nlu_checkpoint,
-            lm_scale=lam,
-            word_bonus=beta,
-            dev_wer=wer,
-            dev_wer_first_pass=baseline,
             tuned_on=cfg.nbest,
-            grid_points=len(rows),
+            set=cfg.set_name,
+            wer=wer,
+            wer_first_pass=baseline,
+            grid=grid_of(cfg, points=len(rows)),
         )
-        apply_weights(records, lam, beta)
+        apply_weights(records, weights)
         info = {
             **asdict(tuned),
             "lm_checkpoint": str(cfg.lm_checkpoint) if cfg.lm_checkpoint else None,
             "nlu_checkpoint": str(cfg.nlu_checkpoint) if cfg.nlu_checkpoint else None,
             "tuned_on": str(cfg.nbest),
         }
-        with OutputSet(cfg.out_dir, "tune-dev", "tune-rescoring", info) as out:
-            with atomic_write(out.dir / "sweep-dev.tsv") as f:
-                f.write("lm_scale\tword_bonus\tdev_wer\n")
+        s = cfg.set_name
+        with OutputSet(cfg.out_dir, f"tune-{s}", "tune-rescoring", info) as out:
+            with atomic_write(out.dir / f"sweep-{s}.tsv") as f:
+                f.write(f"lm_scale\tword_bonus\t{s}_wer\n")
                 f.write("".join(f"{a:g}\t{b:g}\t{w:.4f}\n" for a, b, w in rows))
             write_tuned(out.dir / "tuned.json", tuned, base=cfg.out_dir)
             write_outputs(
                 records,
                 out.dir,
-                "dev",
+                s,
                 nlu,
                 {**info, "lm_timing": stats, "nbest": str(cfg.nbest)},
             )
     logging.info(
-        "Tuned on dev: λ=%g β=%g dev WER %.2f%% (first pass %.2f%%, %d grid points)",
+        "Tuned on %s: λ=%g β=%g WER %.2f%% (first pass %.2f%%, %d grid points)",
+        cfg.set_name,
         lam,
         beta,
         wer,

@@ -29,9 +29,10 @@
 #  stage 11 train-lm            multitask from scratch, linear weights -> exp/lm/multitask_linear/best.pt
 #  stage 12 train-lm            multitask from scratch, RWM weights -> exp/lm/multitask_rwm/best.pt
 #  stage 13 train-lm            pre-trained LM, multitask fine-tuning (RWM) -> exp/lm/pretrained_multitask_rwm/best.pt
-#  stage 14 tune-rescoring, rescore-nbest, score-wer   per system -> exp/rescore/<system>/
-#                               (λ, β tuned on dev only; NLU of the chosen hypothesis)
-#  stage 15 make-report         exp/rescore -> RESULTS.md, results.json, plots/
+#  stage 14 rescore-systems     conf/systems.toml (the experiment matrix): every system ->
+#                               exp/rescore/<system>/ (λ, β tuned on dev only; NLU of the chosen
+#                               hypothesis; a complete, unchanged system is skipped)
+#  stage 15 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
 set -euo pipefail
 set -a  # export every variable: stages run in a child bash under /usr/bin/time (peak memory)
 
@@ -166,50 +167,11 @@ stage_lm() {  # stage_lm NAME train-lm options...
   # shellcheck disable=SC2086
   logged exp/lm/$name train-lm --exp-dir exp/lm/$name $lm_common "$@"
 }
-rescore_systems="rnnt_1best oracle lm multitask_linear multitask_rwm pretrained_multitask_rwm"
-nlu_model=exp/lm/pretrained_multitask_rwm/best.pt  # NLU of the chosen hypothesis, every system
-stage_rescore() {
-  local sys d ckpt scorer
-  for sys in $rescore_systems; do
-    d=exp/rescore/$sys
-    rm -f "$d/cmd.sh"
-    case $sys in
-      rnnt_1best|oracle) scorer=none; ckpt= ;;
-      *) scorer=nlm; ckpt=exp/lm/$sys/best.pt ;;
-    esac
-    if [ "$sys" = oracle ] || [ "$sys" = rnnt_1best ]; then  # no LM, nothing to tune
-      for s in dev test; do
-        logged "$d" rescore-nbest --nbest "$decode_dir/nbest-$s.jsonl.gz" --scorer none \
-          --lm-scale 0 --word-bonus 0 --select "$([ "$sys" = oracle ] && echo oracle || echo total)" \
-          --nlu-checkpoint $nlu_model --out-dir "$d" --set-name "$s"
-      done
-    else
-      logged "$d" tune-rescoring --nbest "$decode_dir/nbest-dev.jsonl.gz" --scorer $scorer \
-        ${ckpt:+--lm-checkpoint "$ckpt"} --nlu-checkpoint $nlu_model --out-dir "$d" $tune_opts
-      logged "$d" rescore-nbest --nbest "$decode_dir/nbest-test.jsonl.gz" --params "$d/tuned.json" \
-        --out-dir "$d" --set-name test
-    fi
-    for s in dev test; do
-      logged "$d" score-wer --hyps "$d/onebest-$s.jsonl.gz" --gold "data/manifests/snips_nlu_$s.jsonl.gz" \
-        --word-counts data/lang/word_counts.txt --threshold "$rare_threshold" --out-dir "$d" \
-        --set-name "$s" --system "$sys"
-    done
-  done
-}
-stage_report() {
-  mkdir -p exp/report
-  local parallel=
-  [ "$asr_lm_parallel" != true ] || parallel="--parallel 6-8 9-13"
-  # shellcheck disable=SC2086
-  stage-marker table $parallel > exp/report/stages.md
-  printf '\nASR decoding summary: see `%s/decode-summary-*.json`.\n' "$decode_dir" >> exp/report/stages.md
-  make-report --rescore-dir exp/rescore --out RESULTS.md --title "SNIPS recipe results ($preset preset)" \
-    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
-    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
-    --extra-md exp/report/stages.md ${report_opts:-}
-}
+systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 14, 15)
+report_parallel=
+[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8 9-13"
 
-export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm stage_rescore stage_report
+export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm
 
 m=data/manifests
 run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
@@ -280,7 +242,18 @@ else
   lm_stages
 fi
 rescore_in="$m/snips_nlu_dev.jsonl.gz $m/snips_nlu_test.jsonl.gz data/lang/word_counts.txt"
-run_stage 14 "Tune on dev, rescore, score every system" "$rescore_in $(printf '.done/stage%s ' 8 9 10 11 12 13)" exp/rescore stage_rescore
-run_stage 15 "Write RESULTS.md" ".done/stage14" "RESULTS.md results.json" stage_report
+# shellcheck disable=SC2086
+run_stage 14 "Tune on dev, rescore, score every system" \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13)" exp/rescore \
+  rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
+    --gold 'data/manifests/snips_nlu_{set}.jsonl.gz' --word-counts data/lang/word_counts.txt \
+    --threshold "$rare_threshold" --out-dir exp/rescore $tune_opts
+# shellcheck disable=SC2086
+run_stage 15 "Write RESULTS.md" ".done/stage14 $systems_toml" "RESULTS.md results.json" \
+  make-report --systems "$systems_toml" --rescore-dir exp/rescore --out RESULTS.md \
+    --title "SNIPS recipe results ($preset preset)" \
+    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
+    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
+    --done-dir .done $report_parallel --decode-dir $decode_dir
 
 log "All requested stages done."

@@ -65,6 +65,16 @@ def test_minimal_matrix(tmp_path):
         (lambda s: 'tune_set = "train"\n' + s, "tune_set 'train' is not one of sets"),
         (lambda s: s + "\n[oops", "invalid TOML"),
         (lambda s: "extra = 1\n" + s, r"unknown key\(s\) extra"),
+        (lambda s: "comparison_note = 3\n" + s, "comparison_note: expected str"),
+        (lambda s: s.replace("[systems.a]", "[systems.'a b']"), r"\[systems.a b\]: a system name"),
+        (
+            lambda s: s.replace(
+                'lm_checkpoint = "exp/lm/b.pt"', 'lm_checkpoint = "x"\nselect = "oracle"'
+            ),
+            'with an lm_checkpoint is tuned: select must be "total"',
+        ),
+        (lambda s: 'sets = ["dev", "dev"]\n' + s, "a set is named twice"),
+        (lambda s: 'sets = ["dev", "te st"]\n' + s, r"sets\[1\]: a set name"),
     ],
 )
 def test_bad_matrix_names_file_and_key(tmp_path, edit, message):
@@ -73,6 +83,16 @@ def test_bad_matrix_names_file_and_key(tmp_path, edit, message):
     with pytest.raises(InputError, match=message) as e:
         load_experiments(p)
     assert str(p) in str(e.value)
+
+
+def test_eval_set_and_note(tmp_path):
+    p = tmp_path / "systems.toml"
+    p.write_text('sets = ["dev", "test", "other"]\ncomparison_note = "ablations last"\n' + GOOD)
+    e = load_experiments(p)
+    assert e.eval_set == "other" and e.comparison_note == "ablations last"
+    p.write_text('sets = ["dev"]\n' + GOOD)
+    assert load_experiments(p).eval_set == "dev"
+    assert load_experiments(SNIPS).eval_set == "test"
 
 
 def test_missing_matrix(tmp_path):

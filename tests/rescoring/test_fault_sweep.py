@@ -1,10 +1,15 @@
 """Fault sweep: every bad input of the rescoring entry points is one clear line, exit status 2.
 
 Each case builds one bad input in a copy of a tiny finished run (inputs, a stand-in for every
-kind of wrong checkpoint, and ``rnnt_1best`` + ``lm`` system folders written by the real entry
-points), calls the entry point's ``main(argv)`` in-process and checks: exit status 2, exactly one
-stderr line ``<prog>: error: ...`` (the last one) naming the file (and the line / utterance id
-where there is one), no traceback, and no staging folder left behind.
+kind of wrong checkpoint, ``rnnt_1best`` + ``lm`` system folders written by the real entry
+points, an experiment matrix), calls the entry point's ``main(argv)`` in-process and checks:
+exit status 2, exactly one stderr line ``<prog>: error: ...`` (the last one) naming the file
+(and the line / utterance id where there is one), no traceback, and no staging folder left
+behind.
+
+Why one long file (~1,100 lines): it is a table of some 150 independent cases of a few lines
+each, registered with ``@case`` next to the one harness and the one finished run they share;
+read top to bottom it is the list of inputs the entry points reject, by entry point.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from common.io import dir_lock
-from rescoring import report, rescore, score, tune
+from rescoring import report, rescore, score, systems, tune
 from rescoring.outputs import sha256
 from tests.rescoring.conftest import bigram, build_tiny, gold_record, nbest_record, write_lines
 
@@ -31,6 +36,7 @@ MAINS: dict[str, Callable] = {
     "tune-rescoring": tune.main,
     "score-wer": score.main,
     "make-report": report.main,
+    "rescore-systems": systems.main,
 }
 
 
@@ -106,7 +112,30 @@ def base(tmp_path_factory) -> Path:
         for s in ("dev", "test"):
             score.main(_score_argv(w, rd / system / f"onebest-{s}.jsonl.gz", s, system))
     (rd / "lm" / "cmd.sh").write_text("tune-rescoring ...\n")
+    (w / "systems.toml").write_text(MATRIX.replace("LM_CHECKPOINT", str(w / "ckpt" / "full.pt")))
+    (w / "dec").mkdir()
+    for s in ("dev", "test"):
+        (w / "dec" / f"nbest-{s}.jsonl.gz").write_bytes(
+            gzip.compress((w / f"nbest-{s}.jsonl").read_bytes())
+        )
     return w
+
+
+MATRIX = """
+headline = "lm"
+first_pass = "rnnt_1best"
+oracle = "oracle"
+comparisons = [{ a = "rnnt_1best", b = "lm" }]
+targets = [{ against = "rnnt_1best", metric = "wer" }]
+[systems.rnnt_1best]
+label = "1-best"
+[systems.oracle]
+label = "oracle"
+select = "oracle"
+[systems.lm]
+label = "+ LM"
+lm_checkpoint = "LM_CHECKPOINT"
+"""
 
 
 def _score_argv(w: Path, hyps: Path, s: str = "test", system: str = "lm", gold=None):
@@ -133,7 +162,22 @@ def _rescore_argv(w: Path, nbest: Path, *extra: str) -> list[str]:
 
 
 def _report_argv(w: Path, *extra: str) -> list[str]:
-    return ["--rescore-dir", str(w / "rescore"), "--out", str(w / "RESULTS.md"), *extra]
+    return ["--systems", str(w / "systems.toml"), "--rescore-dir", str(w / "rescore")] + [
+        "--out",
+        str(w / "RESULTS.md"),
+        *extra,
+    ]
+
+
+def _systems_argv(w: Path, *extra: str, drop: str = "") -> list[str]:
+    opts = {
+        "--systems": str(w / "systems.toml"),
+        "--nbest-dir": str(w / "dec"),
+        "--gold": str(w / "gold-{set}.jsonl"),
+        "--word-counts": str(w / "counts.txt"),
+        "--out-dir": str(w / "sysout"),
+    }
+    return [a for k, v in opts.items() if k != drop for a in (k, v)] + list(extra)
 
 
 def _rehash(folder: Path, name: str) -> None:
@@ -455,20 +499,41 @@ def _(w):
 
 
 def _params_case(name: str, change: dict, msg: str):
+    """``change``: key -> value (``a.b``: field b of object a; ``"<drop>"`` removes it)."""
+
     @case(f"params-{name}", "rescore-nbest")
     def build(w: Path) -> Bad:
         tuned = json.loads((w / "rescore" / "lm" / "tuned.json").read_text())
-        tuned.update(change)
-        tuned = {k: v for k, v in tuned.items() if v != "<drop>"}
+        for key, v in change.items():
+            *parents, last = key.split(".")
+            obj = tuned
+            for k in parents:
+                obj = obj[k]
+            if v == "<drop>":
+                del obj[last]
+            else:
+                obj[last] = v
         p = w / "rescore" / "lm" / "params.json"
         p.write_text(json.dumps(tuned))
         return Bad(_rescore_argv(w, w / "nbest-test.jsonl", "--params", str(p)), [f"{p}: {msg}"])
 
 
-_params_case("renamed-key", {"lm_scale": "<drop>", "lmscale": 0.3}, "unknown key(s) 'lmscale'")
-_params_case("missing-key", {"word_bonus": "<drop>"}, "missing field 'word_bonus'")
-_params_case("string-scale", {"lm_scale": "0.3"}, "field 'lm_scale' must be a number")
-_params_case("bool-bonus", {"word_bonus": True}, "field 'word_bonus' must be a number, got true")
+_params_case(
+    "renamed-key",
+    {"weights.lm_scale": "<drop>", "weights.lmscale": 0.3},
+    "unknown key(s) 'lmscale' in 'weights'",
+)
+_params_case("old-flat-form", {"lm_scale": 0.3}, "unknown key(s) 'lm_scale'")
+_params_case("missing-key", {"weights.word_bonus": "<drop>"}, "missing field 'weights.word_bonus'")
+_params_case("missing-grid", {"grid": "<drop>"}, "missing field 'grid'")
+_params_case(
+    "string-scale", {"weights.lm_scale": "0.3"}, "field 'weights.lm_scale' must be a number"
+)
+_params_case(
+    "bool-bonus",
+    {"weights.word_bonus": True},
+    "field 'weights.word_bonus' must be a number, got true",
+)
 _params_case("unknown-scorer", {"scorer": "trigram"}, "field 'scorer' must be one of")
 _params_case(
     "list-checkpoint", {"lm_checkpoint": ["a"]}, "field 'lm_checkpoint' must be a non-empty string"
@@ -586,7 +651,9 @@ def _entry_argv(prog: str, w: Path, out: Path) -> list[str]:
         argv = _score_argv(w, w / "rescore" / "lm" / "onebest-test.jsonl.gz")
         argv[argv.index("--out-dir") + 1] = str(out)
         return argv
-    return ["--rescore-dir", str(w / "rescore"), "--out", str(out / "RESULTS.md")]
+    if prog == "rescore-systems":
+        return _systems_argv(w, "--out-dir", str(out))
+    return _report_argv(w)[:-2] + ["--out", str(out / "RESULTS.md")]
 
 
 def _folder_cases(prog: str):
@@ -825,14 +892,14 @@ def _(w):
 @case("report-tuned-tampered", "make-report")
 def _(w):
     p = w / "rescore" / "lm" / "tuned.json"
-    p.write_text(p.read_text().replace("lm_scale", "lmscale"))
+    p.write_text(p.read_text().replace('"lm_scale":', '"lmscale":'))
     return Bad(_report_argv(w), [f"{p}: the files of", "re-run tune-rescoring"])
 
 
 @case("report-tuned-renamed-key-vouched", "make-report")
 def _(w):
     p = w / "rescore" / "lm" / "tuned.json"
-    p.write_text(p.read_text().replace("lm_scale", "lmscale"))
+    p.write_text(p.read_text().replace('"lm_scale":', '"lmscale":'))
     _rehash(p.parent, p.name)
     return Bad(_report_argv(w), [f"{p}: unknown key(s) 'lmscale'"])
 
@@ -896,9 +963,115 @@ def _(w):
 @case("report-missing-rescore-dir", "make-report")
 def _(w):
     return Bad(
-        ["--rescore-dir", str(w / "nope"), "--out", str(w / "R.md")],
+        ["--systems", str(w / "systems.toml"), "--rescore-dir", str(w / "nope")]
+        + ["--out", str(w / "R.md")],
         [f"{w / 'nope'}: no such folder"],
     )
+
+
+@case("report-no-matrix", "make-report")
+def _(w):
+    return Bad(_report_argv(w)[2:], ["--systems is required"])
+
+
+@case("report-matrix-unknown-key", "make-report")
+def _(w):
+    p = w / "systems.toml"
+    p.write_text(p.read_text().replace('label = "+ LM"', 'lable = "+ LM"'))
+    return Bad(_report_argv(w), [f"{p}: [systems.lm]: unknown key(s) lable"])
+
+
+@case("report-parallel-without-done-dir", "make-report")
+def _(w):
+    return Bad(_report_argv(w, "--parallel", "6-8", "9-13"), ["add --done-dir"])
+
+
+@case("report-done-dir-missing", "make-report")
+def _(w):
+    return Bad(_report_argv(w, "--done-dir", str(w / "nope")), [f"{w / 'nope'}: --done-dir"])
+
+
+@case("report-parallel-malformed", "make-report")
+def _(w):
+    (w / "done").mkdir()
+    return Bad(_report_argv(w, "--done-dir", str(w / "done"), "--parallel", "6to8"), ["6to8"])
+
+
+# ---------------------------------------------------------------- rescore-systems
+
+
+@case("systems-no-nbest-dir", "rescore-systems")
+def _(w):
+    return Bad(_systems_argv(w, drop="--nbest-dir"), ["--nbest-dir is required"])
+
+
+@case("systems-no-gold", "rescore-systems")
+def _(w):
+    return Bad(_systems_argv(w, drop="--gold"), ["--gold is required"])
+
+
+@case("systems-gold-without-set", "rescore-systems")
+def _(w):
+    g = str(w / "gold-dev.jsonl")
+    return Bad(_systems_argv(w, "--gold", g), [f"--gold {g!r}: needs {{set}} in it"])
+
+
+@case("systems-missing-nbest", "rescore-systems")
+def _(w):
+    p = w / "dec" / "nbest-test.jsonl.gz"
+    p.unlink()
+    return Bad(_systems_argv(w), [f"{p}: not found (set 'test' of", "--nbest-dir"])
+
+
+@case("systems-missing-gold", "rescore-systems")
+def _(w):
+    (w / "gold-test.jsonl").unlink()
+    return Bad(_systems_argv(w), [f"{w / 'gold-test.jsonl'}: not found (set 'test' of"])
+
+
+@case("systems-missing-checkpoint", "rescore-systems")
+def _(w):
+    m = w / "systems.toml"
+    m.write_text(MATRIX.replace("LM_CHECKPOINT", str(w / "none.pt")))
+    return Bad(_systems_argv(w), [f"{w / 'none.pt'}: not found ({m}: [systems.lm] lm_checkpoint)"])
+
+
+@case("systems-missing-matrix", "rescore-systems")
+def _(w):
+    m = w / "nope.toml"
+    return Bad(_systems_argv(w, "--systems", str(m)), [f"{m}: no such file"])
+
+
+@case("systems-matrix-tuned-oracle", "rescore-systems")
+def _(w):
+    m = w / "systems.toml"
+    m.write_text(m.read_text().replace('label = "+ LM"', 'label = "+ LM"\nselect = "oracle"'))
+    return Bad(_systems_argv(w), [f"{m}: [systems.lm]: a system with an lm_checkpoint is tuned"])
+
+
+@case("systems-bad-grid", "rescore-systems")
+def _(w):
+    return Bad(_systems_argv(w, "--lm-scale-step", "0"), ["--lm-scale-step must be at least"])
+
+
+@case("systems-grid-too-large", "rescore-systems")
+def _(w):
+    return Bad(
+        _systems_argv(w, "--lm-scale-step", "0.0001", "--max-grid-points", "100"),
+        ["more than --max-grid-points 100"],
+    )
+
+
+@case("systems-negative-threshold", "rescore-systems")
+def _(w):
+    return Bad(_systems_argv(w, "--threshold", "-1"), ["--threshold must be >= 0"])
+
+
+@case("systems-bad-checkpoint", "rescore-systems")
+def _(w):
+    m = w / "systems.toml"
+    m.write_text(MATRIX.replace("LM_CHECKPOINT", str(w / "ckpt" / "empty.pt")))
+    return Bad(_systems_argv(w), [str(w / "ckpt" / "empty.pt")])
 
 
 # ---------------------------------------------------------------- the sweep

@@ -1,5 +1,9 @@
 """Hand-computed WER / rare-word WER / SLU cases, bootstrap determinism and paired tests."""
 
+import itertools
+import warnings
+from collections import Counter
+
 import pytest
 
 from rescoring.metrics import (
@@ -52,6 +56,46 @@ def test_corpus_pools_counts_not_rates():
     m = corpus_metrics([a, b])
     assert m["wer"] == pytest.approx(100 / 6)
     assert m["rare_wer"] == pytest.approx(100 / 3)
+
+
+def _spans_before_seqeval(words: list[str], tags: list[str]) -> Counter:
+    """The hand-written BIO extraction slot_spans used before seqeval (the reference)."""
+    spans: Counter = Counter()
+    cur_type, cur_words = None, []
+    for w, t in zip(words, tags, strict=False):
+        if t.startswith("B-") or (t.startswith("I-") and t[2:] != cur_type):
+            if cur_type:
+                spans[(cur_type, " ".join(cur_words))] += 1
+            cur_type, cur_words = t[2:], [w]
+        elif t.startswith("I-"):
+            cur_words.append(w)
+        else:
+            if cur_type:
+                spans[(cur_type, " ".join(cur_words))] += 1
+            cur_type, cur_words = None, []
+    if cur_type:
+        spans[(cur_type, " ".join(cur_words))] += 1
+    return spans
+
+
+# Well-formed tags, stray I- (I-a after O or after B-b), types with '-' and '_', and malformed
+# tags (no type, no dash, IOBES letters, an extra dash): every sequence of up to 4 of them.
+TAGS = ["O", "B-a", "I-a", "B-b", "I-b", "B-x-y", "I-x_y", "B-", "I-", "foo", "B", "E-a", "S-a"]
+
+
+def test_slot_spans_is_the_hand_written_extraction_on_every_short_sequence():
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seqeval warns on a tag it does not understand
+        for length in range(5):
+            words = [f"w{i % 3}" for i in range(length)]  # repeated words: spans are strings
+            for tags in itertools.product(TAGS, repeat=length):
+                assert slot_spans(words, list(tags)) == _spans_before_seqeval(words, list(tags))
+                n += 1
+    assert n == sum(len(TAGS) ** k for k in range(5))
+    # more tags than words, more words than tags: both only read the common prefix
+    assert slot_spans(["a"], ["B-x", "B-y"]) == {("x", "a"): 1}
+    assert slot_spans(["a", "b"], ["B-x"]) == {("x", "a"): 1}
 
 
 def test_slot_spans_and_slu():

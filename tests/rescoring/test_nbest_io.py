@@ -77,7 +77,7 @@ def test_external_tsv(tmp_path):
 
 
 def test_lattices(tmp_path):
-    from asr.lattice import write_nbest_lattices
+    from common.lattice import write_nbest_lattices
 
     write_nbest_lattices(
         tmp_path / "lattices-dev.ark",

@@ -181,7 +181,13 @@ def test_score_set_is_verified_by_make_report(tiny, capsys):
             "per-utt-test.jsonl.gz",
         ]
     )
-    argv = ["--rescore-dir", str(rd), "--out", str(tiny / "R.md")]
+    matrix = tiny / "systems.toml"
+    matrix.write_text(
+        'headline = "rnnt_1best"\nfirst_pass = "rnnt_1best"\noracle = "oracle"\n'
+        '[systems.rnnt_1best]\nlabel = "1-best"\n'
+        '[systems.oracle]\nlabel = "oracle"\nselect = "oracle"\n'
+    )
+    argv = ["--systems", str(matrix), "--rescore-dir", str(rd), "--out", str(tiny / "R.md")]
     report.main(argv)
     metrics = out / "metrics-test.json"
     metrics.write_text(metrics.read_text().replace('"wer"', '"wer" ', 1))

@@ -1,16 +1,21 @@
 """Tuning on a dev set where the right λ is known, external n-best rescoring, and a tiny
-end-to-end run: n-best -> tune (dev) -> rescore (test) -> score -> RESULTS.md + plots."""
+end-to-end run of the stand-alone entry points: n-best -> tune (dev) -> rescore (test) -> score
+-> RESULTS.md + plots, with the systems, labels, comparisons and targets of a matrix file."""
 
 import json
 import re
 
+import numpy as np
 import pytest
-from lhotse import SupervisionSegment, SupervisionSet
 
 from rescoring import report, rescore, score, tune
+from rescoring.experiments import load_experiments
 from rescoring.nbest import Hyp, NbestRecord
-from rescoring.rescore import NbestArrays
+from rescoring.params import RescoreWeights, total_score
+from rescoring.rescore import NbestArrays, apply_weights
+from rescoring.results import PairedTests, collect
 from rescoring.tune import best_point, grid, sweep
+from tests.rescoring.conftest import RECIPE_SETS as SETS
 
 
 def test_tuning_finds_the_known_lambda():
@@ -27,95 +32,31 @@ def test_tuning_finds_the_known_lambda():
     arrays = NbestArrays.from_records(recs)
     lam, beta, wer = best_point(sweep(arrays, grid(0, 1.5, 0.05), grid(-1, 1, 0.5)))
     assert (lam, beta, wer) == (pytest.approx(0.55), 0.0, 0.0)
-    assert arrays.wer(arrays.choose(0.0, 0.0)) == pytest.approx(50.0)
+    assert arrays.wer(arrays.choose(RescoreWeights())) == pytest.approx(50.0)
 
 
-SETS = {
-    "dev": [
-        (
-            "d1",
-            "play hey jude",
-            "PlayMusic",
-            ["O", "B-track", "I-track"],
-            [("play hey dude", -1.0), ("play hey jude", -1.4)],
-        ),
-        (
-            "d2",
-            "book a table in boston",
-            "BookRestaurant",
-            ["O", "O", "O", "O", "B-city"],
-            [("book a table in austin", -2.0), ("book a table in boston", -2.3)],
-        ),
-        (
-            "d3",
-            "rate this book",
-            "RateBook",
-            ["O", "O", "B-object_type"],
-            [("rate this book", -0.5), ("rate this look", -1.5)],
-        ),
-    ],
-    "test": [
-        (
-            "t1",
-            "play hey jude now",
-            "PlayMusic",
-            ["O", "B-track", "I-track", "O"],
-            [("play hey dude now", -1.1), ("play hey jude now", -1.3)],
-        ),
-        (
-            "t2",
-            "weather in boston",
-            "GetWeather",
-            ["O", "O", "B-city"],
-            [("weather in austin", -1.0), ("weather in boston", -1.2), ("whether in boston", -3.0)],
-        ),
-    ],
-}
-MT_TRAIN = [
-    ("play hey jude", "PlayMusic", ["O", "B-track", "I-track"]),
-    ("play yesterday by the beatles", "PlayMusic", ["O", "B-track", "O", "B-artist", "I-artist"]),
-    ("book a table in boston", "BookRestaurant", ["O", "O", "O", "O", "B-city"]),
-    ("weather in boston today", "GetWeather", ["O", "O", "B-city", "B-timeRange"]),
-    ("rate this book", "RateBook", ["O", "O", "B-object_type"]),
-    ("play hey jude now", "PlayMusic", ["O", "B-track", "I-track", "O"]),
-]
-LM_TEXT = "play hey jude\nbook a table in boston\nweather in boston today\nrate this book\nplay hey jude now\n"
-
-
-@pytest.fixture()
-def recipe(tmp_path):
-    (tmp_path / "lm.txt").write_text(LM_TEXT)
-    (tmp_path / "mt.jsonl").write_text(
-        "".join(json.dumps({"text": t, "intent": i, "slots": sl}) + "\n" for t, i, sl in MT_TRAIN)
-    )
-    (tmp_path / "word_counts.txt").write_text(
-        "play 9\nhey 9\nbook 9\na 9\ntable 9\nin 9\nrate 9\nthis 9\n"
-    )
-    for s, rows in SETS.items():
-        with open(tmp_path / f"nbest-{s}.jsonl", "w") as f:
-            for uid, ref, _, _, hyps in rows:
-                f.write(
-                    json.dumps(
-                        {
-                            "id": uid,
-                            "ref": ref,
-                            "hyps": [{"words": w, "tokens": [], "am_score": a} for w, a in hyps],
-                        }
-                    )
-                    + "\n"
-                )
-        SupervisionSet.from_segments(
-            SupervisionSegment(
-                id=uid,
-                recording_id=uid,
-                start=0,
-                duration=1.0,
-                text=ref,
-                custom={"intent": intent, "slots": slots},
-            )
-            for uid, ref, intent, slots, _ in rows
-        ).to_file(tmp_path / f"nlu_{s}.jsonl.gz")
-    return tmp_path
+def test_one_formula_for_the_sweep_and_the_records():
+    """The vectorised sweep and the per-record totals are the same function, bit for bit."""
+    rng = np.random.default_rng(0)
+    recs = [
+        NbestRecord(
+            f"u{i}",
+            "a b c",
+            [
+                Hyp(" ".join("abcd"[: rng.integers(0, 5)]), rng.normal(), lm_score=rng.normal())
+                for _ in range(4)
+            ],
+        )
+        for i in range(50)
+    ]
+    arrays = NbestArrays.from_records(recs)
+    for w in (RescoreWeights(), RescoreWeights(0.35, 1.75), RescoreWeights(1.3, -0.6)):
+        totals = total_score(arrays.am, arrays.lm, arrays.num_words, w)  # (U, N)
+        chosen = arrays.choose(w)
+        apply_weights(recs, w)  # re-sorts each list by total
+        for i, r in enumerate(recs):
+            assert r.hyps[0].total == totals[i, chosen[i]]
+        recs = [NbestRecord(r.id, r.ref, sorted(r.hyps, key=lambda h: -h.am_score)) for r in recs]
 
 
 def _score(d, system, s, recipe):
@@ -139,6 +80,44 @@ def _score(d, system, s, recipe):
             "200",
         ]
     )
+
+
+LABELS = {
+    "rnnt_1best": "RNN-T 1-best",
+    "oracle": "n-best oracle",
+    "lm": "+ LM rescoring (LM objective only)",
+    "multitask_linear": "+ multitask LM, linear weights",
+    "multitask_rwm": "+ multitask LM, RWM weights",
+    "pretrained": "+ LM-pretrained, multitask fine-tuned (RWM)",
+}
+
+
+def _matrix(path, headline: str, targets: list[tuple[str, str, float]]):
+    """A matrix of the six systems (two of them never run here), comparing every rescorer with
+    the 1-best and with LM-only rescoring."""
+    lines = [f'headline = "{headline}"', 'first_pass = "rnnt_1best"', 'oracle = "oracle"']
+    lines.append('comparison_note = "The last row is an ablation."')
+    pairs = [
+        (a, b) for b in LABELS if b not in ("rnnt_1best", "oracle") for a in ("rnnt_1best", "lm")
+    ]
+    pairs = [(a, b) for a, b in pairs if a != b] + [("multitask_linear", "multitask_rwm")]
+    lines += ["comparisons = ["] + [f'  {{ a = "{a}", b = "{b}" }},' for a, b in pairs] + ["]"]
+    lines += (
+        ["targets = ["]
+        + [
+            f'  {{ against = "{a}", metric = "{m}", min_relative_reduction = {g} }},'
+            for a, m, g in targets
+        ]
+        + ["]"]
+    )
+    for name, label in LABELS.items():
+        lines += [f"[systems.{name}]", f'label = "{label}"']
+        if name == "oracle":
+            lines.append('select = "oracle"')
+        elif name != "rnnt_1best":
+            lines.append(f'lm_checkpoint = "exp/lm/{name}/best.pt"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def test_end_to_end_report(recipe, monkeypatch):
@@ -207,7 +186,7 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert mt["intent_acc"] == 100.0 and mt["slot_f1"] == 100.0 and mt["wer"] == 0.0
 
     tuned = json.loads((rd / "lm" / "tuned.json").read_text())
-    assert tuned["lm_scale"] > 0 and tuned["dev_wer"] < tuned["dev_wer_first_pass"]
+    assert tuned["weights"]["lm_scale"] > 0 and tuned["wer"] < tuned["wer_first_pass"]
     m = {
         name: json.loads((rd / name / "metrics-test.json").read_text())
         for name in ("rnnt_1best", "lm", "oracle")
@@ -226,8 +205,11 @@ def test_end_to_end_report(recipe, monkeypatch):
     (recipe / "exp" / "lm" / "multitask_rwm" / "config.json").write_text(
         json.dumps({"model": {"hidden": 7}, "config": {"lr": 0.5}, "env": {"torch": "x"}})
     )
+    matrix = _matrix(recipe / "systems.toml", "pretrained", [("rnnt_1best", "rare_wer", 15.0)])
     report.main(
         [
+            "--systems",
+            str(matrix),
             "--rescore-dir",
             str(rd),
             "--out",
@@ -255,11 +237,14 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert "## Targets" not in md  # the default headline system was not run
 
     # Headline checks: the verdicts follow the measured numbers and the targets given.
-    def targets(*extra: str) -> tuple[str, dict]:
-        report.main(["--rescore-dir", str(rd), "--out", str(recipe / "R2.md"), *extra])
+    def targets(goal: float) -> tuple[str, dict]:
+        tgt = [("lm", "rare_wer", 5.0), ("rnnt_1best", "rare_wer", goal), ("lm", "wer", 0.0)]
+        tgt.append(("rnnt_1best", "common_wer", 0.0))  # a metric no comparison has
+        m = _matrix(recipe / "m2.toml", "multitask_rwm", tgt)
+        report.main(["--systems", str(m), "--rescore-dir", str(rd), "--out", str(recipe / "R2.md")])
         return (recipe / "R2.md").read_text(), json.loads((recipe / "results.json").read_text())
 
-    md, res = targets("--headline-system", "multitask_rwm", "--target-rare-vs-1best", "0.001")
+    md, res = targets(0.001)
     t = next(
         x
         for x in res["paired_bootstrap"]
@@ -270,7 +255,16 @@ def test_end_to_end_report(recipe, monkeypatch):
     row = next(line for line in md.splitlines() if line.startswith("| rare-word WER vs RNN-T"))
     met = t["relative_change"] <= -0.001
     assert row.endswith("**met** |" if met else "**NOT met** |"), row
-    md, _ = targets("--headline-system", "multitask_rwm", "--target-rare-vs-1best", "100.1")
+    # a target on a metric no comparison has is tested for the target alone (here the 1-best
+    # makes no common-word error on test, so the relative change, and the verdict, are n/a)
+    exps = load_experiments(recipe / "m2.toml")
+    t = PairedTests(rd, collect(rd, exps), "test").test("rnnt_1best", "multitask_rwm", "common_wer")
+    assert t["a_value"] == 0.0 and t["relative_change"] is None and t["p_b_better"] is not None
+    row = next(line for line in md.splitlines() if line.startswith("| common-word WER vs RNN"))
+    assert row == "| common-word WER vs RNN-T 1-best | | n/a | | | n/a |"
+    assert {x["metric"] for x in res["paired_bootstrap"]} == {"wer", "rare_wer"}
+    assert "over the same resamples. The last row is an ablation." in md
+    md, _ = targets(100.1)
     row = next(line for line in md.splitlines() if line.startswith("| rare-word WER vs RNN-T"))
     assert row.endswith("**NOT met** |") and "targets NOT met" in md  # -100.1% is impossible
     assert "Ceiling: the n-best oracle's rare-word WER is" in md

@@ -11,7 +11,7 @@ import pytest
 
 from common.io import CheckpointError, InputError
 from rescoring import rescore, tune
-from rescoring.params import read_tuned
+from rescoring.params import RescoreWeights, read_tuned
 from rescoring.scorers import build_scorer, score_nbest
 from tests.rescoring.conftest import bigram
 
@@ -26,35 +26,71 @@ def _error(capsys, fn, argv) -> str:
 
 
 DROP = object()
+GRID = {
+    "lm_scale_min": 0.0,
+    "lm_scale_max": 1.5,
+    "lm_scale_step": 0.05,
+    "word_bonus_min": 0.0,
+    "word_bonus_max": 0.0,
+    "word_bonus_step": 0.25,
+    "points": 31,
+}
 GOOD = {
+    "weights": {"lm_scale": 0.5, "word_bonus": 0.0},
     "scorer": "bigram",
     "lm_checkpoint": "lm.txt",
     "nlu_checkpoint": None,
-    "lm_scale": 0.5,
-    "word_bonus": 0.0,
-    "dev_wer": 10.0,
-    "dev_wer_first_pass": 12.0,
     "tuned_on": "nbest-dev.jsonl",
-    "grid_points": 31,
+    "set": "dev",
+    "wer": 10.0,
+    "wer_first_pass": 12.0,
+    "grid": GRID,
 }
+
+
+def _changed(change: dict) -> dict:
+    """GOOD with ``change`` applied; a key ``a.b`` changes field b of object a, DROP removes."""
+    out = json.loads(json.dumps(GOOD))
+    for key, v in change.items():
+        *parents, last = key.split(".")
+        obj = out
+        for k in parents:
+            obj = obj[k]
+        if v is DROP:
+            del obj[last]
+        else:
+            obj[last] = v
+    return out
 
 
 @pytest.mark.parametrize(
     "change, msg",
     [
-        ({"lmscale": 0.5, "lm_scale": DROP}, "unknown key(s) 'lmscale'"),
-        ({"lm_scale": DROP}, "missing field 'lm_scale'"),
-        ({"lm_scale": "0.5"}, "field 'lm_scale' must be a number, got \"0.5\""),
-        ({"word_bonus": True}, "field 'word_bonus' must be a number, got true"),
-        ({"lm_scale": float("inf")}, "field 'lm_scale' must be a finite number"),
+        (
+            {"weights.lmscale": 0.5, "weights.lm_scale": DROP},
+            "unknown key(s) 'lmscale' in 'weights'",
+        ),
+        ({"lmscale": 0.5}, "unknown key(s) 'lmscale'; a tuned.json has exactly weights, scorer"),
+        ({"lm_scale": 0.5, "weights": DROP}, "unknown key(s) 'lm_scale'"),  # the old flat form
+        ({"weights": DROP}, "missing field 'weights'"),
+        ({"weights.lm_scale": DROP}, "missing field 'weights.lm_scale'"),
+        ({"weights": [0.5, 0.0]}, "field 'weights' must be a JSON object"),
+        ({"weights.lm_scale": "0.5"}, "field 'weights.lm_scale' must be a number, got \"0.5\""),
+        ({"weights.word_bonus": True}, "field 'weights.word_bonus' must be a number, got true"),
+        ({"weights.lm_scale": float("inf")}, "field 'weights.lm_scale' must be a finite number"),
         ({"scorer": "trigram"}, "field 'scorer' must be one of"),
         ({"lm_checkpoint": 3}, "field 'lm_checkpoint' must be a non-empty string"),
         ({"tuned_on": None}, "field 'tuned_on' must be a non-empty string, got null"),
-        ({"grid_points": 0}, "field 'grid_points' must be an integer >= 1"),
+        ({"set": ""}, "field 'set' must be a non-empty string"),
+        ({"wer": DROP}, "missing field 'wer'"),
+        ({"grid": DROP}, "missing field 'grid'"),
+        ({"grid.points": 0}, "field 'grid.points' must be an integer >= 1"),
+        ({"grid.lm_scale_step": DROP}, "missing field 'grid.lm_scale_step'"),
+        ({"grid.steps": 3}, "unknown key(s) 'steps' in 'grid'"),
     ],
 )
 def test_bad_params_file(tiny, capsys, change, msg):
-    params = {k: v for k, v in {**GOOD, **change}.items() if v is not DROP}
+    params = _changed(change)
     p = tiny / "params.json"  # not an output name of ours: read without a set manifest
     p.write_text(json.dumps(params))
     line = _error(
@@ -78,7 +114,9 @@ def test_params_file_resolves_paths_against_itself(tiny, monkeypatch):
     p.write_text(json.dumps({**GOOD, "lm_checkpoint": "../lm.txt", "tuned_on": "../x"}))
     monkeypatch.chdir("/")
     t = read_tuned(p)
-    assert t.lm_checkpoint == (tiny / "lm.txt").resolve() and t.lm_scale == 0.5
+    assert t.lm_checkpoint == (tiny / "lm.txt").resolve()
+    assert t.weights == RescoreWeights(lm_scale=0.5, word_bonus=0.0)
+    assert t.grid.points == 31 and t.set == "dev"
     p.write_text('{\n  "scorer": \n')
     with pytest.raises(InputError, match=r"p\.json:3: invalid JSON"):
         read_tuned(p)
@@ -103,7 +141,7 @@ def test_tuned_json_works_from_another_folder(tiny, monkeypatch):
     assert (
         raw["lm_checkpoint"] == "../../../lm.txt" and raw["tuned_on"] == "../../../nbest-dev.jsonl"
     )
-    assert raw["lm_scale"] > 0
+    assert raw["weights"]["lm_scale"] > 0
     elsewhere = tiny / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -120,7 +158,7 @@ def test_tuned_json_works_from_another_folder(tiny, monkeypatch):
         ]
     )
     info = json.loads((elsewhere / "out" / "rescore-test.json").read_text())
-    assert info["lm_scale"] == raw["lm_scale"] and info["scorer"] == "bigram"
+    assert info["lm_scale"] == raw["weights"]["lm_scale"] and info["scorer"] == "bigram"
     assert info["lm_checkpoint"] == str((tiny / "lm.txt").resolve())
     monkeypatch.chdir(tiny / "exp/rescore/lm")
     rescore.main(
@@ -180,7 +218,7 @@ def test_grid_is_validated_before_allocation(tiny, capsys, monkeypatch, extra, m
 def test_grid_cap_can_be_raised(tiny):
     tune.main(_tune_argv(tiny, "--lm-scale-step", "0.01", "--max-grid-points", "3000"))
     t = json.loads((tiny / "out" / "tuned.json").read_text())
-    assert t["grid_points"] == 151 * 17
+    assert t["grid"]["points"] == 151 * 17 and t["grid"]["lm_scale_step"] == 0.01
     assert tune.grid(0, 1.5, 0.05).tolist() == pytest.approx(np.arange(31) * 0.05)
 
 

@@ -22,5 +22,4 @@ lm_preset=default
 lm_opts=""
 # Rescoring: λ/β grid searched on dev
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
-# Report: the headline system and the targets it is checked against on test (RESULTS.md "Targets")
-report_opts="--headline-system pretrained_multitask_rwm --target-rare-vs-lm 5 --target-rare-vs-1best 15"
+# Systems, labels, the headline system, comparisons and targets: conf/systems.toml

@@ -18,5 +18,4 @@ decode_opts="--method modified_beam --beam 4 --nbest 4"
 lm_preset=tiny
 lm_opts="--epochs 1"
 tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-min 0 --word-bonus-max 1 --word-bonus-step 0.5"
-# Report: the headline system and the targets it is checked against on test (RESULTS.md "Targets")
-report_opts="--headline-system pretrained_multitask_rwm --target-rare-vs-lm 5 --target-rare-vs-1best 15"
+# Systems, labels, the headline system, comparisons and targets: conf/systems.toml

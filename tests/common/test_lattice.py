@@ -1,4 +1,5 @@
-"""The lattice-as-n-best reader on archives built here with kaldifst (rescoring/README.md)."""
+"""The one lattice module: the writer decoding uses, the reader rescoring uses (archives built
+here with kaldifst; convention in rescoring/README.md)."""
 
 import math
 
@@ -6,7 +7,7 @@ import kaldifst
 import pytest
 
 from common.io import InputError
-from rescoring.lattice import read_lattice_archive
+from common.lattice import read_lattice_archive, write_nbest_lattices
 from rescoring.nbest import load_nbest
 
 WORDS = {"<eps>": 0, "play": 1, "jazz": 2, "jas": 3, "stop": 4}
@@ -61,9 +62,7 @@ def test_load_nbest_reads_archive_with_refs(tmp_path):
 
 
 def test_asr_stage_convention_reads_back(tmp_path):
-    """Linear chains with the cost on the first arc, as asr/lattice.py writes them."""
-    from asr.lattice import write_nbest_lattices
-
+    """Linear chains with the cost on the first arc, as decode-asr writes them."""
     nbest = {"u1": [("play jazz", -1.5), ("play jas", -2.0)], "u2": [("", -0.5)]}
     write_nbest_lattices(tmp_path / "lattices-dev.ark", tmp_path / "words-dev.txt", nbest)
     got = read_lattice_archive(tmp_path / "lattices-dev.ark", tmp_path / "words-dev.txt")
@@ -104,3 +103,27 @@ def test_bad_lattices(tmp_path):
     words.write_text("<eps> 0\nplay\n")
     with pytest.raises(InputError, match=r"words-dev\.txt:2: expected 'word id'"):
         read_lattice_archive(ark, words)
+
+
+def test_writer_round_trip_keeps_ties_in_nbest_order(tmp_path):
+    """Equal scores come back in the writer's (n-best) order, float32 weights within 1e-6."""
+    nbest = {
+        "b": [("stop", -1.0), ("play jazz", -2.5), ("play jas", -2.5), ("", -2.5)],
+        "a": [("jazz", -0.123456789)],
+    }
+    ark, words = tmp_path / "lattices-dev.ark", tmp_path / "words-dev.txt"
+    write_nbest_lattices(ark, words, nbest)
+    assert words.read_text() == "<eps> 0\njas 1\njazz 2\nplay 3\nstop 4\n"
+    assert not list(tmp_path.glob(".*"))  # the temp file was renamed
+    got = read_lattice_archive(ark, words)
+    assert list(got) == ["a", "b"]  # sorted ids
+    for k, hyps in nbest.items():
+        assert [w for w, _ in got[k]] == [w for w, _ in hyps]
+        assert [s for _, s in got[k]] == pytest.approx([s for _, s in hyps], rel=1e-6)
+
+
+def test_old_asr_import_path_is_the_one_reader():
+    from asr import lattice
+
+    assert lattice.read_nbest_lattices is read_lattice_archive
+    assert lattice.write_nbest_lattices is write_nbest_lattices

@@ -1,0 +1,258 @@
+"""The markdown sections of RESULTS.md, each a function of the collected results and the matrix.
+
+Labels, the headline system, the comparisons and the targets all come from the recipe's
+experiment matrix (:mod:`rescoring.experiments`); this module knows no system by name. Sets:
+``tune_set`` (λ, β tuned there) and ``eval_set`` (targets, paired tests, per-intent table).
+
+Usage:
+    md = targets_md(results, pairs, exps) + metrics_table_md(results, exps, "test") + ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.io import InputError, open_text
+from rescoring.experiments import Experiments
+from rescoring.fields import shown
+from rescoring.results import PairedTests, read_json
+
+METRIC_NAMES = {
+    "wer": "WER",
+    "rare_wer": "rare-word WER",
+    "common_wer": "common-word WER",
+    "intent_acc": "intent acc",
+    "slot_f1": "slot F1",
+}
+
+
+def read_text(path: str | Path) -> str:
+    with open_text(path) as f:
+        return f.read()
+
+
+def _num(v: float | None, fmt: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _cell(cell: dict | None) -> str:
+    if not cell or cell.get("value") is None:
+        return "n/a"
+    ci = cell.get("ci95")
+    return f"{cell['value']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{cell['value']:.2f}"
+
+
+def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str]:
+    """The headline checks on the evaluation set: met or not, with the numbers behind them."""
+    h, s = exps.headline, exps.eval_set
+    if h not in results or s not in results[h]:
+        return []
+    rows, verdicts = [], []
+    for target in exps.targets:
+        a, metric, goal = target.against, target.metric, target.min_relative_reduction
+        what = f"{METRIC_NAMES[metric]} vs {exps.label(a)}"
+        t = pairs.test(a, h, metric)
+        if t is None or t["relative_change"] is None:
+            rows.append(f"| {what} | | n/a | | | n/a |")
+            verdicts.append(False)
+            continue
+        met = t["relative_change"] <= -goal if goal > 0 else t["b_value"] < t["a_value"]
+        verdicts.append(met)
+        want = f"≤ -{goal:g}% relative" if goal > 0 else "lower"
+        p = _num(t["p_b_better"], ".3f")
+        rows.append(
+            f"| {what} | {want} | {t['a_value']:.2f} → {t['b_value']:.2f} "
+            f"({t['relative_change']:+.1f}%) | {_ci(t['diff_ci95'])} | {p} | "
+            f"{'**met**' if met else '**NOT met**'} |"
+        )
+    md = [
+        f"## Targets ({s})",
+        "",
+        f"Headline system: {exps.label(h)}. "
+        + (
+            "**All targets met.**"
+            if all(verdicts)
+            else f"**{verdicts.count(False)} of {len(verdicts)} targets NOT met.**"
+        ),
+        "",
+        "| check | target | measured | Δ 95% CI (points) | p(better) | verdict |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    one = results.get(exps.first_pass, {}).get(s)
+    orc = results.get(exps.oracle, {}).get(s)
+    if one and orc and one["rare_wer"]["value"] and orc["rare_wer"]["value"] is not None:
+        r1, ro = one["rare_wer"]["value"], orc["rare_wer"]["value"]
+        md += [
+            f"Ceiling: the n-best oracle's rare-word WER is {ro:.2f} against {r1:.2f} for the "
+            f"1-best, so even a perfect rescorer could lower rare-word WER by at most "
+            f"{100 * (r1 - ro) / r1:.1f}% relative with these n-best lists.",
+            "",
+        ]
+    return md
+
+
+def slot_coverage_md(results: dict, exps: Experiments, set_name: str) -> list[str]:
+    """A note for each system whose slot F1 covers fewer utterances than its intent accuracy
+    (gold without slots: ``score-wer`` scores the intent only)."""
+    notes = []
+    for name, system in exps.systems.items():
+        e = results.get(name, {}).get(set_name)
+        if not e or e.get("slot_utterances") is None or not e.get("nlu_utterances"):
+            continue
+        if e["slot_utterances"] < e["nlu_utterances"]:
+            notes.append(
+                f"Slot F1 of {system.label} on {set_name} is over {e['slot_utterances']} of "
+                f"{e['nlu_utterances']} utterances: the gold of the others has no slots "
+                "(they count for intent accuracy only)."
+            )
+    return ["", *notes] if notes else []
+
+
+def metrics_table_md(results: dict, exps: Experiments, set_name: str) -> list[str]:
+    """Every system's metrics on one set ("not run" rows for a system without results)."""
+    md = [
+        f"## {set_name}",
+        "",
+        "| system | " + " | ".join(METRIC_NAMES.values()) + " |",
+        "|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for name, system in exps.systems.items():
+        entry = results.get(name, {}).get(set_name)
+        cells = (
+            ["not run"] * len(METRIC_NAMES)
+            if entry is None
+            else [_cell(entry[m]) for m in METRIC_NAMES]
+        )
+        md.append(f"| {system.label} | " + " | ".join(cells) + " |")
+    share = next(
+        (results[n][set_name]["rare_share"]["value"] for n in results if set_name in results[n]),
+        None,
+    )
+    if share is not None:
+        md += ["", f"Rare-token share of {set_name} references: {share:.1f}%."]
+    return md + slot_coverage_md(results, exps, set_name) + [""]
+
+
+def tuned_md(results: dict, exps: Experiments) -> list[str]:
+    """The weights each tuned system chose, and the tuning-set WER they gave."""
+    s = exps.tune_set
+    md = [
+        f"## Tuned weights ({s})",
+        "",
+        f"| system | scorer | λ | β | {s} WER | {s} WER first pass |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, system in exps.systems.items():
+        t = results.get(name, {}).get("tuned")
+        if t:
+            w = t["weights"]
+            md.append(
+                f"| {system.label} | {t['scorer']} | {w['lm_scale']:g} | {w['word_bonus']:g} | "
+                f"{t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
+            )
+    return md + [""]
+
+
+def paired_md(tests: list[dict], exps: Experiments) -> list[str]:
+    """The matrix's comparisons (B against A) as one table."""
+    if not tests:
+        return []
+    note = f" {exps.comparison_note}" if exps.comparison_note else ""
+    md = [
+        f"## Paired bootstrap ({exps.eval_set})",
+        "",
+        "p = share of resamples in which B is *not* better than A (small p: B is better); "
+        "Δ = B - A in points with its 95% interval over the same resamples." + note,
+        "",
+        "| A | B | metric | A | B | relative change | Δ 95% CI | p(B better) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tests:
+        rel = "n/a" if t["relative_change"] is None else f"{t['relative_change']:+.1f}%"
+        md.append(
+            f"| {exps.label(t['a'])} | {exps.label(t['b'])} | {METRIC_NAMES[t['metric']]} | "
+            f"{_num(t['a_value'])} | {_num(t['b_value'])} | {rel} | {_ci(t['diff_ci95'])} | "
+            f"{_num(t['p_b_better'], '.3f')} |"
+        )
+    return md + [""]
+
+
+def breakdown_systems(exps: Experiments) -> list[str]:
+    """The per-intent table's columns: the first pass, the targets' baselines, the headline and
+    the oracle, each once, in that order."""
+    names = [exps.first_pass, *(t.against for t in exps.targets), exps.headline, exps.oracle]
+    return list(dict.fromkeys(names))
+
+
+def per_intent_md(results: dict, exps: Experiments) -> list[str]:
+    """WER / rare-word WER per gold intent on the evaluation set."""
+    set_name = exps.eval_set
+    names = [n for n in breakdown_systems(exps) if n in results]
+    per = {n: results[n].get(set_name, {}).get("per_intent") or {} for n in names}
+    intents = sorted({i for p in per.values() for i in p})
+    if not intents:
+        return []
+
+    def cell(n: str, i: str, k: str) -> str:
+        v = per[n].get(i, {}).get(k)
+        return "n/a" if v is None else f"{v:.1f}"
+
+    head = " | ".join(f"{exps.label(n)} WER / rare" for n in names)
+    md = [
+        f"## Per-intent breakdown ({set_name})",
+        "",
+        f"| gold intent | utterances | {head} |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for i in intents:
+        utts = next((per[n][i]["utterances"] for n in names if i in per[n]), 0)
+        md.append(
+            f"| {i} | {utts} | "
+            + " | ".join(f"{cell(n, i, 'wer')} / {cell(n, i, 'rare_wer')}" for n in names)
+            + " |"
+        )
+    return md + [""]
+
+
+def glob(pattern: str) -> list[Path]:
+    if Path(pattern).is_absolute():
+        return sorted(Path("/").glob(pattern.lstrip("/")))
+    return sorted(Path().glob(pattern))
+
+
+def commands_md(cmds: list[tuple[str, Path]]) -> list[str]:
+    """Each ``(title, cmd.sh)`` as a bash block."""
+    cmds = [(n, p) for n, p in cmds if p.is_file()]
+    if not cmds:
+        return []
+    md = ["## Exact commands", ""]
+    for name, p in cmds:
+        md += [f"### {name}", "", "```bash", read_text(p).rstrip(), "```", ""]
+    return md
+
+
+def configs_md(patterns: tuple[str, ...]) -> list[str]:
+    """Every option an experiment ran with, from its config.json (model + training)."""
+    files = [p for pattern in patterns for p in glob(pattern) if p.is_file()]
+    if not files:
+        return []
+    md = ["## Resolved configurations", ""]
+    for p in files:
+        obj = read_json(p)
+        if not isinstance(obj, dict):
+            raise InputError(f"{p}: expected a JSON object, got {shown(obj)}")
+        md += [f"<details><summary>{p.parent}</summary>", ""]
+        for key in ("model", "config"):
+            if isinstance(obj.get(key), dict):
+                items = ", ".join(f"{k}={v}" for k, v in sorted(obj[key].items()))
+                md += [f"- **{key}**: {items}"]
+        if isinstance(obj.get("env"), dict):
+            md += ["- **env**: " + ", ".join(f"{k}={v}" for k, v in sorted(obj["env"].items()))]
+        md += ["", "</details>", ""]
+    return md

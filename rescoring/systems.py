@@ -1,0 +1,308 @@
+"""Rescore and score every system of a recipe's experiment matrix (recipe stage 14).
+
+For each system of ``--systems`` (:mod:`rescoring.experiments`), in declaration order, into
+``<out-dir>/<system>/``:
+
+* a system without LM (the first pass, the oracle): ``rescore-nbest --scorer none --lm-scale 0
+  --word-bonus 0 --select <its select>`` on every set;
+* a system with an LM: ``tune-rescoring`` on ``tune_set`` (the grid options below), then
+  ``rescore-nbest --params tuned.json`` on every other set;
+* then ``score-wer`` on every set (references, intents and slots from ``--gold``).
+
+The NLU of the chosen hypothesis comes from the matrix's ``nlu_checkpoint``. Each step is the
+entry point's own function called with the options of its stand-alone command, so the outputs
+are those of running the commands one by one; ``cmd.sh`` lists those commands. ``system.json``
+(written last) records the steps and the fingerprints (size, mtime) of their inputs: on a re-run
+a system whose record matches and whose output sets all verify (:mod:`rescoring.outputs`) is
+skipped, any other is run again.
+
+Usage:
+    rescore-systems --systems conf/systems.toml --nbest-dir exp/asr/<model>/decode \\
+        --gold 'data/manifests/<corpus>_nlu_{set}.jsonl.gz' --word-counts data/lang/word_counts.txt \\
+        --threshold 5 --out-dir exp/rescore --lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05
+
+OUTPUTS (in --out-dir/<system>/): the files of rescore-nbest, tune-rescoring and score-wer, and
+    cmd.sh        the stand-alone command of every step, in order
+    system.json   the steps and their inputs' fingerprints (the record a re-run compares)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.cli import add_dataclass_args, dataclass_from_args, run_cli
+from common.io import InputError, atomic_write
+from common.stages import fingerprint
+from rescoring import rescore, score, tune
+from rescoring.experiments import Experiments, System, load_experiments
+from rescoring.nbest import DEFAULT_MAX_HYPS
+from rescoring.outputs import output_folder, verify_output
+from rescoring.params import Grid
+from rescoring.tune import GridOptions, check_grid
+
+#: prog -> (config class, function): the entry points a system's steps call.
+STEPS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "tune-rescoring": (tune.TuneConfig, tune.tune),
+    "rescore-nbest": (rescore.RescoreConfig, rescore.rescore),
+    "score-wer": (score.ScoreConfig, score.score),
+}
+#: The grid options passed on to tune-rescoring (the bounds and steps ``tuned.json`` records).
+GRID_OPTIONS = tuple(f.name for f in dataclasses.fields(Grid) if f.name != "points")
+
+
+@dataclass
+class SystemsConfig(GridOptions):
+    systems: Path = field(
+        default=Path("conf/systems.toml"),
+        metadata={"help": "the recipe's experiment matrix (rescoring/experiments.py)"},
+    )
+    nbest_dir: Path | None = field(
+        default=None,
+        metadata={"help": "decode folder holding nbest-<set>.jsonl.gz for every set; required"},
+    )
+    gold: str = field(
+        default="",
+        metadata={
+            "help": "NLU supervision manifest of each set, a path with {set} in it "
+            "(e.g. 'data/manifests/nlu_{set}.jsonl.gz'); required"
+        },
+    )
+    word_counts: Path = field(
+        default=Path("data/lang/word_counts.txt"),
+        metadata={"help": "ASR training word counts (rare-word rule)"},
+    )
+    threshold: int = field(
+        default=5, metadata={"help": "K: fewer than K training occurrences = rare"}
+    )
+    out_dir: Path = field(
+        default=Path("exp/rescore"),
+        metadata={"help": "one folder per system inside (locked for the run)"},
+    )
+    batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    max_hyps: int = field(
+        default=DEFAULT_MAX_HYPS,
+        metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
+    )
+
+
+@dataclass
+class Step:
+    """One entry-point call: ``prog`` with the options ``argv`` of its stand-alone command."""
+
+    prog: str
+    argv: list[str]
+
+    def command(self) -> str:
+        return shlex.join([self.prog, *self.argv])
+
+    def run(self) -> Any:
+        cls, fn = STEPS[self.prog]
+        parser = argparse.ArgumentParser(prog=self.prog)
+        add_dataclass_args(parser, cls)
+        return fn(dataclass_from_args(cls, parser.parse_args(self.argv)))
+
+
+def _num(v: float) -> str:
+    """``v`` as a command-line value that parses back to exactly ``v`` (``0``, ``0.05``)."""
+    short = f"{v:g}"
+    return short if float(short) == v else repr(v)
+
+
+def gold_path(cfg: SystemsConfig, set_name: str) -> Path:
+    return Path(cfg.gold.replace("{set}", set_name))
+
+
+def nbest_path(cfg: SystemsConfig, set_name: str) -> Path:
+    assert cfg.nbest_dir is not None
+    return cfg.nbest_dir / f"nbest-{set_name}.jsonl.gz"
+
+
+def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[Step]:
+    """The steps of one system, in order (module docstring)."""
+    d = str(cfg.out_dir / system.name)
+    nlu = ["--nlu-checkpoint", exps.nlu_checkpoint] if exps.nlu_checkpoint else []
+    run_opts = []
+    if cfg.batch_size != SystemsConfig.batch_size:
+        run_opts += ["--batch-size", str(cfg.batch_size)]
+    if cfg.max_hyps != DEFAULT_MAX_HYPS:
+        run_opts += ["--max-hyps", str(cfg.max_hyps)]
+    steps = []
+    if system.rescored:
+        grid = [
+            a for k in GRID_OPTIONS for a in (f"--{k.replace('_', '-')}", _num(getattr(cfg, k)))
+        ]
+        if cfg.max_grid_points != SystemsConfig.max_grid_points:
+            grid += ["--max-grid-points", str(cfg.max_grid_points)]
+        steps.append(
+            Step(
+                "tune-rescoring",
+                ["--nbest", str(nbest_path(cfg, exps.tune_set)), "--scorer", "nlm"]
+                + ["--lm-checkpoint", str(system.lm_checkpoint), *nlu, "--out-dir", d]
+                + ["--set-name", exps.tune_set, *grid, *run_opts],
+            )
+        )
+        for s in exps.sets:
+            if s != exps.tune_set:
+                steps.append(
+                    Step(
+                        "rescore-nbest",
+                        ["--nbest", str(nbest_path(cfg, s)), "--params", f"{d}/tuned.json"]
+                        + ["--out-dir", d, "--set-name", s, *run_opts],
+                    )
+                )
+    else:
+        for s in exps.sets:
+            steps.append(
+                Step(
+                    "rescore-nbest",
+                    ["--nbest", str(nbest_path(cfg, s)), "--scorer", "none", "--lm-scale", "0"]
+                    + ["--word-bonus", "0", "--select", system.select, *nlu, "--out-dir", d]
+                    + ["--set-name", s, *run_opts],
+                )
+            )
+    for s in exps.sets:
+        steps.append(
+            Step(
+                "score-wer",
+                ["--hyps", f"{d}/onebest-{s}.jsonl.gz", "--gold", str(gold_path(cfg, s))]
+                + ["--word-counts", str(cfg.word_counts), "--threshold", str(cfg.threshold)]
+                + ["--out-dir", d, "--set-name", s, "--system", system.name],
+            )
+        )
+    return steps
+
+
+def system_inputs(cfg: SystemsConfig, exps: Experiments, system: System) -> list[Path]:
+    """Every file a system's steps read (their fingerprints decide whether it is re-run)."""
+    paths = [nbest_path(cfg, s) for s in exps.sets] + [gold_path(cfg, s) for s in exps.sets]
+    paths.append(cfg.word_counts)
+    paths += [Path(p) for p in (system.lm_checkpoint, exps.nlu_checkpoint) if p]
+    return paths
+
+
+_OUTPUT_KINDS = (("onebest", ".jsonl.gz"), ("metrics", ".json"), ("per-utt", ".jsonl.gz"))
+
+
+def system_outputs(folder: Path, exps: Experiments, system: System) -> list[Path]:
+    """The outputs that must verify for a system to count as complete."""
+    names = [f"{k}-{s}{ext}" for s in exps.sets for k, ext in _OUTPUT_KINDS]
+    if system.rescored:
+        names += ["tuned.json", f"sweep-{exps.tune_set}.tsv"]
+    return [folder / n for n in names]
+
+
+def plan_record(steps: list[Step], inputs: list[Path]) -> dict:
+    """What ``system.json`` records and a re-run compares."""
+    return {
+        "steps": [[s.prog, *s.argv] for s in steps],
+        "inputs": {str(p): fingerprint(p) for p in inputs},
+    }
+
+
+def is_complete(folder: Path, record: dict, outputs: list[Path]) -> bool:
+    """The system was run with ``record`` and every output still verifies."""
+    path = folder / "system.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(old, dict) or {k: old.get(k) for k in record} != record:
+        return False
+    try:
+        for p in outputs:
+            if not p.is_file():
+                return False
+            verify_output(p)
+    except InputError as e:
+        logging.info("%s: %s; running the system again", path, e)
+        return False
+    return True
+
+
+def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
+    """Every option and input file, before any work (errors name the file and the option)."""
+    if cfg.nbest_dir is None:
+        raise InputError("--nbest-dir is required (the decode folder of nbest-<set>.jsonl.gz)")
+    if not cfg.gold:
+        raise InputError("--gold is required (the NLU manifest of each set, with {set})")
+    if "{set}" not in cfg.gold and len(exps.sets) > 1:
+        raise InputError(
+            f"--gold {cfg.gold!r}: needs {{set}} in it: the sets {list(exps.sets)} have one "
+            "manifest each"
+        )
+    if cfg.threshold < 0:
+        raise InputError(f"--threshold must be >= 0, got {cfg.threshold}")
+    rescore.check_run_options(cfg.batch_size, cfg.max_hyps)
+    check_grid(cfg)
+    for s in exps.sets:
+        for p, what in ((nbest_path(cfg, s), "--nbest-dir"), (gold_path(cfg, s), "--gold")):
+            if not p.is_file():
+                raise InputError(f"{p}: not found (set {s!r} of {exps.path}, from {what})")
+    if not cfg.word_counts.is_file():
+        raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
+    ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in exps.systems.items()]
+    for p, key in [*ckpts, (exps.nlu_checkpoint, "nlu_checkpoint")]:
+        if p and not Path(p).is_file():
+            raise InputError(f"{p}: not found ({exps.path}: {key})")
+
+
+def write_cmd(folder: Path, cfg: SystemsConfig, steps: list[Step]) -> None:
+    """``cmd.sh``: where it ran, the run it was part of, and each step's stand-alone command."""
+    with atomic_write(folder / "cmd.sh") as f:
+        f.write(f"# Exact commands, run from {os.getcwd()}\n")
+        f.write(
+            f"# (steps of rescore-systems --systems {cfg.systems} --out-dir {cfg.out_dir}; "
+            "each line is the stand-alone equivalent)\n"
+        )
+        f.write("".join(s.command() + "\n" for s in steps))
+
+
+def run_system(cfg: SystemsConfig, exps: Experiments, system: System) -> bool:
+    """Run one system unless it is complete and unchanged. Returns True if it ran."""
+    folder = cfg.out_dir / system.name
+    steps = plan_steps(cfg, exps, system)
+    record = plan_record(steps, system_inputs(cfg, exps, system))
+    if is_complete(folder, record, system_outputs(folder, exps, system)):
+        logging.info("System %s: complete and unchanged (%s), skipping", system.name, folder)
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "system.json").unlink(missing_ok=True)  # no claim of completeness while running
+    write_cmd(folder, cfg, steps)
+    t0 = time.time()
+    for i, step in enumerate(steps, start=1):
+        logging.info("System %s, step %d/%d: %s", system.name, i, len(steps), step.command())
+        step.run()
+    with atomic_write(folder / "system.json") as f:
+        json.dump({**record, "seconds": round(time.time() - t0, 1)}, f, indent=1)
+        f.write("\n")
+    return True
+
+
+def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
+    """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
+    exps = load_experiments(cfg.systems)
+    check_inputs(cfg, exps)
+    done = {}
+    with output_folder(cfg.out_dir):
+        for system in exps.systems.values():
+            done[system.name] = "ran" if run_system(cfg, exps, system) else "skipped"
+    logging.info("rescore-systems: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli("rescore-systems", SystemsConfig, rescore_systems, __doc__, argv, errors=(ValueError,))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""rescore-systems (recipe stage 14): every system of a matrix, the same files as running the
+stand-alone commands of its cmd.sh one by one, skipped on a re-run only when nothing changed;
+then make-report with the stage-time table of the recipe's .done markers."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from common.cli import add_dataclass_args, dataclass_from_args
+from rescoring import report, rescore, score, systems, tune
+from rescoring.params import read_tuned
+from tests.rescoring.conftest import MT_TRAIN
+
+MATRIX = """
+headline = "mt"
+first_pass = "first"
+oracle = "oracle"
+nlu_checkpoint = "exp/lm/mt/best.pt"
+comparisons = [{ a = "first", b = "lm" }, { a = "first", b = "mt" }, { a = "lm", b = "mt" }]
+targets = [{ against = "first", metric = "rare_wer", min_relative_reduction = 5.0 }]
+
+[systems.first]
+label = "first pass"
+
+[systems.oracle]
+label = "n-best oracle"
+select = "oracle"
+
+[systems.lm]
+label = "+ LM"
+lm_checkpoint = "exp/lm/lm/best.pt"
+
+[systems.mt]
+label = "+ multitask LM"
+lm_checkpoint = "exp/lm/mt/best.pt"
+"""
+GRID = ["--lm-scale-min", "0", "--lm-scale-max", "1", "--lm-scale-step", "0.25"]
+GRID += ["--word-bonus-min", "0", "--word-bonus-max", "1", "--word-bonus-step", "0.5"]
+MAINS = {"tune-rescoring": tune.main, "rescore-nbest": rescore.main, "score-wer": score.main}
+
+
+@pytest.fixture()
+def work(recipe, monkeypatch) -> Path:
+    """The recipe laid out as a work dir (decode folder, LM 'checkpoints', matrix); cwd."""
+    import lm.scorer
+    from tests.rescoring.standin_lm import StandInLMScorer
+
+    monkeypatch.setattr(lm.scorer, "LMScorer", StandInLMScorer)  # 'nlm' -> the stand-in
+    StandInLMScorer.calls = []
+    dec = recipe / "exp/asr/m/decode"
+    dec.mkdir(parents=True)
+    for s in ("dev", "test"):
+        (dec / f"nbest-{s}.jsonl.gz").write_bytes(
+            gzip.compress((recipe / f"nbest-{s}.jsonl").read_bytes(), mtime=0)
+        )
+    for name, rows in (("lm", MT_TRAIN[:3]), ("mt", MT_TRAIN)):
+        (recipe / "exp/lm" / name).mkdir(parents=True)
+        (recipe / "exp/lm" / name / "best.pt").write_text(
+            "".join(json.dumps({"text": t, "intent": i, "slots": sl}) + "\n" for t, i, sl in rows)
+        )
+    (recipe / "systems.toml").write_text(MATRIX)
+    monkeypatch.chdir(recipe)
+    return recipe
+
+
+def _run(*extra: str) -> dict[str, str]:
+    """rescore-systems with these options; ``{system: "ran" | "skipped"}``."""
+    argv = ["--systems", "systems.toml", "--nbest-dir", "exp/asr/m/decode"]
+    argv += ["--gold", "nlu_{set}.jsonl.gz", "--word-counts", "word_counts.txt", "--threshold"]
+    argv += ["5", "--out-dir", "exp/rescore", *GRID, *extra]
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, systems.SystemsConfig)
+    cfg = dataclass_from_args(systems.SystemsConfig, parser.parse_args(argv))
+    return systems.rescore_systems(cfg)
+
+
+def _calls() -> list[list[str]]:
+    from tests.rescoring.standin_lm import StandInLMScorer
+
+    return StandInLMScorer.calls
+
+
+def test_every_system_like_its_commands_one_by_one(work):
+    systems.main(
+        ["--systems", "systems.toml", "--nbest-dir", "exp/asr/m/decode", "--gold"]
+        + ["nlu_{set}.jsonl.gz", "--word-counts", "word_counts.txt", "--out-dir", "exp/rescore"]
+        + GRID
+    )
+    rd = work / "exp/rescore"
+    # the LM systems score dev (tuning) then test, every distinct hypothesis once per set
+    assert len(_calls()) == 4
+    cmd = (rd / "lm" / "cmd.sh").read_text().splitlines()
+    assert cmd[0] == f"# Exact commands, run from {work}" and cmd[1].startswith("# (steps of")
+    assert cmd[2:] == [
+        "tune-rescoring --nbest exp/asr/m/decode/nbest-dev.jsonl.gz --scorer nlm --lm-checkpoint "
+        "exp/lm/lm/best.pt --nlu-checkpoint exp/lm/mt/best.pt --out-dir exp/rescore/lm "
+        "--set-name dev " + " ".join(GRID),
+        "rescore-nbest --nbest exp/asr/m/decode/nbest-test.jsonl.gz --params "
+        "exp/rescore/lm/tuned.json --out-dir exp/rescore/lm --set-name test",
+        *(
+            f"score-wer --hyps exp/rescore/lm/onebest-{s}.jsonl.gz --gold nlu_{s}.jsonl.gz "
+            f"--word-counts word_counts.txt --threshold 5 --out-dir exp/rescore/lm "
+            f"--set-name {s} --system lm"
+            for s in ("dev", "test")
+        ),
+    ]
+    oracle = (rd / "oracle" / "cmd.sh").read_text().splitlines()[2]
+    assert oracle == (
+        "rescore-nbest --nbest exp/asr/m/decode/nbest-dev.jsonl.gz --scorer none --lm-scale 0 "
+        "--word-bonus 0 --select oracle --nlu-checkpoint exp/lm/mt/best.pt "
+        "--out-dir exp/rescore/oracle --set-name dev"
+    )
+    record = json.loads((rd / "mt" / "system.json").read_text())
+    assert record["steps"][0][0] == "tune-rescoring" and "exp/lm/mt/best.pt" in record["inputs"]
+
+    # The same commands run one by one into another tree (same depth: same relative paths).
+    for name in ("first", "oracle", "lm", "mt"):
+        for line in (rd / name / "cmd.sh").read_text().splitlines()[2:]:
+            prog, *argv = shlex.split(line.replace("exp/rescore/", "manual/rescore/"))
+            MAINS[prog](argv)
+        a, b = rd / name, work / "manual/rescore" / name
+        names = sorted(p.name for p in b.iterdir() if not p.name.startswith(("set-", ".")))
+        ours = {"cmd.sh", "system.json"}
+        assert names == sorted(
+            p.name
+            for p in a.iterdir()
+            if not p.name.startswith(("set-", ".")) and p.name not in ours
+        )
+        for f in names:
+            if f.endswith(".json") and f.startswith(("metrics-", "rescore-")):
+                ja, jb = (json.loads((d / f).read_text()) for d in (a, b))
+                for j in (ja, jb):  # paths of the run and its timing differ
+                    for k in ("hyps", "nbest", "lm_timing"):
+                        j.pop(k, None)
+                assert ja == jb, (name, f)
+            elif f == "tuned.json":  # paths relative to the file: compare them resolved
+                assert read_tuned(a / f) == read_tuned(b / f)
+            else:
+                assert (a / f).read_bytes() == (b / f).read_bytes(), (name, f)
+
+    onebest = [json.loads(x) for x in gzip.open(rd / "mt" / "onebest-test.jsonl.gz", "rt")]
+    assert [r["hyp"] for r in onebest] == ["play hey jude now", "weather in boston"]
+    assert all("intent" in r for r in onebest)  # NLU from the matrix's nlu_checkpoint
+
+
+def test_rerun_skips_only_what_is_complete_and_unchanged(work):
+    assert set(_run().values()) == {"ran"}
+    first_calls = len(_calls())
+    assert _run() == dict.fromkeys(("first", "oracle", "lm", "mt"), "skipped")
+    assert len(_calls()) == first_calls  # no LM was run
+
+    metrics = work / "exp/rescore/lm/metrics-test.json"
+    metrics.write_text(metrics.read_text() + " ")  # no longer the file its manifest lists
+    assert _run() == {"first": "skipped", "oracle": "skipped", "lm": "ran", "mt": "skipped"}
+
+    out = _run("--word-bonus-max", "2")  # the tuning grid: only the tuned systems change
+    assert out == {"first": "skipped", "oracle": "skipped", "lm": "ran", "mt": "ran"}
+    tuned = json.loads((work / "exp/rescore/mt/tuned.json").read_text())
+    assert tuned["grid"]["word_bonus_max"] == 2.0 and tuned["set"] == "dev"
+
+    (work / "word_counts.txt").write_text((work / "word_counts.txt").read_text() + "now 9\n")
+    assert set(_run("--word-bonus-max", "2").values()) == {"ran"}  # an input of every system
+
+    (work / "exp/rescore/first/system.json").unlink()  # e.g. killed before the end
+    assert _run("--word-bonus-max", "2")["first"] == "ran"
+
+
+def test_report_reads_the_matrix_and_the_stage_markers(work):
+    _run()
+    done = work / ".done"
+    done.mkdir()
+    for st, secs in ((0, 5), (6, 100), (7, 1), (8, 10), (9, 40), (10, 30), (14, 20)):
+        rec = {"stage": st, "argv": ["x"], "preset": "tiny", "desc": f"stage {st}"}
+        rec |= {"seconds": float(secs), "peak_rss_kb": 2048 * st, "version": 2}
+        (done / f"stage{st}").write_text(json.dumps(rec))
+    report.main(
+        ["--systems", "systems.toml", "--rescore-dir", "exp/rescore", "--out", "RESULTS.md"]
+        + ["--done-dir", ".done", "--parallel", "6-8", "9-13", "--decode-dir", "exp/asr/m/decode"]
+    )
+    md = (work / "RESULTS.md").read_text()
+    for label in ("first pass", "n-best oracle", "+ LM", "+ multitask LM"):
+        assert f"| {label} |" in md
+    assert "Headline system: + multitask LM." in md and "## Paired bootstrap (test)" in md
+    assert "### + multitask LM\n\n```bash\n# Exact commands, run from" in md
+    assert "## Stage times (tiny preset," in md and "| 6 | stage 6 | 100 | 12 |" in md
+    assert "stages 6-8 (111 s) ran next to stages 9-13 (70 s)" in md
+    assert md.endswith(
+        "\n\nASR decoding summary: see `exp/asr/m/decode/decode-summary-*.json`.\n"
+    ), md[-300:]
