@@ -168,6 +168,8 @@ class TrainConfig:
             raise InputError("--num-epochs must be >= 1")
         if self.max_steps < 0 or self.max_minutes < 0:
             raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
+        if self.cmvn_cuts < 1:
+            raise InputError("--cmvn-cuts must be >= 1")
         if self.max_duration <= 0 or self.log_interval < 1 or self.valid_interval < 0:
             raise InputError(
                 "--max-duration must be > 0, --log-interval >= 1 and --valid-interval >= 0"

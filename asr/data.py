@@ -1,4 +1,4 @@
-"""Data side of ASR training and decoding: BPE tokenizer, Lhotse dataset, samplers, CMVN.
+"""Data side of ASR training and decoding: BPE tokenizer, Lhotse dataset, samplers.
 
 Usage:
     tok = Tokenizer("data/lang_bpe_128/bpe.model")
@@ -19,6 +19,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.dataset.collation import collate_features
 from torch.utils.data import DataLoader, Dataset
 
+from asr.config import ModelConfig
 from common.io import InputError
 
 
@@ -110,6 +111,25 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, subsampling_factor: int) -> CutSet
             len(kept),
         )
     return CutSet.from_cuts(kept)
+
+
+def load_train_cuts(
+    train_path: Path, dev_path: Path, tok: Tokenizer, model_cfg: ModelConfig
+) -> tuple[CutSet, CutSet]:
+    """(train, dev) CutSets for training, checked: features of the model's dimension, train
+    cuts the model can learn from (:func:`filter_cuts`; an error if none are left)."""
+    train_cuts = load_cuts(train_path)
+    check_feature_dim(train_cuts, model_cfg.feature_dim, train_path)
+    n = len(train_cuts)
+    train_cuts = filter_cuts(train_cuts, tok, model_cfg.subsampling_factor)
+    if len(train_cuts) == 0:
+        raise InputError(
+            f"{train_path}: all {n} cuts dropped (empty transcript, or fewer encoder frames "
+            "than BPE tokens)"
+        )
+    dev_cuts = load_cuts(dev_path)
+    check_feature_dim(dev_cuts, model_cfg.feature_dim, dev_path)
+    return train_cuts, dev_cuts
 
 
 class AsrDataset(Dataset):
@@ -216,20 +236,3 @@ def make_dataloader(
         num_workers=num_workers,
         persistent_workers=False,
     )
-
-
-def compute_cmvn(cuts: CutSet, max_cuts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global per-dimension mean and std of the features of the first ``max_cuts`` cuts."""
-    total, sq, n = None, None, 0
-    for i, c in enumerate(cuts):
-        if i >= max_cuts:
-            break
-        f = torch.from_numpy(c.load_features()).double()  # (T, C)
-        total = f.sum(0) if total is None else total + f.sum(0)
-        sq = (f**2).sum(0) if sq is None else sq + (f**2).sum(0)
-        n += f.shape[0]
-    if n == 0:
-        raise InputError("compute_cmvn: no features")
-    mean = total / n
-    std = (sq / n - mean**2).clamp(min=1e-10).sqrt()
-    return mean.float(), std.float()

@@ -9,7 +9,7 @@ Writes into ``--out-dir`` (default ``exp-dir/<method>[-beam<B>]``), per set (``d
 ``snips_cuts_dev.jsonl.gz``) and suffix (``<method>[_beam<B>]``):
 ``nbest-{set}.jsonl.gz`` (docs/INTERFACES.md records: best first, identical word sequences
 merged by log-sum-exp of am_score), ``lattices-{set}.ark`` + ``words-{set}.txt`` (see
-:mod:`asr.lattice`), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
+:mod:`common.lattice`), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
 ``oracle-wer-{set}-{suffix}.txt`` and ``decode-summary-{set}-{suffix}.json`` (WER, oracle WER,
 decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from common.checkpoint import (
 from common.cli import run_cli, save_config, setup_logging
 from common.io import InputError, atomic_write, dir_lock, write_jsonl
 from common.lattice import write_nbest_lattices
+from common.numeric import logaddexp
 from common.wer import oracle_wer, write_results
 
 
@@ -125,9 +125,7 @@ def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int) -> list[dict]:
         if words not in merged:
             merged[words] = {"words": words, "tokens": list(h.tokens), "am_score": h.score}
         else:
-            a, b = merged[words]["am_score"], h.score
-            m = max(a, b)
-            merged[words]["am_score"] = m + math.log(math.exp(a - m) + math.exp(b - m))
+            merged[words]["am_score"] = logaddexp(merged[words]["am_score"], h.score)
     ranked = sorted(merged.values(), key=lambda r: -r["am_score"])[:n]
     for r in ranked:
         r["am_score"] = round(float(r["am_score"]), 5)

@@ -17,13 +17,13 @@ Usage:
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 
 import torch
 from torchaudio.models import RNNTBeamSearch
 
 from asr.model import Transducer
+from common.numeric import logaddexp
 
 
 @dataclass
@@ -135,7 +135,7 @@ class ModifiedBeamSearch(SearchMethod):
             for score, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 src, tok = divmod(idx, v)
                 h = keys[src] if tok == model.blank_id else keys[src] + (tok,)
-                new[h] = score if h not in new else _logaddexp(new[h], score)
+                new[h] = score if h not in new else logaddexp(new[h], score)
             todo = [h for h in new if h not in cache]
             if todo:
                 states = [cache[h[:-1]][1] for h in todo]
@@ -199,14 +199,9 @@ class TorchaudioBeamSearch(SearchMethod):
             merged: dict[tuple[int, ...], float] = {}
             for tokens, _, _, score in hypos:
                 h = tuple(int(x) + 1 for x in tokens if int(x) != blank)
-                merged[h] = score if h not in merged else _logaddexp(merged[h], score)
+                merged[h] = score if h not in merged else logaddexp(merged[h], score)
             out.append([Hypothesis(h, s) for h, s in sorted(merged.items(), key=lambda kv: -kv[1])])
         return out
-
-
-def _logaddexp(a: float, b: float) -> float:
-    m = max(a, b)
-    return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
 SEARCH_METHODS: dict[str, type[SearchMethod]] = {

@@ -152,7 +152,7 @@ class TrainConfig:
         default=0.5, metadata={"help": "LR factor when the dev selection metric does not improve"}
     )
     patience: int = field(
-        default=3, metadata={"help": "early stopping: epochs without dev improvement"}
+        default=3, metadata={"help": "early stopping: dev evaluations in a row without improvement"}
     )
     select_metric: str = field(
         default="auto",
@@ -161,9 +161,17 @@ class TrainConfig:
             "modes, total_loss (unweighted sum of dev losses) for multitask modes"
         },
     )
+    max_steps: int = field(
+        default=0,
+        metadata={"help": "stop (after a checkpoint) at this total step count (0 = off)"},
+    )
     max_minutes: float = field(
         default=0.0,
-        metadata={"help": "wall-clock budget: end the current epoch early past it (0 = none)"},
+        metadata={
+            "help": "stop (after a checkpoint) once this many minutes were trained in total, "
+            "earlier (resumed) runs included; a cut epoch continues when the limit is raised "
+            "(0 = off)"
+        },
     )
     seed: int = field(default=42, metadata={"help": "random seed (data order, init, rwm)"})
     num_threads: int = field(
@@ -216,8 +224,10 @@ class TrainConfig:
             raise InputError("--ramp-steps and --rwm-interval must be >= 1, --rwm-scale > 0")
         if self.epochs < 1 or self.batch_tokens < 1 or self.max_batch_sentences < 1:
             raise InputError("--epochs, --batch-tokens and --max-batch-sentences must be >= 1")
-        if self.log_interval < 1 or self.patience < 1 or self.max_minutes < 0:
-            raise InputError("--log-interval and --patience must be >= 1, --max-minutes >= 0")
+        if self.log_interval < 1 or self.patience < 1:
+            raise InputError("--log-interval and --patience must be >= 1")
+        if self.max_steps < 0 or self.max_minutes < 0:
+            raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
 
 
 def _preset_tables() -> dict[str, tuple[ModelConfig, dict[str, dict]]]:
@@ -271,3 +281,23 @@ def get_preset(name: str, mode: str = "pretrain") -> tuple[ModelConfig, TrainCon
     model, modes = tables[name]
     train = dataclasses.replace(TrainConfig(mode=mode), **modes[mode])
     return dataclasses.replace(model), train
+
+
+def preset_help() -> str:
+    """The values each preset changes (the defaults printed per option are the class defaults)."""
+    lines = ["", "PRESETS (option defaults below are overridden per --preset and --mode):"]
+    for name in PRESETS:
+        for mode in MODES:
+            diff = {}
+            for cfg in get_preset(name, mode):
+                base = type(cfg)()
+                diff.update(
+                    {
+                        f.name: getattr(cfg, f.name)
+                        for f in dataclasses.fields(cfg)
+                        if f.name != "mode" and getattr(cfg, f.name) != getattr(base, f.name)
+                    }
+                )
+            items = ", ".join(f"{k}={v}" for k, v in diff.items()) or "class defaults"
+            lines.append(f"    {name} / {mode}: {items}")
+    return "\n".join(lines) + "\n"

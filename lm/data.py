@@ -31,6 +31,14 @@ IGNORE = -100  # target value ignored by the losses
 
 
 @dataclass
+class Labels:
+    """The label inventories of the multitask modes (ids are list positions)."""
+
+    intents: list[str]
+    slot_tags: list[str]
+
+
+@dataclass
 class Utterance:
     """One sentence; ``intent``/``slots`` are label ids (None for plain text)."""
 
@@ -227,14 +235,16 @@ def iterate_batches(
     max_sentences: int = 256,
     shuffle: bool = False,
     seed: int = 0,
+    skip: int = 0,
 ) -> Iterator[Batch]:
-    """Length-bucketed batches; with ``shuffle`` the batch order is shuffled with ``seed``."""
+    """Length-bucketed batches; with ``shuffle`` the batch order is shuffled with ``seed``;
+    the first ``skip`` batches are left out (the trained part of a partial epoch)."""
     batches = make_batches(
         [len(e.tokens) for e in examples], batch_tokens, max_sentences, seed if shuffle else None
     )
     if shuffle:
         random.Random(seed).shuffle(batches)
-    for b in batches:
+    for b in batches[skip:]:
         yield collate([examples[i] for i in b])
 
 

@@ -19,14 +19,25 @@ states of real positions: batched scoring equals one-at-a-time scoring.
 Usage:
     model = MultitaskLM(ModelConfig(), vocab_size=1000, num_intents=7, num_slot_tags=73)
     out = model(batch.inputs, batch.lengths, batch.word_pos)   # dict of logits
+    lm = load_lm("exp/lm/pretrain/best.pt")    # lm.model, lm.tokenizer, lm.intents, lm.slot_tags
+    model, tok = init_from_lm("exp/lm/pretrain/best.pt", ModelConfig(), intents, slot_tags, seed=42)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
+from common.checkpoint import CheckpointError, load_checkpoint
+from common.io import InputError
 from lm.config import ModelConfig
+from lm.tokenizer import LMTokenizer
 
 
 class MultitaskLM(nn.Module):
@@ -184,3 +195,92 @@ class MultitaskLM(nn.Module):
             if word_pos is not None:
                 out["slot"] = self.slot_logits(h, s, word_pos, word_end)  # (N, W, S)
         return out
+
+
+@dataclass
+class LoadedLM:
+    """A ``train-lm`` checkpoint as objects (:func:`load_lm`)."""
+
+    model: MultitaskLM
+    tokenizer: LMTokenizer
+    intents: list[str]  # empty for an LM without NLU heads
+    slot_tags: list[str]
+    checkpoint: dict[str, Any]  # the raw checkpoint (training state, config, env)
+
+
+def load_lm(path: str | Path, checkpoint: dict[str, Any] | None = None) -> LoadedLM:
+    """Build the :class:`MultitaskLM` of a ``train-lm`` checkpoint with its tokenizer and labels.
+
+    The one reader of LM checkpoints: ``train-lm`` (``--init-from``, resume) and
+    :class:`lm.scorer.LMScorer` use it. The model is on the CPU, in training mode.
+
+    Args:
+        path: the checkpoint (``best.pt``, ``epoch-N.pt``); loaded with ``weights_only=True``.
+        checkpoint: its already loaded content (then ``path`` only names it in errors).
+
+    Raises:
+        CheckpointError: naming ``path`` if it is missing, corrupt, not an LM checkpoint (an
+            RNN-T one, an arbitrary ``torch.save``'d dict) or its weights do not fit its config.
+    """
+    state = load_checkpoint(path) if checkpoint is None else checkpoint
+    try:
+        model_cfg = ModelConfig.from_dict(state["config"]["model"])
+        model_cfg.validate()
+        tok = LMTokenizer.from_tensor(state["tokenizer"], source=f"{path} (tokenizer)")
+        labels = state.get("labels") or {}
+        if not isinstance(labels, dict) or not isinstance(state["model"], dict):
+            raise TypeError("'labels' or 'model' is not a dict")
+        intents, slot_tags = list(labels.get("intents", [])), list(labels.get("slot_tags", []))
+    except KeyError as e:
+        raise CheckpointError(f"{path}: not an LM checkpoint (no {e} entry)") from None
+    except (TypeError, InputError) as e:
+        raise CheckpointError(f"{path}: not an LM checkpoint ({e})") from None
+    model = MultitaskLM(model_cfg, tok.vocab_size, len(intents), len(slot_tags))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: checkpoint does not match its own config: {e}") from None
+    return LoadedLM(model, tok, intents, slot_tags, state)
+
+
+def init_from_lm(
+    path: Path, model_cfg: ModelConfig, intents: list[str], slot_tags: list[str], seed: int
+) -> tuple[MultitaskLM, LMTokenizer]:
+    """A new model initialised from the LM of checkpoint ``path`` (``train-lm --init-from``).
+
+    The architecture and tokenizer are the checkpoint's, dropout and slot context
+    ``model_cfg``'s; NLU heads for ``intents`` / ``slot_tags`` (empty: none) are new unless the
+    checkpoint's fit. Every tensor of the checkpoint whose name and shape fit is copied; the
+    others are drawn after ``torch.manual_seed(seed)``.
+
+    Raises:
+        CheckpointError: naming ``path`` (see :func:`load_lm`), or if its label inventories
+            differ from ``intents`` / ``slot_tags``.
+    """
+    init = load_lm(path)
+    if init.model.cfg != model_cfg:
+        logging.info("Architecture taken from %s: %s", path, init.model.cfg)
+    model_cfg = dataclasses.replace(
+        init.model.cfg, dropout=model_cfg.dropout, slot_context=model_cfg.slot_context
+    )
+    if intents and init.intents and (init.intents, init.slot_tags) != (intents, slot_tags):
+        raise CheckpointError(f"{path}: label inventories differ from --intents/--slot-tags")
+    torch.manual_seed(seed)
+    model = MultitaskLM(model_cfg, init.tokenizer.vocab_size, len(intents), len(slot_tags))
+    own = model.state_dict()
+    loaded, skipped = [], []
+    for k, v in init.checkpoint["model"].items():
+        if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape:
+            own[k] = v
+            loaded.append(k)
+        else:
+            skipped.append(k)
+    model.load_state_dict(own)
+    logging.info(
+        "Initialised %d tensors from %s (new: %s; ignored: %s)",
+        len(loaded),
+        path,
+        [k for k in own if k not in loaded] or "none",
+        skipped or "none",
+    )
+    return model, init.tokenizer

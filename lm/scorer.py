@@ -20,12 +20,9 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import CheckpointError, load_checkpoint
-from common.io import InputError
 from lm.bio import bio_viterbi, transition_mask
-from lm.config import ModelConfig
 from lm.data import IGNORE, Example, collate
-from lm.model import MultitaskLM
+from lm.model import MultitaskLM, load_lm
 from lm.tokenizer import LMTokenizer
 
 
@@ -60,24 +57,8 @@ class LMScorer:
         Raises:
             CheckpointError: naming ``path`` if it is missing, corrupt or not an LM checkpoint.
         """
-        state = load_checkpoint(path, map_location="cpu")
-        try:
-            model_cfg = ModelConfig.from_dict(state["config"]["model"])
-            model_cfg.validate()
-            tok = LMTokenizer.from_tensor(state["tokenizer"], source=f"{path} (tokenizer)")
-        except (KeyError, TypeError, InputError) as e:
-            raise CheckpointError(f"{path}: not an LM checkpoint ({e})") from None
-        labels = state.get("labels") or {}
-        intents = labels.get("intents", [])
-        slot_tags = labels.get("slot_tags", [])
-        model = MultitaskLM(model_cfg, tok.vocab_size, len(intents), len(slot_tags))
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{path}: checkpoint does not match its own config: {e}"
-            ) from None
-        return cls(model, tok, intents, slot_tags, device=device, batch_size=batch_size)
+        lm = load_lm(path)
+        return cls(lm.model, lm.tokenizer, lm.intents, lm.slot_tags, device, batch_size)
 
     @property
     def has_nlu_heads(self) -> bool:

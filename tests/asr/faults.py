@@ -74,8 +74,8 @@ def write_asr_checkpoint(path: Path) -> Path:
     """A checkpoint shaped like ``train-asr``'s (tiny untrained RNN-T, vocabulary 40)."""
     from asr.config import get_model_preset, get_train_preset
     from asr.model import build_model
-    from asr.train import to_jsonable
     from common.checkpoint import save_checkpoint
+    from common.trainer import config_dict
 
     model_cfg = dataclasses.replace(get_model_preset("tiny"), vocab_size=40)
     save_checkpoint(
@@ -83,8 +83,8 @@ def write_asr_checkpoint(path: Path) -> Path:
         {
             "model": build_model(model_cfg).state_dict(),
             "config": {
-                "model": to_jsonable(model_cfg),
-                "train": to_jsonable(get_train_preset("tiny")),
+                "model": config_dict(model_cfg),
+                "train": config_dict(get_train_preset("tiny")),
             },
             "epoch": 1,
             "step": 1,

@@ -10,8 +10,8 @@ import torch
 
 from asr.average import AverageConfig, average
 from asr.decode import DecodeConfig, load_transducer, run, to_nbest
-from asr.lattice import read_nbest_lattices
 from asr.search import SEARCH_METHODS, Hypothesis
+from common.lattice import read_lattice_archive as read_nbest_lattices
 
 
 class _Tok:

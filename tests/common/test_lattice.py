@@ -120,10 +120,3 @@ def test_writer_round_trip_keeps_ties_in_nbest_order(tmp_path):
     for k, hyps in nbest.items():
         assert [w for w, _ in got[k]] == [w for w, _ in hyps]
         assert [s for _, s in got[k]] == pytest.approx([s for _, s in hyps], rel=1e-6)
-
-
-def test_old_asr_import_path_is_the_one_reader():
-    from asr import lattice
-
-    assert lattice.read_nbest_lattices is read_lattice_archive
-    assert lattice.write_nbest_lattices is write_nbest_lattices

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-import lm.train
+import common.trainer
 from common.checkpoint import load_checkpoint
 from lm.schedulers import FixedScheduler, LinearScheduler, build_scheduler
 from lm.train import run
@@ -29,7 +29,7 @@ class Killed(BaseException):
 
 
 def _kill_when_writing_best_pt(monkeypatch, epoch: int) -> dict:
-    real = lm.train.save_checkpoint
+    real = common.trainer.save_checkpoint
     fired = {}
 
     def save(path, state):
@@ -38,7 +38,7 @@ def _kill_when_writing_best_pt(monkeypatch, epoch: int) -> dict:
             raise Killed
         real(path, state)
 
-    monkeypatch.setattr(lm.train, "save_checkpoint", save)
+    monkeypatch.setattr(common.trainer, "save_checkpoint", save)
     return fired
 
 
@@ -52,7 +52,7 @@ def test_killed_between_epoch_checkpoint_and_best_pt(lm_data, monkeypatch, caplo
         run(model_cfg, cfg)
     assert fired == {"epoch": epochs}
     assert (exp / f"epoch-{epochs}.pt").is_file()
-    assert load_checkpoint(exp / f"epoch-{epochs}.pt")["train_state"]["finished"]
+    assert load_checkpoint(exp / f"epoch-{epochs}.pt")["train_state"]["stop_reason"]
     monkeypatch.undo()
 
     with caplog.at_level(logging.INFO):
