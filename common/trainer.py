@@ -62,6 +62,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from common.checkpoint import (
     CheckpointError,
@@ -517,7 +518,11 @@ class Trainer(abc.ABC):
         """Returns False if a budget stopped the epoch before its end."""
         st = self.state
         sums: dict[str, list[float]] = {}
-        for batch in batches:
+        bar = tqdm(
+            batches, desc=f"epoch {st.epoch}", initial=st.batch, disable=not self.is_main,
+            mininterval=5, unit="batch",
+        )  # fmt: skip
+        for batch in bar:
             out = self.train_step(batch)
             grad_norm = self._update(out)
             st.batch += 1
