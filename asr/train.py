@@ -55,13 +55,13 @@ from asr.data import Tokenizer, load_train_cuts, make_dataloader
 from asr.model import Transducer, build_model, num_params
 from asr.objective import TransducerForward, compute_loss, greedy_wer, validate
 from common.checkpoint import CheckpointError
+from common.cli import TrainCli
 from common.env import env_info
 from common.io import InputError
 from common.trainer import (
     LoopOptions,
     Resume,
     StepOutput,
-    TrainCli,
     Trainer,
     config_dict,
     find_resume,

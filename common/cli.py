@@ -18,6 +18,8 @@ import logging
 import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -209,6 +211,53 @@ def run_cli(
         cfg = dataclass_from_args(config_cls, args, base=presets[args.preset] if presets else None)
         logging.info("%s: %s", prog, cfg)
         return run(cfg)
+
+
+@dataclass(frozen=True)
+class TrainCli:
+    """The command line of a trainer: a training and a model config (one ``--option`` per field,
+    in two groups) over a preset that may depend on the parsed options (``train-lm``'s presets
+    differ per ``--mode``). Like :func:`common.cli.run_cli`: ``--help`` shows the defaults, bad
+    input ends with one line ``prog: error: ...`` and exit status 2.
+    """
+
+    prog: str
+    doc: str
+    train_cls: type
+    model_cls: type
+    presets: tuple[str, ...]
+    #: (preset name, parsed options) -> (model config, training config) to override
+    preset_configs: Callable[[str, argparse.Namespace], tuple[Any, Any]]
+    preset_help: str = "size preset (default: default)"
+    epilog: str | None = None
+
+    def parser(self) -> argparse.ArgumentParser:
+        p = cli_parser(self.doc, self.prog, self.epilog)
+        p.add_argument("--preset", choices=self.presets, default="default", help=self.preset_help)
+        add_dataclass_args(p, self.train_cls, group_title="training")
+        add_dataclass_args(p, self.model_cls, group_title="model")
+        return p
+
+    def configs(self, argv: Sequence[str] | None = None) -> tuple[Any, Any]:
+        """(model config, training config): the preset overridden by the options given."""
+        return self._build(self.parser().parse_args(argv))
+
+    def _build(self, args: argparse.Namespace) -> tuple[Any, Any]:
+        model_base, train_base = self.preset_configs(args.preset, args)
+        return (
+            dataclass_from_args(self.model_cls, args, model_base),
+            dataclass_from_args(self.train_cls, args, train_base),
+        )
+
+    def main(self, run: Callable[[Any, Any, list[str]], Any], argv: Sequence[str] | None) -> Any:
+        """Parse ``argv`` (default ``sys.argv[1:]``) and call ``run(model_cfg, train_cfg,
+        command)`` with ``command = [prog, *argv]`` (for ``cmd.sh``)."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        setup_logging()
+        args = self.parser().parse_args(argv)
+        with cli_errors(self.prog):
+            model_cfg, train_cfg = self._build(args)
+            return run(model_cfg, train_cfg, [self.prog, *argv])
 
 
 def save_config(path: str | Path, config: Any, extra: dict | None = None) -> None:

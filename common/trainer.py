@@ -1,7 +1,7 @@
 """The training skeleton shared by ``train-asr`` and ``train-lm``: typed state, resume, budgets, logs.
 
-Part of ``common``, the lowest layer of the toolkit: it imports torch, the standard library and
-``common.*`` only. A model package subclasses :class:`Trainer` and writes only what is its own
+Part of ``common``, the lowest layer of the toolkit: it imports torch, tqdm, the standard library
+and ``common.*`` only. A model package subclasses :class:`Trainer` and writes only what is its own
 (the batches of an epoch, the loss of a batch, the dev evaluation, extra checkpoint entries); the
 skeleton owns the rest, identical for every model:
 
@@ -22,8 +22,10 @@ skeleton owns the rest, identical for every model:
   unique and increasing;
 * ``epoch-N.pt`` and ``best.pt`` (lowest :meth:`Trainer.select_value`), restored on resume if a
   killed run did not write it; ``config.json`` (:func:`common.cli.save_config`); ``cmd.sh``;
-  the exp-dir lock (:func:`common.io.dir_lock`) and the log file (:func:`training_session`);
-* the command line of a trainer with two typed configs and presets (:class:`TrainCli`).
+  the exp-dir lock (:func:`common.io.dir_lock`) and the log file (:func:`training_session`).
+
+The trainers' command line (two typed configs, presets per mode) is :class:`common.cli.TrainCli`,
+next to :func:`common.cli.run_cli` and built from the same pieces.
 
 The module is longer than our ~400-line mark because these rules are one contract (a resume is
 only exact if state, RNG, logs and checkpoints agree) that each trainer would otherwise restate.
@@ -42,7 +44,6 @@ Usage:
 from __future__ import annotations
 
 import abc
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -53,9 +54,8 @@ import os
 import random
 import shlex
 import shutil
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,12 +73,7 @@ from common.checkpoint import (
 )
 from common.cli import (
     LOG_FORMAT,
-    add_dataclass_args,
-    cli_errors,
-    cli_parser,
-    dataclass_from_args,
     save_config,
-    setup_logging,
 )
 from common.io import InputError, atomic_path, atomic_write, dir_lock, read_jsonl
 
@@ -722,53 +717,6 @@ def _epoch_and_step(path: Path) -> tuple[int, int] | None:
     except (CheckpointError, KeyError, TypeError, ValueError) as e:
         logging.warning("%s: unreadable (%s); it will be rewritten", path, e)
         return None
-
-
-@dataclass(frozen=True)
-class TrainCli:
-    """The command line of a trainer: a training and a model config (one ``--option`` per field,
-    in two groups) over a preset that may depend on the parsed options (``train-lm``'s presets
-    differ per ``--mode``). Like :func:`common.cli.run_cli`: ``--help`` shows the defaults, bad
-    input ends with one line ``prog: error: ...`` and exit status 2.
-    """
-
-    prog: str
-    doc: str
-    train_cls: type
-    model_cls: type
-    presets: tuple[str, ...]
-    #: (preset name, parsed options) -> (model config, training config) to override
-    preset_configs: Callable[[str, argparse.Namespace], tuple[Any, Any]]
-    preset_help: str = "size preset (default: default)"
-    epilog: str | None = None
-
-    def parser(self) -> argparse.ArgumentParser:
-        p = cli_parser(self.doc, self.prog, self.epilog)
-        p.add_argument("--preset", choices=self.presets, default="default", help=self.preset_help)
-        add_dataclass_args(p, self.train_cls, group_title="training")
-        add_dataclass_args(p, self.model_cls, group_title="model")
-        return p
-
-    def configs(self, argv: Sequence[str] | None = None) -> tuple[Any, Any]:
-        """(model config, training config): the preset overridden by the options given."""
-        return self._build(self.parser().parse_args(argv))
-
-    def _build(self, args: argparse.Namespace) -> tuple[Any, Any]:
-        model_base, train_base = self.preset_configs(args.preset, args)
-        return (
-            dataclass_from_args(self.model_cls, args, model_base),
-            dataclass_from_args(self.train_cls, args, train_base),
-        )
-
-    def main(self, run: Callable[[Any, Any, list[str]], Any], argv: Sequence[str] | None) -> Any:
-        """Parse ``argv`` (default ``sys.argv[1:]``) and call ``run(model_cfg, train_cfg,
-        command)`` with ``command = [prog, *argv]`` (for ``cmd.sh``)."""
-        argv = list(sys.argv[1:] if argv is None else argv)
-        setup_logging()
-        args = self.parser().parse_args(argv)
-        with cli_errors(self.prog):
-            model_cfg, train_cfg = self._build(args)
-            return run(model_cfg, train_cfg, [self.prog, *argv])
 
 
 def check_ranks_in_sync(model: torch.nn.Module, exp_dir: Path, rank: int, world_size: int) -> None:

@@ -56,12 +56,12 @@ from typing import Any
 import torch
 
 from common.checkpoint import CheckpointError
+from common.cli import TrainCli
 from common.io import InputError
 from common.trainer import (
     LoopOptions,
     Resume,
     StepOutput,
-    TrainCli,
     Trainer,
     TrainState,
     config_dict,

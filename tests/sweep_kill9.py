@@ -134,9 +134,14 @@ def main() -> int:
             failures.append(f"stage {n}: the resume changed earlier outputs: {lost[:5]}")
     if not failures:
         res = json.loads((work / "results.json").read_text())
+        markers = {p.name: p.stat().st_mtime_ns for p in (work / ".done").iterdir()}
+        before = _snapshot(work)
         r = subprocess.run(_cmd(work, args, 100), env=_env(), capture_output=True, text=True)
-        if r.returncode != 0 or r.stdout.count("already done, skipping") != NUM_STAGES:
+        after = {p.name: p.stat().st_mtime_ns for p in (work / ".done").iterdir()}
+        if r.returncode != 0 or len(markers) != NUM_STAGES or after != markers:
             failures.append("a final re-run did not skip every stage")
+        if _snapshot(work) != before:
+            failures.append("a final re-run changed outputs")
         print(f"complete: {len(res['systems'])} systems in results.json")
     print("\n".join(failures) if failures else "kill -9 sweep: 0 lost outputs, 0 failed resumes")
     if not failures and a.work is None:

@@ -18,12 +18,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import common.trainer
 from common.checkpoint import load_checkpoint
+from common.cli import TrainCli
 from common.io import InputError, dir_lock
 from common.trainer import (
     LoopOptions,
     MetricsLog,
     StepOutput,
-    TrainCli,
     Trainer,
     find_resume,
     training_session,
