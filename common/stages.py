@@ -218,6 +218,22 @@ def parse_ranges(specs: list[str]) -> list[set[int]]:
     return groups
 
 
+def _legacy_record(path: Path) -> StageRecord | None:
+    """A marker of the recipe before JSON markers (``seconds peak_kb description``), for the
+    stage table only: such a marker never counts as done (it records nothing to check)."""
+    try:
+        secs, mem, desc = path.read_text(encoding="utf-8").strip().split(" ", 2)
+        return StageRecord(
+            stage=int(path.name.removeprefix("stage")),
+            argv=[],
+            desc=desc,
+            seconds=float(secs),
+            peak_rss_kb=int(mem) if mem.isdigit() else None,
+        )
+    except (OSError, ValueError):
+        return None
+
+
 def stage_table(
     done_dir: str | Path, parallel: list[set[int]] | None = None, cores: int | None = None
 ) -> str:
@@ -230,7 +246,7 @@ def stage_table(
     """
     recs = []
     for p in Path(done_dir).glob("stage*"):
-        rec = StageRecord.read(p)
+        rec = StageRecord.read(p) or _legacy_record(p)
         if rec is not None:
             recs.append(rec)
     recs.sort(key=lambda r: r.stage)

@@ -105,3 +105,13 @@ def test_stage_table_counts_the_longer_parallel_group(tmp_path):
     assert "| 6 | s6 | 100 | 4 |" in md and "(tiny preset, 2 CPU cores)" in md
     assert "**118 s (2 min)**" in md  # 158 - min(105, 40)
     assert "the sum of all stage times is 158 s" in md
+
+
+def test_stage_table_shows_markers_of_the_older_format(tmp_path):
+    done = tmp_path / ".done"
+    done.mkdir()
+    (done / "stage2").write_text("24 875000 Compute fbank features\n")  # before JSON markers
+    (done / "stage3").write_text("6 - Train BPE models (128 256)\n")
+    md = stage_table(done)
+    assert "| 2 | Compute fbank features | 24 | 854 |" in md
+    assert "| 3 | Train BPE models (128 256) | 6 | - |" in md
