@@ -276,7 +276,11 @@ def _read_splits(corpus_dir: Path, cfg: PrepareSnipsConfig) -> dict[str, list[Nl
 def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     """Run the whole preparation (see module docstring). Returns the written paths per split."""
     t0 = time.time()
-    corpus_dir = Path(cfg.corpus_dir) if cfg.corpus_dir else download_snips(cfg.download_dir, cfg.local_copy_dir)
+    corpus_dir = (
+        Path(cfg.corpus_dir)
+        if cfg.corpus_dir
+        else download_snips(cfg.download_dir, cfg.local_copy_dir)
+    )
     if not corpus_dir.is_dir():
         raise InputError(f"--corpus-dir {corpus_dir}: no such directory")
     rows_by_split = _read_splits(corpus_dir, cfg)

@@ -249,5 +249,3 @@ def find_split_file(corpus_dir: Path, name: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
-
-
