@@ -1,0 +1,78 @@
+"""Phrase lists (lexicons) for contextual biasing: one reader for every package.
+
+Format: one phrase per line, ``phrase<TAB>count`` or just ``phrase`` (count 1); UTF-8, ``.gz``
+allowed. ``extract-slot-lexicon`` writes them from NLU training labels; ``decode-asr
+--context-lexicon`` reads them to build its context graph.
+
+Usage:
+    for phrase, count in read_lexicon("data/lang/lexicons/slot-city.txt"): ...
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from common.io import InputError, open_text
+
+#: Default limit on the phrases of one lexicon (a context graph of more is a mistake).
+MAX_LEXICON_PHRASES = 100_000
+_COUNT_RE = re.compile(r"^\s*[0-9]+\s*$")
+
+
+def read_lexicon(
+    path: str | Path, max_phrases: int | None = MAX_LEXICON_PHRASES
+) -> list[tuple[str, int]]:
+    """Read a phrase list: ``phrase<TAB>count`` or just ``phrase`` (count 1) per line.
+
+    Runs of white space inside a phrase are read as one space (the phrase is a word sequence).
+    ``.gz`` files are decompressed. An empty file is an empty list.
+
+    Args:
+        path: the lexicon file.
+        max_phrases: more phrases than this is an error (``None``: no limit).
+
+    Returns:
+        ``(phrase, count)`` in file order.
+
+    Raises:
+        InputError: naming file:line for an empty line, an empty phrase, a count that is not
+            a positive integer, a line with more than one TAB, a phrase listed twice or more
+            than ``max_phrases`` phrases; a missing file or non-UTF-8 text.
+    """
+    path = Path(path)
+    out: list[tuple[str, int]] = []
+    first_line: dict[str, int] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            line = line.rstrip("\n")
+            if not line.strip():
+                raise InputError(f"{where}: empty line (one phrase per line, no blank lines)")
+            fields = line.split("\t")
+            if len(fields) > 2:
+                raise InputError(
+                    f"{where}: {len(fields) - 1} TABs; expected 'phrase<TAB>count' or 'phrase'"
+                )
+            phrase = " ".join(fields[0].split())
+            if not phrase:
+                raise InputError(f"{where}: empty phrase")
+            count = 1
+            if len(fields) == 2:
+                if not _COUNT_RE.match(fields[1]) or int(fields[1]) < 1:
+                    raise InputError(
+                        f"{where}: count {fields[1]!r} of {phrase!r} is not a positive integer"
+                    )
+                count = int(fields[1])
+            if phrase in first_line:
+                raise InputError(
+                    f"{where}: duplicate phrase {phrase!r} (first on line {first_line[phrase]})"
+                )
+            if max_phrases is not None and len(out) >= max_phrases:
+                raise InputError(
+                    f"{where}: more than {max_phrases} phrases (the limit of a lexicon); "
+                    "shorten the list, e.g. extract-slot-lexicon --max-phrases"
+                )
+            first_line[phrase] = lineno
+            out.append((phrase, count))
+    return out
