@@ -19,12 +19,29 @@ than the model's output, a missing, empty (0 cuts) or non-CutSet manifest, featu
 dimension than the model's, two manifests with the same set name, or an unwritable output folder
 stop with one line ``decode-asr: error: ...`` naming the file, exit status 2. The output folder
 is locked while decoding (``.lock``): a second ``decode-asr`` into it stops at once.
+
+Contextual biasing (``--method modified_beam`` only; :mod:`asr.context_graph`):
+``--context-lexicon`` is one phrase list (``phrase[<TAB>count]`` per line, e.g. from
+``extract-slot-lexicon``) or a folder of ``<list>.txt`` lists; ``--context-score`` is the bonus
+per matched BPE token (icefall's context score; natural-log units); ``--context-lists`` maps
+utterances to lists (``utt_id<TAB>list[,list...]``; absent utterances get the ``global`` list if
+there is one, else no biasing; an empty list field: no biasing). Without it every utterance is
+biased with every list. Bad lexicons or maps (an empty line, a phrase that tokenises to nothing or
+to ``<unk>``, more than ``--context-max-phrases`` phrases in a file, an unknown list or an
+utterance that is in none of the ``--cuts``) stop the run before decoding, naming file:line.
+Biased n-best hypotheses carry ``context_score`` (the bonus) beside the unbiased ``am_score`` and
+are ranked by their sum; the suffix gains ``_ctx<score>``. A context score of 0 decodes exactly
+as without biasing.
+
+    decode-asr ... --method modified_beam --beam 8 --context-lexicon data/lang/lexicons \
+        --context-score 1.5 --context-lists exp/slu/predicted-lists-dev.tsv
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +50,7 @@ import torch
 from lhotse import CutSet
 
 from asr.config import ModelConfig
+from asr.context_graph import MAX_PHRASES, ContextBiasing, ContextGraph
 from asr.data import Tokenizer, check_feature_dim, load_cuts, make_dataloader
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
@@ -79,6 +97,24 @@ class DecodeConfig:
     out_dir: Path | None = field(default=None, metadata={"help": "output dir (see above)"})
     num_threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    context_lexicon: Path | None = field(
+        default=None,
+        metadata={"help": "biasing phrase list, or a folder of <list>.txt lists (modified_beam)"},
+    )
+    context_score: float = field(
+        default=0.0,
+        metadata={"help": "biasing bonus per matched BPE token (needs --context-lexicon)"},
+    )
+    context_lists: Path | None = field(
+        default=None,
+        metadata={
+            "help": "TSV utt_id<TAB>list[,list...]: the lists biasing each utterance (absent: "
+            "the 'global' list if any, else none); default: all lists for every utterance"
+        },
+    )
+    context_max_phrases: int = field(
+        default=MAX_PHRASES, metadata={"help": "most phrases a lexicon file may hold"}
+    )
 
     def validate(self) -> None:
         """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
@@ -90,10 +126,27 @@ class DecodeConfig:
             raise InputError("--beam, --nbest and --max-sym-per-frame must be >= 1")
         if self.max_utts < 0 or self.max_duration <= 0:
             raise InputError("--max-utts must be >= 0 and --max-duration > 0")
+        if self.context_lexicon is None:
+            if self.context_score != 0 or self.context_lists is not None:
+                raise InputError("--context-score and --context-lists need --context-lexicon")
+            return
+        if not SEARCH_METHODS[self.method].supports_context:
+            biasable = sorted(n for n, c in SEARCH_METHODS.items() if c.supports_context)
+            raise InputError(
+                f"--context-lexicon: search method {self.method!r} has no contextual biasing "
+                f"(use {biasable})"
+            )
+        if not math.isfinite(self.context_score) or self.context_max_phrases < 1:
+            raise InputError("--context-score must be finite and --context-max-phrases >= 1")
+
+    @property
+    def biased(self) -> bool:
+        return self.context_lexicon is not None
 
     @property
     def suffix(self) -> str:
-        return self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
+        suffix = self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
+        return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
 DECODE_PRESETS = {
@@ -117,17 +170,26 @@ def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, 
     return model.to(device).eval(), ckpt
 
 
-def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int) -> list[dict]:
-    """Merge hypotheses with identical word sequences (log-sum-exp), best first, top ``n``."""
+def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int, context: bool = False) -> list[dict]:
+    """Merge hypotheses with identical word sequences (log-sum-exp of ``am_score``), best first
+    by ``am_score + context_score``, top ``n``.
+
+    With ``context`` each record also carries ``context_score``, the biasing bonus of the
+    merged hypothesis of best total (the tokens kept are that hypothesis' too).
+    """
     merged: dict[str, dict] = {}
-    for h in hyps:
+    bonus: dict[str, float] = {}
+    for h in sorted(hyps, key=lambda h: -h.total):
         words = " ".join(tok.decode(list(h.tokens)).split())
         if words not in merged:
             merged[words] = {"words": words, "tokens": list(h.tokens), "am_score": h.score}
+            bonus[words] = h.context_score
         else:
             merged[words]["am_score"] = logaddexp(merged[words]["am_score"], h.score)
-    ranked = sorted(merged.values(), key=lambda r: -r["am_score"])[:n]
+    ranked = sorted(merged.values(), key=lambda r: -(r["am_score"] + bonus[r["words"]]))[:n]
     for r in ranked:
+        if context:
+            r["context_score"] = round(float(bonus[r["words"]]), 5)
         r["am_score"] = round(float(r["am_score"]), 5)
     return ranked
 
@@ -144,11 +206,26 @@ def load_decode_cuts(path: Path, cfg: DecodeConfig, feature_dim: int) -> CutSet:
         InputError: naming ``path`` when it is missing, unreadable, not a CutSet, empty, or
             its features do not have the model's dimension.
     """
+    return _load_set(path, cfg, feature_dim)[0]
+
+
+def _load_set(path: Path, cfg: DecodeConfig, feature_dim: int) -> tuple[CutSet, list[str]]:
+    """(the cuts to decode, the utterance ids of the whole manifest, ``--max-utts`` or not).
+
+    Utterance ids are those of the n-best records (:func:`_record_ids`).
+    """
     cuts = load_cuts(path)
     check_feature_dim(cuts, feature_dim, path)
+    ids = _record_ids(cuts)
     if cfg.max_utts:
         cuts = cuts.subset(first=min(cfg.max_utts, len(cuts)))
-    return cuts
+    return cuts, ids
+
+
+def _record_ids(cuts: CutSet) -> list[str]:
+    """The n-best record ids: each cut's supervision id (its own id if it has none), as
+    ``asr.data.AsrDataset`` gives them in ``batch["ids"]``."""
+    return [c.supervisions[0].id if c.supervisions else c.id for c in cuts]
 
 
 def decode_set(
@@ -158,8 +235,10 @@ def decode_set(
     cfg: DecodeConfig,
     out_dir: Path,
     cuts: CutSet | None = None,
+    biasing: ContextBiasing | None = None,
 ) -> dict:
-    """Decode one set (``cuts``, read from ``cuts_path`` if not given) into ``out_dir``."""
+    """Decode one set (``cuts``, read from ``cuts_path`` if not given) into ``out_dir``,
+    biased with ``biasing``'s graph of each utterance if given."""
     if cuts is None:
         cuts = load_decode_cuts(cuts_path, cfg, model.cfg.feature_dim)
     name = set_name(cuts_path)
@@ -167,12 +246,21 @@ def decode_set(
     dl = make_dataloader(cuts, tok, cfg.max_duration, shuffle=False)
     records, results = [], []
     audio_s = sum(c.duration for c in cuts)
+    graphs: dict[str, ContextGraph | None] = {}
+    t0 = time.time()
+    if biasing is not None:  # built before decoding so that decode_s is the search alone
+        graphs = {uid: biasing.graph_for(uid) for uid in _record_ids(cuts)}
+    graph_s = time.time() - t0
     t0 = time.time()
     for batch in dl:
         feats = batch["feats"].to(cfg.device)  # (N, T, C)
-        nbests = search(model, feats, batch["feat_lens"].to(cfg.device))
+        lens = batch["feat_lens"].to(cfg.device)
+        if biasing is None:
+            nbests = search(model, feats, lens)
+        else:
+            nbests = search(model, feats, lens, contexts=[graphs[uid] for uid in batch["ids"]])
         for uid, ref, hyps in zip(batch["ids"], batch["texts"], nbests, strict=True):
-            nb = to_nbest(hyps, tok, cfg.nbest)
+            nb = to_nbest(hyps, tok, cfg.nbest, context=biasing is not None)
             records.append({"id": uid, "ref": ref, "hyps": nb})
             results.append((uid, ref.split(), nb[0]["words"].split() if nb else []))
     decode_s = time.time() - t0
@@ -202,6 +290,15 @@ def decode_set(
         "decode_s": round(decode_s, 2),
         "rtf": round(decode_s / max(audio_s, 1e-9), 5),
     }
+    if biasing is not None:
+        summary["context"] = {
+            "lexicon": str(cfg.context_lexicon),
+            "score": cfg.context_score,
+            "utterance_lists": None if cfg.context_lists is None else str(cfg.context_lists),
+            "biased_utterances": sum(g is not None for g in graphs.values()),
+            "graph_build_s": round(graph_s, 2),
+            **biasing.summary(),
+        }
     with atomic_write(out_dir / f"decode-summary-{name}-{cfg.suffix}.json") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
@@ -250,11 +347,22 @@ def run(cfg: DecodeConfig) -> list[dict]:
                 f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
                 f"has {tok.vocab_size} pieces"
             )
-        sets = [load_decode_cuts(Path(p), cfg, model.cfg.feature_dim) for p in cfg.cuts]
+        loaded = [_load_set(Path(p), cfg, model.cfg.feature_dim) for p in cfg.cuts]
+        sets = [cuts for cuts, _ in loaded]
+        biasing = None
+        if cfg.biased:
+            biasing = ContextBiasing.load(
+                cfg.context_lexicon,
+                tok,
+                cfg.context_score,
+                cfg.context_lists,
+                utt_ids=[uid for _, ids in loaded for uid in ids],
+                max_phrases=cfg.context_max_phrases,
+            )
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         logging.info("decoding with %s (%s)", ckpt_path, cfg)
         return [
-            decode_set(model, tok, Path(p), cfg, out_dir, cuts)
+            decode_set(model, tok, Path(p), cfg, out_dir, cuts, biasing)
             for p, cuts in zip(cfg.cuts, sets, strict=True)
         ]
 

@@ -8,10 +8,22 @@ Every method maps encoder-side inputs to, per utterance, an n-best list of
 References: Graves 2012 (RNN-T beam search); Kang et al., "Fast and parallel decoding for
 transducer", ICASSP 2023 (one symbol per frame, modified beam search).
 
+Contextual biasing (``modified_beam`` only, ``SearchMethod.supports_context``): given one
+:class:`asr.context_graph.ContextGraph` (or None) per utterance, a hypothesis carries its graph
+state and the bonus it earned; each non-blank token adds the graph's step score to the score
+the beam is pruned on, and the end of the utterance gives back unfinished matches
+(``ContextGraph.finalize``). Unlike icefall, which adds a token's bonus after the frame's top-k,
+the bonus of every candidate token is added before it (one cached (V,) row per graph node), so
+a boosted token can enter the beam on its own frame. The
+output keeps the acoustic score (``score``) apart from the bonus (``context_score``) and ranks
+by their sum. With every bonus 0 the search is the unbiased one, bit for bit
+(``tests/asr/test_biasing.py``).
+
 Usage:
     search = SEARCH_METHODS["modified_beam"](beam=8)
     search = build_search("greedy", beam=8, max_sym_per_frame=3)   # drops what greedy lacks
     nbests = search(model, feats, feat_lens)   # list (N) of list[Hypothesis]
+    nbests = search(model, feats, feat_lens, contexts=[graph, None, ...])   # biased
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torchaudio.models import RNNTBeamSearch
 
+from asr.context_graph import ContextGraph, ContextState
 from asr.model import Transducer
 from common.numeric import logaddexp
 
@@ -29,7 +42,12 @@ from common.numeric import logaddexp
 @dataclass
 class Hypothesis:
     tokens: tuple[int, ...]
-    score: float  # natural-log probability (am_score)
+    score: float  # natural-log probability (am_score), without any biasing bonus
+    context_score: float = 0.0  # contextual-biasing bonus (finalized); ranking: score + this
+
+    @property
+    def total(self) -> float:
+        return self.score + self.context_score
 
 
 def _where_state(mask: torch.Tensor, new, old):
@@ -41,9 +59,11 @@ def _where_state(mask: torch.Tensor, new, old):
 
 
 class SearchMethod:
-    """Base class; subclasses implement :meth:`__call__`."""
+    """Base class; subclasses implement :meth:`__call__` (with a ``contexts`` argument, one
+    context graph or None per utterance, if :attr:`supports_context`)."""
 
     name = ""
+    supports_context = False
 
     def __call__(
         self, model: Transducer, feats: torch.Tensor, feat_lens: torch.Tensor
@@ -96,21 +116,32 @@ class GreedySearch(SearchMethod):
 class ModifiedBeamSearch(SearchMethod):
     """Beam search with at most one symbol per frame; the beam's hypotheses are scored in one
     joiner call per frame and extended hypotheses in one predictor call. Hypotheses with the
-    same token sequence are merged by log-sum-exp."""
+    same token sequence are merged by log-sum-exp. Supports contextual biasing (see the module
+    docstring; icefall's ``modified_beam_search(context_graph=...)``)."""
 
     name = "modified_beam"
+    supports_context = True
 
     def __init__(self, beam: int = 8) -> None:
         self.beam = beam
 
     @torch.no_grad()
-    def __call__(self, model, feats, feat_lens):
+    def __call__(self, model, feats, feat_lens, contexts: list[ContextGraph | None] | None = None):
         enc, enc_lens = model.transcribe(feats, feat_lens)
-        return [self.search_one(model, enc[i, : int(enc_lens[i])]) for i in range(enc.shape[0])]
+        if contexts is None:
+            contexts = [None] * enc.shape[0]
+        if len(contexts) != enc.shape[0]:
+            raise ValueError(f"{len(contexts)} context graphs for {enc.shape[0]} utterances")
+        return [
+            self.search_one(model, enc[i, : int(enc_lens[i])], contexts[i])
+            for i in range(enc.shape[0])
+        ]
 
     @torch.no_grad()
-    def search_one(self, model, enc: torch.Tensor) -> list[Hypothesis]:
-        """enc: (T, J) -> hypotheses sorted best first."""
+    def search_one(
+        self, model, enc: torch.Tensor, context: ContextGraph | None = None
+    ) -> list[Hypothesis]:
+        """enc: (T, J) -> hypotheses sorted best first (by score + context_score)."""
         dev = enc.device
         one = torch.ones(1, dtype=torch.long, device=dev)
         blank = torch.full((1, 1), model.blank_id, dtype=torch.long, device=dev)
@@ -120,6 +151,11 @@ class ModifiedBeamSearch(SearchMethod):
         cache: dict[tuple[int, ...], tuple[torch.Tensor, list]] = {
             (): (pred[0, 0], [[s[0] for s in layer] for layer in state])
         }
+        # hyp tokens -> (bonus earned so far, graph state); a function of the tokens alone, so
+        # hypotheses merged by log-sum-exp share it
+        ctx: dict[tuple[int, ...], tuple[float, ContextState]] = {}
+        if context is not None:
+            ctx[()] = (0.0, context.root)
         for t in range(enc.shape[0]):
             keys = list(hyps)
             k = len(keys)
@@ -127,15 +163,29 @@ class ModifiedBeamSearch(SearchMethod):
             ones = torch.ones(k, dtype=torch.long, device=dev)
             logits, _, _ = model.join(enc[t].expand(k, 1, -1), ones, preds[:, None], ones)
             logp = logits[:, 0, 0].log_softmax(-1)  # (K, V)
-            base = torch.tensor([hyps[h] for h in keys], dtype=logp.dtype, device=dev)
-            total = (base[:, None] + logp).flatten()
-            top = total.topk(min(self.beam, total.numel()))
             v = logp.shape[1]
+            base = torch.tensor([hyps[h] for h in keys], dtype=logp.dtype, device=dev)
+            am = base[:, None] + logp  # (K, V)
+            total = am
+            if context is not None:
+                rows = [context.step_scores(ctx[h][1], v, model.blank_id) for h in keys]
+                earned = torch.tensor([ctx[h][0] for h in keys], dtype=logp.dtype)
+                total = am + (earned[:, None] + torch.stack(rows)).to(dev)  # (K, V)
+            top = total.flatten().topk(min(self.beam, total.numel()))
+            am_top = am.flatten()[top.indices].tolist()
             new: dict[tuple[int, ...], float] = {}
-            for score, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            new_ctx: dict[tuple[int, ...], tuple[float, ContextState]] = {}
+            for score, idx in zip(am_top, top.indices.tolist(), strict=True):
                 src, tok = divmod(idx, v)
                 h = keys[src] if tok == model.blank_id else keys[src] + (tok,)
                 new[h] = score if h not in new else logaddexp(new[h], score)
+                if context is not None and h not in new_ctx:
+                    if tok == model.blank_id:
+                        new_ctx[h] = ctx[h]
+                    else:
+                        earned_src, node = ctx[keys[src]]
+                        delta, node, _ = context.forward_one_step(node, tok)
+                        new_ctx[h] = (earned_src + delta, node)
             todo = [h for h in new if h not in cache]
             if todo:
                 states = [cache[h[:-1]][1] for h in todo]
@@ -148,9 +198,14 @@ class ModifiedBeamSearch(SearchMethod):
                 for j, h in enumerate(todo):
                     cache[h] = (out[j, 0], [[s[j] for s in layer] for layer in nst])
             hyps = new
+            ctx = new_ctx
             cache = {h: cache[h] for h in hyps}  # the next frame extends only live hyps
-        ranked = sorted(hyps.items(), key=lambda kv: -kv[1])
-        return [Hypothesis(h, s) for h, s in ranked]
+        out_hyps = [Hypothesis(h, s) for h, s in hyps.items()]
+        if context is not None:
+            for hyp in out_hyps:
+                earned, node = ctx[hyp.tokens]
+                hyp.context_score = earned + context.finalize(node)[0]
+        return sorted(out_hyps, key=lambda hyp: -hyp.total)
 
 
 class _BlankLastAdapter(torch.nn.Module):

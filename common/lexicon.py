@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.io import InputError, open_text
@@ -20,9 +21,25 @@ MAX_LEXICON_PHRASES = 100_000
 _COUNT_RE = re.compile(r"^\s*[0-9]+\s*$")
 
 
+@dataclass(frozen=True)
+class LexiconEntry:
+    """One phrase of a lexicon, with its count and the line it was read from."""
+
+    phrase: str
+    count: int
+    lineno: int
+
+
 def read_lexicon(
     path: str | Path, max_phrases: int | None = MAX_LEXICON_PHRASES
 ) -> list[tuple[str, int]]:
+    """``(phrase, count)`` of a phrase list, in file order (see :func:`read_lexicon_entries`)."""
+    return [(e.phrase, e.count) for e in read_lexicon_entries(path, max_phrases)]
+
+
+def read_lexicon_entries(
+    path: str | Path, max_phrases: int | None = MAX_LEXICON_PHRASES
+) -> list[LexiconEntry]:
     """Read a phrase list: ``phrase<TAB>count`` or just ``phrase`` (count 1) per line.
 
     Runs of white space inside a phrase are read as one space (the phrase is a word sequence).
@@ -33,7 +50,7 @@ def read_lexicon(
         max_phrases: more phrases than this is an error (``None``: no limit).
 
     Returns:
-        ``(phrase, count)`` in file order.
+        The entries in file order (phrase, count, line number).
 
     Raises:
         InputError: naming file:line for an empty line, an empty phrase, a count that is not
@@ -41,7 +58,7 @@ def read_lexicon(
             than ``max_phrases`` phrases; a missing file or non-UTF-8 text.
     """
     path = Path(path)
-    out: list[tuple[str, int]] = []
+    out: list[LexiconEntry] = []
     first_line: dict[str, int] = {}
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
@@ -71,8 +88,9 @@ def read_lexicon(
             if max_phrases is not None and len(out) >= max_phrases:
                 raise InputError(
                     f"{where}: more than {max_phrases} phrases (the limit of a lexicon); "
-                    "shorten the list, e.g. extract-slot-lexicon --max-phrases"
+                    "shorten the list (extract-slot-lexicon --max-phrases) or raise the limit "
+                    "(decode-asr --context-max-phrases)"
                 )
             first_line[phrase] = lineno
-            out.append((phrase, count))
+            out.append(LexiconEntry(phrase, count, lineno))
     return out

@@ -48,6 +48,8 @@ class Hyp:
     tokens: list[int] = field(default_factory=list)
     lm_score: float | None = None
     total: float | None = None
+    #: bonus of a contextually biased first pass (``decode-asr --context-score``); kept, unused
+    context_score: float | None = None
 
 
 @dataclass
@@ -59,7 +61,7 @@ class NbestRecord:
     def to_json(self) -> dict:
         d = asdict(self)
         for h in d["hyps"]:
-            for k in ("lm_score", "total"):
+            for k in ("lm_score", "total", "context_score"):
                 if h[k] is None:
                     del h[k]
         return d
@@ -95,6 +97,7 @@ def parse_hyp(h: object, where: str, i: int) -> Hyp:
         tokens=list(tokens) if tokens is not None else [],
         lm_score=get_number(h, "lm_score", where, name + "lm_score", required=False),
         total=get_number(h, "total", where, name + "total", required=False),
+        context_score=get_number(h, "context_score", where, name + "context_score", required=False),
     )
 
 

@@ -111,3 +111,18 @@ def test_cli_reports_bad_line_and_scorer_errors(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             rescore.main(["--nbest", str(good), "--out-dir", str(tmp_path), *opts])
         assert msg in str(e.value) + capsys.readouterr().err
+
+
+def test_context_score_of_a_biased_first_pass_is_kept(tmp_path):
+    from common.io import write_jsonl
+    from rescoring.nbest import read_nbest_jsonl
+
+    p = tmp_path / "nbest.jsonl"
+    hyp = {"words": "play jazz", "tokens": [5, 6], "am_score": -1.5, "context_score": 2.0}
+    write_jsonl(p, [{"id": "u1", "ref": "play jazz", "hyps": [hyp]}])
+    (rec,) = list(read_nbest_jsonl(p))
+    assert rec.hyps[0].context_score == 2.0 and rec.hyps[0].am_score == -1.5
+    assert rec.to_json()["hyps"][0]["context_score"] == 2.0
+    write_jsonl(p, [{"id": "u1", "ref": "x", "hyps": [dict(hyp, context_score="big")]}])
+    with pytest.raises(InputError, match="context_score"):
+        list(read_nbest_jsonl(p))
