@@ -89,7 +89,8 @@ class DecodeConfig:
     beam: int = field(default=8, metadata={"help": "beam size (beam methods)"})
     nbest: int = field(default=8, metadata={"help": "hypotheses kept per utterance"})
     max_sym_per_frame: int = field(
-        default=3, metadata={"help": "greedy: max symbols per encoder frame"}
+        default=3,
+        metadata={"help": "greedy and modified_beam: max non-blank symbols per encoder frame"},
     )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})

@@ -1,13 +1,26 @@
 """Benchmark: batched modified beam search vs torchaudio's RNNTBeamSearch (the reference).
 
-Same model, same utterances: 1-best WER, n-best oracle WER, decoding seconds, and the speed
-ratio. RNNTBeamSearch has no bound on symbols per frame, hence the small default utterance
-count.
+Same model, same utterances: 1-best WER, n-best oracle WER, decoding seconds (encoder
+included), and each method's speed ratio to ``torchaudio_beam`` (its seconds / the method's);
+``search_seconds`` and ``search_speed_vs_torchaudio`` leave out the encoder, timed apart
+(batched for the batched searches, one utterance at a time for ``torchaudio_beam``).
+RNNTBeamSearch has no bound on symbols per frame and decodes one utterance at a time, hence the
+small default utterance count.
+
+A method is ``name`` or ``name:option=value,...`` (options of its constructor, e.g.
+``modified_beam:max_sym_per_frame=2,beam=16``); ``--beam`` and ``--max-sym-per-frame`` are the
+defaults each method takes if its constructor has them. With ``--context-lexicon`` (a phrase
+list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
+with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.
+
+Run from the recipe folder (cut manifests hold relative feature paths).
 
 Usage:
-    python bench/asr_beam_search.py --checkpoint exp/asr/conformer_rnnt/epoch-14-avg-4.pt \
+    python bench/asr_beam_search.py --checkpoint exp/asr/conformer_rnnt/avg.pt \
         --bpe-model data/lang_bpe_128/bpe.model --cuts data/fbank/snips_cuts_dev.jsonl.gz \
-        --num-utts 30 --beam 8 --out exp/asr/bench_beam_search.json
+        --num-utts 200 --beam 8 --max-sym-per-frame 2 \
+        --methods torchaudio_beam modified_beam modified_beam:beam=16 \
+        --out exp/asr/bench_beam_search.json
 """
 
 from __future__ import annotations
@@ -19,11 +32,57 @@ from pathlib import Path
 
 import torch
 
+from asr.context_graph import ContextBiasing
 from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.decode import load_transducer, to_nbest
-from asr.search import build_search
+from asr.search import SEARCH_METHODS, _options, build_search
 from common.io import atomic_write
 from common.wer import compute_wer, oracle_wer
+
+REFERENCE = "torchaudio_beam"
+
+
+def parse_method(spec: str, defaults: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """``name[:k=v,...]`` -> (name, constructor options): ``defaults`` the constructor takes,
+    overridden by the spec's (ints, floats or strings)."""
+    name, _, rest = spec.partition(":")
+    if name not in SEARCH_METHODS:
+        raise SystemExit(f"unknown method {name!r}; choose from {sorted(SEARCH_METHODS)}")
+    takes = _options(SEARCH_METHODS[name])
+    opts = {k: v for k, v in defaults.items() if k in takes}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        for conv in (int, float, str):
+            try:
+                opts[key] = conv(value)
+                break
+            except ValueError:
+                continue
+    return name, opts
+
+
+def run_method(search, model, batches, tok, nbest_n, graphs=None) -> dict:
+    refs, nbest, results = {}, {}, []
+    t0 = time.time()
+    for b in batches:
+        if graphs is None:
+            out = search(model, b["feats"], b["feat_lens"])
+        else:
+            out = search(model, b["feats"], b["feat_lens"], contexts=[graphs] * len(b["ids"]))
+        for uid, ref, hyps in zip(b["ids"], b["texts"], out, strict=True):
+            nb = to_nbest(hyps, tok, nbest_n, context=graphs is not None)
+            refs[uid] = ref.split()
+            nbest[uid] = [h["words"].split() for h in nb]
+            results.append((uid, ref.split(), nbest[uid][0] if nbest[uid] else []))
+    secs = time.time() - t0
+    stats, oracle = compute_wer(results), oracle_wer(refs, nbest)
+    return {
+        "wer": round(stats.wer, 2),
+        "oracle_wer": round(oracle.wer, 2),
+        "seconds": round(secs, 2),
+        "errors": stats.kaldi_line(),
+        "oracle_errors": oracle.kaldi_line(),
+    }
 
 
 def main() -> None:
@@ -33,9 +92,13 @@ def main() -> None:
     p.add_argument("--cuts", type=Path, required=True)
     p.add_argument("--num-utts", type=int, default=30)
     p.add_argument("--beam", type=int, default=8)
+    p.add_argument("--max-sym-per-frame", type=int, default=1, help="methods that take it")
     p.add_argument("--nbest", type=int, default=8)
+    p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--step-max-tokens", type=int, default=10, help="RNNTBeamSearch per-frame cap")
-    p.add_argument("--methods", nargs="+", default=["greedy", "modified_beam", "torchaudio_beam"])
+    p.add_argument("--methods", nargs="+", default=["greedy", "modified_beam", REFERENCE])
+    p.add_argument("--context-lexicon", type=Path, default=None, help="biasing phrase list")
+    p.add_argument("--context-score", type=float, default=0.5, help="bonus per matched token")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -43,38 +106,70 @@ def main() -> None:
     tok = Tokenizer(args.bpe_model)
     cuts = load_cuts(args.cuts).subset(first=args.num_utts)
     audio_s = sum(c.duration for c in cuts)
-    batches = list(make_dataloader(cuts, tok, 60.0, shuffle=False))
-    report = {
+    batches = list(make_dataloader(cuts, tok, args.max_duration, shuffle=False))
+    graph = None
+    if args.context_lexicon is not None:
+        biasing = ContextBiasing.load(args.context_lexicon, tok, args.context_score)
+        graph = biasing.build_graph(sorted(biasing.lists))
+    defaults = {
+        "beam": args.beam,
+        "max_sym_per_frame": args.max_sym_per_frame,
+        "step_max_tokens": args.step_max_tokens,
+    }
+    report: dict = {
         "checkpoint": str(args.checkpoint),
         "utterances": len(cuts),
-        "audio_s": audio_s,
+        "audio_s": round(audio_s, 2),
+        "batches": len(batches),
         "beam": args.beam,
+        "max_sym_per_frame": args.max_sym_per_frame,
         "nbest": args.nbest,
+        "torch_threads": torch.get_num_threads(),
+        "methods": {},
     }
-    for name in args.methods:
-        search = build_search(name, beam=args.beam, step_max_tokens=args.step_max_tokens)
-        refs, nbest, results = {}, {}, []
+    if graph is not None:
+        report["context"] = {
+            "lexicon": str(args.context_lexicon),
+            "score": args.context_score,
+            "phrases": graph.num_phrases,
+            "nodes": graph.num_nodes,
+        }
+    # the encoder's share of every method's seconds: batched (the searches here) and one
+    # utterance at a time (RNNTBeamSearch); "search_seconds" = seconds - that share
+    with torch.no_grad():
         t0 = time.time()
         for b in batches:
-            for uid, ref, hyps in zip(
-                b["ids"], b["texts"], search(model, b["feats"], b["feat_lens"]), strict=True
-            ):
-                nb = to_nbest(hyps, tok, args.nbest)
-                refs[uid] = ref.split()
-                nbest[uid] = [h["words"].split() for h in nb]
-                results.append((uid, ref.split(), nbest[uid][0] if nbest[uid] else []))
-        secs = time.time() - t0
-        report[name] = {
-            "wer": round(compute_wer(results).wer, 2),
-            "oracle_wer": round(oracle_wer(refs, nbest).wer, 2),
-            "seconds": round(secs, 2),
-            "rtf": round(secs / audio_s, 4),
-        }
-        print(name, report[name], flush=True)
-    if "modified_beam" in report and "torchaudio_beam" in report:
-        report["speedup_modified_vs_torchaudio"] = round(
-            report["torchaudio_beam"]["seconds"] / max(report["modified_beam"]["seconds"], 1e-9), 2
-        )
+            model.transcribe(b["feats"], b["feat_lens"])
+        enc_batched = time.time() - t0
+        t0 = time.time()
+        for b in batches:
+            for i in range(len(b["ids"])):
+                n = int(b["feat_lens"][i])
+                model.transcribe(b["feats"][i : i + 1, :n], b["feat_lens"][i : i + 1])
+        enc_single = time.time() - t0
+    report["encoder_seconds"] = {"batched": round(enc_batched, 2), "per_utt": round(enc_single, 2)}
+    for spec in args.methods:
+        name, opts = parse_method(spec, defaults)
+        search = build_search(name, **opts)
+        res = {"options": opts, **run_method(search, model, batches, tok, args.nbest)}
+        res["rtf"] = round(res["seconds"] / audio_s, 4)
+        enc_s = enc_single if name == REFERENCE else enc_batched
+        res["search_seconds"] = round(max(res["seconds"] - enc_s, 0.0), 2)
+        if graph is not None and search.supports_context:
+            biased = run_method(search, model, batches, tok, args.nbest, graph)
+            res["biased"] = biased
+            res["biasing_time_ratio"] = round(biased["seconds"] / max(res["seconds"], 1e-9), 3)
+        report["methods"][spec] = res
+        print(spec, res, flush=True)
+    ref = report["methods"].get(REFERENCE)
+    if ref is not None:
+        for res in report["methods"].values():
+            res["speed_vs_torchaudio"] = round(ref["seconds"] / max(res["seconds"], 1e-9), 2)
+            res["search_speed_vs_torchaudio"] = round(
+                ref["search_seconds"] / max(res["search_seconds"], 1e-9), 2
+            )
+            res["wer_minus_torchaudio"] = round(res["wer"] - ref["wer"], 2)
+            res["oracle_minus_torchaudio"] = round(res["oracle_wer"] - ref["oracle_wer"], 2)
     print(json.dumps(report, indent=2))
     if args.out:
         with atomic_write(args.out) as f:

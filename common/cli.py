@@ -168,7 +168,9 @@ def cli_errors(prog: str, extra: tuple[type[BaseException], ...] = ()):
         yield
     except USER_ERRORS + extra as e:
         logging.debug("%s failed", prog, exc_info=True)
-        print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
+        # one line: libraries append context lines to a message (Lhotse's "[extra info] ...")
+        first = (describe_error(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"{prog}: error: {first}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The experiment matrix of a recipe: which systems exist, what they rescore with, how they are
 labelled, which is the headline and what it is compared against.
 
-A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 14 (``rescore-systems``)
+A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 19 (``rescore-systems``)
 and ``make-report`` both read it, so the library knows no corpus's system names.
 
 File format (TOML; paths are relative to the recipe's work dir; system names become folder
@@ -27,6 +27,12 @@ and file names, so letters, digits and ``._+-`` only)::
     label = "+ multitask LM rescoring"
     lm_checkpoint = "exp/lm/mt/best.pt"      # rescored with this LM, λ/β tuned on tune_set
 
+    [systems.biased_mt]
+    label = "biased first pass + multitask LM"
+    lm_checkpoint = "exp/lm/mt/best.pt"
+    nbest_dir = "exp/asr/x/decode_biased"    # n-best lists of another decoding (default:
+                                             # rescore-systems --nbest-dir)
+
     [[comparisons]]                          # paired bootstrap: b against a
     a = "first_pass"
     b = "mt"
@@ -35,6 +41,11 @@ and file names, so letters, digits and ``._+-`` only)::
     against = "first_pass"
     metric = "rare_wer"
     min_relative_reduction = 5.0             # percent; 0 = "lower" is enough
+
+    [[limits]]                               # RESULTS.md "Targets": absolute bounds
+    system = "biased_mt"                     # on the evaluation set
+    metric = "rare_wer"
+    max_value = 65.0                         # met when the value is <= max_value
 
 A system with an LM is tuned (``select`` must stay ``total``); one without is the first pass
 (``total``) or the oracle. An unknown key, a wrong type or a name that is not declared is an
@@ -69,12 +80,15 @@ class System:
         label: the row label in RESULTS.md.
         lm_checkpoint: the rescoring LM; ``None`` for a system without LM (1-best, oracle).
         select: ``total`` (best total score) or ``oracle`` (fewest word errors).
+        nbest_dir: the decode folder of this system's n-best lists (``nbest-<set>.jsonl.gz``);
+            ``None``: the one ``rescore-systems --nbest-dir`` gives (the unbiased first pass).
     """
 
     name: str
     label: str
     lm_checkpoint: str | None = None
     select: str = "total"
+    nbest_dir: str | None = None
 
     @property
     def rescored(self) -> bool:
@@ -100,6 +114,17 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """An absolute bound: ``system``'s ``metric`` on the evaluation set must be <= ``max_value``
+    (or < it with ``strict``)."""
+
+    system: str
+    metric: str
+    max_value: float
+    strict: bool = False
+
+
+@dataclass(frozen=True)
 class Experiments:
     """The whole matrix (see the module docstring for the file format)."""
 
@@ -112,6 +137,7 @@ class Experiments:
     sets: tuple[str, ...] = ("dev", "test")
     comparisons: tuple[Comparison, ...] = ()
     targets: tuple[Target, ...] = ()
+    limits: tuple[Limit, ...] = ()
     comparison_note: str | None = None
     path: Path | None = field(default=None, compare=False)
 
@@ -169,7 +195,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
                 "'._+-' only"
             )
         s = _fields(System, sobj, where)
-        for k in ("label", "lm_checkpoint", "select"):
+        for k in ("label", "lm_checkpoint", "select", "nbest_dir"):
             if k in s:
                 _typed(s[k], str, f"{where} {k}")
         if s.get("select", "total") not in SELECT_CHOICES:
@@ -200,6 +226,19 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             t.get("min_relative_reduction", 0.0), (int, float), f"{where} min_relative_reduction"
         )
         targets.append(Target(**t))
+    limits = []
+    for i, t in enumerate(_typed(top.pop("limits", []), list, f"{source}: limits")):
+        where = f"{source}: limits[{i}]"
+        t = _fields(Limit, t, where)
+        for k in ("system", "metric", "max_value"):
+            if k not in t:
+                raise InputError(f"{where}: missing {k}")
+        _typed(t["system"], str, f"{where} system")
+        if t["metric"] not in TARGET_METRICS:
+            raise InputError(f"{where} metric: one of {', '.join(TARGET_METRICS)}")
+        _typed(t["max_value"], (int, float), f"{where} max_value")
+        _typed(t.get("strict", False), bool, f"{where} strict")
+        limits.append(Limit(**t))
     sets = tuple(_typed(top.pop("sets", ["dev", "test"]), list, f"{source}: sets"))
     for i, s in enumerate(sets):
         if not isinstance(s, str) or not NAME_RE.match(s):
@@ -209,12 +248,18 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
     if len(set(sets)) != len(sets):
         raise InputError(f"{source}: sets: a set is named twice")
     exps = Experiments(
-        systems=systems, comparisons=tuple(comparisons), targets=tuple(targets), sets=sets, **top
+        systems=systems,
+        comparisons=tuple(comparisons),
+        targets=tuple(targets),
+        limits=tuple(limits),
+        sets=sets,
+        **top,
     )
     refs = [(exps.headline, "headline"), (exps.first_pass, "first_pass"), (exps.oracle, "oracle")]
     refs += [(c.a, f"comparisons[{i}].a") for i, c in enumerate(exps.comparisons)]
     refs += [(c.b, f"comparisons[{i}].b") for i, c in enumerate(exps.comparisons)]
     refs += [(t.against, f"targets[{i}].against") for i, t in enumerate(exps.targets)]
+    refs += [(t.system, f"limits[{i}].system") for i, t in enumerate(exps.limits)]
     for name, where in refs:
         if name not in systems:
             raise InputError(f"{source}: {where} names {name!r}, which is not a declared system")

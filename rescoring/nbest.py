@@ -48,8 +48,13 @@ class Hyp:
     tokens: list[int] = field(default_factory=list)
     lm_score: float | None = None
     total: float | None = None
-    #: bonus of a contextually biased first pass (``decode-asr --context-score``); kept, unused
+    #: bonus of a contextually biased first pass (``decode-asr --context-score``)
     context_score: float | None = None
+
+    @property
+    def first_pass_score(self) -> float:
+        """The score the first pass ranked by: ``am_score`` plus the biasing bonus, if any."""
+        return self.am_score + (self.context_score or 0.0)
 
 
 @dataclass

@@ -69,6 +69,21 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
             f"({t['relative_change']:+.1f}%) | {_ci(t['diff_ci95'])} | {p} | "
             f"{'**met**' if met else '**NOT met**'} |"
         )
+    for lim in exps.limits:
+        what = f"{METRIC_NAMES[lim.metric]} of {exps.label(lim.system)}"
+        want = f"{'<' if lim.strict else '≤'} {lim.max_value:g}"
+        cell = results.get(lim.system, {}).get(s, {}).get(lim.metric)
+        value = None if not cell else cell.get("value")
+        if value is None:
+            rows.append(f"| {what} | {want} | n/a | | | **NOT met** |")
+            verdicts.append(False)
+            continue
+        met = value < lim.max_value if lim.strict else value <= lim.max_value
+        verdicts.append(met)
+        rows.append(
+            f"| {what} | {want} | {_cell(cell)} ({value - lim.max_value:+.2f}) | | | "
+            f"{'**met**' if met else '**NOT met**'} |"
+        )
     md = [
         f"## Targets ({s})",
         "",

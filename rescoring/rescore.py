@@ -1,5 +1,9 @@
 """Rescore n-best lists: ``total = am_score + λ·lm_score + β·num_words``; pick the best.
 
+``am_score`` stands for the first-pass score: for a contextually biased decoding
+(hypotheses with ``context_score``) it is ``am_score + context_score``, the score the biased
+search ranked by, so that λ = β = 0 keeps the biased 1-best.
+
 The formula is :func:`rescoring.params.total_score`, the one every stage uses. λ and β
 (:class:`~rescoring.params.RescoreWeights`) come from ``tune-rescoring`` (``--params
 tuned.json``, tuned on dev) or the command line.
@@ -73,7 +77,7 @@ class NbestArrays:
         valid = np.zeros(shape, dtype=bool)
         for i, r in enumerate(records):
             for j, h in enumerate(r.hyps):
-                am[i, j], lm[i, j] = h.am_score, h.lm_score or 0.0
+                am[i, j], lm[i, j] = h.first_pass_score, h.lm_score or 0.0
                 nw[i, j], err[i, j], valid[i, j] = (
                     len(h.words.split()),
                     word_errors(r.ref, h.words),
@@ -96,7 +100,9 @@ def apply_weights(records: list[NbestRecord], weights: RescoreWeights) -> None:
     """Set ``total`` and re-sort each list by it (stable: ties keep first-pass order)."""
     for r in records:
         for h in r.hyps:
-            h.total = total_score(h.am_score, h.lm_score or 0.0, len(h.words.split()), weights)
+            h.total = total_score(
+                h.first_pass_score, h.lm_score or 0.0, len(h.words.split()), weights
+            )
         r.hyps.sort(key=lambda h: -h.total)
 
 

@@ -1,4 +1,4 @@
-"""Rescore and score every system of a recipe's experiment matrix (recipe stage 14).
+"""Rescore and score every system of a recipe's experiment matrix (recipe stage 19).
 
 For each system of ``--systems`` (:mod:`rescoring.experiments`), in declaration order, into
 ``<out-dir>/<system>/``:
@@ -122,7 +122,11 @@ def gold_path(cfg: SystemsConfig, set_name: str) -> Path:
     return Path(cfg.gold.replace("{set}", set_name))
 
 
-def nbest_path(cfg: SystemsConfig, set_name: str) -> Path:
+def nbest_path(cfg: SystemsConfig, set_name: str, system: System | None = None) -> Path:
+    """The n-best list of ``set_name`` a system rescores: in its own ``nbest_dir`` if the
+    matrix gives one, else in ``--nbest-dir``."""
+    if system is not None and system.nbest_dir is not None:
+        return Path(system.nbest_dir) / f"nbest-{set_name}.jsonl.gz"
     assert cfg.nbest_dir is not None
     return cfg.nbest_dir / f"nbest-{set_name}.jsonl.gz"
 
@@ -146,7 +150,7 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
         steps.append(
             Step(
                 "tune-rescoring",
-                ["--nbest", str(nbest_path(cfg, exps.tune_set)), "--scorer", "nlm"]
+                ["--nbest", str(nbest_path(cfg, exps.tune_set, system)), "--scorer", "nlm"]
                 + ["--lm-checkpoint", str(system.lm_checkpoint), *nlu, "--out-dir", d]
                 + ["--set-name", exps.tune_set, *grid, *run_opts],
             )
@@ -156,7 +160,7 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
                 steps.append(
                     Step(
                         "rescore-nbest",
-                        ["--nbest", str(nbest_path(cfg, s)), "--params", f"{d}/tuned.json"]
+                        ["--nbest", str(nbest_path(cfg, s, system)), "--params", f"{d}/tuned.json"]
                         + ["--out-dir", d, "--set-name", s, *run_opts],
                     )
                 )
@@ -165,7 +169,14 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
             steps.append(
                 Step(
                     "rescore-nbest",
-                    ["--nbest", str(nbest_path(cfg, s)), "--scorer", "none", "--lm-scale", "0"]
+                    [
+                        "--nbest",
+                        str(nbest_path(cfg, s, system)),
+                        "--scorer",
+                        "none",
+                        "--lm-scale",
+                        "0",
+                    ]
                     + ["--word-bonus", "0", "--select", system.select, *nlu, "--out-dir", d]
                     + ["--set-name", s, *run_opts],
                 )
@@ -184,7 +195,8 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
 
 def system_inputs(cfg: SystemsConfig, exps: Experiments, system: System) -> list[Path]:
     """Every file a system's steps read (their fingerprints decide whether it is re-run)."""
-    paths = [nbest_path(cfg, s) for s in exps.sets] + [gold_path(cfg, s) for s in exps.sets]
+    paths = [nbest_path(cfg, s, system) for s in exps.sets]
+    paths += [gold_path(cfg, s) for s in exps.sets]
     paths.append(cfg.word_counts)
     paths += [Path(p) for p in (system.lm_checkpoint, exps.nlu_checkpoint) if p]
     return paths
@@ -248,6 +260,12 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
         for p, what in ((nbest_path(cfg, s), "--nbest-dir"), (gold_path(cfg, s), "--gold")):
             if not p.is_file():
                 raise InputError(f"{p}: not found (set {s!r} of {exps.path}, from {what})")
+        for name, system in exps.systems.items():
+            p = nbest_path(cfg, s, system)
+            if system.nbest_dir is not None and not p.is_file():
+                raise InputError(
+                    f"{p}: not found (set {s!r}; {exps.path}: [systems.{name}] nbest_dir)"
+                )
     if not cfg.word_counts.is_file():
         raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
     ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in exps.systems.items()]

@@ -29,10 +29,21 @@
 #  stage 11 train-lm            multitask from scratch, linear weights -> exp/lm/multitask_linear/best.pt
 #  stage 12 train-lm            multitask from scratch, RWM weights -> exp/lm/multitask_rwm/best.pt
 #  stage 13 train-lm            pre-trained LM, multitask fine-tuning (RWM) -> exp/lm/pretrained_multitask_rwm/best.pt
-#  stage 14 rescore-systems     conf/systems.toml (the experiment matrix): every system ->
+#  stage 14 extract-slot-lexicon NLU labels of SNIPS train only -> data/lang/lexicons/ (phrases
+#                               per slot type, per intent, global)
+#  stage 15 make-context-lists  intent of each dev/test utterance from the multitask LM's NLU head
+#                               on the unbiased 1-best -> exp/context/predicted.tsv; gold intents
+#                               (upper bound only) -> exp/context/gold.tsv
+#  stage 16 tune-context        biased decoding, global lexicon: context score tuned on dev ->
+#                               $asr_dir/decode_biased_global/
+#  stage 17 tune-context        biased decoding, the predicted intent's lexicon -> .../decode_biased/
+#  stage 18 tune-context        biased decoding, the gold intent's lexicon -> .../decode_biased_gold/
+#  stage 19 rescore-systems     conf/systems.toml (the experiment matrix): every system ->
 #                               exp/rescore/<system>/ (λ, β tuned on dev only; NLU of the chosen
 #                               hypothesis; a complete, unchanged system is skipped)
-#  stage 15 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
+#  stage 20 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
+#                               (unbiased and biased first passes) -> exp/coverage/coverage-test.md
+#  stage 21 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
 set -euo pipefail
 set -a  # export every variable: stages run in a child bash under /usr/bin/time (peak memory)
 
@@ -167,7 +178,7 @@ stage_lm() {  # stage_lm NAME train-lm options...
   # shellcheck disable=SC2086
   logged exp/lm/$name train-lm --exp-dir exp/lm/$name $lm_common "$@"
 }
-systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 14, 15)
+systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 19, 21)
 report_parallel=
 [ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8 9-13"
 
@@ -241,19 +252,59 @@ else
   asr_stages
   lm_stages
 fi
+# Stages 14-18: the NLU labels in the first pass (contextual biasing with slot lexicons).
+lex_dir=data/lang/lexicons
+run_stage 14 "Slot lexicons from the training NLU labels" "$m/snips_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
+  extract-slot-lexicon --nlu-manifest $m/snips_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
+gold_sets="$m/snips_nlu_dev.jsonl.gz $m/snips_nlu_test.jsonl.gz"
+stage_context_lists() {
+  # shellcheck disable=SC2086
+  make-context-lists --source predicted --nbest $decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz \
+    --lm-checkpoint "$context_lm" --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/predicted.tsv
+  # shellcheck disable=SC2086
+  make-context-lists --source gold --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/gold.tsv
+}
+stage_biased() {  # stage_biased OUT_DIR tune-context options...
+  local out=$1; shift
+  # shellcheck disable=SC2086
+  logged "$out" tune-context --preset "$asr_preset" --checkpoint $asr_dir/avg.pt \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir "$out" --tune-set dev \
+    --cuts data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz \
+    --scores $context_scores $decode_opts "$@"
+}
+export -f stage_context_lists stage_biased
+run_stage 15 "Intent of each utterance for biasing (predicted, gold)" \
+  "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
+  stage_context_lists
+run_stage 16 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage14" \
+  "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
+run_stage 17 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage15" \
+  "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
+run_stage 18 "Biased decoding, gold intent's slot lexicon (upper bound)" "$fbank_in .done/stage7 .done/stage15" \
+  "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv
+
 rescore_in="$m/snips_nlu_dev.jsonl.gz $m/snips_nlu_test.jsonl.gz data/lang/word_counts.txt"
 # shellcheck disable=SC2086
-run_stage 14 "Tune on dev, rescore, score every system" \
-  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13)" exp/rescore \
+run_stage 19 "Tune on dev, rescore, score every system" \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 16 17 18)" exp/rescore \
   rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
     --gold 'data/manifests/snips_nlu_{set}.jsonl.gz' --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --out-dir exp/rescore $tune_opts
+run_stage 20 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage19" "exp/coverage/coverage-test.md" \
+  rare-word-coverage --gold $m/snips_nlu_test.jsonl.gz --word-counts data/lang/word_counts.txt \
+    --threshold "$rare_threshold" --lexicon-dir $lex_dir --lists exp/context/predicted.tsv \
+    --nbest unbiased=$decode_dir/nbest-test.jsonl.gz biased_global=$asr_dir/decode_biased_global/nbest-test.jsonl.gz \
+      biased=$asr_dir/decode_biased/nbest-test.jsonl.gz biased_gold=$asr_dir/decode_biased_gold/nbest-test.jsonl.gz \
+    --out exp/coverage/coverage-test.md
 # shellcheck disable=SC2086
-run_stage 15 "Write RESULTS.md" ".done/stage14 $systems_toml" "RESULTS.md results.json" \
+run_stage 21 "Write RESULTS.md" ".done/stage19 .done/stage20 $systems_toml" "RESULTS.md results.json" \
   make-report --systems "$systems_toml" --rescore-dir exp/rescore --out RESULTS.md \
     --title "SNIPS recipe results ($preset preset)" \
     --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
     --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
-    --done-dir .done $report_parallel --decode-dir $decode_dir
+    --done-dir .done $report_parallel --decode-dir $decode_dir --extra-md exp/coverage/coverage-test.md
 
 log "All requested stages done."

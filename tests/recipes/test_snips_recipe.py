@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
-NUM_STAGES = 16
+NUM_STAGES = 22
 
 
 def _cmd(work: Path, *args: str) -> tuple[list[str], dict]:

@@ -32,8 +32,26 @@ def test_snips_matrix_loads():
         "multitask_linear",
         "multitask_rwm",
         "pretrained_multitask_rwm",
+        "biased_lm",
+        "biased_pretrained_multitask_rwm",
     ]
     assert ("multitask_linear", "multitask_rwm") in [(c.a, c.b) for c in e.comparisons]
+    # issue 12's systems: names fixed by results.json's contract
+    biased = {n: s.nbest_dir for n, s in e.systems.items() if s.nbest_dir}
+    assert set(biased) == {
+        "biased_1best",
+        "biased_oracle",
+        "biased_gold_1best",
+        "biased_global_1best",
+        "biased_lm",
+        "biased_pretrained_multitask_rwm",
+    }
+    assert e.systems["biased_oracle"].select == "oracle"
+    assert biased["biased_1best"] == biased["biased_oracle"] == biased["biased_lm"]
+    assert {(t.system, t.metric) for t in e.limits} >= {
+        ("biased_1best", "rare_wer"),
+        ("biased_oracle", "rare_wer"),
+    }
     assert {(t.against, t.metric) for t in e.targets} >= {
         ("lm", "rare_wer"),
         ("rnnt_1best", "rare_wer"),

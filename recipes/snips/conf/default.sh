@@ -16,10 +16,14 @@ asr_preset=default
 asr_bpe=128
 asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-13, ~32 min) train on the other core
 asr_avg=3
-decode_opts="--method modified_beam --beam 16 --nbest 16"  # dev oracle WER 25.0 (beam 8) -> 22.7
+decode_opts="--method modified_beam --beam 16 --nbest 16 --max-sym-per-frame 2"  # bench/asr_beam_search.py: 2 symbols per frame beat 1 and 3
 # LMs (lm/config.py presets)
 lm_preset=default
 lm_opts=""
 # Rescoring: λ/β grid searched on dev
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
+# Contextual biasing (stages 14-18): slot lexicons from the training NLU labels
+lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot phrase
+context_lm=exp/lm/pretrained_multitask_rwm/best.pt       # the NLU head that predicts each intent
+context_scores="0.25 0.5 0.75 1"    # bonus per BPE token, chosen on dev (old model: 0.5 best, 1.5 over-inserts)

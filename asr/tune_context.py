@@ -1,0 +1,207 @@
+"""Contextual biasing with its bonus tuned on dev: decode the tune set at every context score of
+``--scores``, keep the one of lowest WER, decode every set with it.
+
+The biased decoding of the recipe (``decode-asr --context-lexicon ... --context-score S``) with
+``S`` chosen on the tune set only: the other sets are decoded once, with the chosen score.
+The objective is the tune set's 1-best WER (rare words are most of what biasing changes, but
+tuning on them alone trades common-word errors for rare-word hits); ties go to the smaller
+score. Every other option is ``decode-asr``'s, with the same meaning and checks.
+
+Usage:
+    tune-context --checkpoint exp/asr/conformer_rnnt/avg.pt --bpe-model data/lang_bpe_128/bpe.model \\
+        --cuts data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz \\
+        --tune-set dev --scores 0.25 0.5 1 1.5 --context-lexicon data/lang/lexicons \\
+        --context-lists exp/context/predicted.tsv --method modified_beam --beam 16 --nbest 16 \\
+        --out-dir exp/asr/conformer_rnnt/decode_biased_predicted
+
+OUTPUTS (in --out-dir):
+    tune/ctx<S>/...       the tune set decoded at each score (decode-asr's files, no lattices)
+    context-tuned.json    the grid (score, WER, oracle WER, decode seconds), the chosen score
+    nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files)
+
+A re-run reuses a grid point decoded with the same checkpoint and options (``point.json``,
+written after its decode); any other grid point and the final decodes are run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from asr.context_graph import ContextBiasing
+from asr.data import Tokenizer
+from asr.decode import (
+    DECODE_PRESETS,
+    DecodeConfig,
+    _load_set,
+    decode_set,
+    load_transducer,
+    set_name,
+)
+from common.checkpoint import CheckpointError, find_last_checkpoint
+from common.cli import run_cli, save_config, setup_logging
+from common.io import InputError, atomic_write, dir_lock
+
+
+@dataclass
+class TuneContextConfig(DecodeConfig):
+    scores: list[float] = field(
+        default_factory=lambda: [0.25, 0.5, 1.0, 1.5],
+        metadata={"help": "context scores tried on the tune set"},
+    )
+    tune_set: str = field(
+        default="dev", metadata={"help": "set name (from --cuts) the score is chosen on"}
+    )
+
+    def validate(self) -> None:
+        if self.context_lexicon is None:
+            raise InputError("tune-context needs --context-lexicon")
+        if self.context_score != 0:
+            raise InputError("tune-context: give the candidates with --scores, not --context-score")
+        if not self.scores or any(s < 0 or s != s for s in self.scores):
+            raise InputError(f"--scores must be non-negative numbers, got {self.scores}")
+        super().validate()
+
+
+def _point_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
+    """What a grid point's decode depends on (compared on a re-run)."""
+    return {
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "ckpt": str(ckpt),
+    }
+
+
+def _grid_point(
+    out: Path, tune: str, suffix: str, cfg: TuneContextConfig, ckpt: Path
+) -> dict | None:
+    """The summary of an earlier decode of this grid point, if it was made with ``cfg``."""
+    path = out / f"decode-summary-{tune}-{suffix}.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        ctx = summary["context"]
+        record = json.loads((out / "point.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if record != _point_record(cfg, ckpt):
+        return None
+    lists = None if cfg.context_lists is None else str(cfg.context_lists)
+    if ctx.get("lexicon") != str(cfg.context_lexicon) or ctx.get("utterance_lists") != lists:
+        return None
+    if ctx.get("score") != cfg.context_score or summary.get("suffix") != suffix:
+        return None
+    return summary
+
+
+def tune_context(cfg: TuneContextConfig) -> dict:
+    cfg.validate()
+    names = [set_name(Path(p)) for p in cfg.cuts]
+    if len(set(names)) != len(names):
+        raise InputError(f"--cuts: several CutSets map to one set name ({names})")
+    if cfg.tune_set not in names:
+        raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
+    ckpt_path = cfg.checkpoint or find_last_checkpoint(cfg.exp_dir)
+    if ckpt_path is None:
+        raise CheckpointError(f"{cfg.exp_dir}: no checkpoint to decode (give --checkpoint)")
+    out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
+    with dir_lock(out_dir, "output folder"):
+        setup_logging(out_dir / "log-tune-context.txt")
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
+        model, _ = load_transducer(ckpt_path, cfg.device)
+        tok = Tokenizer(cfg.bpe_model)
+        if tok.vocab_size != model.cfg.vocab_size:
+            raise CheckpointError(
+                f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
+                f"has {tok.vocab_size} pieces"
+            )
+        loaded = {
+            n: _load_set(Path(p), cfg, model.cfg.feature_dim)
+            for n, p in zip(names, cfg.cuts, strict=True)
+        }
+        biasing = ContextBiasing.load(
+            cfg.context_lexicon,
+            tok,
+            0.0,
+            cfg.context_lists,
+            utt_ids=[uid for _, ids in loaded.values() for uid in ids],
+            max_phrases=cfg.context_max_phrases,
+        )
+        save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
+        tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
+        grid = []
+        for score in cfg.scores:
+            point = dataclasses.replace(cfg, context_score=float(score), lattices=False)
+            folder = out_dir / "tune" / f"ctx{score:g}"
+            summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path)
+            if summary is None:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "point.json").unlink(missing_ok=True)
+                scored = dataclasses.replace(biasing, bonus=float(score), graphs={})
+                summary = decode_set(
+                    model, tok, tune_path, point, folder, loaded[cfg.tune_set][0], scored
+                )
+                with atomic_write(folder / "point.json") as f:
+                    json.dump(_point_record(point, ckpt_path), f, indent=2)
+            else:
+                logging.info("score %g: reusing %s", score, folder)
+            grid.append(
+                {
+                    "score": float(score),
+                    "wer": summary["wer"],
+                    "oracle_wer": summary["oracle_wer"],
+                    "decode_s": summary["decode_s"],
+                }
+            )
+            logging.info("context score %g: %s WER %.2f", score, cfg.tune_set, summary["wer"])
+        best = min(grid, key=lambda g: (g["wer"], g["score"]))
+        logging.info(
+            "chosen context score %g (%s WER %.2f)", best["score"], cfg.tune_set, best["wer"]
+        )
+        final = dataclasses.replace(cfg, context_score=best["score"])
+        chosen = dataclasses.replace(biasing, bonus=best["score"], graphs={})
+        summaries = [
+            decode_set(model, tok, Path(p), final, out_dir, loaded[n][0], chosen)
+            for n, p in zip(names, cfg.cuts, strict=True)
+        ]
+        result = {
+            "tune_set": cfg.tune_set,
+            "objective": "wer",
+            "grid": grid,
+            "chosen_score": best["score"],
+            "lexicon": str(cfg.context_lexicon),
+            "utterance_lists": None if cfg.context_lists is None else str(cfg.context_lists),
+            "checkpoint": str(ckpt_path),
+            "sets": {
+                s["set"]: {k: s[k] for k in ("wer", "oracle_wer", "decode_s")} for s in summaries
+            },
+        }
+        with atomic_write(out_dir / "context-tuned.json") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        return result
+
+
+def _print(cfg: TuneContextConfig) -> None:
+    print(json.dumps(tune_context(cfg)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(
+        "tune-context",
+        TuneContextConfig,
+        _print,
+        __doc__,
+        argv,
+        presets={k: TuneContextConfig(**dataclasses.asdict(v)) for k, v in DECODE_PRESETS.items()},
+        preset_help="search sizes as decode-asr's presets (default: default)",
+        group_title="decoding and tuning",
+    )
+
+
+if __name__ == "__main__":
+    main()
