@@ -16,6 +16,13 @@ naming both lines. Gold intents and slots are optional: utterances whose gold ha
 no slots count for intent accuracy, not for slot F1, and the summary says on how many
 utterances slot F1 was measured.
 
+``--slu-metrics slurp`` (default ``snips``: intent accuracy and exact-match slot F1 only, the
+outputs as before this option) adds SLURP's evaluation (:mod:`rescoring.slurp_metrics`):
+``scenario_acc``, ``action_acc``, ``span_f1``, ``slu_f1_word``, ``slu_f1_char`` and ``slu_f1``
+(the combined SLU-F1) with bootstrap intervals, their summed counts under ``"slurp"`` in
+``metrics-{set}.json``, each utterance's counts under ``"slurp"`` in ``per-utt-{set}.jsonl.gz``,
+and four lines in ``rare-wer-*.txt``. ``make-report`` does not read them (yet).
+
 OUTPUTS (in --out-dir; icefall layout; one all-or-nothing set, see rescoring/outputs.py):
     recogs-{set}-{system}.txt, errs-{set}-{system}.txt, wer-summary-{set}-{system}.txt
     rare-wer-{set}-{system}.txt   rare / common-word WER, rare-token share, per-intent WER
@@ -46,6 +53,16 @@ from rescoring.metrics import (
 )
 from rescoring.nbest import read_id_text
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+from rescoring.slurp_metrics import (
+    SLURP_METRICS,
+    SlurpCounts,
+    slurp_bootstrap_ci,
+    slurp_corpus_metrics,
+    slurp_totals,
+    utt_slurp_counts,
+)
+
+SLU_METRICS = ("snips", "slurp")
 
 
 def _first_seen(first: dict[str, int], uid: str, path: Path, lineno: int) -> None:
@@ -162,6 +179,13 @@ class ScoreConfig:
     system: str = field(default="system", metadata={"help": "system name (file suffix)"})
     bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    slu_metrics: str = field(
+        default="snips",
+        metadata={
+            "help": "snips: intent accuracy and exact-match slot F1; slurp: also SLURP's "
+            "scenario / action accuracy, span F1 and SLU-F1 (word, char, combined)"
+        },
+    )
 
 
 def score(cfg: ScoreConfig) -> dict:
@@ -173,6 +197,11 @@ def score(cfg: ScoreConfig) -> dict:
         raise InputError(f"--bootstrap-samples must be >= 1, got {cfg.bootstrap_samples}")
     if cfg.threshold < 0:
         raise InputError(f"--threshold must be >= 0, got {cfg.threshold}")
+    if cfg.slu_metrics not in SLU_METRICS:
+        raise InputError(
+            f"--slu-metrics must be one of {', '.join(SLU_METRICS)}, got {cfg.slu_metrics!r}"
+        )
+    slurp = cfg.slu_metrics == "slurp"
     with output_folder(cfg.out_dir):
         verify_output(cfg.hyps)
         gold = read_gold(cfg.gold)
@@ -183,19 +212,23 @@ def score(cfg: ScoreConfig) -> dict:
         except UnicodeDecodeError as e:
             raise InputError(f"{cfg.word_counts}: not UTF-8 text ({e.reason})") from None
         utts: list[UttCounts] = []
+        slurp_counts: list[SlurpCounts] = []
         results = []
         nlu_utts = slot_utts = 0
         for uid in ids:
             ref, h = gold[uid]["text"].split(), hyps[uid]
             hyp = h["hyp"].split()
             u = utt_counts(ref, hyp, counts, cfg.threshold)
+            sc = SlurpCounts()
             if "intent" in h and gold[uid]["intent"] is not None:
-                add_slu(
-                    u, gold[uid]["intent"], ref, gold[uid]["slots"], h["intent"], hyp, h["slots"]
-                )
+                nlu = (gold[uid]["intent"], ref, gold[uid]["slots"], h["intent"], hyp, h["slots"])
+                add_slu(u, *nlu)
                 nlu_utts += 1
                 slot_utts += gold[uid]["slots"] is not None
+                if slurp:
+                    sc = utt_slurp_counts(*nlu)
             utts.append(u)
+            slurp_counts.append(sc)
             results.append((uid, ref, hyp))
         m = corpus_metrics(utts)
         m["ci95"] = {
@@ -206,7 +239,11 @@ def score(cfg: ScoreConfig) -> dict:
         )
         m["system"], m["set"], m["hyps"] = cfg.system, cfg.set_name, str(cfg.hyps)
         m["slot_utterances"] = slot_utts
+        if slurp:
+            add_slurp_metrics(m, slurp_counts, cfg)
         params = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+        if not slurp:
+            del params["slu_metrics"]  # the default's set manifest stays as it was
         name = f"score-{cfg.set_name}-{cfg.system}"
         with OutputSet(cfg.out_dir, name, "score-wer", params) as out:
             stats = write_results(out.dir, cfg.set_name, cfg.system, results)
@@ -214,10 +251,27 @@ def score(cfg: ScoreConfig) -> dict:
                 json.dump(m, f, indent=2)
             write_jsonl(
                 out.dir / f"per-utt-{cfg.set_name}.jsonl.gz",
-                ({"id": uid, **asdict(u)} for uid, u in zip(ids, utts, strict=True)),
+                (
+                    {"id": uid, **asdict(u), **({"slurp": asdict(sc)} if slurp else {})}
+                    for uid, u, sc in zip(ids, utts, slurp_counts, strict=True)
+                ),
             )
             write_summary(out.dir, cfg, m, stats, nlu_utts, slot_utts)
     return m
+
+
+def add_slurp_metrics(m: dict, counts: list[SlurpCounts], cfg: ScoreConfig) -> None:
+    """``--slu-metrics slurp``: SLURP's metrics (:mod:`rescoring.slurp_metrics`) into ``m``.
+
+    Adds :data:`SLURP_METRICS` (percent; ``None`` when undefined) with their 95% bootstrap
+    intervals in ``m["ci95"]`` (the same resamples as the other intervals) and the summed
+    counts in ``m["slurp"]``. SLURP's intent accuracy equals ``intent_acc``, not repeated.
+    """
+    values = slurp_corpus_metrics(counts)
+    for name in SLURP_METRICS:
+        m[name] = values[name]
+        m["ci95"][name] = slurp_bootstrap_ci(counts, name, cfg.bootstrap_samples, cfg.seed)
+    m["slurp"] = slurp_totals(counts)
 
 
 def write_summary(
@@ -243,6 +297,7 @@ def write_summary(
         f"common-word WER: {fmt('common_wer')}  [{m['common_errors']} / {m['common_ref']}]",
         f"intent accuracy: {fmt('intent_acc')}",
         f"slot F1: {fmt('slot_f1')}" + slot_note,
+        *(_slurp_lines(fmt) if cfg.slu_metrics == "slurp" else []),
         "",
         "PER-INTENT: intent utterances WER [95% CI] rare-WER [95% CI]",
     ]
@@ -265,6 +320,27 @@ def write_summary(
         fmt("intent_acc"),
         fmt("slot_f1") + slot_note,
     )
+    if cfg.slu_metrics == "slurp":
+        logging.info(
+            "[%s %s] SLURP: scenario acc %s, action acc %s, span F1 %s, SLU-F1 %s",
+            cfg.system,
+            cfg.set_name,
+            fmt("scenario_acc"),
+            fmt("action_acc"),
+            fmt("span_f1"),
+            fmt("slu_f1"),
+        )
+
+
+def _slurp_lines(fmt) -> list[str]:
+    """The summary's SLURP lines (``--slu-metrics slurp``; entities on the slot F1 utterances)."""
+    return [
+        f"SLURP scenario accuracy: {fmt('scenario_acc')}",
+        f"SLURP action accuracy: {fmt('action_acc')}",
+        f"SLURP span F1: {fmt('span_f1')}",
+        f"SLURP SLU-F1: {fmt('slu_f1')}  (word-level {fmt('slu_f1_word')}, "
+        f"char-level {fmt('slu_f1_char')})",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

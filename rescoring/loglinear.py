@@ -1,0 +1,814 @@
+"""The log-linear rescorer: ``total = sum_f w_f x_f`` over the features of ``extract-features``.
+
+* **Weights** (:class:`LoglinearWeights`): a typed map feature name -> weight; every name must
+  be a registered feature (:mod:`rescoring.features`), ``am`` is required and fixed at 1 (the
+  scale of the total). :func:`score` is the one formula, on floats (a hypothesis) as on numpy
+  arrays (the tuner's ``(U, N)`` arrays), summing in the canonical feature order ``am``,
+  ``lm:*``, ``num_words``, ... With only ``am``, one ``lm:<x>`` and ``num_words`` weighted (the
+  others 0) it is :func:`rescoring.params.total_score` bit for bit, so it chooses exactly what
+  ``rescore-nbest`` chooses with the same λ, β (tested).
+* **Tuner** (``tune-loglinear``, **dev only**): coordinate ascent on corpus WER.
+
+  1. Start (``--init grid``) from the (λ, β) of ``tune-rescoring``'s grid search on the first
+     ``lm:*`` feature x ``num_words`` (same grids, same tie rule: :func:`rescoring.tune.sweep`,
+     :func:`~rescoring.tune.best_point`), every other weight 0; or (``--init zero``) from the
+     first pass (all weights 0).
+  2. A pass visits every feature but ``am`` in canonical order and line-searches its weight
+     over its grid (``--grid NAME=MIN:MAX:STEP``; defaults per feature in the registry), the
+     other weights fixed: the WER of every grid value is computed (a MERT-like line search on
+     a grid). The weight moves only when some value gives strictly fewer errors than the
+     current weights; it then goes to the middle of the longest run of consecutive grid values
+     with the fewest errors (ties: the run nearest 0, then the lower), a point inside a
+     plateau rather than on its edge.
+  3. Passes repeat until one changes nothing or ``--passes`` were run. Deterministic (no
+     randomness; the dev WER never rises from the start point).
+
+  ``--folds K`` (default 5) cross-validates the whole procedure on dev: utterances are dealt
+  into K folds (sorted ids, shuffled with ``--cv-seed``), the tuner runs on K-1 folds and is
+  scored on the held-out one. The weights file reports per fold the in-fold (tuned-on) WER,
+  the held-out WER, and the held-out WER of the start point (the tuned λ, β alone) and of the
+  first pass, with means over folds and pooled held-out WERs: held-out close to in-fold (and
+  below the start point's) means the features generalise rather than overfit. The final
+  weights are tuned on all of dev.
+
+  The tuner refuses a features file whose file or folder name (as given or after resolving a
+  symlink), or the n-best it was extracted from (its metadata), has a part ``test`` or
+  ``eval`` (parts split at ``_``, ``-``, ``.``: ``features-test.jsonl.gz``, ``eval/x.jsonl.gz``
+  are refused, ``latest.jsonl.gz`` is not): weights are tuned on dev only.
+* **Rescoring** (``rescore-loglinear``): features + weights -> ``onebest-{set}.jsonl.gz`` in
+  ``rescore-nbest``'s form ``{"id", "ref", "hyp", "total", ["intent", "slots"]}`` (``total``
+  the log-linear total; intent and slots of the chosen hypothesis from ``--nlu-checkpoint``,
+  else those stored in the features file), so ``score-wer`` scores it. A weighted feature
+  missing from the features file, or features extracted with other checkpoints than the tuning
+  features (both metadata known), is an error naming the files.
+
+Usage:
+    tune-loglinear --features-file exp/rescore/<system>/features-dev.jsonl.gz \\
+        --out exp/rescore/<system>/loglinear.json --grid intent_conf=0:20:1
+    rescore-loglinear --features-file exp/rescore/<system>/features-test.jsonl.gz \\
+        --weights exp/rescore/<system>/loglinear.json --out-dir exp/rescore/<system> --set-name test
+
+OUTPUTS:
+    tune-loglinear     --out (JSON, atomic): ``weights`` {feature: w}, ``features``,
+                       ``features_file`` (relative to --out's folder), ``set``, ``extraction``
+                       (checkpoints of the features), ``init``, ``passes``, ``passes_run``,
+                       ``grid`` {feature: {min, max, step, points}}, ``folds``, ``cv_seed``,
+                       ``wer``, ``wer_first_pass``, ``wer_init``, ``trace`` (dev WER after
+                       each pass), ``cv`` (per fold and pooled; null with --folds 0)
+    rescore-loglinear  in --out-dir, one all-or-nothing set (rescoring/outputs.py):
+                       onebest-{set}.jsonl.gz, rescore-{set}.json (weights, inputs),
+                       set-rescore-{set}.json (written last)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from common.cli import run_cli
+from common.io import InputError, atomic_write, open_text, write_jsonl
+from rescoring.features import (
+    AM,
+    LM_PREFIX,
+    FeatureRecord,
+    FeatureSet,
+    canonical_order,
+    default_grid,
+    make_feature,
+    read_features,
+)
+from rescoring.fields import at, check_number, get_str, shown
+from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+from rescoring.rescore import NbestArrays, load_nlu, word_errors
+from rescoring.scorers import build_scorer
+from rescoring.tune import MIN_GRID_STEP, best_point, sweep
+
+N = TypeVar("N")  # a float, or a numpy array of them
+
+NUM_WORDS = "num_words"
+
+# --- test-split refusal -------------------------------------------------------------------
+
+#: Parts of a file or folder name that mark a test split. The rule of
+#: ``data_prep.slot_lexicon.EVAL_SPLIT_MARKERS`` (copied: rescoring never imports data_prep),
+#: without ``dev``/``valid``/``heldout``: dev is what the tuner tunes on.
+TEST_SPLIT_MARKERS = frozenset({"test", "eval"})
+_NAME_PARTS_RE = re.compile(r"[_\-.]+")
+
+
+def split_marker(name: str) -> str | None:
+    """The part of ``name`` (split at ``_``, ``-``, ``.``) that marks a test split, if any."""
+    for part in _NAME_PARTS_RE.split(name.lower()):
+        if part in TEST_SPLIT_MARKERS:
+            return part
+    return None
+
+
+def refuse_test_path(path: str | Path, what: str = "the features file") -> None:
+    """Raise if ``path``'s file name or folder name (as given or resolved) marks a test split.
+
+    Raises:
+        InputError: naming the path, the marker and that tuning is on dev only.
+    """
+    path = Path(path)
+    for p in dict.fromkeys([path, path.resolve()]):
+        target = "" if p == path else f" (its target {p})"
+        folder = p.parent.name.lower()
+        for kind, marker in (
+            ("file", split_marker(p.name)),
+            ("folder", folder if folder in TEST_SPLIT_MARKERS else None),  # Kaldi-style test/
+        ):
+            if marker:
+                raise InputError(
+                    f"{path}: the {kind} name of {what}{target} marks a {marker!r} split; "
+                    "tune-loglinear tunes on dev only (rescore the test set with "
+                    "rescore-loglinear)"
+                )
+
+
+# --- weights and the formula ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoglinearWeights:
+    """Feature name -> weight, validated, in canonical order; ``am`` is 1."""
+
+    items: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def of(cls, weights: Mapping[str, Any], where: str = "weights") -> LoglinearWeights:
+        """Validate a mapping (from JSON or code).
+
+        Raises:
+            InputError: prefixed by ``where``: an unknown feature, no ``am``, ``am`` not 1, a
+                weight that is not a finite number.
+        """
+        if not isinstance(weights, Mapping):
+            raise InputError(f"{where}: the weights must be an object, got {shown(weights)}")
+        for k in weights:
+            make_feature(k, where)
+        if AM not in weights:
+            raise InputError(f"{where}: missing feature '{AM}' (its weight is fixed at 1)")
+        values = {k: check_number(v, where, f"weights.{k}") for k, v in weights.items()}
+        if values[AM] != 1.0:
+            raise InputError(f"{where}: the weight of '{AM}' is fixed at 1, got {values[AM]}")
+        return cls(tuple((k, values[k]) for k in canonical_order(list(values))))
+
+    @classmethod
+    def zeros(cls, names: Sequence[str]) -> LoglinearWeights:
+        return cls.of({n: 1.0 if n == AM else 0.0 for n in names})
+
+    @property
+    def names(self) -> list[str]:
+        return [k for k, _ in self.items]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.items)
+
+    def replace(self, name: str, value: float) -> LoglinearWeights:
+        assert name != AM and name in self.names, name
+        return LoglinearWeights(tuple((k, value if k == name else w) for k, w in self.items))
+
+
+def score(features: Mapping[str, N], weights: LoglinearWeights) -> N:
+    """``am + sum_f w_f x_f``: the one log-linear formula (floats or arrays).
+
+    Terms are added in canonical order, ``am`` first, so with weights on ``am``, one ``lm:*``
+    and ``num_words`` only this is ``total_score(am, lm, num_words, RescoreWeights(λ, β))``
+    bit for bit (adding ``0 * x`` leaves a finite sum unchanged).
+
+    Raises:
+        KeyError: a weighted feature missing from ``features`` (readers check this first).
+    """
+    total = features[AM]
+    for name, w in weights.items[1:]:
+        total = total + w * features[name]
+    return total
+
+
+# --- arrays for the tuner -------------------------------------------------------------------
+
+
+@dataclass
+class FeatureArrays:
+    """Padded ``(U, N)`` feature arrays of a set, with word errors, for the tuner."""
+
+    x: dict[str, np.ndarray]
+    valid: np.ndarray  # (U, N) bool
+    errors: np.ndarray  # (U, N) int
+    ref_words: np.ndarray  # (U,) int
+    ids: list[str]
+
+    @classmethod
+    def from_records(cls, records: Sequence[FeatureRecord], names: Sequence[str]) -> FeatureArrays:
+        n = max(len(r.hyps) for r in records)
+        shape = (len(records), n)
+        x = {k: np.zeros(shape) for k in names}
+        valid = np.zeros(shape, dtype=bool)
+        errors = np.zeros(shape, dtype=np.int64)
+        for i, r in enumerate(records):
+            for j, h in enumerate(r.hyps):
+                for k in names:
+                    x[k][i, j] = h.features[k]
+                valid[i, j] = True
+                errors[i, j] = word_errors(r.ref, h.words)
+        ref_words = np.array([len(r.ref.split()) for r in records], dtype=np.int64)
+        return cls(x, valid, errors, ref_words, [r.id for r in records])
+
+    def subset(self, idx: np.ndarray) -> FeatureArrays:
+        return FeatureArrays(
+            {k: v[idx] for k, v in self.x.items()},
+            self.valid[idx],
+            self.errors[idx],
+            self.ref_words[idx],
+            [self.ids[i] for i in idx],
+        )
+
+    def choose(self, weights: LoglinearWeights) -> np.ndarray:
+        """Index of the best hypothesis of every utterance; ties -> the earlier one."""
+        total = np.where(self.valid, score(self.x, weights), -np.inf)
+        return total.argmax(axis=1)
+
+    def num_errors(self, weights: LoglinearWeights) -> int:
+        chosen = self.choose(weights)
+        return int(self.errors[np.arange(len(chosen)), chosen].sum())
+
+    def wer_of(self, errors: int) -> float:
+        return 100.0 * errors / max(1, int(self.ref_words.sum()))
+
+    def wer(self, weights: LoglinearWeights) -> float:
+        return self.wer_of(self.num_errors(weights))
+
+
+# --- the tuner --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    min: float
+    max: float
+    step: float
+
+    def values(self) -> np.ndarray:
+        """``min, min + step, ..., max`` (inclusive), rounded to 6 decimals (as tune-rescoring)."""
+        return np.round(np.arange(self.min, self.max + self.step / 2, self.step), 6)
+
+    def size(self) -> int:
+        n = (self.max - self.min) / self.step + 0.5
+        return math.ceil(n) if math.isfinite(n) else 2**62
+
+
+def check_grid_spec(name: str, g: GridSpec, max_points: int) -> GridSpec:
+    opt = f"--grid {name}"
+    for what, v in (("min", g.min), ("max", g.max), ("step", g.step)):
+        if not math.isfinite(v):
+            raise InputError(f"{opt}: {what} must be a finite number, got {v}")
+    if g.step < MIN_GRID_STEP:
+        raise InputError(f"{opt}: step must be at least {MIN_GRID_STEP:g}, got {g.step:g}")
+    if g.max < g.min:
+        raise InputError(f"{opt}: min ({g.min:g}) must not be greater than max ({g.max:g})")
+    if g.size() > max_points:
+        raise InputError(
+            f"{opt}: {g.size():,} grid values, more than --max-grid-points {max_points:,}"
+        )
+    return g
+
+
+def parse_grids(specs: Sequence[str], names: Sequence[str], max_points: int) -> dict[str, GridSpec]:
+    """The weight grid of every feature but ``am``: the registry's default unless
+    ``NAME=MIN:MAX:STEP`` overrides it."""
+    grids = {n: GridSpec(*default_grid(n)) for n in names if n != AM}
+    for s in specs:
+        name, sep, rng = s.partition("=")
+        parts = rng.split(":")
+        if not sep or len(parts) != 3:
+            raise InputError(f"--grid {s!r}: expected NAME=MIN:MAX:STEP")
+        if name == AM:
+            raise InputError(f"--grid {s!r}: the weight of '{AM}' is fixed at 1")
+        if name not in grids:
+            raise InputError(f"--grid {s!r}: {name!r} is not a tuned feature ({sorted(grids)})")
+        try:
+            grids[name] = GridSpec(*(float(p) for p in parts))
+        except ValueError:
+            raise InputError(f"--grid {s!r}: MIN, MAX and STEP must be numbers") from None
+    return {n: check_grid_spec(n, g, max_points) for n, g in grids.items()}
+
+
+def _plateau_pick(values: np.ndarray, errs: np.ndarray, best: int) -> float:
+    """Middle of the longest run of consecutive grid values with ``best`` errors (ties: the run
+    whose middle is nearest 0, then the lower)."""
+    runs: list[list[int]] = []
+    for i, e in enumerate(errs):
+        if e != best:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    mids = [float(values[r[(len(r) - 1) // 2]]) for r in runs]
+    k = min(range(len(runs)), key=lambda k: (-len(runs[k]), abs(mids[k]), mids[k]))
+    return mids[k]
+
+
+@dataclass
+class TuneResult:
+    weights: LoglinearWeights
+    errors: int
+    init: LoglinearWeights
+    init_errors: int
+    first_pass_errors: int
+    trace: list[int]  # errors at the start and after each pass
+    passes_run: int
+
+
+def initial_weights(
+    arrays: FeatureArrays, names: Sequence[str], grids: Mapping[str, GridSpec], init: str
+) -> LoglinearWeights:
+    """``--init``: ``zero``, or ``grid`` (tune-rescoring's λ x β search; module docstring)."""
+    w = LoglinearWeights.zeros(names)
+    lms = [n for n in names if n.startswith(LM_PREFIX)]
+    if init == "zero" or (not lms and NUM_WORDS not in names):
+        return w
+    lm = lms[0] if lms else None
+    zeros = np.zeros_like(arrays.x[AM])
+    nb = NbestArrays(
+        am=arrays.x[AM],
+        lm=arrays.x[lm] if lm else zeros,
+        num_words=arrays.x[NUM_WORDS] if NUM_WORDS in names else zeros,
+        errors=arrays.errors.astype(float),
+        valid=arrays.valid,
+        ref_words=int(arrays.ref_words.sum()),
+    )
+    lambdas = grids[lm].values() if lm else np.array([0.0])
+    betas = grids[NUM_WORDS].values() if NUM_WORDS in names else np.array([0.0])
+    lam, beta, _ = best_point(sweep(nb, lambdas, betas))
+    if lm:
+        w = w.replace(lm, lam)
+    if NUM_WORDS in names:
+        w = w.replace(NUM_WORDS, beta)
+    return w
+
+
+def coordinate_ascent(
+    arrays: FeatureArrays,
+    names: Sequence[str],
+    grids: Mapping[str, GridSpec],
+    passes: int = 5,
+    init: str = "grid",
+) -> TuneResult:
+    """Tune the weights of ``names`` on ``arrays`` (module docstring); deterministic."""
+    names = canonical_order(list(names))
+    w0 = initial_weights(arrays, names, grids, init)
+    w, cur = w0, arrays.num_errors(w0)
+    trace = [cur]
+    values = {n: grids[n].values() for n in names if n != AM}
+    run = 0
+    for _ in range(passes):
+        run += 1
+        changed = False
+        for name in names:
+            if name == AM:
+                continue
+            errs = np.array([arrays.num_errors(w.replace(name, float(v))) for v in values[name]])
+            best = int(errs.min())
+            if best < cur:
+                w = w.replace(name, _plateau_pick(values[name], errs, best))
+                cur, changed = best, True
+                assert arrays.num_errors(w) == cur
+        trace.append(cur)
+        if not changed:
+            break
+    return TuneResult(
+        weights=w,
+        errors=cur,
+        init=w0,
+        init_errors=trace[0],
+        first_pass_errors=arrays.num_errors(LoglinearWeights.zeros(names)),
+        trace=trace,
+        passes_run=run,
+    )
+
+
+def fold_of(ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
+    """Fold index of every utterance: sorted ids, shuffled with ``seed``, dealt round-robin."""
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    perm = np.random.default_rng(seed).permutation(len(order))
+    out = np.empty(len(ids), dtype=np.int64)
+    for k, p in enumerate(perm):
+        out[order[p]] = k % folds
+    return out
+
+
+def cross_validate(
+    arrays: FeatureArrays,
+    names: Sequence[str],
+    grids: Mapping[str, GridSpec],
+    passes: int,
+    init: str,
+    folds: int,
+    seed: int,
+) -> dict:
+    """K-fold cross-validation of :func:`coordinate_ascent` on one set (module docstring)."""
+    if folds < 2 or folds > len(arrays.ids):
+        raise InputError(
+            f"--folds must be 0 (no cross-validation) or between 2 and the number of "
+            f"utterances ({len(arrays.ids)}), got {folds}"
+        )
+    assign = fold_of(arrays.ids, folds, seed)
+    rows = []
+    pooled = {"tuned": 0, "init": 0, "first_pass": 0, "words": 0}
+    for k in range(folds):
+        train = arrays.subset(np.flatnonzero(assign != k))
+        held = arrays.subset(np.flatnonzero(assign == k))
+        res = coordinate_ascent(train, names, grids, passes, init)
+        e_tuned, e_init = held.num_errors(res.weights), held.num_errors(res.init)
+        e_first = held.num_errors(LoglinearWeights.zeros(names))
+        words = int(held.ref_words.sum())
+        rows.append(
+            {
+                "fold": k,
+                "utterances": len(held.ids),
+                "ref_words": words,
+                "train_wer": train.wer_of(res.errors),
+                "heldout_wer": held.wer_of(e_tuned),
+                "heldout_wer_init": held.wer_of(e_init),
+                "heldout_wer_first_pass": held.wer_of(e_first),
+                "weights": res.weights.as_dict(),
+            }
+        )
+        for key, e in (("tuned", e_tuned), ("init", e_init), ("first_pass", e_first)):
+            pooled[key] += e
+        pooled["words"] += words
+    pct = 100.0 / max(1, pooled["words"])
+    return {
+        "folds": rows,
+        "mean_train_wer": float(np.mean([r["train_wer"] for r in rows])),
+        "mean_heldout_wer": float(np.mean([r["heldout_wer"] for r in rows])),
+        "pooled_heldout_wer": pooled["tuned"] * pct,
+        "pooled_heldout_wer_init": pooled["init"] * pct,
+        "pooled_heldout_wer_first_pass": pooled["first_pass"] * pct,
+    }
+
+
+# --- the weights file -------------------------------------------------------------------------
+
+PARAM_KEYS = (
+    "weights",
+    "features",
+    "features_file",
+    "set",
+    "extraction",
+    "init",
+    "passes",
+    "passes_run",
+    "grid",
+    "folds",
+    "cv_seed",
+    "wer",
+    "wer_first_pass",
+    "wer_init",
+    "trace",
+    "cv",
+)
+INITS = ("grid", "zero")
+
+
+@dataclass
+class LoglinearParams:
+    """A weights file read back (the keys of :data:`PARAM_KEYS`; ``features_file`` resolved)."""
+
+    weights: LoglinearWeights
+    features_file: Path
+    set: str
+    extraction: dict | None
+    info: dict  # the whole JSON object
+
+
+def write_params(path: str | Path, obj: dict) -> None:
+    """Write a weights file atomically; ``features_file`` relative to its folder."""
+    assert tuple(obj) == PARAM_KEYS, list(obj)
+    path = Path(path)
+    obj = {
+        **obj,
+        "features_file": os.path.relpath(
+            os.path.realpath(obj["features_file"]), os.path.realpath(path.parent)
+        ),
+    }
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def read_params(path: str | Path) -> LoglinearParams:
+    """Read and validate a weights file of ``tune-loglinear``.
+
+    Raises:
+        InputError: naming the file: invalid JSON, an unknown or missing key, an unknown
+            feature, a feature listed without a weight or weighted without being listed, ``am``
+            missing or not 1, a mistyped value.
+    """
+    path = Path(path)
+    with open_text(path) as f:
+        text = f.read()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    where = at(path)
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: a weights file must be a JSON object, got {shown(obj)}")
+    unknown = sorted(set(obj) - set(PARAM_KEYS))
+    if unknown:
+        raise InputError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; a weights file has "
+            f"exactly {', '.join(PARAM_KEYS)} (re-run tune-loglinear)"
+        )
+    for k in PARAM_KEYS:
+        if k not in obj:
+            raise InputError(f"{where}: missing field {k!r} (re-run tune-loglinear)")
+    weights = LoglinearWeights.of(obj["weights"], where)
+    listed = obj["features"]
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise InputError(f"{where}: field 'features' must be a list of names, got {shown(listed)}")
+    for n in listed:
+        if n not in weights.names:
+            raise InputError(f"{where}: missing weight of feature {n!r} (listed in 'features')")
+    for n in weights.names:
+        if n not in listed:
+            raise InputError(f"{where}: feature {n!r} has a weight but is not in 'features'")
+    extraction = obj["extraction"]
+    if extraction is not None and not isinstance(extraction, dict):
+        raise InputError(f"{where}: field 'extraction' must be an object or null")
+    if obj["init"] not in INITS:
+        raise InputError(f"{where}: field 'init' must be one of {INITS}, got {shown(obj['init'])}")
+    for k in ("wer", "wer_first_pass", "wer_init"):
+        check_number(obj[k], where, k)
+    features_file = get_str(obj, "features_file", where, nonempty=True)
+    return LoglinearParams(
+        weights=weights,
+        features_file=(path.parent / features_file).resolve(),
+        set=get_str(obj, "set", where, nonempty=True),
+        extraction=extraction,
+        info=obj,
+    )
+
+
+# --- tune-loglinear -----------------------------------------------------------------------------
+
+
+@dataclass
+class TuneLoglinearConfig:
+    features_file: Path | None = field(
+        default=None, metadata={"help": "DEV features of extract-features (test is refused)"}
+    )
+    out: Path | None = field(default=None, metadata={"help": "weights JSON to write"})
+    set_name: str = field(default="dev", metadata={"help": "name of the tuning set"})
+    features: list[str] = field(
+        default_factory=list,
+        metadata={"help": "features to weight (default: all in the file); am is always in"},
+    )
+    grid: list[str] = field(
+        default_factory=list,
+        metadata={"help": "weight grids NAME=MIN:MAX:STEP overriding the registry's defaults"},
+    )
+    passes: int = field(default=5, metadata={"help": "most coordinate-ascent passes"})
+    init: str = field(
+        default="grid",
+        metadata={"help": "start: grid (tune-rescoring's λ x β search) or zero (first pass)"},
+    )
+    folds: int = field(
+        default=5, metadata={"help": "cross-validation folds on dev (0: none; else >= 2)"}
+    )
+    cv_seed: int = field(default=0, metadata={"help": "seed of the fold assignment"})
+    max_grid_points: int = field(
+        default=10_000, metadata={"help": "most values of one feature's grid"}
+    )
+
+
+def _select(fs: FeatureSet, wanted: Sequence[str]) -> list[str]:
+    if not wanted:
+        return fs.names
+    for n in wanted:
+        make_feature(n, "--features")
+        if n not in fs.names:
+            raise InputError(f"{fs.path}: no feature {n!r} (the file has {', '.join(fs.names)})")
+    return canonical_order(list(dict.fromkeys([AM, *wanted])))
+
+
+def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
+    if cfg.features_file is None or cfg.out is None:
+        raise InputError("--features-file and --out are required")
+    refuse_test_path(cfg.features_file)
+    if split_marker(cfg.set_name):
+        raise InputError(f"--set-name {cfg.set_name!r} marks a test split; tune on dev only")
+    if cfg.passes < 1:
+        raise InputError(f"--passes must be >= 1, got {cfg.passes}")
+    if cfg.init not in INITS:
+        raise InputError(f"--init must be one of {INITS}, got {cfg.init!r}")
+    if cfg.max_grid_points < 1:
+        raise InputError(f"--max-grid-points must be >= 1, got {cfg.max_grid_points}")
+    fs = read_features(cfg.features_file)
+    if fs.meta is not None and fs.meta.get("nbest"):
+        refuse_test_path(fs.meta["nbest"], f"the n-best {cfg.features_file} was extracted from")
+    names = _select(fs, cfg.features)
+    grids = parse_grids(cfg.grid, names, cfg.max_grid_points)
+    arrays = FeatureArrays.from_records(fs.records, names)
+    if cfg.folds != 0 and (cfg.folds < 2 or cfg.folds > len(arrays.ids)):
+        raise InputError(
+            f"--folds must be 0 or between 2 and the number of utterances ({len(arrays.ids)}), "
+            f"got {cfg.folds}"
+        )
+    res = coordinate_ascent(arrays, names, grids, cfg.passes, cfg.init)
+    cv = (
+        cross_validate(arrays, names, grids, cfg.passes, cfg.init, cfg.folds, cfg.cv_seed)
+        if cfg.folds
+        else None
+    )
+    obj = {
+        "weights": res.weights.as_dict(),
+        "features": names,
+        "features_file": str(cfg.features_file),
+        "set": cfg.set_name,
+        "extraction": (fs.meta or {}).get("extraction"),
+        "init": cfg.init,
+        "passes": cfg.passes,
+        "passes_run": res.passes_run,
+        "grid": {
+            n: {"min": g.min, "max": g.max, "step": g.step, "points": len(g.values())}
+            for n, g in grids.items()
+        },
+        "folds": cfg.folds,
+        "cv_seed": cfg.cv_seed,
+        "wer": arrays.wer_of(res.errors),
+        "wer_first_pass": arrays.wer_of(res.first_pass_errors),
+        "wer_init": arrays.wer_of(res.init_errors),
+        "trace": [arrays.wer_of(e) for e in res.trace],
+        "cv": cv,
+    }
+    write_params(cfg.out, obj)
+    logging.info(
+        "Tuned %d weights on %s: WER %.2f%% (start %.2f%%, first pass %.2f%%, %d passes) -> %s",
+        len(names) - 1,
+        cfg.features_file,
+        obj["wer"],
+        obj["wer_init"],
+        obj["wer_first_pass"],
+        res.passes_run,
+        cfg.out,
+    )
+    if cv is not None:
+        logging.info(
+            "%d-fold CV: in-fold WER %.2f%%, held-out %.2f%% (pooled %.2f%%; start point "
+            "%.2f%%, first pass %.2f%%)",
+            cfg.folds,
+            cv["mean_train_wer"],
+            cv["mean_heldout_wer"],
+            cv["pooled_heldout_wer"],
+            cv["pooled_heldout_wer_init"],
+            cv["pooled_heldout_wer_first_pass"],
+        )
+    return obj
+
+
+def main_tune(argv: list[str] | None = None) -> None:
+    run_cli(
+        "tune-loglinear", TuneLoglinearConfig, tune_loglinear, __doc__, argv, errors=(ValueError,)
+    )
+
+
+# --- rescore-loglinear --------------------------------------------------------------------------
+
+
+@dataclass
+class RescoreLoglinearConfig:
+    features_file: Path | None = field(
+        default=None, metadata={"help": "features of the set to rescore (extract-features)"}
+    )
+    weights: Path | None = field(default=None, metadata={"help": "tune-loglinear weights JSON"})
+    out_dir: Path = field(
+        default=Path("exp/rescore"),
+        metadata={"help": "output folder (created; locked for the run: one run at a time)"},
+    )
+    set_name: str = field(default="test", metadata={"help": "name of the set in output names"})
+    nlu_checkpoint: Path | None = field(
+        default=None,
+        metadata={
+            "help": "multitask LM for intent/slots of the chosen hypothesis (default: those "
+            "stored in the features file)"
+        },
+    )
+    batch_size: int = field(default=64, metadata={"help": "LM batch size (--nlu-checkpoint)"})
+
+
+def check_compatible(fs: FeatureSet, params: LoglinearParams, weights_path: Path) -> None:
+    """Every weighted feature is in the features file, extracted with the same models."""
+    for n in params.weights.names:
+        if n not in fs.names:
+            raise InputError(
+                f"{fs.path}: no feature {n!r}, which {weights_path} weights (the file has "
+                f"{', '.join(fs.names)}; extract it with the options of the tuning features)"
+            )
+    mine = (fs.meta or {}).get("extraction")
+    theirs = params.extraction
+    if mine is None or theirs is None:
+        logging.warning(
+            "%s: cannot check that %s was extracted with the tuning features' models (no metadata)",
+            weights_path,
+            fs.path,
+        )
+        return
+    lms = {n[len(LM_PREFIX) :] for n in params.weights.names if n.startswith(LM_PREFIX)}
+    used = {
+        "lm": {n: v for n, v in mine.get("lm", {}).items() if n in lms},
+        "nlu_checkpoint": mine.get("nlu_checkpoint"),
+        "lexicon_dir": mine.get("lexicon_dir"),
+    }
+    want = {
+        "lm": {n: v for n, v in theirs.get("lm", {}).items() if n in lms},
+        "nlu_checkpoint": theirs.get("nlu_checkpoint"),
+        "lexicon_dir": theirs.get("lexicon_dir"),
+    }
+    needs = {n for f in params.weights.names for n in make_feature(f).needs}
+    for key, source in (("nlu_checkpoint", "nlu"), ("lexicon_dir", "lexicon")):
+        if source not in needs:  # not weighted: which model gave it does not matter
+            used.pop(key)
+            want.pop(key)
+    if used != want:
+        raise InputError(
+            f"{fs.path}: extracted with {json.dumps(used, sort_keys=True)}, but the weights "
+            f"{weights_path} were tuned on features of {json.dumps(want, sort_keys=True)}; "
+            "extract both sets with the same checkpoints"
+        )
+
+
+def best_hyp(record: FeatureRecord, weights: LoglinearWeights) -> tuple[int, float]:
+    """(index, total) of the hypothesis with the highest :func:`score`; ties -> the earlier
+    (better first-pass) one, as ``rescore-nbest``'s stable sort."""
+    totals = [score(h.features, weights) for h in record.hyps]
+    j = max(range(len(totals)), key=lambda k: (totals[k], -k))
+    return j, totals[j]
+
+
+def rescore_loglinear(cfg: RescoreLoglinearConfig) -> dict:
+    if cfg.features_file is None or cfg.weights is None:
+        raise InputError("--features-file and --weights are required")
+    check_name_part(cfg.set_name, "--set-name")
+    if cfg.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    verify_output(cfg.weights)
+    params = read_params(cfg.weights)
+    with output_folder(cfg.out_dir):
+        fs = read_features(cfg.features_file)
+        check_compatible(fs, params, cfg.weights)
+        chosen, totals = [], []
+        for r in fs.records:
+            j, total = best_hyp(r, params.weights)
+            chosen.append(r.hyps[j])
+            totals.append(total)
+        nlu_out = None
+        if cfg.nlu_checkpoint is not None:
+            nlu = load_nlu(cfg.nlu_checkpoint, build_scorer("none"))
+            assert nlu is not None
+            nlu_out = nlu.predict_nlu([h.words for h in chosen])
+        rows = []
+        for i, (r, h) in enumerate(zip(fs.records, chosen, strict=True)):
+            row: dict[str, Any] = {"id": r.id, "ref": r.ref, "hyp": h.words, "total": totals[i]}
+            if nlu_out is not None:
+                row["intent"], row["slots"] = nlu_out[i]
+            elif h.intent is not None:
+                row["intent"], row["slots"] = h.intent, h.slots
+            rows.append(row)
+        info = {
+            "weights": params.weights.as_dict(),
+            "weights_file": str(cfg.weights),
+            "features_file": str(cfg.features_file),
+            "nlu": str(cfg.nlu_checkpoint) if cfg.nlu_checkpoint else "features file",
+            "utterances": len(rows),
+        }
+        s = cfg.set_name
+        with OutputSet(cfg.out_dir, f"rescore-{s}", "rescore-loglinear", info) as out:
+            write_jsonl(out.dir / f"onebest-{s}.jsonl.gz", rows)
+            with atomic_write(out.dir / f"rescore-{s}.json") as f:
+                json.dump(info, f, indent=2)
+    logging.info("Rescored %d utterances of %s -> %s", len(rows), cfg.features_file, cfg.out_dir)
+    return info
+
+
+def main_rescore(argv: list[str] | None = None) -> None:
+    run_cli(
+        "rescore-loglinear",
+        RescoreLoglinearConfig,
+        rescore_loglinear,
+        __doc__,
+        argv,
+        errors=(ValueError,),
+    )
