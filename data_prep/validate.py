@@ -10,6 +10,10 @@ Checks, per split, on each recordings / supervisions pair:
   its sampling rate, channel count and duration agree with the manifest (duration within
   10 ms or 1%); with ``--check-samples`` every sample is read and must be finite.
 
+With ``--text-only-nlu true`` (SLURP: one NLU supervision per sentence, several recordings
+per sentence) the ``<prefix>_nlu_<split>`` manifests have no recordings: they get the NLU field
+checks alone, and the recordings are validated through the supervisions manifests.
+
 Every problem is collected; the first ``--max-errors`` are logged, each naming the manifest,
 the recording or utterance id and the file, and the run then fails (exit status 2).
 
@@ -103,6 +107,13 @@ class ValidateOptions:
     max_errors: int = field(
         default=20, metadata={"help": "how many problems to list (all are counted)"}
     )
+    text_only_nlu: bool = field(
+        default=False,
+        metadata={
+            "help": "the <prefix>_nlu_<split> manifests are text-only (no recordings): NLU "
+            "field checks only (SLURP)"
+        },
+    )
 
 
 def validate_manifests(opts: ValidateOptions) -> int:
@@ -119,13 +130,24 @@ def validate_manifests(opts: ValidateOptions) -> int:
     audio_checked: set[tuple[str, str]] = set()  # (split, recording id)
     n_checked = 0
     for split in opts.splits:
-        pairs = [
-            (f"{p}_recordings_{split}", f"{p}_supervisions_{split}"),
-            (
-                f"{p}_recordings_{split}_all" if split == "train" else f"{p}_recordings_{split}",
-                f"{p}_nlu_{split}",
-            ),
-        ]
+        pairs = [(f"{p}_recordings_{split}", f"{p}_supervisions_{split}")]
+        if opts.text_only_nlu:
+            nlu_path = md / f"{p}_nlu_{split}.jsonl.gz"
+            try:
+                nlu = load_lhotse_manifest(nlu_path, SupervisionSet)
+                problems += nlu_supervision_problems(nlu, intents, str(nlu_path))
+                n_checked += len(nlu)
+            except InputError as e:
+                problems.append(str(e))
+        else:
+            pairs.append(
+                (
+                    f"{p}_recordings_{split}_all"
+                    if split == "train"
+                    else f"{p}_recordings_{split}",
+                    f"{p}_nlu_{split}",
+                )
+            )
         for rec_name, sup_name in pairs:
             rec_path, sup_path = md / f"{rec_name}.jsonl.gz", md / f"{sup_name}.jsonl.gz"
             try:

@@ -27,6 +27,13 @@ and file names, so letters, digits and ``._+-`` only)::
     label = "+ multitask LM rescoring"
     lm_checkpoint = "exp/lm/mt/best.pt"      # rescored with this LM, λ/β tuned on tune_set
 
+    [systems.nlu_features]
+    label = "+ log-linear decoder with NLU features"
+    kind = "loglinear"                       # rescoring/loglinear.py, weights tuned on tune_set
+    feature_lms = { mt = "exp/lm/mt/best.pt" }   # lm:<name> features; NLU features from
+    lexicon_dir = "data/lang/lexicons"       # nlu_checkpoint; slot_in_lexicon from these lists
+    folds = 5                                # cross-validation folds on tune_set
+
     [systems.biased_mt]
     label = "biased first pass + multitask LM"
     lm_checkpoint = "exp/lm/mt/best.pt"
@@ -68,6 +75,7 @@ from common.io import InputError
 from rescoring.outputs import NAME_RE
 
 SELECT_CHOICES = ("total", "oracle")
+KINDS = ("nbest", "loglinear")
 TARGET_METRICS = ("wer", "rare_wer", "common_wer")
 
 
@@ -89,11 +97,19 @@ class System:
     lm_checkpoint: str | None = None
     select: str = "total"
     nbest_dir: str | None = None
+    #: ``loglinear``: a feature-based decoder (rescoring/loglinear.py) instead of am + λ·lm + β·len
+    kind: str = "nbest"
+    #: loglinear: the LMs of its ``lm:<name>`` features, name -> checkpoint
+    feature_lms: dict[str, str] | None = None
+    #: loglinear: the slot lexicons of its ``slot_in_lexicon`` feature (extract-slot-lexicon)
+    lexicon_dir: str | None = None
+    #: loglinear: cross-validation folds on the tune set (0: none)
+    folds: int = 5
 
     @property
     def rescored(self) -> bool:
         """Has an LM whose weights are tuned on the tune set."""
-        return self.lm_checkpoint is not None
+        return self.lm_checkpoint is not None or self.kind == "loglinear"
 
 
 @dataclass(frozen=True)
@@ -195,16 +211,37 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
                 "'._+-' only"
             )
         s = _fields(System, sobj, where)
-        for k in ("label", "lm_checkpoint", "select", "nbest_dir"):
+        for k in ("label", "lm_checkpoint", "select", "nbest_dir", "kind", "lexicon_dir"):
             if k in s:
                 _typed(s[k], str, f"{where} {k}")
+        if s.get("kind", "nbest") not in KINDS:
+            raise InputError(f"{where} kind: one of {', '.join(KINDS)}")
+        if s.get("kind", "nbest") == "loglinear":
+            lms = _typed(s.get("feature_lms"), dict, f"{where} feature_lms")
+            if not lms or not all(isinstance(v, str) and NAME_RE.match(k) for k, v in lms.items()):
+                raise InputError(
+                    f"{where} feature_lms: a table name = checkpoint path (one or more)"
+                )
+            if "lm_checkpoint" in s:
+                raise InputError(
+                    f"{where}: a loglinear system takes feature_lms, not lm_checkpoint"
+                )
+            f = _typed(s.get("folds", 5), int, f"{where} folds")
+            if f < 0 or f == 1:
+                raise InputError(f"{where} folds: 0 (none) or >= 2")
+        else:
+            for k in ("feature_lms", "lexicon_dir", "folds"):
+                if k in s:
+                    raise InputError(f'{where}: {k} needs kind = "loglinear"')
         if s.get("select", "total") not in SELECT_CHOICES:
             raise InputError(f"{where} select: one of {', '.join(SELECT_CHOICES)}")
         if "label" not in s:
             raise InputError(f"{where}: missing label")
-        if "lm_checkpoint" in s and s.get("select", "total") != "total":
+        tuned = "lm_checkpoint" in s or s.get("kind") == "loglinear"
+        if tuned and s.get("select", "total") != "total":
             raise InputError(
-                f'{where}: a system with an lm_checkpoint is tuned: select must be "total"'
+                f"{where}: a system with an lm_checkpoint is tuned (as is a loglinear one): "
+                'select must be "total"'
             )
         systems[name] = System(name=name, **s)
     for k in ("headline", "first_pass", "oracle"):

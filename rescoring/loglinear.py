@@ -62,6 +62,7 @@ OUTPUTS:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -586,7 +587,10 @@ class TuneLoglinearConfig:
         metadata={"help": "start: grid (tune-rescoring's λ x β search) or zero (first pass)"},
     )
     folds: int = field(
-        default=5, metadata={"help": "cross-validation folds on dev (0: none; else >= 2)"}
+        default=5,
+        metadata={
+            "help": "cross-validation folds on dev (0: none; else >= 2; more than the utterances: one per utterance)"
+        },
     )
     cv_seed: int = field(default=0, metadata={"help": "seed of the fold assignment"})
     max_grid_points: int = field(
@@ -622,11 +626,17 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
     names = _select(fs, cfg.features)
     grids = parse_grids(cfg.grid, names, cfg.max_grid_points)
     arrays = FeatureArrays.from_records(fs.records, names)
-    if cfg.folds != 0 and (cfg.folds < 2 or cfg.folds > len(arrays.ids)):
-        raise InputError(
-            f"--folds must be 0 or between 2 and the number of utterances ({len(arrays.ids)}), "
-            f"got {cfg.folds}"
+    if cfg.folds == 1 or cfg.folds < 0:
+        raise InputError(f"--folds must be 0 or >= 2, got {cfg.folds}")
+    if cfg.folds > len(arrays.ids):  # the rule: at most one fold per utterance (leave one out)
+        logging.warning(
+            "--folds %d: only %d utterances in %s; using %d folds (leave one out)",
+            cfg.folds,
+            len(arrays.ids),
+            cfg.features_file,
+            len(arrays.ids),
         )
+        cfg = dataclasses.replace(cfg, folds=len(arrays.ids))
     res = coordinate_ascent(arrays, names, grids, cfg.passes, cfg.init)
     cv = (
         cross_validate(arrays, names, grids, cfg.passes, cfg.init, cfg.folds, cfg.cv_seed)

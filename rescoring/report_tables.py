@@ -151,7 +151,39 @@ def metrics_table_md(results: dict, exps: Experiments, set_name: str) -> list[st
     )
     if share is not None:
         md += ["", f"Rare-token share of {set_name} references: {share:.1f}%."]
-    return md + slot_coverage_md(results, exps, set_name) + [""]
+    return md + slot_coverage_md(results, exps, set_name) + slurp_table_md(results, exps, set_name)
+
+
+SLURP_NAMES = {
+    "scenario_acc": "scenario acc",
+    "action_acc": "action acc",
+    "span_f1": "span F1",
+    "slu_f1_word": "SLU-F1 word",
+    "slu_f1_char": "SLU-F1 char",
+    "slu_f1": "SLU-F1",
+}
+
+
+def slurp_table_md(results: dict, exps: Experiments, set_name: str) -> list[str]:
+    """SLURP's own SLU metrics of the chosen hypotheses (``score-wer --slu-metrics slurp``), if
+    the systems were scored with them."""
+    rows = []
+    for name, system in exps.systems.items():
+        entry = results.get(name, {}).get(set_name)
+        if entry and "slurp" in entry:
+            cells = [_cell(entry["slurp"].get(k)) for k in SLURP_NAMES]
+            rows.append(f"| {system.label} | " + " | ".join(cells) + " |")
+    if not rows:
+        return [""]
+    return [
+        "",
+        f"SLURP's SLU metrics on {set_name} (its evaluation's definitions, rescoring/slurp_metrics.py):",
+        "",
+        "| system | " + " | ".join(SLURP_NAMES.values()) + " |",
+        "|---|" + "---|" * len(SLURP_NAMES),
+        *rows,
+        "",
+    ]
 
 
 def tuned_md(results: dict, exps: Experiments) -> list[str]:
@@ -171,7 +203,35 @@ def tuned_md(results: dict, exps: Experiments) -> list[str]:
                 f"| {system.label} | {t['scorer']} | {w['lm_scale']:g} | {w['word_bonus']:g} | "
                 f"{t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
             )
-    return md + [""]
+    md.append("")
+    rows = []
+    for name, system in exps.systems.items():
+        p = results.get(name, {}).get("loglinear")
+        if p:
+            weights = ", ".join(f"{k} {v:g}" for k, v in p["weights"].items() if k != "am")
+            cv = p.get("cv") or {}
+            held = cv.get("pooled_heldout_wer")
+            held_s = (
+                "n/a"
+                if held is None
+                else f"{held:.2f} ({cv.get('pooled_heldout_wer_init', 0):.2f})"
+            )
+            rows.append(
+                f"| {system.label} | {weights} | {p['wer']:.2f} | {p['wer_first_pass']:.2f} | "
+                f"{held_s} |"
+            )
+    if rows:
+        md += [
+            f"Log-linear decoders (rescoring/loglinear.py; am weight 1; coordinate ascent on {s} "
+            "WER; held-out: pooled over the cross-validation folds of "
+            f"{s}, in brackets the λ/β-only start):",
+            "",
+            f"| system | weights | {s} WER | {s} WER first pass | {s} held-out WER (start) |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    return md
 
 
 def paired_md(tests: list[dict], exps: Experiments) -> list[str]:

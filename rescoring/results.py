@@ -23,11 +23,13 @@ import logging
 from pathlib import Path
 
 from common.io import InputError, open_text, read_jsonl
+from rescoring import loglinear
 from rescoring.experiments import Experiments
 from rescoring.fields import at, check_number, get_int, get_str, is_number, shown
 from rescoring.metrics import METRICS, UttCounts, paired_bootstrap_diff
 from rescoring.outputs import verify_output
 from rescoring.params import read_tuned
+from rescoring.slurp_metrics import SLURP_METRICS
 
 
 def read_json(path: Path):
@@ -132,7 +134,13 @@ def collect(rescore_dir: Path, exps: Experiments) -> dict:
             entry["per_intent"] = m.get("per_intent")
             entry["nlu_utterances"] = m.get("has_nlu")
             entry["slot_utterances"] = m.get("slot_utterances")
+            if any(k in m for k in SLURP_METRICS):  # score-wer --slu-metrics slurp
+                entry["slurp"] = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in SLURP_METRICS}
             results.setdefault(name, {})[s] = entry
+        lp = d / "loglinear.json"
+        if lp.is_file() and name in results:  # a loglinear system (rescoring/loglinear.py)
+            loglinear.read_params(lp)  # validated
+            results[name]["loglinear"] = read_json(lp)
         tp = d / "tuned.json"
         if tp.is_file() and name in results:
             verify_output(tp)

@@ -43,7 +43,7 @@ from typing import Any
 from common.cli import add_dataclass_args, dataclass_from_args, run_cli
 from common.io import InputError, atomic_write
 from common.stages import fingerprint
-from rescoring import rescore, score, tune
+from rescoring import features, loglinear, rescore, score, tune
 from rescoring.experiments import Experiments, System, load_experiments
 from rescoring.nbest import DEFAULT_MAX_HYPS
 from rescoring.outputs import output_folder, verify_output
@@ -55,6 +55,9 @@ STEPS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "tune-rescoring": (tune.TuneConfig, tune.tune),
     "rescore-nbest": (rescore.RescoreConfig, rescore.rescore),
     "score-wer": (score.ScoreConfig, score.score),
+    "extract-features": (features.ExtractConfig, features.extract),
+    "tune-loglinear": (loglinear.TuneLoglinearConfig, loglinear.tune_loglinear),
+    "rescore-loglinear": (loglinear.RescoreLoglinearConfig, loglinear.rescore_loglinear),
 }
 #: The grid options passed on to tune-rescoring (the bounds and steps ``tuned.json`` records).
 GRID_OPTIONS = tuple(f.name for f in dataclasses.fields(Grid) if f.name != "points")
@@ -83,6 +86,12 @@ class SystemsConfig(GridOptions):
     )
     threshold: int = field(
         default=5, metadata={"help": "K: fewer than K training occurrences = rare"}
+    )
+    slu_metrics: str = field(
+        default="snips",
+        metadata={
+            "help": "score-wer --slu-metrics: snips (intent acc, slot F1) or slurp (+ SLURP's)"
+        },
     )
     out_dir: Path = field(
         default=Path("exp/rescore"),
@@ -141,7 +150,9 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
     if cfg.max_hyps != DEFAULT_MAX_HYPS:
         run_opts += ["--max-hyps", str(cfg.max_hyps)]
     steps = []
-    if system.rescored:
+    if system.kind == "loglinear":
+        steps += _loglinear_steps(cfg, exps, system, d, nlu, run_opts)
+    elif system.rescored:
         grid = [
             a for k in GRID_OPTIONS for a in (f"--{k.replace('_', '-')}", _num(getattr(cfg, k)))
         ]
@@ -187,9 +198,47 @@ def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[St
                 "score-wer",
                 ["--hyps", f"{d}/onebest-{s}.jsonl.gz", "--gold", str(gold_path(cfg, s))]
                 + ["--word-counts", str(cfg.word_counts), "--threshold", str(cfg.threshold)]
-                + ["--out-dir", d, "--set-name", s, "--system", system.name],
+                + ["--out-dir", d, "--set-name", s, "--system", system.name]
+                + ([] if cfg.slu_metrics == "snips" else ["--slu-metrics", cfg.slu_metrics]),
             )
         )
+    return steps
+
+
+def _loglinear_steps(
+    cfg: SystemsConfig, exps: Experiments, system: System, d: str, nlu: list[str], run_opts
+) -> list[Step]:
+    """extract-features on every set, tune-loglinear on the tune set, rescore-loglinear on
+    every set (rescoring/loglinear.py)."""
+    assert system.feature_lms
+    lms = [f"{k}={v}" for k, v in system.feature_lms.items()]
+    lex = ["--lexicon-dir", system.lexicon_dir] if system.lexicon_dir else []
+    batch = (
+        ["--batch-size", str(cfg.batch_size)] if cfg.batch_size != SystemsConfig.batch_size else []
+    )
+    steps = [
+        Step(
+            "extract-features",
+            ["--nbest", str(nbest_path(cfg, s, system)), "--lm", *lms, *nlu, *lex]
+            + ["--out", f"{d}/features-{s}.jsonl.gz", *run_opts],
+        )
+        for s in exps.sets
+    ]
+    steps.append(
+        Step(
+            "tune-loglinear",
+            ["--features-file", f"{d}/features-{exps.tune_set}.jsonl.gz", "--out"]
+            + [f"{d}/loglinear.json", "--set-name", exps.tune_set, "--folds", str(system.folds)],
+        )
+    )
+    steps += [
+        Step(
+            "rescore-loglinear",
+            ["--features-file", f"{d}/features-{s}.jsonl.gz", "--weights", f"{d}/loglinear.json"]
+            + ["--out-dir", d, "--set-name", s, *nlu, *batch],
+        )
+        for s in exps.sets
+    ]
     return steps
 
 
@@ -199,6 +248,9 @@ def system_inputs(cfg: SystemsConfig, exps: Experiments, system: System) -> list
     paths += [gold_path(cfg, s) for s in exps.sets]
     paths.append(cfg.word_counts)
     paths += [Path(p) for p in (system.lm_checkpoint, exps.nlu_checkpoint) if p]
+    paths += [Path(p) for p in (system.feature_lms or {}).values()]
+    if system.lexicon_dir:
+        paths += sorted(Path(system.lexicon_dir).glob("slot-*.txt"))
     return paths
 
 
@@ -208,7 +260,9 @@ _OUTPUT_KINDS = (("onebest", ".jsonl.gz"), ("metrics", ".json"), ("per-utt", ".j
 def system_outputs(folder: Path, exps: Experiments, system: System) -> list[Path]:
     """The outputs that must verify for a system to count as complete."""
     names = [f"{k}-{s}{ext}" for s in exps.sets for k, ext in _OUTPUT_KINDS]
-    if system.rescored:
+    if system.kind == "loglinear":
+        names += ["loglinear.json", *(f"features-{s}.jsonl.gz" for s in exps.sets)]
+    elif system.rescored:
         names += ["tuned.json", f"sweep-{exps.tune_set}.tsv"]
     return [folder / n for n in names]
 
@@ -254,6 +308,10 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
         )
     if cfg.threshold < 0:
         raise InputError(f"--threshold must be >= 0, got {cfg.threshold}")
+    if cfg.slu_metrics not in score.SLU_METRICS:
+        raise InputError(
+            f"--slu-metrics must be one of {', '.join(score.SLU_METRICS)}, got {cfg.slu_metrics!r}"
+        )
     rescore.check_run_options(cfg.batch_size, cfg.max_hyps)
     check_grid(cfg)
     for s in exps.sets:
@@ -269,6 +327,16 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
     if not cfg.word_counts.is_file():
         raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
     ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in exps.systems.items()]
+    ckpts += [
+        (p, f"[systems.{n}] feature_lms.{k}")
+        for n, s in exps.systems.items()
+        for k, p in (s.feature_lms or {}).items()
+    ]
+    for n, s in exps.systems.items():
+        if s.lexicon_dir and not Path(s.lexicon_dir).is_dir():
+            raise InputError(
+                f"{s.lexicon_dir}: no such folder ({exps.path}: [systems.{n}] lexicon_dir)"
+            )
     for p, key in [*ckpts, (exps.nlu_checkpoint, "nlu_checkpoint")]:
         if p and not Path(p).is_file():
             raise InputError(f"{p}: not found ({exps.path}: {key})")

@@ -530,3 +530,17 @@ def test_option_errors(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit, match="2"):
         main(["--output-dir", str(tmp_path / "m")])
     assert "--corpus-dir is required" in _error_line(capsys)
+
+
+def test_validate_manifests_text_only_nlu(corpus, tmp_path, monkeypatch):
+    """validate-manifests --prefix slurp: the NLU manifests have no recordings (one per
+    sentence), so --text-only-nlu checks their NLU fields alone; without it they fail."""
+    from data_prep.validate import ValidateOptions, validate_manifests
+
+    out = tmp_path / "m"
+    prepare_slurp(_cfg(corpus, out))
+    monkeypatch.chdir(tmp_path)  # audio paths may be relative to the work dir
+    n = validate_manifests(ValidateOptions(manifest_dir=out, prefix="slurp", text_only_nlu=True))
+    assert n == sum(len(r["recordings"]) + 1 for r in TRAIN + DEVEL + TEST)
+    with pytest.raises(ValueError, match="slurp_recordings_train_all"):
+        validate_manifests(ValidateOptions(manifest_dir=out, prefix="slurp"))

@@ -102,6 +102,10 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
     assert "not run" not in md and "## Stage times" in md and "train-lm" in md
     assert "Recipe wall-clock time" in md and "ran next to stages 9-13" in md  # parallel preset
     assert "Stage 8: done" in (work / "log/asr-stages.log").read_text()
+    assert "## Rare words: lexicon, beam, 1-best" in md  # stage 20's diagnostics
+    for d in ("decode_biased_global", "decode_biased", "decode_biased_gold"):
+        tuned = json.loads((work / f"exp/asr/conformer_rnnt/{d}/context-tuned.json").read_text())
+        assert tuned["tune_set"] == "dev" and tuned["chosen_score"] in (0.5, 1.0)  # conf/tiny.sh
     res = json.loads((work / "results.json").read_text())
     for system in (
         "rnnt_1best",
@@ -110,6 +114,16 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "multitask_linear",
         "multitask_rwm",
         "pretrained_multitask_rwm",
+        # issue 12: the biased first pass and its rescoring
+        "biased_global_1best",
+        "biased_1best",
+        "biased_oracle",
+        "biased_gold_1best",
+        "biased_lm",
+        "biased_pretrained_multitask_rwm",
+        # issue 14 (part): the log-linear decoder with NLU features
+        "nlu_features",
+        "biased_nlu_features",
     ):
         for s in ("dev", "test"):
             cell = res["systems"][system][s]
@@ -129,6 +143,6 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
 
 def test_help_and_bad_option():
     r = subprocess.run(["bash", str(RUN_SH), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 15" in r.stdout
+    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 21" in r.stdout
     r = subprocess.run(["bash", str(RUN_SH), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option --bogus" in r.stderr

@@ -34,7 +34,10 @@ def test_snips_matrix_loads():
         "pretrained_multitask_rwm",
         "biased_lm",
         "biased_pretrained_multitask_rwm",
+        "nlu_features",
+        "biased_nlu_features",
     ]
+    assert e.systems["nlu_features"].kind == "loglinear"
     assert ("multitask_linear", "multitask_rwm") in [(c.a, c.b) for c in e.comparisons]
     # issue 12's systems: names fixed by results.json's contract
     biased = {n: s.nbest_dir for n, s in e.systems.items() if s.nbest_dir}
@@ -45,6 +48,7 @@ def test_snips_matrix_loads():
         "biased_global_1best",
         "biased_lm",
         "biased_pretrained_multitask_rwm",
+        "biased_nlu_features",
     }
     assert e.systems["biased_oracle"].select == "oracle"
     assert biased["biased_1best"] == biased["biased_oracle"] == biased["biased_lm"]
@@ -89,7 +93,7 @@ def test_minimal_matrix(tmp_path):
             lambda s: s.replace(
                 'lm_checkpoint = "exp/lm/b.pt"', 'lm_checkpoint = "x"\nselect = "oracle"'
             ),
-            'with an lm_checkpoint is tuned: select must be "total"',
+            'with an lm_checkpoint is tuned',
         ),
         (lambda s: 'sets = ["dev", "dev"]\n' + s, "a set is named twice"),
         (lambda s: 'sets = ["dev", "te st"]\n' + s, r"sets\[1\]: a set name"),

@@ -628,3 +628,33 @@ def test_cross_validation_exposes_features_that_only_fit_noise(tmp_path):
     assert cv["mean_train_wer"] < cv["pooled_heldout_wer_first_pass"] - 1.5
     assert cv["pooled_heldout_wer"] > cv["mean_train_wer"] + 2  # ...and does not carry over
     assert cv["pooled_heldout_wer"] >= cv["pooled_heldout_wer_first_pass"] - 1
+
+
+def test_more_folds_than_utterances_is_leave_one_out(tmp_path, caplog):
+    """The documented rule: at most one fold per utterance (a tiny tune set still tunes)."""
+    import logging as _logging
+
+    from rescoring import loglinear as ll
+
+    feats = tmp_path / "features-dev.jsonl.gz"
+    rows = [
+        {
+            "id": f"u{i}",
+            "ref": "a b",
+            "hyps": [
+                {"words": "a b", "features": {"am": -1.0, "num_words": 2.0}},
+                {"words": "a c", "features": {"am": -0.5, "num_words": 2.0}},
+            ],
+        }
+        for i in range(3)
+    ]
+    from common.io import write_jsonl
+
+    write_jsonl(feats, rows)
+    out = tmp_path / "w.json"
+    with caplog.at_level(_logging.WARNING):
+        res = ll.tune_loglinear(
+            ll.TuneLoglinearConfig(features_file=feats, out=out, folds=5, init="zero")
+        )
+    assert "using 3 folds (leave one out)" in caplog.text
+    assert json.loads(out.read_text())["folds"] == 3 and res is not None

@@ -193,3 +193,72 @@ def test_report_reads_the_matrix_and_the_stage_markers(work):
     assert md.endswith(
         "\n\nASR decoding summary: see `exp/asr/m/decode/decode-summary-*.json`.\n"
     ), md[-300:]
+
+
+def test_loglinear_system_steps_and_rerun(work, monkeypatch):
+    """kind = "loglinear": extract-features on every set, tune-loglinear on dev (5 folds),
+    rescore-loglinear on every set, score-wer; scored like the others, skipped when unchanged."""
+    from rescoring import features as feats_mod
+    from tests.rescoring.test_loglinear import StandInNlu
+
+    monkeypatch.setattr(feats_mod, "load_nlu_model", lambda ckpt, bs: StandInNlu())
+    (work / "lex").mkdir()
+    (work / "lex" / "slot-city.txt").write_text("boston\t2\n")
+    (work / "systems.toml").write_text(
+        MATRIX
+        + """
+[systems.nlu]
+label = "+ NLU features"
+kind = "loglinear"
+feature_lms = { mt = "exp/lm/mt/best.pt" }
+lexicon_dir = "lex"
+folds = 2
+"""
+    )
+    out = _run()
+    assert out["nlu"] == "ran"
+    d = work / "exp/rescore/nlu"
+    progs = [line.split()[0] for line in (d / "cmd.sh").read_text().splitlines()[2:]]
+    assert (
+        progs
+        == ["extract-features"] * 2
+        + ["tune-loglinear"]
+        + ["rescore-loglinear"] * 2
+        + ["score-wer"] * 2
+    )
+    params = json.loads((d / "loglinear.json").read_text())
+    assert params["set"] == "dev" and params["folds"] == 2 and "lm:mt" in params["weights"]
+    m = json.loads((d / "metrics-test.json").read_text())
+    assert m["wer"] is not None and m["intent_acc"] is not None
+    record = json.loads((d / "system.json").read_text())
+    assert "lex/slot-city.txt" in record["inputs"] and "exp/lm/mt/best.pt" in record["inputs"]
+    report.main(
+        ["--systems", "systems.toml", "--rescore-dir", "exp/rescore", "--out", "RESULTS.md"]
+    )
+    md = (work / "RESULTS.md").read_text()
+    assert "| + NLU features |" in md and "Log-linear decoders" in md
+    res = json.loads((work / "results.json").read_text())
+    assert res["systems"]["nlu"]["loglinear"]["weights"]["am"] == 1.0
+    assert _run()["nlu"] == "skipped"
+    (work / "lex" / "slot-city.txt").write_text("boston\t2\naustin\t1\n")
+    assert _run()["nlu"] == "ran"  # a lexicon is an input of the slot_in_lexicon feature
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ('kind = "loglinear"\n', "feature_lms"),
+        ('kind = "loglinear"\nfeature_lms = { mt = 3 }\n', "feature_lms"),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfolds = 1\n', "folds"),
+        ('lm_checkpoint = "x"\nfolds = 3\n', 'needs kind = "loglinear"'),
+        ('kind = "mert"\n', "kind: one of"),
+    ],
+)
+def test_loglinear_matrix_errors(extra, message):
+    import tomllib
+
+    from rescoring.experiments import parse_experiments
+
+    obj = tomllib.loads(MATRIX + '\n[systems.x]\nlabel = "X"\n' + extra)
+    with pytest.raises(ValueError, match=message):
+        parse_experiments(obj, "m.toml")

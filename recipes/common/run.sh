@@ -1,0 +1,269 @@
+# The shared stages of every corpus recipe (recipes/<corpus>/run.sh sources this file after
+# setting: corpus (manifest prefix), corpus_title, gold_kind (the manifest with each evaluated
+# utterance's reference, intent and slots: nlu or supervisions), audio_in (stage 0's audio
+# folder, or empty), validate_opts, slu_metrics (score-wer --slu-metrics), and a function stage_prepare_corpus that runs stage 0 with
+# run_stage). Arguments: see the corpus's run.sh --help.
+set -euo pipefail
+set -a  # export every variable: stages run in a child bash under /usr/bin/time (peak memory)
+export recipe_dir corpus corpus_title gold_kind audio_in validate_opts slu_metrics
+
+preset=default
+stage=0
+stop_stage=100
+work_dir=$recipe_dir
+corpus_dir=
+lm_text_dir=
+on_change=stop
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --preset) preset=$2; shift 2 ;;
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --work-dir) work_dir=$2; shift 2 ;;
+    --corpus-dir) corpus_dir=$(realpath "$2"); shift 2 ;;
+    --lm-text-dir) lm_text_dir=$(realpath "$2"); shift 2 ;;
+    --on-change) on_change=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+for v in stage stop_stage; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} must be a stage number, got '${!v}'" >&2; exit 2; }
+done
+case $on_change in stop|rerun) ;; *) echo "$0: --on-change must be stop or rerun" >&2; exit 2 ;; esac
+# The project's read-only data copies (not part of the repository; used only where they exist):
+# the external LM text when no --lm-text-dir (and the corpus's own copies, see its run.sh).
+shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
+[ -n "$lm_text_dir" ] || [ ! -d "$shared_data/lm_text" ] || lm_text_dir=$shared_data/lm_text
+conf=$recipe_dir/conf/$preset.sh
+[ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
+# shellcheck source=conf/default.sh
+. "$conf"
+asr_lm_parallel=${asr_lm_parallel:-false}  # older conf files: stages one after another
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+# Every stage process runs in the background and is waited for, so a signal to run.sh is
+# handled at once; on any exit run.sh can see (error, Ctrl-C, kill) it kills its stage processes.
+# kill_tree PID: PID and all its descendants (train-asr runs under time + bash -c).
+kill_tree() {
+  local c
+  for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done
+  kill "$1" 2> /dev/null || true
+}
+kill_children() { local c; for c in $(pgrep -P $$ 2> /dev/null); do kill_tree "$c"; done; }
+
+# run_stage N "description" "inputs" "outputs" command...: runs unless its .done marker matches,
+# then writes the marker (command, variables, input fingerprints, time, peak memory).
+run_stage() {
+  local n=$1 desc=$2 inputs=$3 outputs=$4; shift 4
+  if [ "$stage" -gt "$n" ] || [ "$stop_stage" -lt "$n" ]; then return 0; fi
+  local body= rc=0
+  [ "$(type -t "$1")" != function ] || body=$(declare -f "$1")
+  # shellcheck disable=SC2086
+  stage-marker check --stage "$n" --desc "$desc" --on-change "$on_change" --function-body "$body" \
+    --inputs $inputs --outputs $outputs -- "$@" || rc=$?
+  case $rc in
+    0) log "Stage $n: $desc - already done, skipping"; return 0 ;;
+    1) ;;
+    *) log "ERROR: stage $n cannot be skipped or run (see above)"; return 2 ;;
+  esac
+  log "Stage $n: $desc"
+  local t0=$SECONDS mem=
+  rm -f ".stage$n.mem"
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -o ".stage$n.mem" -f "%M" bash -c 'set -euo pipefail; "$@"' stage "$@" &
+  else
+    "$@" &
+  fi
+  wait $! || { rc=$?; log "ERROR: stage $n ($desc) failed with status $rc"; return "$rc"; }
+  mem=$(tail -n 1 ".stage$n.mem" 2> /dev/null || true)
+  rm -f ".stage$n.mem"
+  # shellcheck disable=SC2086
+  stage-marker write --stage "$n" --desc "$desc" --function-body "$body" --seconds "$((SECONDS - t0))" \
+    ${mem:+--peak-rss-kb "$mem"} --inputs $inputs --outputs $outputs -- "$@"
+  log "Stage $n: done in $((SECONDS - t0)) s"
+}
+
+# logged DIR command...: append the exact command to DIR/cmd.sh (ESPnet style), then run it.
+logged() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  [ -f "$dir/cmd.sh" ] || echo "# Exact commands, run from $work_dir" > "$dir/cmd.sh"
+  printf '%q ' "$@" >> "$dir/cmd.sh"; echo >> "$dir/cmd.sh"
+  "$@"
+}
+
+mkdir -p "$work_dir" && cd "$work_dir"
+# One run.sh per work dir. The lock's file descriptor is inherited by every stage process, so
+# the stages of a run.sh killed with -9 (which no trap can catch) still hold it.
+exec 9>> .run.lock
+if ! flock -n 9; then
+  echo "$0: $work_dir is in use by another run.sh, or by the stages of one that was killed:" >&2
+  stage-marker holders .run.lock | sed 's/^/  /' >&2
+  echo "Wait for them to finish or stop them (kill <pid>), then re-run." >&2
+  exit 2
+fi
+trap 'kill_children' EXIT
+trap 'kill_children; exit 130' INT
+trap 'kill_children; exit 143' TERM
+log "Preset $preset ($conf), work dir $work_dir, stages $stage..$stop_stage"
+
+stage_bpe() {
+  local size
+  for size in $bpe_sizes; do
+    train-bpe --supervisions "data/manifests/${corpus}_supervisions_train.jsonl.gz" --vocab-size "$size" \
+      --lang-dir "data/lang_bpe_$size"
+  done
+}
+asr_dir=exp/asr/conformer_rnnt
+decode_dir=$asr_dir/decode
+stage_train_asr() {
+  # asr_launcher (conf): e.g. "torchrun --nproc-per-node 4 -m asr.train" for DDP; default train-asr
+  # shellcheck disable=SC2086
+  logged $asr_dir ${asr_launcher:-train-asr} --preset "$asr_preset" --exp-dir $asr_dir \
+    --train-cuts data/fbank/${corpus}_cuts_train.jsonl.gz --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" $asr_train_opts
+}
+stage_decode() {
+  logged $asr_dir decode-asr --preset "$asr_preset" --exp-dir $asr_dir --checkpoint $asr_dir/avg.pt \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir $decode_dir \
+    --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz data/fbank/${corpus}_cuts_test.jsonl.gz $decode_opts
+}
+lm_common="--preset $lm_preset --nlu-train data/manifests/${corpus}_nlu_train.jsonl.gz \
+  --nlu-dev data/manifests/${corpus}_nlu_dev.jsonl.gz --intents data/manifests/${corpus}_intents.txt \
+  --slot-tags data/manifests/${corpus}_slot_tags.txt $lm_opts"
+stage_lm() {  # stage_lm NAME train-lm options...
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  logged exp/lm/$name train-lm --exp-dir exp/lm/$name $lm_common "$@"
+}
+systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 19, 21)
+report_parallel=
+[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8 9-13"
+
+export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm
+
+m=data/manifests
+stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
+run_stage 1 "Validate manifests" "$m $audio_in" "" validate-manifests --manifest-dir data/manifests --prefix "$corpus" $validate_opts
+run_stage 2 "Compute fbank features" "$m $audio_in" \
+  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train dev test)" \
+  compute-fbank --manifest-dir data/manifests --prefix "$corpus" --output-dir data/fbank --num-jobs "$nj"
+run_stage 3 "Train BPE models ($bpe_sizes)" "$m" "$(printf 'data/lang_bpe_%s/bpe.model ' $bpe_sizes)" stage_bpe
+run_stage 4 "Prepare leak-free LM text" "$m ${lm_text_dir:-}" "data/lm/pretrain.txt data/lm/finetune.txt" \
+  prepare-lm-text --manifest-dir data/manifests --prefix "$corpus" --output-dir data/lm \
+    ${lm_text_dir:+--lm-text-dir "$lm_text_dir"}
+run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/word_counts.txt data/lang/rare_words.txt" \
+  compute-rare-words --supervisions data/manifests/${corpus}_supervisions_train.jsonl.gz \
+    --eval-manifests data/manifests/${corpus}_nlu_dev.jsonl.gz data/manifests/${corpus}_nlu_test.jsonl.gz \
+    --lang-dir data/lang --threshold "$rare_threshold"
+
+# Stages 6-8 (RNN-T) and 9-13 (LMs) do not depend on each other and each uses one CPU thread:
+# with asr_lm_parallel=true (conf) the RNN-T group runs in the background, next to the LMs, and
+# writes its output to log/asr-stages.log. Killing run.sh kills both; a re-run resumes both.
+fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
+asr_stages() {
+  run_stage 6 "Train the RNN-T ($asr_preset)" "$fbank_in" "$asr_dir/config.json" stage_train_asr
+  run_stage 7 "Average the last $asr_avg checkpoints" .done/stage6 "$asr_dir/avg.pt" \
+    logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
+  run_stage 8 "Decode dev and test to n-best lists" "$fbank_in .done/stage7" \
+    "$decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz" stage_decode
+}
+lm_in="$m/${corpus}_nlu_train.jsonl.gz $m/${corpus}_nlu_dev.jsonl.gz $m/${corpus}_intents.txt $m/${corpus}_slot_tags.txt"
+lm_stages() {
+  run_stage 9 "LM pre-training on plain text" "$lm_in data/lm/pretrain.txt" exp/lm/pretrain/best.pt \
+    stage_lm pretrain --mode pretrain --train-text data/lm/pretrain.txt
+  run_stage 10 "LM-only fine-tuning on $corpus_title train text" "$lm_in data/lm/finetune.txt .done/stage9" \
+    exp/lm/lm/best.pt stage_lm lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
+  run_stage 11 "Multitask LM, linear task weights" "$lm_in" exp/lm/multitask_linear/best.pt \
+    stage_lm multitask_linear --mode multitask --scheduler linear
+  run_stage 12 "Multitask LM, RWM task weights" "$lm_in" exp/lm/multitask_rwm/best.pt \
+    stage_lm multitask_rwm --mode multitask --scheduler rwm
+  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" "$lm_in .done/stage9" \
+    exp/lm/pretrained_multitask_rwm/best.pt \
+    stage_lm pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+}
+if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
+  mkdir -p log
+  log "Stages 6-8 (RNN-T) run in the background next to stages 9-13 (LMs): tail -f $work_dir/log/asr-stages.log"
+  asr_stages >> log/asr-stages.log 2>&1 &
+  asr_pid=$!
+  lm_stages &  # also in the background: bash runs a trap only between foreground commands
+  lm_pid=$!
+  if ! wait $lm_pid; then
+    log "ERROR: the LM stages failed (see above)"
+    exit 1
+  fi
+  log "Stages 9-13 done; waiting for stages 6-8 (RNN-T)"
+  if ! wait $asr_pid; then
+    tail -n 30 log/asr-stages.log >&2
+    log "ERROR: the RNN-T stages failed; full log: $work_dir/log/asr-stages.log"
+    exit 1
+  fi
+  grep -h "Stage [678]:" log/asr-stages.log | tail -n 6 || true
+else
+  asr_stages
+  lm_stages
+fi
+# Stages 14-18: the NLU labels in the first pass (contextual biasing with slot lexicons).
+lex_dir=data/lang/lexicons
+run_stage 14 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
+  extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
+gold_sets="$m/${corpus}_${gold_kind}_dev.jsonl.gz $m/${corpus}_${gold_kind}_test.jsonl.gz"
+stage_context_lists() {
+  # shellcheck disable=SC2086
+  make-context-lists --source predicted --nbest $decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz \
+    --lm-checkpoint "$context_lm" --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/predicted.tsv
+  # shellcheck disable=SC2086
+  make-context-lists --source gold --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/gold.tsv
+}
+stage_biased() {  # stage_biased OUT_DIR tune-context options...
+  local out=$1; shift
+  # shellcheck disable=SC2086
+  logged "$out" tune-context --preset "$asr_preset" --checkpoint $asr_dir/avg.pt \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir "$out" --tune-set dev \
+    --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz data/fbank/${corpus}_cuts_test.jsonl.gz \
+    --scores $context_scores $decode_opts "$@"
+}
+export -f stage_context_lists stage_biased
+run_stage 15 "Intent of each utterance for biasing (predicted, gold)" \
+  "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
+  stage_context_lists
+run_stage 16 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage14" \
+  "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
+run_stage 17 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage15" \
+  "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
+run_stage 18 "Biased decoding, gold intent's slot lexicon (upper bound)" "$fbank_in .done/stage7 .done/stage15" \
+  "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
+  stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv
+
+rescore_in="$gold_sets data/lang/word_counts.txt"
+# shellcheck disable=SC2086
+run_stage 19 "Tune on dev, rescore, score every system" \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 14 16 17 18)" exp/rescore \
+  rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
+    --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
+    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --out-dir exp/rescore $tune_opts
+run_stage 20 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage19" "exp/coverage/coverage-test.md" \
+  rare-word-coverage --gold $m/${corpus}_${gold_kind}_test.jsonl.gz --word-counts data/lang/word_counts.txt \
+    --threshold "$rare_threshold" --lexicon-dir $lex_dir --lists exp/context/predicted.tsv \
+    --nbest unbiased=$decode_dir/nbest-test.jsonl.gz biased_global=$asr_dir/decode_biased_global/nbest-test.jsonl.gz \
+      biased=$asr_dir/decode_biased/nbest-test.jsonl.gz biased_gold=$asr_dir/decode_biased_gold/nbest-test.jsonl.gz \
+    --out exp/coverage/coverage-test.md
+# shellcheck disable=SC2086
+run_stage 21 "Write RESULTS.md" ".done/stage19 .done/stage20 $systems_toml" "RESULTS.md results.json" \
+  make-report --systems "$systems_toml" --rescore-dir exp/rescore --out RESULTS.md \
+    --title "$corpus_title recipe results ($preset preset)" \
+    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
+    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
+    --done-dir .done $report_parallel --decode-dir $decode_dir --extra-md exp/coverage/coverage-test.md
+
+log "All requested stages done."
