@@ -93,7 +93,7 @@ def test_minimal_matrix(tmp_path):
             lambda s: s.replace(
                 'lm_checkpoint = "exp/lm/b.pt"', 'lm_checkpoint = "x"\nselect = "oracle"'
             ),
-            'with an lm_checkpoint is tuned',
+            "with an lm_checkpoint is tuned",
         ),
         (lambda s: 'sets = ["dev", "dev"]\n' + s, "a set is named twice"),
         (lambda s: 'sets = ["dev", "te st"]\n' + s, r"sets\[1\]: a set name"),
