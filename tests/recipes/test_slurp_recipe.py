@@ -38,6 +38,16 @@ def test_tiny_slurp_recipe_end_to_end_and_rerun(tmp_path, mini_lm_text_dir):
         "exp/context/predicted.tsv",
     ):
         assert (work / rel).is_file(), rel
+    # the LM text holds no SLURP devel/test sentence (stage 4's leak filter, by prefix)
+    import gzip
+
+    held_out = set()
+    for split in ("dev", "test"):
+        with gzip.open(work / f"data/manifests/slurp_nlu_{split}.jsonl.gz", "rt") as f:
+            held_out |= {json.loads(line)["text"] for line in f}
+    for name in ("pretrain.txt", "finetune.txt"):
+        lines = set((work / "data/lm" / name).read_text().splitlines())
+        assert lines and not lines & held_out, name
     md = (work / "RESULTS.md").read_text()
     assert md.startswith("# SLURP recipe results (tiny preset)")
     assert "SLURP's SLU metrics on test" in md  # rescore-systems --slu-metrics slurp
