@@ -1,8 +1,9 @@
 # The shared stages of every corpus recipe (recipes/<corpus>/run.sh sources this file after
 # setting: corpus (manifest prefix), corpus_title, gold_kind (the manifest with each evaluated
 # utterance's reference, intent and slots: nlu or supervisions), audio_in (stage 0's audio
-# folder, or empty), validate_opts, slu_metrics (score-wer --slu-metrics), and a function stage_prepare_corpus that runs stage 0 with
-# run_stage). Arguments: see the corpus's run.sh --help.
+# folder, or empty), validate_opts, slu_metrics (score-wer --slu-metrics), and a function
+# stage_prepare_corpus that runs stage 0 with run_stage). Arguments: see the corpus's
+# run.sh --help.
 set -euo pipefail
 set -a  # export every variable: stages run in a child bash under /usr/bin/time (peak memory)
 export recipe_dir corpus corpus_title gold_kind audio_in validate_opts slu_metrics
