@@ -72,7 +72,7 @@ from typing import Any, ClassVar, Protocol
 from common.cli import run_cli
 from common.io import CheckpointError, InputError, atomic_write, read_jsonl, write_jsonl
 from common.lexicon import read_lexicon
-from rescoring.fields import at, check_number, get_list, get_str, shown
+from rescoring.fields import at, check_number, first_seen, get_list, get_str, shown
 from rescoring.nbest import DEFAULT_MAX_HYPS, Hyp, NbestRecord, load_nbest
 from rescoring.nlu_scores import NluModel, NluScore
 from rescoring.outputs import sha256, verify_output
@@ -501,11 +501,7 @@ def read_features(path: str | Path) -> FeatureSet:
     for lineno, obj in read_jsonl(path):
         where = at(path, lineno, obj.get("id"))
         uid = get_str(obj, "id", where, nonempty=True)
-        if uid in seen:
-            raise InputError(
-                f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {seen[uid]})"
-            )
-        seen[uid] = lineno
+        first_seen(seen, uid, path, lineno)
         ref = get_str(obj, "ref", where)
         hyps = obj.get("hyps")
         if not isinstance(hyps, list) or not hyps:

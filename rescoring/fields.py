@@ -119,3 +119,13 @@ def get_list(
         what = {int: "integers", str: "strings", dict: "objects"}.get(item, item.__name__)
         raise InputError(f"{where}: field '{name or key}' must be a list of {what}, got {shown(v)}")
     return v
+
+
+def first_seen(first: dict[str, int], uid: str, path: str | Path, lineno: int) -> None:
+    """Record that utterance ``uid`` is on line ``lineno`` of ``path``; a second line with the
+    same id is an :class:`InputError` naming both lines."""
+    if uid in first:
+        raise InputError(
+            f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
+        )
+    first[uid] = lineno

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from common.io import InputError, open_text, read_jsonl, write_jsonl
 from common.lattice import read_lattice_archive
-from rescoring.fields import at, get_list, get_number, get_str, shown
+from rescoring.fields import at, first_seen, get_list, get_number, get_str, shown
 
 #: Most hypotheses one utterance may have (``--max-hyps``); more means this is not an n-best list.
 DEFAULT_MAX_HYPS = 1000
@@ -119,11 +119,7 @@ def read_nbest_jsonl(path: str | Path, max_hyps: int = DEFAULT_MAX_HYPS) -> list
         uid = obj.get("id")
         where = at(path, lineno, uid)
         uid = get_str(obj, "id", where, nonempty=True)
-        if uid in seen:
-            raise InputError(
-                f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {seen[uid]})"
-            )
-        seen[uid] = lineno
+        first_seen(seen, uid, path, lineno)
         ref = get_str(obj, "ref", where)
         hyps = obj.get("hyps")
         if "hyps" not in obj:
@@ -154,11 +150,7 @@ def read_id_text(path: str | Path) -> dict[str, str]:
             if not parts:
                 continue
             uid = parts[0]
-            if uid in first:
-                raise InputError(
-                    f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
-                )
-            first[uid] = lineno
+            first_seen(first, uid, path, lineno)
             out[uid] = " ".join(parts[1].split()) if len(parts) > 1 else ""
     return out
 
@@ -172,11 +164,7 @@ def read_refs(path: str | Path) -> dict[str, str]:
         for lineno, obj in read_jsonl(path):
             where = at(path, lineno, obj.get("id"))
             uid = get_str(obj, "id", where, nonempty=True)
-            if uid in first:
-                raise InputError(
-                    f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
-                )
-            first[uid] = lineno
+            first_seen(first, uid, path, lineno)
             refs[uid] = get_str(obj, "text", where)
         return refs
     return read_id_text(path)

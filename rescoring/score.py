@@ -41,7 +41,7 @@ from pathlib import Path
 from common.cli import run_cli
 from common.io import InputError, atomic_write, read_jsonl, write_jsonl
 from common.wer import read_word_counts, write_results
-from rescoring.fields import at, get_list, get_str, shown
+from rescoring.fields import at, first_seen, get_list, get_str, shown
 from rescoring.metrics import (
     METRICS,
     UttCounts,
@@ -65,14 +65,6 @@ from rescoring.slurp_metrics import (
 SLU_METRICS = ("snips", "slurp")
 
 
-def _first_seen(first: dict[str, int], uid: str, path: Path, lineno: int) -> None:
-    if uid in first:
-        raise InputError(
-            f"{path}:{lineno}: duplicate utterance id {uid!r} (first at line {first[uid]})"
-        )
-    first[uid] = lineno
-
-
 def read_gold(path: Path) -> dict[str, dict]:
     """``id -> {"text", "intent", "slots"}`` from a supervision manifest, type-checked.
 
@@ -88,7 +80,7 @@ def read_gold(path: Path) -> dict[str, dict]:
     for lineno, obj in read_jsonl(path):
         where = at(path, lineno, obj.get("id"))
         uid = get_str(obj, "id", where, nonempty=True)
-        _first_seen(first, uid, path, lineno)
+        first_seen(first, uid, path, lineno)
         text = get_str(obj, "text", where)
         custom = obj.get("custom")
         if custom is None:
@@ -126,7 +118,7 @@ def read_hyps(path: Path) -> dict[str, dict]:
     for lineno, obj in read_jsonl(path):
         where = at(path, lineno, obj.get("id"))
         uid = get_str(obj, "id", where, nonempty=True)
-        _first_seen(first, uid, path, lineno)
+        first_seen(first, uid, path, lineno)
         row = {"id": uid, "hyp": get_str(obj, "hyp", where)}
         intent = get_str(obj, "intent", where, required=False)
         if intent is not None:
