@@ -316,14 +316,12 @@ def decode_set(
     return summary
 
 
-def run(cfg: DecodeConfig) -> list[dict]:
-    """Decode every set of ``cfg.cuts``; returns their summaries.
+def check_set_names(cfg: DecodeConfig) -> list[str]:
+    """The set name of each of ``cfg.cuts`` (``dev`` from ``snips_cuts_dev.jsonl.gz``).
 
-    Every input (checkpoint, BPE model, each CutSet) is checked before the first set is
-    decoded. The output folder is locked (:func:`common.io.dir_lock`) for the whole run, so a
-    second ``decode-asr`` into the same folder fails at once instead of mixing its files in.
+    Raises:
+        InputError: no CutSet, or two CutSets with one set name (their outputs would collide).
     """
-    cfg.validate()
     if not cfg.cuts:
         raise InputError("--cuts: no CutSet to decode")
     names = [set_name(Path(p)) for p in cfg.cuts]
@@ -333,33 +331,67 @@ def run(cfg: DecodeConfig) -> list[dict]:
             f"--cuts: several CutSets map to the set name(s) {dup}; their outputs would "
             "overwrite each other (decode them into different --out-dir)"
         )
+    return names
+
+
+def resolve_checkpoint(cfg: DecodeConfig) -> Path:
+    """``--checkpoint``, else the last ``epoch-N.pt`` of ``--exp-dir``."""
     ckpt_path = cfg.checkpoint or find_last_checkpoint(cfg.exp_dir)
     if ckpt_path is None:
         raise CheckpointError(f"{cfg.exp_dir}: no checkpoint to decode (give --checkpoint)")
+    return Path(ckpt_path)
+
+
+def load_model_and_tokenizer(cfg: DecodeConfig, ckpt_path: Path) -> tuple[Transducer, Tokenizer]:
+    """The model of ``ckpt_path`` and the BPE model, checked against each other (threads set)."""
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    model, _ = load_transducer(ckpt_path, cfg.device)
+    tok = Tokenizer(cfg.bpe_model)
+    if tok.vocab_size != model.cfg.vocab_size:
+        raise CheckpointError(
+            f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
+            f"has {tok.vocab_size} pieces"
+        )
+    return model, tok
+
+
+def load_biasing(
+    cfg: DecodeConfig, tok: Tokenizer, utt_ids: list[str], bonus: float
+) -> ContextBiasing:
+    """``--context-lexicon`` / ``--context-lists`` read and checked against ``utt_ids`` (every
+    utterance of the sets to decode), with ``bonus`` per matched token."""
+    assert cfg.context_lexicon is not None
+    return ContextBiasing.load(
+        cfg.context_lexicon,
+        tok,
+        bonus,
+        cfg.context_lists,
+        utt_ids=utt_ids,
+        max_phrases=cfg.context_max_phrases,
+    )
+
+
+def run(cfg: DecodeConfig) -> list[dict]:
+    """Decode every set of ``cfg.cuts``; returns their summaries.
+
+    Every input (checkpoint, BPE model, each CutSet) is checked before the first set is
+    decoded. The output folder is locked (:func:`common.io.dir_lock`) for the whole run, so a
+    second ``decode-asr`` into the same folder fails at once instead of mixing its files in.
+    """
+    cfg.validate()
+    check_set_names(cfg)
+    ckpt_path = resolve_checkpoint(cfg)
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / cfg.suffix
     with dir_lock(out_dir, "output folder"):
         setup_logging(out_dir / "log-decode.txt")
-        if cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
-        model, _ = load_transducer(ckpt_path, cfg.device)
-        tok = Tokenizer(cfg.bpe_model)
-        if tok.vocab_size != model.cfg.vocab_size:
-            raise CheckpointError(
-                f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
-                f"has {tok.vocab_size} pieces"
-            )
+        model, tok = load_model_and_tokenizer(cfg, ckpt_path)
         loaded = [_load_set(Path(p), cfg, model.cfg.feature_dim) for p in cfg.cuts]
         sets = [cuts for cuts, _ in loaded]
         biasing = None
         if cfg.biased:
-            biasing = ContextBiasing.load(
-                cfg.context_lexicon,
-                tok,
-                cfg.context_score,
-                cfg.context_lists,
-                utt_ids=[uid for _, ids in loaded for uid in ids],
-                max_phrases=cfg.context_max_phrases,
-            )
+            utt_ids = [uid for _, ids in loaded for uid in ids]
+            biasing = load_biasing(cfg, tok, utt_ids, cfg.context_score)
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         logging.info("decoding with %s (%s)", ckpt_path, cfg)
         return [

@@ -31,19 +31,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from asr.context_graph import ContextBiasing
-from asr.data import Tokenizer
 from asr.decode import (
     DECODE_PRESETS,
     DecodeConfig,
     _load_set,
+    check_set_names,
     decode_set,
-    load_transducer,
-    set_name,
+    load_biasing,
+    load_model_and_tokenizer,
+    resolve_checkpoint,
 )
-from common.checkpoint import CheckpointError, find_last_checkpoint
 from common.cli import run_cli, save_config, setup_logging
 from common.io import InputError, atomic_write, dir_lock
 
@@ -99,38 +96,20 @@ def _grid_point(
 
 def tune_context(cfg: TuneContextConfig) -> dict:
     cfg.validate()
-    names = [set_name(Path(p)) for p in cfg.cuts]
-    if len(set(names)) != len(names):
-        raise InputError(f"--cuts: several CutSets map to one set name ({names})")
+    names = check_set_names(cfg)
     if cfg.tune_set not in names:
         raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
-    ckpt_path = cfg.checkpoint or find_last_checkpoint(cfg.exp_dir)
-    if ckpt_path is None:
-        raise CheckpointError(f"{cfg.exp_dir}: no checkpoint to decode (give --checkpoint)")
+    ckpt_path = resolve_checkpoint(cfg)
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
     with dir_lock(out_dir, "output folder"):
         setup_logging(out_dir / "log-tune-context.txt")
-        if cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
-        model, _ = load_transducer(ckpt_path, cfg.device)
-        tok = Tokenizer(cfg.bpe_model)
-        if tok.vocab_size != model.cfg.vocab_size:
-            raise CheckpointError(
-                f"{ckpt_path}: model has {model.cfg.vocab_size} outputs but {cfg.bpe_model} "
-                f"has {tok.vocab_size} pieces"
-            )
+        model, tok = load_model_and_tokenizer(cfg, ckpt_path)
         loaded = {
             n: _load_set(Path(p), cfg, model.cfg.feature_dim)
             for n, p in zip(names, cfg.cuts, strict=True)
         }
-        biasing = ContextBiasing.load(
-            cfg.context_lexicon,
-            tok,
-            0.0,
-            cfg.context_lists,
-            utt_ids=[uid for _, ids in loaded.values() for uid in ids],
-            max_phrases=cfg.context_max_phrases,
-        )
+        utt_ids = [uid for _, ids in loaded.values() for uid in ids]
+        biasing = load_biasing(cfg, tok, utt_ids, 0.0)  # the bonus is set per grid point
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
         grid = []
