@@ -15,9 +15,10 @@ Usage:
         --out-dir exp/asr/conformer_rnnt/decode_biased_predicted
 
 OUTPUTS (in --out-dir):
-    tune/ctx<S>/...       the tune set decoded at each score (decode-asr's files, no lattices)
+    tune/ctx<S>/...       the tune set decoded at each score (decode-asr's files)
     context-tuned.json    the grid (score, WER, oracle WER, decode seconds), the chosen score
-    nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files)
+    nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files; the tune
+                          set's are copied from its grid point, not decoded again)
 
 A re-run reuses a grid point decoded with the same checkpoint and options (``point.json``,
 written after its decode); any other grid point and the final decodes are run again.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from asr.decode import (
     resolve_checkpoint,
 )
 from common.cli import run_cli, save_config, setup_logging
-from common.io import InputError, atomic_write, dir_lock
+from common.io import InputError, atomic_path, atomic_write, dir_lock
 
 
 @dataclass
@@ -94,6 +96,15 @@ def _grid_point(
     return summary
 
 
+def _copy_outputs(folder: Path, out_dir: Path) -> None:
+    """Every decode output of a grid point (``point.json`` aside) into ``out_dir``, each
+    renamed into place only once copied."""
+    for src in sorted(folder.iterdir()):
+        if src.is_file() and src.name != "point.json":
+            with atomic_path(out_dir / src.name) as tmp:
+                shutil.copyfile(src, tmp)
+
+
 def tune_context(cfg: TuneContextConfig) -> dict:
     cfg.validate()
     names = check_set_names(cfg)
@@ -112,9 +123,9 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         biasing = load_biasing(cfg, tok, utt_ids, 0.0)  # the bonus is set per grid point
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
-        grid = []
+        grid, points = [], {}
         for score in cfg.scores:
-            point = dataclasses.replace(cfg, context_score=float(score), lattices=False)
+            point = dataclasses.replace(cfg, context_score=float(score))
             folder = out_dir / "tune" / f"ctx{score:g}"
             summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path)
             if summary is None:
@@ -128,6 +139,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
                     json.dump(_point_record(point, ckpt_path), f, indent=2)
             else:
                 logging.info("score %g: reusing %s", score, folder)
+            points[float(score)] = (folder, summary)
             grid.append(
                 {
                     "score": float(score),
@@ -143,10 +155,16 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         )
         final = dataclasses.replace(cfg, context_score=best["score"])
         chosen = dataclasses.replace(biasing, bonus=best["score"], graphs={})
-        summaries = [
-            decode_set(model, tok, Path(p), final, out_dir, loaded[n][0], chosen)
-            for n, p in zip(names, cfg.cuts, strict=True)
-        ]
+        summaries = []
+        for n, p in zip(names, cfg.cuts, strict=True):
+            if n == cfg.tune_set:  # decoded at this score already: its grid point's files
+                folder, summary = points[best["score"]]
+                _copy_outputs(folder, out_dir)
+                summaries.append(summary)
+            else:
+                summaries.append(
+                    decode_set(model, tok, Path(p), final, out_dir, loaded[n][0], chosen)
+                )
         result = {
             "tune_set": cfg.tune_set,
             "objective": "wer",

@@ -65,6 +65,10 @@ def test_score_chosen_on_the_tune_set_and_every_set_decoded_with_it(setup, sets,
     # the tune set's final decode is the grid point's; the test set was decoded only once
     point = _nbest(out / "tune" / chosen / "nbest-dev.jsonl.gz")
     assert _nbest(out / "nbest-dev.jsonl.gz") == point
+    # copied, not decoded again: every output file of the grid point, byte for byte
+    for src in (out / "tune" / chosen).iterdir():
+        if src.name != "point.json":
+            assert (out / src.name).read_bytes() == src.read_bytes(), src.name
     assert (out / "nbest-test.jsonl.gz").is_file()
     assert not list((out / "tune").glob("*/nbest-test*"))
     assert tuned["sets"]["dev"]["wer"] == best["wer"]
