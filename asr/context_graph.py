@@ -46,8 +46,8 @@ from pathlib import Path
 import torch
 
 from asr.data import Tokenizer
-from common.io import InputError, open_text
-from common.lexicon import MAX_LEXICON_PHRASES, read_lexicon_entries
+from common.io import InputError
+from common.lexicon import MAX_LEXICON_PHRASES, read_context_map, read_lexicon_entries
 
 #: Default limit of phrases per lexicon file (the issue's "100,000 phrases" case is an error).
 MAX_PHRASES = MAX_LEXICON_PHRASES
@@ -345,54 +345,6 @@ def lexicon_files(path: str | Path) -> dict[str, Path]:
     if not files:
         raise InputError(f"{path}: no <list>.txt lexicon files in this folder")
     return files
-
-
-def read_context_map(
-    path: str | Path, lists: Iterable[str], utt_ids: Iterable[str]
-) -> dict[str, tuple[str, ...]]:
-    """Per-utterance lists: ``utt_id<TAB>list[,list...]`` per line (an empty list field: this
-    utterance is not biased).
-
-    Raises:
-        InputError: naming file:line for an empty line, a line without exactly one TAB, an
-            utterance id not among ``utt_ids`` (the cuts being decoded), an utterance listed
-            twice, or a list name that is not among ``lists``.
-    """
-    path = Path(path)
-    known_lists = set(lists)
-    known_utts = set(utt_ids)
-    out: dict[str, tuple[str, ...]] = {}
-    first: dict[str, int] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
-            line = line.rstrip("\n")
-            if not line.strip():
-                raise InputError(f"{where}: empty line (expected 'utt_id<TAB>list[,list...]')")
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise InputError(
-                    f"{where}: {len(fields) - 1} TABs; expected 'utt_id<TAB>list[,list...]'"
-                )
-            uid = fields[0].strip()
-            if uid not in known_utts:
-                raise InputError(f"{where}: utterance {uid!r} is not in the cuts being decoded")
-            if uid in first:
-                raise InputError(
-                    f"{where}: utterance {uid!r} listed twice (first on line {first[uid]})"
-                )
-            names = tuple(n.strip() for n in fields[1].split(",") if n.strip())
-            for name in names:
-                if name not in known_lists:
-                    shown = sorted(known_lists)
-                    more = f" ... ({len(shown)} lists)" if len(shown) > 10 else ""
-                    raise InputError(
-                        f"{where}: unknown list {name!r} for utterance {uid!r}; "
-                        f"lists: {shown[:10]}{more}"
-                    )
-            first[uid] = lineno
-            out[uid] = names
-    return out
 
 
 @dataclass

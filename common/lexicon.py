@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,4 +94,53 @@ def read_lexicon_entries(
                 )
             first_line[phrase] = lineno
             out.append(LexiconEntry(phrase, count, lineno))
+    return out
+
+
+def read_context_map(
+    path: str | Path, lists: Iterable[str], utt_ids: Iterable[str] | None
+) -> dict[str, tuple[str, ...]]:
+    """Per-utterance lists: ``utt_id<TAB>list[,list...]`` per line (an empty list field: this
+    utterance is not biased).
+
+    Raises:
+        InputError: naming file:line for an empty line, a line without exactly one TAB, an
+            utterance id not among ``utt_ids`` (the cuts being decoded), an utterance listed
+            twice, or a list name that is not among ``lists``. ``utt_ids`` None: any
+            utterance id is accepted.
+    """
+    path = Path(path)
+    known_lists = set(lists)
+    known_utts = None if utt_ids is None else set(utt_ids)
+    out: dict[str, tuple[str, ...]] = {}
+    first: dict[str, int] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            line = line.rstrip("\n")
+            if not line.strip():
+                raise InputError(f"{where}: empty line (expected 'utt_id<TAB>list[,list...]')")
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise InputError(
+                    f"{where}: {len(fields) - 1} TABs; expected 'utt_id<TAB>list[,list...]'"
+                )
+            uid = fields[0].strip()
+            if known_utts is not None and uid not in known_utts:
+                raise InputError(f"{where}: utterance {uid!r} is not in the cuts being decoded")
+            if uid in first:
+                raise InputError(
+                    f"{where}: utterance {uid!r} listed twice (first on line {first[uid]})"
+                )
+            names = tuple(n.strip() for n in fields[1].split(",") if n.strip())
+            for name in names:
+                if name not in known_lists:
+                    shown = sorted(known_lists)
+                    more = f" ... ({len(shown)} lists)" if len(shown) > 10 else ""
+                    raise InputError(
+                        f"{where}: unknown list {name!r} for utterance {uid!r}; "
+                        f"lists: {shown[:10]}{more}"
+                    )
+            first[uid] = lineno
+            out[uid] = names
     return out

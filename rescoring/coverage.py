@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, open_text
-from common.lexicon import read_lexicon
+from common.io import InputError, atomic_write
+from common.lexicon import read_context_map, read_lexicon
 from common.wer import is_rare, read_word_counts
 from rescoring.nbest import read_nbest_jsonl
 from rescoring.score import read_gold
@@ -63,17 +63,6 @@ def _words(lexicon: Path) -> set[str]:
     return {w for phrase, _ in read_lexicon(lexicon) for w in phrase.split()}
 
 
-def read_lists(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise InputError(f"{path}:{lineno}: expected utt_id<TAB>list[,list...]")
-            out[parts[0]] = [n for n in parts[1].split(",") if n]
-    return out
-
-
 def coverage(cfg: CoverageConfig) -> dict:
     if cfg.gold is None or not cfg.nbest:
         raise InputError("--gold and at least one --nbest NAME=PATH are required")
@@ -91,11 +80,7 @@ def coverage(cfg: CoverageConfig) -> dict:
     if "global" not in lists:
         raise InputError(f"{cfg.lexicon_dir}: no global.txt")
     any_list = set().union(*lists.values())
-    utt_lists = read_lists(cfg.lists) if cfg.lists is not None else {}
-    for uid, names in utt_lists.items():
-        for n in names:
-            if n not in lists:
-                raise InputError(f"{cfg.lists}: utterance {uid} names unknown list {n!r}")
+    utt_lists = {} if cfg.lists is None else read_context_map(cfg.lists, lists, utt_ids=None)
     nbests = {}
     for name, path in systems.items():
         recs = {r.id: r for r in read_nbest_jsonl(path)}
@@ -107,7 +92,7 @@ def coverage(cfg: CoverageConfig) -> dict:
     table = {g: {s: [0, 0, 0] for s in systems} for g in GROUPS}
     for uid, g in gold.items():
         ref = g["text"].split()
-        own = set().union(*(lists[n] for n in utt_lists.get(uid, ["global"])))
+        own = set().union(*(lists[n] for n in utt_lists.get(uid, ("global",))))
         seen: Counter = Counter()
         hyp_bags = {
             s: (
