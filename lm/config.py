@@ -93,6 +93,14 @@ class TrainConfig:
         default=Path("data/manifests/snips_nlu_train.jsonl.gz"),
         metadata={"help": "NLU-labelled SupervisionSet (multitask modes)"},
     )
+    nlu_extra: Path | None = field(
+        default=None,
+        metadata={
+            "help": "extra NLU-labelled SupervisionSet, e.g. pseudo-label-nlu's --out: its "
+            "utterances are trained on together with --nlu-train's (never used as dev; "
+            "multitask modes only)"
+        },
+    )
     nlu_dev: Path = field(
         default=Path("data/manifests/snips_nlu_dev.jsonl.gz"),
         metadata={"help": "dev SupervisionSet: perplexity, intent accuracy, slot F1"},
@@ -200,6 +208,11 @@ class TrainConfig:
             )
         if self.mode == "finetune-multitask" and self.init_from is None:
             raise InputError("--mode finetune-multitask needs --init-from (the pre-trained LM)")
+        if self.nlu_extra is not None and not self.is_multitask:
+            raise InputError(
+                f"--nlu-extra: --mode {self.mode} trains the LM objective only; extra NLU "
+                "data needs --mode multitask or finetune-multitask"
+            )
         if self.mode == "pretrain" and self.init_from is not None:
             raise InputError("--mode pretrain trains from scratch: drop --init-from")
         if len(self.task_weights) != 3 or any(w < 0 for w in self.task_weights):

@@ -11,19 +11,35 @@ Usage:
     scorer = LMScorer.from_checkpoint("exp/lm/pretrained_multitask_rwm/best.pt")
     scorer.score(["play hey jude", "play hey dude"])      # [-12.3, -17.9]
     scorer.predict_nlu(["play hey jude"])                  # [("PlayMusic", ["O", "B-track", "I-track"])]
+    scorer.predict_nlu_scored(["play hey jude"])
+    # [NluPrediction("PlayMusic", ["O", "B-track", "I-track"], intent_prob=0.97, slot_logprob=-0.2)]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from lm.bio import bio_viterbi, transition_mask
 from lm.data import IGNORE, Example, collate
 from lm.model import MultitaskLM, load_lm
 from lm.tokenizer import LMTokenizer
+
+
+class NluPrediction(NamedTuple):
+    """The NLU reading of one sentence and how sure the heads are of it."""
+
+    intent: str  # the argmax intent
+    tags: list[str]  # one BIO tag per word: the best valid sequence (lm.bio.bio_viterbi)
+    intent_prob: float  # softmax posterior of ``intent`` (the max), in (0, 1]
+    #: ``sum_w log p(tag_w | sentence)`` along ``tags`` (the slot head tags each word
+    #: independently, so this is the path's log-probability, not renormalised over valid
+    #: paths); ``<= 0``, 0 for the empty sentence
+    slot_logprob: float
 
 
 class LMScorer:
@@ -97,12 +113,25 @@ class LMScorer:
                 scores[i] = float(sent[j])
         return scores
 
-    @torch.no_grad()
     def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
         """(intent, one BIO slot tag per word) of each sentence from the multitask heads.
 
         The slot tags are the best *valid* BIO sequence under the slot head's per-word
         log-probabilities (:func:`lm.bio.bio_viterbi`), never ``O I-x``.
+
+        Raises:
+            RuntimeError: for an LM-only model (no NLU heads).
+        """
+        return [(p.intent, p.tags) for p in self.predict_nlu_scored(sentences)]
+
+    @torch.no_grad()
+    def predict_nlu_scored(self, sentences: Sequence[str]) -> list[NluPrediction]:
+        """:meth:`predict_nlu` with the confidences behind it (:class:`NluPrediction`).
+
+        The intent posterior is a float64 softmax of the intent logits; the slot path's
+        log-probability sums the slot head's float32 log-softmax along the best valid BIO path
+        in float64. Batched results equal one-at-a-time results (tested; the encoder is causal
+        and the slot BiLSTM is packed, so padding never reaches a real position).
 
         Raises:
             RuntimeError: for an LM-only model (no NLU heads).
@@ -115,7 +144,7 @@ class LMScorer:
         if self._bio_mask is None:
             self._bio_mask = transition_mask(self.slot_tags)
         examples = self._examples(sentences)
-        result: list[tuple[str, list[str]]] = [("", [])] * len(examples)
+        result: list[NluPrediction | None] = [None] * len(examples)
         for idx in self._batches(examples):
             b = collate([examples[i] for i in idx])
             out = self.model(
@@ -125,9 +154,16 @@ class LMScorer:
                 word_end=b.word_end.to(self.device),
             )
             intents = out["intent"].argmax(-1).tolist()  # (N,)
+            post = out["intent"].double().softmax(-1).cpu().numpy()  # (N, C)
             slot_lp = out["slot"].float().log_softmax(-1).cpu().numpy()  # (N, W, tags)
             for j, i in enumerate(idx):
                 nw = len(examples[i].word_starts)
                 best = bio_viterbi(slot_lp[j, :nw], self.slot_tags, self._bio_mask)
-                result[i] = (self.intents[intents[j]], [self.slot_tags[t] for t in best])
-        return result
+                path_lp = slot_lp[j, np.arange(nw), best].astype(np.float64).sum()
+                result[i] = NluPrediction(
+                    intent=self.intents[intents[j]],
+                    tags=[self.slot_tags[t] for t in best],
+                    intent_prob=float(post[j, intents[j]]),
+                    slot_logprob=float(path_lp),
+                )
+        return result  # type: ignore[return-value]

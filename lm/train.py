@@ -4,8 +4,8 @@ Modes (``--mode``):
     pretrain            LM objective on ``--train-text`` (data/lm/pretrain.txt), from scratch
     finetune-lm         LM objective on ``--train-text`` (data/lm/finetune.txt = SNIPS train
                         text), from ``--init-from`` (the fair LM-only baseline)
-    multitask           w_lm*L_lm + w_intent*L_intent + w_slot*L_slot on ``--nlu-train``, from
-                        scratch
+    multitask           w_lm*L_lm + w_intent*L_intent + w_slot*L_slot on ``--nlu-train``
+                        (plus ``--nlu-extra``, e.g. pseudo-label-nlu's output), from scratch
     finetune-multitask  the same, initialised from ``--init-from`` (seed work's best recipe)
 
 Task weights come from ``--scheduler {fixed,linear,rwm}`` (see lm/schedulers.py, lm/README.md).
@@ -33,6 +33,8 @@ Usage:
     train-lm --mode multitask --scheduler rwm --exp-dir exp/lm/multitask_rwm
     train-lm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt \\
         --exp-dir exp/lm/pretrained_multitask_rwm
+    train-lm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt \\
+        --nlu-extra data/manifests/snips_nlu_pseudo.jsonl.gz --exp-dir exp/lm/pseudo_multitask_rwm
 
 OUTPUTS (in --exp-dir):
     epoch-N.pt, best.pt        checkpoints (model, optimizer, schedulers, RNG, train state,
@@ -119,7 +121,9 @@ class LmTrainer(Trainer):
             model, optimizer, opts, cfg.exp_dir, config=cfg, config_extra=extra, command=command
         )
         train_utts, dev_utts = data
-        src = cfg.nlu_train if cfg.is_multitask else cfg.train_text
+        src = str(cfg.nlu_train if cfg.is_multitask else cfg.train_text)
+        if cfg.is_multitask and cfg.nlu_extra is not None:
+            src += f" + {cfg.nlu_extra}"
         self.train = _encode(train_utts, self.tok, self.model_cfg.max_len, f"Train data {src}")
         self.dev = _encode(dev_utts, self.tok, self.model_cfg.max_len, f"Dev data {cfg.nlu_dev}")
         self.dev_words = sum(len(u.words) for u in dev_utts)
@@ -211,6 +215,15 @@ def _read_data(cfg: TrainConfig, labels: Labels | None) -> tuple[list[Utterance]
     if cfg.is_multitask:
         assert labels is not None
         train = read_nlu(cfg.nlu_train, labels.intents, labels.slot_tags)
+        if cfg.nlu_extra is not None:
+            extra = read_nlu(cfg.nlu_extra, labels.intents, labels.slot_tags)
+            logging.info(
+                "--nlu-extra %s: %d utterances added to the %d of --nlu-train",
+                cfg.nlu_extra,
+                len(extra),
+                len(train),
+            )
+            train += extra
     else:
         train = read_text(cfg.train_text)
     dev = read_nlu(
