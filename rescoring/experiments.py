@@ -1,7 +1,7 @@
 """The experiment matrix of a recipe: which systems exist, what they rescore with, how they are
 labelled, which is the headline and what it is compared against.
 
-A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 19 (``rescore-systems``)
+A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 22 (``rescore-systems``)
 and ``make-report`` both read it, so the library knows no corpus's system names.
 
 File format (TOML; paths are relative to the recipe's work dir; system names become folder
@@ -13,6 +13,7 @@ and file names, so letters, digits and ``._+-`` only)::
     nlu_checkpoint = "exp/lm/mt/best.pt"     # NLU of the chosen hypothesis, every system
     tune_set = "dev"                         # λ/β are tuned here only
     sets = ["dev", "test"]
+    seeds = [42, 43, 44]                     # optional: the LM training seeds (see below)
     comparison_note = "The last row is the ablation."   # optional, under the paired table
 
     [systems.first_pass]
@@ -33,6 +34,7 @@ and file names, so letters, digits and ``._+-`` only)::
     feature_lms = { mt = "exp/lm/mt/best.pt" }   # lm:<name> features; NLU features from
     lexicon_dir = "data/lang/lexicons"       # nlu_checkpoint; slot_in_lexicon from these lists
     folds = 5                                # cross-validation folds on tune_set
+    nlu_features_from = "exp/lm/mt/best.pt"  # optional: NLU features of this model instead
 
     [systems.biased_mt]
     label = "biased first pass + multitask LM"
@@ -55,8 +57,11 @@ and file names, so letters, digits and ``._+-`` only)::
     max_value = 65.0                         # met when the value is <= max_value
 
 A system with an LM is tuned (``select`` must stay ``total``); one without is the first pass
-(``total``) or the oracle. An unknown key, a wrong type or a name that is not declared is an
-error naming the file and the key.
+(``total``) or the oracle. **Seeds**: a system whose ``lm_checkpoint`` (or a ``feature_lms``
+path) contains ``{seed}`` is run once per entry of ``seeds``, with ``{seed}`` replaced, into
+``<out-dir>/<system>/seed<N>/``; the report gives its seed mean, the spread and the per-seed
+values, and tests it against other systems by resampling seeds and utterances. An unknown key,
+a wrong type or a name that is not declared is an error naming the file and the key.
 
 Usage:
     exps = load_experiments("conf/systems.toml")
@@ -75,6 +80,8 @@ from common.io import InputError
 from rescoring.outputs import NAME_RE
 
 SELECT_CHOICES = ("total", "oracle")
+#: The placeholder of an LM path that makes a system seeded.
+SEED_FIELD = "{seed}"
 KINDS = ("nbest", "loglinear")
 TARGET_METRICS = ("wer", "rare_wer", "common_wer")
 
@@ -105,11 +112,37 @@ class System:
     lexicon_dir: str | None = None
     #: loglinear: cross-validation folds on the tune set (0: none)
     folds: int = 5
+    #: loglinear: the multitask model of its NLU features (may name ``{seed}``); default: the
+    #: matrix's ``nlu_checkpoint``
+    nlu_features_from: str | None = None
 
     @property
     def rescored(self) -> bool:
         """Has an LM whose weights are tuned on the tune set."""
         return self.lm_checkpoint is not None or self.kind == "loglinear"
+
+    @property
+    def seeded(self) -> bool:
+        """Its LM paths name ``{seed}``: it is run once per seed of the matrix."""
+        paths = [self.lm_checkpoint or "", self.nlu_features_from or ""]
+        paths += (self.feature_lms or {}).values()
+        return any(SEED_FIELD in p for p in paths)
+
+    def for_seed(self, seed: int | None) -> System:
+        """This system with ``{seed}`` replaced in its LM paths (itself for ``None``)."""
+        if seed is None:
+            return self
+
+        def sub(p: str | None) -> str | None:
+            return None if p is None else p.replace(SEED_FIELD, str(seed))
+
+        lms = None if self.feature_lms is None else {k: sub(v) for k, v in self.feature_lms.items()}
+        return dataclasses.replace(
+            self,
+            lm_checkpoint=sub(self.lm_checkpoint),
+            feature_lms=lms,
+            nlu_features_from=sub(self.nlu_features_from),
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +188,13 @@ class Experiments:
     targets: tuple[Target, ...] = ()
     limits: tuple[Limit, ...] = ()
     comparison_note: str | None = None
+    #: the LM training seeds of the seeded systems (``{seed}`` in their LM paths)
+    seeds: tuple[int, ...] = ()
     path: Path | None = field(default=None, compare=False)
+
+    def seeds_of(self, name: str) -> tuple[int | None, ...]:
+        """The seeds a system is run with: ``(None,)`` for one without ``{seed}``."""
+        return self.seeds if self.systems[name].seeded else (None,)
 
     @property
     def rescoring_systems(self) -> list[str]:
@@ -211,7 +250,15 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
                 "'._+-' only"
             )
         s = _fields(System, sobj, where)
-        for k in ("label", "lm_checkpoint", "select", "nbest_dir", "kind", "lexicon_dir"):
+        for k in (
+            "label",
+            "lm_checkpoint",
+            "select",
+            "nbest_dir",
+            "kind",
+            "lexicon_dir",
+            "nlu_features_from",
+        ):
             if k in s:
                 _typed(s[k], str, f"{where} {k}")
         if s.get("kind", "nbest") not in KINDS:
@@ -230,7 +277,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             if f < 0 or f == 1:
                 raise InputError(f"{where} folds: 0 (none) or >= 2")
         else:
-            for k in ("feature_lms", "lexicon_dir", "folds"):
+            for k in ("feature_lms", "lexicon_dir", "folds", "nlu_features_from"):
                 if k in s:
                     raise InputError(f'{where}: {k} needs kind = "loglinear"')
         if s.get("select", "total") not in SELECT_CHOICES:
@@ -276,6 +323,23 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
         _typed(t["max_value"], (int, float), f"{where} max_value")
         _typed(t.get("strict", False), bool, f"{where} strict")
         limits.append(Limit(**t))
+    seeds = tuple(_typed(top.pop("seeds", []), list, f"{source}: seeds"))
+    for i, v in enumerate(seeds):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise InputError(f"{source}: seeds[{i}]: a seed is an integer >= 0, got {v!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"{source}: seeds: a seed is named twice")
+    for name, system in systems.items():
+        if system.seeded and not seeds:
+            raise InputError(
+                f"{source}: [systems.{name}] names {SEED_FIELD} in an LM path, but the matrix "
+                "has no seeds = [...]"
+            )
+    if SEED_FIELD in str(top.get("nlu_checkpoint", "")):
+        raise InputError(
+            f"{source}: nlu_checkpoint: one checkpoint labels every system; {SEED_FIELD} is "
+            "for the systems' LM paths"
+        )
     sets = tuple(_typed(top.pop("sets", ["dev", "test"]), list, f"{source}: sets"))
     for i, s in enumerate(sets):
         if not isinstance(s, str) or not NAME_RE.match(s):
@@ -290,6 +354,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
         targets=tuple(targets),
         limits=tuple(limits),
         sets=sets,
+        seeds=seeds,
         **top,
     )
     refs = [(exps.headline, "headline"), (exps.first_pass, "first_pass"), (exps.oracle, "oracle")]
@@ -307,8 +372,9 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
     return exps
 
 
-def load_experiments(path: str | Path) -> Experiments:
-    """Read a recipe's ``systems.toml``.
+def load_experiments(path: str | Path, seeds: tuple[int, ...] = ()) -> Experiments:
+    """Read a recipe's ``systems.toml``; non-empty ``seeds`` replace its ``seeds`` (the recipe's
+    ``lm_seeds``, which differ per preset).
 
     Raises:
         InputError: the file is missing, not TOML (with its line), or not a valid matrix.
@@ -322,4 +388,6 @@ def load_experiments(path: str | Path) -> Experiments:
         raise InputError(f"{path}: invalid TOML ({e})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+    if seeds:
+        obj["seeds"] = list(seeds)
     return dataclasses.replace(parse_experiments(obj, str(path)), path=path)

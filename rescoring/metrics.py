@@ -263,3 +263,93 @@ def per_group_wer(
             "ci95": {k: bootstrap_ci(sel, k, num_samples, seed) for k in ("wer", "rare_wer")},
         }
     return out
+
+
+def _seed_sums(
+    seeds: list[list[UttCounts]], idx: np.ndarray, draws: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Counts summed over the resampled utterances ``idx`` (R, n) of the resampled seeds
+    ``draws`` (R, S): the seed-pooled sums of each resample."""
+    per_seed = [_resample_sums(_matrix(u), idx) for u in seeds]  # S x {field: (R,)}
+    out = {}
+    for k in per_seed[0]:
+        stacked = np.stack([p[k] for p in per_seed], axis=1)  # (R, S)
+        out[k] = np.take_along_axis(stacked, draws, axis=1).sum(axis=1)
+    return out
+
+
+def _pooled(seeds: list[list[UttCounts]]) -> dict[str, np.ndarray]:
+    """Counts summed over the utterances and seeds."""
+    mats = [_matrix(u) for u in seeds]
+    return {k: sum(m[k].sum() for m in mats) for k in mats[0]}
+
+
+def _check_seeds(seeds: list[list[UttCounts]], n: int, what: str) -> None:
+    if not seeds:
+        raise ValueError(f"{what}: no seeds")
+    if any(len(u) != n for u in seeds):
+        raise ValueError(f"{what}: every seed must be scored on the same {n} utterances")
+
+
+def seed_bootstrap_ci(
+    seeds: list[list[UttCounts]],
+    metric: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """Interval of a system trained with several seeds: each resample draws utterances and,
+    independently, the seeds (both with replacement); the metric of the drawn seeds' pooled
+    counts. With one seed this is :func:`bootstrap_ci`."""
+    n = len(seeds[0]) if seeds else 0
+    _check_seeds(seeds, n, "seed_bootstrap_ci")
+    if n == 0:
+        return None
+    idx = bootstrap_indices(n, num_samples, seed)
+    draws = np.random.default_rng([seed, 1]).integers(0, len(seeds), (num_samples, len(seeds)))
+    vals = _metric_from_sums(metric, _seed_sums(seeds, idx, draws))
+    vals = vals[~np.isnan(vals)]
+    if vals.size == 0:
+        return None
+    lo, hi = np.percentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_bootstrap_diff_seeds(
+    seeds_a: list[list[UttCounts]],
+    seeds_b: list[list[UttCounts]],
+    metric: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> dict | None:
+    """:func:`paired_bootstrap_diff` for systems trained with several seeds (a list of
+    per-utterance counts per seed, all on the same utterances): each resample draws the
+    utterances (the same for both systems) and, for each system independently, its seeds with
+    replacement, and compares the metrics of the drawn seeds' pooled counts. So the test
+    accounts for the seed spread as well as the utterances; the point values are the seed
+    means (pooled counts: for the error rates exactly the mean of the per-seed rates). With one
+    seed on each side it equals :func:`paired_bootstrap_diff` (same resamples)."""
+    n = len(seeds_a[0]) if seeds_a else 0
+    _check_seeds(seeds_a, n, "paired_bootstrap_diff_seeds (A)")
+    _check_seeds(seeds_b, n, "paired_bootstrap_diff_seeds (B)")
+    if n == 0:
+        return None
+    va = float(_metric_from_sums(metric, _pooled(seeds_a)))
+    vb = float(_metric_from_sums(metric, _pooled(seeds_b)))
+    idx = bootstrap_indices(n, num_samples, seed)
+    rng = np.random.default_rng([seed, 1])
+    draws_a = rng.integers(0, len(seeds_a), (num_samples, len(seeds_a)))
+    draws_b = rng.integers(0, len(seeds_b), (num_samples, len(seeds_b)))
+    a = _metric_from_sums(metric, _seed_sums(seeds_a, idx, draws_a))
+    b = _metric_from_sums(metric, _seed_sums(seeds_b, idx, draws_b))
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if not ok.any() or np.isnan(va) or np.isnan(vb):
+        return None
+    higher_is_better = metric in ("intent_acc", "slot_f1")
+    not_better = (b[ok] <= a[ok]) if higher_is_better else (b[ok] >= a[ok])
+    lo, hi = np.percentile(b[ok] - a[ok], [2.5, 97.5])
+    return {
+        "p_b_better": float(not_better.mean()),
+        "diff": float(vb - va),
+        "diff_ci95": [float(lo), float(hi)],
+    }

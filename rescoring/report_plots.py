@@ -27,14 +27,17 @@ def plot(rescore_dir: Path, results: dict, exps: Experiments, out_dir: Path) -> 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     any_line = False
     for name in exps.rescoring_systems:
-        p = rescore_dir / name / f"sweep-{tune}.tsv"
+        seed = exps.seeds_of(name)[0]  # a seeded system: its first seed's sweep
+        folder = rescore_dir / name if seed is None else rescore_dir / name / f"seed{seed}"
+        p = folder / f"sweep-{tune}.tsv"
         if not p.is_file():
             continue
         best: dict[float, float] = {}
         for lam, _beta, wer in read_sweep(p, tune):
             best[lam] = min(best.get(lam, float("inf")), wer)
         xs = sorted(best)
-        ax.plot(xs, [best[x] for x in xs], marker=".", label=exps.label(name))
+        label = exps.label(name) + ("" if seed is None else f" (seed {seed})")
+        ax.plot(xs, [best[x] for x in xs], marker=".", label=label)
         any_line = True
     if any_line:
         ax.set_xlabel("LM scale λ (best β for each λ)")

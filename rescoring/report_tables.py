@@ -40,10 +40,13 @@ def _ci(ci: list[float] | None) -> str:
 
 
 def _cell(cell: dict | None) -> str:
+    """``value [lo, hi]``; a seeded system's ``mean ± sd [lo, hi]`` (its interval resamples
+    seeds and utterances)."""
     if not cell or cell.get("value") is None:
         return "n/a"
-    ci = cell.get("ci95")
-    return f"{cell['value']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{cell['value']:.2f}"
+    ci, sd = cell.get("ci95"), cell.get("sd")
+    v = f"{cell['value']:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
+    return f"{v} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else v
 
 
 def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str]:
@@ -186,6 +189,14 @@ def slurp_table_md(results: dict, exps: Experiments, set_name: str) -> list[str]
     ]
 
 
+def _per_seed(entry: dict, key: str) -> list[tuple[str, dict]]:
+    """(row suffix, weights) of a system's ``tuned`` / ``loglinear``: one row, or one per seed."""
+    if entry.get(key):
+        return [("", entry[key])]
+    per = entry.get(key + "_per_seed") or {}
+    return [(f", seed {k}", v) for k, v in per.items() if v]
+
+
 def tuned_md(results: dict, exps: Experiments) -> list[str]:
     """The weights each tuned system chose, and the tuning-set WER they gave."""
     s = exps.tune_set
@@ -196,18 +207,16 @@ def tuned_md(results: dict, exps: Experiments) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, system in exps.systems.items():
-        t = results.get(name, {}).get("tuned")
-        if t:
+        for seed, t in _per_seed(results.get(name, {}), "tuned"):
             w = t["weights"]
             md.append(
-                f"| {system.label} | {t['scorer']} | {w['lm_scale']:g} | {w['word_bonus']:g} | "
-                f"{t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
+                f"| {system.label}{seed} | {t['scorer']} | {w['lm_scale']:g} | "
+                f"{w['word_bonus']:g} | {t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
             )
     md.append("")
     rows = []
     for name, system in exps.systems.items():
-        p = results.get(name, {}).get("loglinear")
-        if p:
+        for seed, p in _per_seed(results.get(name, {}), "loglinear"):
             weights = ", ".join(f"{k} {v:g}" for k, v in p["weights"].items() if k != "am")
             cv = p.get("cv") or {}
             held = cv.get("pooled_heldout_wer")
@@ -217,8 +226,8 @@ def tuned_md(results: dict, exps: Experiments) -> list[str]:
                 else f"{held:.2f} ({cv.get('pooled_heldout_wer_init', 0):.2f})"
             )
             rows.append(
-                f"| {system.label} | {weights} | {p['wer']:.2f} | {p['wer_first_pass']:.2f} | "
-                f"{held_s} |"
+                f"| {system.label}{seed} | {weights} | {p['wer']:.2f} | "
+                f"{p['wer_first_pass']:.2f} | {held_s} |"
             )
     if rows:
         md += [
@@ -331,3 +340,37 @@ def configs_md(patterns: tuple[str, ...]) -> list[str]:
             md += ["- **env**: " + ", ".join(f"{k}={v}" for k, v in sorted(obj["env"].items()))]
         md += ["", "</details>", ""]
     return md
+
+
+def seeds_md(results: dict, exps: Experiments) -> list[str]:
+    """Per-seed values of every seeded system (``{seed}`` in its LM paths) on every set."""
+    seeded = [n for n in exps.systems if results.get(n, {}).get("lm_seeds")]
+    if not seeded:
+        return []
+    keys = ("wer", "rare_wer", "intent_acc", "slot_f1")
+    md = [
+        "## LM seeds",
+        "",
+        f"Each system below was trained with {len(exps.seeds)} LM seeds "
+        f"({', '.join(map(str, exps.seeds))}); the tables above give its seed mean ± sample sd, "
+        "and its interval resamples seeds and utterances. Per seed:",
+        "",
+        "| system | set | seed | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
+        "|---|---|---|" + "---|" * len(keys),
+    ]
+    for n in seeded:
+        r = results[n]
+        for s in exps.sets:
+            if s not in r:
+                continue
+            for seed in r["lm_seeds"]:
+                cells = [_num((r[s][k].get("seeds") or {}).get(str(seed))) for k in keys]
+                md.append(f"| {exps.label(n)} | {s} | {seed} | " + " | ".join(cells) + " |")
+            spread = [
+                "n/a"
+                if r[s][k].get("sd") is None
+                else f"{r[s][k]['value']:.2f} ± {r[s][k]['sd']:.2f}"
+                for k in keys
+            ]
+            md.append(f"| {exps.label(n)} | {s} | mean ± sd | " + " | ".join(spread) + " |")
+    return md + [""]

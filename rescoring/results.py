@@ -22,11 +22,18 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from common.io import InputError, open_text, read_jsonl
 from rescoring import loglinear
 from rescoring.experiments import Experiments
 from rescoring.fields import at, check_number, get_int, get_str, is_number, shown
-from rescoring.metrics import METRICS, UttCounts, paired_bootstrap_diff
+from rescoring.metrics import (
+    METRICS,
+    UttCounts,
+    paired_bootstrap_diff_seeds,
+    seed_bootstrap_ci,
+)
 from rescoring.outputs import verify_output
 from rescoring.params import read_tuned
 from rescoring.slurp_metrics import SLURP_METRICS
@@ -113,39 +120,104 @@ def read_sweep(path: Path, set_name: str) -> list[tuple[float, float, float]]:
     return rows
 
 
+def _read_run(d: Path, name: str, sets: tuple[str, ...]) -> dict:
+    """One run of a system (one seed of a seeded one): set -> entry, + tuned / loglinear."""
+    out: dict = {}
+    for s in sets:
+        mp = d / f"metrics-{s}.json"
+        if not mp.is_file():
+            logging.warning("%s: not found: system %r is 'not run' on %s", mp, name, s)
+            continue
+        m = read_metrics(mp)
+        ci = m.get("ci95") or {}
+        entry = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in METRICS}
+        entry["rare_share"] = {"value": m.get("rare_share"), "ci95": None}
+        entry["utterances"] = m.get("utterances")
+        entry["per_intent"] = m.get("per_intent")
+        entry["nlu_utterances"] = m.get("has_nlu")
+        entry["slot_utterances"] = m.get("slot_utterances")
+        if any(k in m for k in SLURP_METRICS):  # score-wer --slu-metrics slurp
+            entry["slurp"] = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in SLURP_METRICS}
+        out[s] = entry
+    lp = d / "loglinear.json"
+    if lp.is_file() and out:  # a loglinear system (rescoring/loglinear.py)
+        loglinear.read_params(lp)  # validated
+        out["loglinear"] = read_json(lp)
+    tp = d / "tuned.json"
+    if tp.is_file() and out:
+        verify_output(tp)
+        read_tuned(tp)  # validated; the table shows the file as written
+        out["tuned"] = read_json(tp)
+    return out
+
+
+def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
+    """The entry of a seeded system: per set and metric the seed mean (``value``), its sample
+    standard deviation (``sd``), the per-seed values (``seeds``) and an interval that resamples
+    both seeds and utterances (``ci95``); ``tuned`` / ``loglinear`` per seed."""
+    out: dict = {"lm_seeds": sorted(runs)}
+    for s in sets:
+        have = {k: r[s] for k, r in runs.items() if s in r}
+        if len(have) < len(runs):
+            missing = sorted(set(runs) - set(have))
+            logging.warning("%s: seeds %s not scored on %s: the set is 'not run'", d, missing, s)
+            continue
+        per_utt = [read_per_utt(d / f"seed{k}" / f"per-utt-{s}.jsonl.gz") for k in sorted(have)]
+        if any(ids != per_utt[0][0] for ids, _ in per_utt):
+            raise InputError(f"{d}: the seeds of this system were scored on different utterances")
+        counts = [u for _, u in per_utt]
+        first = have[min(have)]
+        entry = {k: first[k] for k in ("utterances", "nlu_utterances", "slot_utterances")}
+        entry["per_intent"] = None  # per seed only (seed{N}/metrics-<set>.json)
+        for k in (*METRICS, "rare_share"):
+            keys = [str(seed) for seed in sorted(have)]
+            vals = [have[seed][k]["value"] for seed in sorted(have)]
+            if any(v is None for v in vals):
+                entry[k] = {
+                    "value": None,
+                    "ci95": None,
+                    "sd": None,
+                    "seeds": dict(zip(keys, vals, strict=True)),
+                }
+                continue
+            ci = seed_bootstrap_ci(counts, k) if k in METRICS else None
+            entry[k] = {
+                "value": float(np.mean(vals)),
+                "ci95": None if ci is None else list(ci),
+                "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                "seeds": dict(zip(keys, vals, strict=True)),
+            }
+        out[s] = entry
+    for k in ("tuned", "loglinear"):
+        if any(k in r for r in runs.values()):
+            out[k + "_per_seed"] = {str(seed): r.get(k) for seed, r in sorted(runs.items())}
+    return out
+
+
 def collect(rescore_dir: Path, exps: Experiments) -> dict:
-    """system -> set -> metric -> {"value", "ci95"} (+ "tuned": tuned.json as written)."""
+    """system -> set -> metric -> {"value", "ci95"} (+ "tuned": tuned.json as written).
+
+    A seeded system (``{seed}`` in its LM paths) is read from ``<system>/seed<N>/`` for every
+    seed of the matrix; its metrics also carry ``sd`` and ``seeds`` (:func:`_seed_mean`)."""
     results: dict = {}
     for name in exps.systems:
         d = rescore_dir / name
         if not d.is_dir():
             logging.warning("%s: no such folder: system %r is reported as 'not run'", d, name)
             continue
-        for s in exps.sets:
-            mp = d / f"metrics-{s}.json"
-            if not mp.is_file():
-                logging.warning("%s: not found: system %r is 'not run' on %s", mp, name, s)
-                continue
-            m = read_metrics(mp)
-            ci = m.get("ci95") or {}
-            entry = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in METRICS}
-            entry["rare_share"] = {"value": m.get("rare_share"), "ci95": None}
-            entry["utterances"] = m.get("utterances")
-            entry["per_intent"] = m.get("per_intent")
-            entry["nlu_utterances"] = m.get("has_nlu")
-            entry["slot_utterances"] = m.get("slot_utterances")
-            if any(k in m for k in SLURP_METRICS):  # score-wer --slu-metrics slurp
-                entry["slurp"] = {k: {"value": m.get(k), "ci95": ci.get(k)} for k in SLURP_METRICS}
-            results.setdefault(name, {})[s] = entry
-        lp = d / "loglinear.json"
-        if lp.is_file() and name in results:  # a loglinear system (rescoring/loglinear.py)
-            loglinear.read_params(lp)  # validated
-            results[name]["loglinear"] = read_json(lp)
-        tp = d / "tuned.json"
-        if tp.is_file() and name in results:
-            verify_output(tp)
-            read_tuned(tp)  # validated; the table shows the file as written
-            results[name]["tuned"] = read_json(tp)
+        if not exps.systems[name].seeded:
+            run = _read_run(d, name, exps.sets)
+            if run:
+                results[name] = run
+            continue
+        runs = {seed: _read_run(d / f"seed{seed}", name, exps.sets) for seed in exps.seeds}
+        if not all(runs.values()):
+            missing = [k for k, r in runs.items() if not r]
+            logging.warning(
+                "%s: seeds %s not run: system %r is reported as 'not run'", d, missing, name
+            )
+            continue
+        results[name] = _seed_mean(runs, d, exps.sets)
     return results
 
 
@@ -162,12 +234,20 @@ class PairedTests:
         self.rescore_dir = rescore_dir
         self.results = results
         self.set_name = set_name
-        self._per_utt: dict[str, tuple[Path, list[str], list[UttCounts]] | None] = {}
+        self._per_utt: dict[str, tuple[Path, list[str], list[list[UttCounts]]] | None] = {}
 
-    def _counts(self, name: str) -> tuple[Path, list[str], list[UttCounts]] | None:
+    def _counts(self, name: str) -> tuple[Path, list[str], list[list[UttCounts]]] | None:
+        """The per-utterance counts of each seed of a system (one list for an unseeded one)."""
         if name not in self._per_utt:
-            p = self.rescore_dir / name / f"per-utt-{self.set_name}.jsonl.gz"
-            self._per_utt[name] = (p, *read_per_utt(p)) if p.is_file() else None
+            d = self.rescore_dir / name
+            seeds = self.results.get(name, {}).get("lm_seeds")
+            folders = [d] if seeds is None else [d / f"seed{k}" for k in seeds]
+            paths = [f / f"per-utt-{self.set_name}.jsonl.gz" for f in folders]
+            if not all(p.is_file() for p in paths):
+                self._per_utt[name] = None
+            else:
+                read = [read_per_utt(p) for p in paths]
+                self._per_utt[name] = (paths[0], read[0][0], [u for _, u in read])
         return self._per_utt[name]
 
     def test(self, a: str, b: str, metric: str) -> dict | None:
@@ -192,7 +272,7 @@ class PairedTests:
                 + "): a paired test needs the same ones; re-run score-wer on the same --gold"
             )
         va, vb = self.results[a][s][metric]["value"], self.results[b][s][metric]["value"]
-        d = paired_bootstrap_diff(ua, ub, metric) or {}
+        d = paired_bootstrap_diff_seeds(ua, ub, metric) or {}
         return {
             "a": a,
             "b": b,

@@ -1,4 +1,4 @@
-"""Rescore and score every system of a recipe's experiment matrix (recipe stage 19).
+"""Rescore and score every system of a recipe's experiment matrix (recipe stage 22).
 
 For each system of ``--systems`` (:mod:`rescoring.experiments`), in declaration order, into
 ``<out-dir>/<system>/``:
@@ -21,7 +21,8 @@ Usage:
         --gold 'data/manifests/<corpus>_nlu_{set}.jsonl.gz' --word-counts data/lang/word_counts.txt \\
         --threshold 5 --out-dir exp/rescore --lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05
 
-OUTPUTS (in --out-dir/<system>/): the files of rescore-nbest, tune-rescoring and score-wer, and
+OUTPUTS (in --out-dir/<system>/, or --out-dir/<system>/seed<N>/ for each seed of a system whose
+LM paths name {seed}): the files of rescore-nbest, tune-rescoring and score-wer, and
     cmd.sh        the stand-alone command of every step, in order
     system.json   the steps and their inputs' fingerprints (the record a re-run compares)
 """
@@ -97,6 +98,13 @@ class SystemsConfig(GridOptions):
         default=Path("exp/rescore"),
         metadata={"help": "one folder per system inside (locked for the run)"},
     )
+    lm_seeds: tuple[int, ...] = field(
+        default=(),
+        metadata={
+            "help": "the LM seeds of the systems whose LM paths name {seed} (the recipe's "
+            "lm_seeds); default: the matrix's seeds = [...]"
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
@@ -140,9 +148,18 @@ def nbest_path(cfg: SystemsConfig, set_name: str, system: System | None = None) 
     return cfg.nbest_dir / f"nbest-{set_name}.jsonl.gz"
 
 
-def plan_steps(cfg: SystemsConfig, exps: Experiments, system: System) -> list[Step]:
-    """The steps of one system, in order (module docstring)."""
-    d = str(cfg.out_dir / system.name)
+def seed_folder(out_dir: Path, name: str, seed: int | None) -> Path:
+    """Where one run of a system writes: ``<out>/<system>``, or ``<out>/<system>/seed<N>`` for
+    each seed of a seeded system (``{seed}`` in its LM paths)."""
+    return out_dir / name if seed is None else out_dir / name / f"seed{seed}"
+
+
+def plan_steps(
+    cfg: SystemsConfig, exps: Experiments, system: System, folder: Path | None = None
+) -> list[Step]:
+    """The steps of one system (one seed of a seeded one: ``system.for_seed(N)`` and its
+    ``folder``), in order (module docstring)."""
+    d = str(folder if folder is not None else cfg.out_dir / system.name)
     nlu = ["--nlu-checkpoint", exps.nlu_checkpoint] if exps.nlu_checkpoint else []
     run_opts = []
     if cfg.batch_size != SystemsConfig.batch_size:
@@ -216,10 +233,11 @@ def _loglinear_steps(
     batch = (
         ["--batch-size", str(cfg.batch_size)] if cfg.batch_size != SystemsConfig.batch_size else []
     )
+    nlu_feats = ["--nlu-checkpoint", system.nlu_features_from] if system.nlu_features_from else nlu
     steps = [
         Step(
             "extract-features",
-            ["--nbest", str(nbest_path(cfg, s, system)), "--lm", *lms, *nlu, *lex]
+            ["--nbest", str(nbest_path(cfg, s, system)), "--lm", *lms, *nlu_feats, *lex]
             + ["--out", f"{d}/features-{s}.jsonl.gz", *run_opts],
         )
         for s in exps.sets
@@ -248,6 +266,7 @@ def system_inputs(cfg: SystemsConfig, exps: Experiments, system: System) -> list
     paths += [gold_path(cfg, s) for s in exps.sets]
     paths.append(cfg.word_counts)
     paths += [Path(p) for p in (system.lm_checkpoint, exps.nlu_checkpoint) if p]
+    paths += [Path(system.nlu_features_from)] if system.nlu_features_from else []
     paths += [Path(p) for p in (system.feature_lms or {}).values()]
     if system.lexicon_dir:
         paths += sorted(Path(system.lexicon_dir).glob("slot-*.txt"))
@@ -326,12 +345,14 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
                 )
     if not cfg.word_counts.is_file():
         raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
-    ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in exps.systems.items()]
+    runs = [(n, s.for_seed(seed)) for n, s in exps.systems.items() for seed in exps.seeds_of(n)]
+    ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in runs]
     ckpts += [
         (p, f"[systems.{n}] feature_lms.{k}")
-        for n, s in exps.systems.items()
+        for n, s in runs
         for k, p in (s.feature_lms or {}).items()
     ]
+    ckpts += [(s.nlu_features_from, f"[systems.{n}] nlu_features_from") for n, s in runs]
     for n, s in exps.systems.items():
         if s.lexicon_dir and not Path(s.lexicon_dir).is_dir():
             raise InputError(
@@ -354,9 +375,16 @@ def write_cmd(folder: Path, cfg: SystemsConfig, steps: list[Step]) -> None:
 
 
 def run_system(cfg: SystemsConfig, exps: Experiments, system: System) -> bool:
-    """Run one system unless it is complete and unchanged. Returns True if it ran."""
-    folder = cfg.out_dir / system.name
-    steps = plan_steps(cfg, exps, system)
+    """Run one system (each of its seeds) unless complete and unchanged. True if any ran."""
+    ran = False
+    for seed in exps.seeds_of(system.name):
+        folder = seed_folder(cfg.out_dir, system.name, seed)
+        ran |= _run_one(cfg, exps, system.for_seed(seed), folder)
+    return ran
+
+
+def _run_one(cfg: SystemsConfig, exps: Experiments, system: System, folder: Path) -> bool:
+    steps = plan_steps(cfg, exps, system, folder)
     record = plan_record(steps, system_inputs(cfg, exps, system))
     if is_complete(folder, record, system_outputs(folder, exps, system)):
         logging.info("System %s: complete and unchanged (%s), skipping", system.name, folder)
@@ -366,7 +394,9 @@ def run_system(cfg: SystemsConfig, exps: Experiments, system: System) -> bool:
     write_cmd(folder, cfg, steps)
     t0 = time.time()
     for i, step in enumerate(steps, start=1):
-        logging.info("System %s, step %d/%d: %s", system.name, i, len(steps), step.command())
+        logging.info(
+            "System %s (%s), step %d/%d: %s", system.name, folder, i, len(steps), step.command()
+        )
         step.run()
     with atomic_write(folder / "system.json") as f:
         json.dump({**record, "seconds": round(time.time() - t0, 1)}, f, indent=1)
@@ -376,7 +406,7 @@ def run_system(cfg: SystemsConfig, exps: Experiments, system: System) -> bool:
 
 def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
     """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
-    exps = load_experiments(cfg.systems)
+    exps = load_experiments(cfg.systems, cfg.lm_seeds)
     check_inputs(cfg, exps)
     done = {}
     with output_folder(cfg.out_dir):

@@ -32,12 +32,18 @@ def test_snips_matrix_loads():
         "multitask_linear",
         "multitask_rwm",
         "pretrained_multitask_rwm",
+        "pretrained_multitask_rwm_sample",
+        "pretrained_multitask_rwm_pseudo",
         "biased_lm",
         "biased_pretrained_multitask_rwm",
         "nlu_features",
         "biased_nlu_features",
     ]
     assert e.systems["nlu_features"].kind == "loglinear"
+    # issue 14: every LM system is seeded; one checkpoint labels the chosen hypotheses
+    assert e.seeds == (42, 43, 44) and "{seed}" not in str(e.nlu_checkpoint)
+    assert all(e.systems[n].seeded for n in e.rescoring_systems)
+    assert load_experiments(SNIPS, (42, 43)).seeds == (42, 43)  # the recipe's lm_seeds
     assert ("multitask_linear", "multitask_rwm") in [(c.a, c.b) for c in e.comparisons]
     # issue 12's systems: names fixed by results.json's contract
     biased = {n: s.nbest_dir for n, s in e.systems.items() if s.nbest_dir}

@@ -149,3 +149,43 @@ def test_paired_bootstrap():
     assert lo <= wb - wa <= hi < 0
     assert paired_bootstrap_diff(a, a, "wer")["diff_ci95"] == [0.0, 0.0]
     assert paired_bootstrap_diff(a, a, "intent_acc") is None  # no NLU predictions
+
+
+def _utts(errs: list[int], ref: int = 4) -> list:
+    from rescoring.metrics import UttCounts
+
+    return [UttCounts(ref_words=ref, errors=e, rare_ref=1, rare_errors=min(e, 1)) for e in errs]
+
+
+def test_seed_bootstrap_with_one_seed_is_the_utterance_bootstrap():
+    from rescoring.metrics import (
+        bootstrap_ci,
+        paired_bootstrap_diff,
+        paired_bootstrap_diff_seeds,
+        seed_bootstrap_ci,
+    )
+
+    a, b = _utts([1, 2, 0, 3, 1, 0, 2]), _utts([1, 1, 0, 2, 1, 1, 0])
+    for m in ("wer", "rare_wer"):
+        assert paired_bootstrap_diff_seeds([a], [b], m) == paired_bootstrap_diff(a, b, m)
+        assert seed_bootstrap_ci([a], m) == bootstrap_ci(a, m)
+
+
+def test_seed_bootstrap_pools_seeds_and_counts_their_spread():
+    from rescoring.metrics import corpus_metrics, paired_bootstrap_diff_seeds, seed_bootstrap_ci
+
+    base = _utts([2] * 40)
+    s1, s2 = _utts([1] * 40), _utts([3] * 40)  # mean = base, but far apart
+    close = [_utts([2] * 40), _utts([2] * 40)]
+    mean = (corpus_metrics(s1)["wer"] + corpus_metrics(s2)["wer"]) / 2
+    d = paired_bootstrap_diff_seeds([base], [s1, s2], "wer")
+    assert d["diff"] == pytest.approx(mean - corpus_metrics(base)["wer"]) == pytest.approx(0)
+    lo, hi = d["diff_ci95"]
+    assert lo < -10 and hi > 10  # the seed spread is in the interval
+    assert paired_bootstrap_diff_seeds([base], close, "wer")["diff_ci95"] == [0.0, 0.0]
+    wide, narrow = seed_bootstrap_ci([s1, s2], "wer"), seed_bootstrap_ci(close, "wer")
+    assert wide[1] - wide[0] > 20 and narrow == (50.0, 50.0)
+    better = [_utts([1] * 40), _utts([1] * 39 + [2])]
+    assert paired_bootstrap_diff_seeds([base], better, "wer")["p_b_better"] == 0.0
+    with pytest.raises(ValueError, match="same 40 utterances"):
+        paired_bootstrap_diff_seeds([base], [base[:39]], "wer")

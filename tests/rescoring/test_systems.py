@@ -262,3 +262,84 @@ def test_loglinear_matrix_errors(extra, message):
     obj = tomllib.loads(MATRIX + '\n[systems.x]\nlabel = "X"\n' + extra)
     with pytest.raises(ValueError, match=message):
         parse_experiments(obj, "m.toml")
+
+
+SEEDED = MATRIX.replace('oracle = "oracle"\n', 'oracle = "oracle"\nseeds = [1, 2]\n', 1).replace(
+    'lm_checkpoint = "exp/lm/lm/best.pt"', 'lm_checkpoint = "exp/lm/lm/seed{seed}/best.pt"'
+)
+
+
+def test_seeded_system_runs_once_per_seed_and_reports_mean_sd_and_seeds(work):
+    """A system whose checkpoint names {seed}: one run per seed in <system>/seed<N>/, the
+    report's value is the seed mean with its sd and per-seed values, paired tests resample
+    seeds too; a changed checkpoint of one seed re-runs that seed only."""
+    for seed, rows in ((1, MT_TRAIN[:3]), (2, MT_TRAIN[:1])):
+        d = work / "exp/lm/lm" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "best.pt").write_text(
+            "".join(json.dumps({"text": t, "intent": i, "slots": sl}) + "\n" for t, i, sl in rows)
+        )
+    (work / "systems.toml").write_text(SEEDED)
+    assert set(_run().values()) == {"ran"}
+    rd = work / "exp/rescore/lm"
+    assert not (rd / "tuned.json").exists()
+    for seed in (1, 2):
+        cmd = (rd / f"seed{seed}" / "cmd.sh").read_text()
+        assert f"--lm-checkpoint exp/lm/lm/seed{seed}/best.pt" in cmd
+        assert f"--out-dir exp/rescore/lm/seed{seed} " in cmd and "--system lm" in cmd
+        assert (rd / f"seed{seed}" / "tuned.json").is_file()
+    report.main(
+        ["--systems", "systems.toml", "--rescore-dir", "exp/rescore", "--out", "RESULTS.md"]
+    )
+    res = json.loads((work / "results.json").read_text())
+    lm = res["systems"]["lm"]
+    assert lm["lm_seeds"] == [1, 2] and set(lm["tuned_per_seed"]) == {"1", "2"}
+    per_seed = [
+        json.loads((rd / f"seed{k}" / "metrics-test.json").read_text())["wer"] for k in (1, 2)
+    ]
+    cell = lm["test"]["wer"]
+    assert cell["seeds"] == {"1": per_seed[0], "2": per_seed[1]}
+    assert cell["value"] == pytest.approx(sum(per_seed) / 2)
+    assert cell["sd"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
+    assert "sd" not in res["systems"]["mt"]["test"]["wer"]  # one checkpoint: as before
+    pair = next(
+        t for t in res["paired_bootstrap"] if (t["a"], t["b"], t["metric"]) == ("lm", "mt", "wer")
+    )
+    assert pair["a_value"] == pytest.approx(cell["value"])
+    md = (work / "RESULTS.md").read_text()
+    assert "## LM seeds" in md and "| + LM | test | 2 |" in md and "| + LM | test | mean ± sd |" in md
+    assert "| + LM, seed 1 | nlm |" in md  # tuned weights per seed
+
+    assert set(_run().values()) == {"skipped"}
+    (work / "exp/lm/lm/seed2/best.pt").write_text(
+        "".join(json.dumps({"text": t, "intent": i, "slots": sl}) + "\n" for t, i, sl in MT_TRAIN)
+    )
+    before = (rd / "seed1" / "system.json").read_bytes()
+    assert _run()["lm"] == "ran"
+    assert (rd / "seed1" / "system.json").read_bytes() == before  # seed 1 was not re-run
+
+
+@pytest.mark.parametrize(
+    "matrix, message",
+    [
+        (SEEDED.replace("seeds = [1, 2]\n", ""), "has no seeds"),
+        (SEEDED.replace("seeds = [1, 2]", "seeds = [1, 1]"), "named twice"),
+        (SEEDED.replace("seeds = [1, 2]", 'seeds = ["a"]'), r"seeds\[0\]"),
+        (SEEDED.replace("exp/lm/mt/best.pt", "exp/lm/mt/seed{seed}/best.pt", 1), "nlu_checkpoint"),
+    ],
+)
+def test_seed_matrix_errors(matrix, message):
+    import tomllib
+
+    from rescoring.experiments import parse_experiments
+
+    with pytest.raises(ValueError, match=message):
+        parse_experiments(tomllib.loads(matrix), "m.toml")
+
+
+def test_missing_seed_checkpoint_is_named(work):
+    (work / "exp/lm/lm/seed1").mkdir(parents=True)
+    (work / "exp/lm/lm/seed1/best.pt").write_text((work / "exp/lm/lm/best.pt").read_text())
+    (work / "systems.toml").write_text(SEEDED)
+    with pytest.raises(ValueError, match=r"exp/lm/lm/seed2/best.pt: not found .*lm_checkpoint"):
+        _run()
