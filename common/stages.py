@@ -208,14 +208,31 @@ def write(args: argparse.Namespace) -> int:
 
 
 def parse_ranges(specs: list[str]) -> list[set[int]]:
+    """``["6-8,17-21", "9-16"]`` -> one set of stage numbers per group."""
     groups = []
     for spec in specs:
-        a, _, b = spec.partition("-")
-        try:
-            groups.append(set(range(int(a), int(b or a) + 1)))
-        except ValueError:
-            raise InputError(f"--parallel: expected ranges like 6-8, got {spec!r}") from None
+        group: set[int] = set()
+        for part in spec.split(","):
+            a, _, b = part.partition("-")
+            try:
+                group |= set(range(int(a), int(b or a) + 1))
+            except ValueError:
+                raise InputError(
+                    f"--parallel: expected ranges like 6-8 or 6-8,17-21, got {spec!r}"
+                ) from None
+        groups.append(group)
     return groups
+
+
+def _range_name(group: set[int]) -> str:
+    """``{6, 7, 8, 17, 18}`` -> ``6-8, 17-18``."""
+    runs: list[list[int]] = []
+    for n in sorted(group):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
 def _legacy_record(path: Path) -> StageRecord | None:
@@ -267,7 +284,7 @@ def stage_table(
     if len(groups) == 2:
         a, b = (sum(secs.get(s, 0) for s in g) for g in groups)
         wall = total - min(a, b)
-        names = [f"{min(g)}-{max(g)}" for g in groups]
+        names = [_range_name(g) for g in groups]
         lines.append(
             f"Recipe wall-clock time: **{wall:.0f} s ({wall / 60:.0f} min)**: stages {names[0]}"
             f" ({a:.0f} s) ran next to stages {names[1]} ({b:.0f} s), one CPU thread each, so "

@@ -87,7 +87,9 @@ class ReportConfig:
     )
     parallel: tuple[str, ...] = field(
         default=(),
-        metadata={"help": "stage ranges that ran side by side, e.g. 6-8,17-21 9-16 (with --done-dir)"},
+        metadata={
+            "help": "stage ranges that ran side by side, e.g. 6-8,17-21 9-16 (with --done-dir)"
+        },
     )
     decode_dir: Path | None = field(
         default=None,

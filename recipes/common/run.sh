@@ -144,11 +144,29 @@ stage_lm() {  # stage_lm NAME train-lm options...
   # shellcheck disable=SC2086
   logged exp/lm/$name train-lm --exp-dir exp/lm/$name $lm_common "$@"
 }
-systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 19, 21)
+# Every LM system is trained once per seed of $lm_seeds (conf) into exp/lm/NAME/seedN; the LM
+# pre-training they start from is one run, shared. systems.toml names them exp/lm/NAME/seed{seed}.
+lm_seeds=${lm_seeds:-42}
+stage_lm_seeds() {  # stage_lm_seeds NAME train-lm options...
+  local name=$1 s; shift
+  for s in $lm_seeds; do
+    log "train-lm $name, seed $s"
+    stage_lm "$name/seed$s" --seed "$s" "$@"
+  done
+}
+lm_best() {  # lm_best NAME: the best.pt of every seed
+  local s
+  for s in $lm_seeds; do printf 'exp/lm/%s/seed%s/best.pt ' "$1" "$s"; done
+}
+pseudo_nlu=data/lm/pseudo_nlu.jsonl.gz
+pseudo_opts=${pseudo_opts:-}  # pseudo-label-nlu options (conf)
+# The multitask model whose NLU heads pick each utterance's biasing lists and label the LM text.
+context_lm=${context_lm:-exp/lm/pretrained_multitask_rwm/seed${lm_seeds%% *}/best.pt}
+systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 24)
 report_parallel=
-[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8 9-13"
+[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21 9-16"
 
-export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm
+export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
@@ -165,9 +183,11 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/wor
     --eval-manifests data/manifests/${corpus}_nlu_dev.jsonl.gz data/manifests/${corpus}_nlu_test.jsonl.gz \
     --lang-dir data/lang --threshold "$rare_threshold"
 
-# Stages 6-8 (RNN-T) and 9-13 (LMs) do not depend on each other and each uses one CPU thread:
+# Stages 6-8 (RNN-T) and 9-16 (LMs) do not depend on each other and each uses one CPU thread:
 # with asr_lm_parallel=true (conf) the RNN-T group runs in the background, next to the LMs, and
-# writes its output to log/asr-stages.log. Killing run.sh kills both; a re-run resumes both.
+# writes its output to log/asr-stages.log; after stage 8 it goes on with the biased first pass
+# (stages 17-21), stage 18 waiting until the LM group has passed stage 13 (its NLU head).
+# Killing run.sh kills both; a re-run resumes both.
 fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
 asr_stages() {
   run_stage 6 "Train the RNN-T ($asr_preset)" "$fbank_in" "$asr_dir/config.json" stage_train_asr
@@ -180,42 +200,34 @@ lm_in="$m/${corpus}_nlu_train.jsonl.gz $m/${corpus}_nlu_dev.jsonl.gz $m/${corpus
 lm_stages() {
   run_stage 9 "LM pre-training on plain text" "$lm_in data/lm/pretrain.txt" exp/lm/pretrain/best.pt \
     stage_lm pretrain --mode pretrain --train-text data/lm/pretrain.txt
-  run_stage 10 "LM-only fine-tuning on $corpus_title train text" "$lm_in data/lm/finetune.txt .done/stage9" \
-    exp/lm/lm/best.pt stage_lm lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
-  run_stage 11 "Multitask LM, linear task weights" "$lm_in" exp/lm/multitask_linear/best.pt \
-    stage_lm multitask_linear --mode multitask --scheduler linear
-  run_stage 12 "Multitask LM, RWM task weights" "$lm_in" exp/lm/multitask_rwm/best.pt \
-    stage_lm multitask_rwm --mode multitask --scheduler rwm
-  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM)" "$lm_in .done/stage9" \
-    exp/lm/pretrained_multitask_rwm/best.pt \
-    stage_lm pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+  run_stage 10 "LM-only fine-tuning on $corpus_title train text (seeds $lm_seeds)" \
+    "$lm_in data/lm/finetune.txt .done/stage9" "$(lm_best lm)" \
+    stage_lm_seeds lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
+  run_stage 11 "Multitask LM, linear task weights (seeds $lm_seeds)" "$lm_in" "$(lm_best multitask_linear)" \
+    stage_lm_seeds multitask_linear --mode multitask --scheduler linear
+  run_stage 12 "Multitask LM, RWM task weights (seeds $lm_seeds)" "$lm_in" "$(lm_best multitask_rwm)" \
+    stage_lm_seeds multitask_rwm --mode multitask --scheduler rwm
+  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM) (seeds $lm_seeds)" "$lm_in .done/stage9" \
+    "$(lm_best pretrained_multitask_rwm)" \
+    stage_lm_seeds pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+  touch log/.lm-stage13-passed  # stage 18 (in the RNN-T group) may use stage 13's NLU head now
+  run_stage 14 "Pre-trained LM, multitask fine-tuning, RWM sampling one task per step (seeds $lm_seeds)" \
+    "$lm_in .done/stage9" "$(lm_best pretrained_multitask_rwm_sample)" \
+    stage_lm_seeds pretrained_multitask_rwm_sample --mode finetune-multitask --scheduler rwm --rwm-use sample \
+      --init-from exp/lm/pretrain/best.pt
+  # shellcheck disable=SC2086
+  run_stage 15 "Pseudo-label the LM text with the multitask model's NLU heads" \
+    "$lm_in data/lm/pretrain.txt .done/stage13" "$pseudo_nlu" \
+    pseudo-label-nlu --checkpoint "$context_lm" --text data/lm/pretrain.txt \
+      --dev-nlu "$m/${corpus}_nlu_dev.jsonl.gz" --exclude-nlu "$m/${corpus}_nlu_train.jsonl.gz" \
+      --out "$pseudo_nlu" --seed "$seed" $pseudo_opts
+  run_stage 16 "Pre-trained LM, multitask fine-tuning (RWM) on $corpus_title train + pseudo-labels (seeds $lm_seeds)" \
+    "$lm_in .done/stage9 .done/stage15" "$(lm_best pretrained_multitask_rwm_pseudo)" \
+    stage_lm_seeds pretrained_multitask_rwm_pseudo --mode finetune-multitask --scheduler rwm \
+      --init-from exp/lm/pretrain/best.pt --nlu-extra "$pseudo_nlu"
 }
-if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
-  mkdir -p log
-  log "Stages 6-8 (RNN-T) run in the background next to stages 9-13 (LMs): tail -f $work_dir/log/asr-stages.log"
-  asr_stages >> log/asr-stages.log 2>&1 &
-  asr_pid=$!
-  lm_stages &  # also in the background: bash runs a trap only between foreground commands
-  lm_pid=$!
-  if ! wait $lm_pid; then
-    log "ERROR: the LM stages failed (see above)"
-    exit 1
-  fi
-  log "Stages 9-13 done; waiting for stages 6-8 (RNN-T)"
-  if ! wait $asr_pid; then
-    tail -n 30 log/asr-stages.log >&2
-    log "ERROR: the RNN-T stages failed; full log: $work_dir/log/asr-stages.log"
-    exit 1
-  fi
-  grep -h "Stage [678]:" log/asr-stages.log | tail -n 6 || true
-else
-  asr_stages
-  lm_stages
-fi
-# Stages 14-18: the NLU labels in the first pass (contextual biasing with slot lexicons).
+# Stages 17-21: the NLU labels in the first pass (contextual biasing with slot lexicons).
 lex_dir=data/lang/lexicons
-run_stage 14 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
-  extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
 gold_sets="$m/${corpus}_${gold_kind}_dev.jsonl.gz $m/${corpus}_${gold_kind}_test.jsonl.gz"
 stage_context_lists() {
   # shellcheck disable=SC2086
@@ -232,39 +244,83 @@ stage_biased() {  # stage_biased OUT_DIR tune-context options...
     --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz data/fbank/${corpus}_cuts_test.jsonl.gz \
     --scores $context_scores $decode_opts "$@"
 }
-export -f stage_context_lists stage_biased
-run_stage 15 "Intent of each utterance for biasing (predicted, gold)" \
-  "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
-  stage_context_lists
-run_stage 16 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage14" \
-  "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
-  stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
-run_stage 17 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage15" \
-  "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
-  stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
-run_stage 18 "Biased decoding, gold intent's slot lexicon (upper bound)" "$fbank_in .done/stage7 .done/stage15" \
-  "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
-  stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv
+# wait_for_lm_stage13: in the parallel layout, until the LM group has passed stage 13 (run, done or
+# out of the requested range); fails when the LM group ended without passing it.
+wait_for_lm_stage13() {
+  [ -n "${lm_pid:-}" ] || return 0
+  local said=
+  while [ ! -f log/.lm-stage13-passed ]; do
+    if ! kill -0 "$lm_pid" 2> /dev/null; then
+      log "ERROR: the LM stages ended before stage 13; stage 18 needs its NLU head"; return 1
+    fi
+    [ -n "$said" ] || { log "Stage 18 waits for the LM group to pass stage 13"; said=1; }
+    sleep 5
+  done
+}
+export -f stage_context_lists stage_biased wait_for_lm_stage13
+first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting for stage 13
+  run_stage 17 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
+    extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
+  run_stage 19 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage17" \
+    "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
+    stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
+  if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then wait_for_lm_stage13; fi
+  run_stage 18 "Intent of each utterance for biasing (predicted, gold)" \
+    "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
+    stage_context_lists
+  run_stage 20 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage18" \
+    "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
+    stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
+  run_stage 21 "Biased decoding, gold intent's slot lexicon (upper bound)" "$fbank_in .done/stage7 .done/stage18" \
+    "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
+    stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv
+}
+
+mkdir -p log
+rm -f log/.lm-stage13-passed
+if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
+  log "Stages 6-8 and 17-21 (RNN-T, biased decoding) run in the background next to stages 9-16 (LMs): tail -f $work_dir/log/asr-stages.log"
+  lm_stages &  # also in the background: bash runs a trap only between foreground commands
+  lm_pid=$!
+  { asr_stages; first_pass_stages; } >> log/asr-stages.log 2>&1 &  # (not &&: set -e holds)
+  asr_pid=$!
+  if ! wait $lm_pid; then
+    log "ERROR: the LM stages failed (see above)"
+    exit 1
+  fi
+  log "Stages 9-16 done; waiting for stages 6-8 and 17-21 (RNN-T, biased decoding)"
+  if ! wait $asr_pid; then
+    tail -n 30 log/asr-stages.log >&2
+    log "ERROR: the RNN-T / biased-decoding stages failed; full log: $work_dir/log/asr-stages.log"
+    exit 1
+  fi
+  grep -h "Stage \(6\|7\|8\|17\|18\|19\|20\|21\):" log/asr-stages.log | tail -n 12 || true
+else
+  asr_stages
+  lm_stages
+  first_pass_stages
+fi
 
 rescore_in="$gold_sets data/lang/word_counts.txt"
 # shellcheck disable=SC2086
-run_stage 19 "Tune on dev, rescore, score every system" \
-  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 14 16 17 18)" exp/rescore \
+run_stage 22 "Tune on dev, rescore, score every system" \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 14 16 17 19 20 21)" exp/rescore \
   rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
     --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
-    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --out-dir exp/rescore $tune_opts
-run_stage 20 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage19" "exp/coverage/coverage-test.md" \
+    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --out-dir exp/rescore \
+    $tune_opts
+run_stage 23 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage22" "exp/coverage/coverage-test.md" \
   rare-word-coverage --gold $m/${corpus}_${gold_kind}_test.jsonl.gz --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --lexicon-dir $lex_dir --lists exp/context/predicted.tsv \
     --nbest unbiased=$decode_dir/nbest-test.jsonl.gz biased_global=$asr_dir/decode_biased_global/nbest-test.jsonl.gz \
       biased=$asr_dir/decode_biased/nbest-test.jsonl.gz biased_gold=$asr_dir/decode_biased_gold/nbest-test.jsonl.gz \
     --out exp/coverage/coverage-test.md
 # shellcheck disable=SC2086
-run_stage 21 "Write RESULTS.md" ".done/stage19 .done/stage20 $systems_toml" "RESULTS.md results.json" \
-  make-report --systems "$systems_toml" --rescore-dir exp/rescore --out RESULTS.md \
+run_stage 24 "Write RESULTS.md" ".done/stage22 .done/stage23 $systems_toml" "RESULTS.md results.json" \
+  make-report --systems "$systems_toml" --lm-seeds $lm_seeds --rescore-dir exp/rescore --out RESULTS.md \
     --title "$corpus_title recipe results ($preset preset)" \
-    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' \
-    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' \
+    --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' 'exp/lm/*/seed*/config.json' \
+    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' 'exp/lm/*/seed*/cmd.sh' \
     --done-dir .done $report_parallel --decode-dir $decode_dir --extra-md exp/coverage/coverage-test.md
 
 log "All requested stages done."

@@ -22,26 +22,32 @@
 #  stage 7  average-checkpoints exp/asr/conformer_rnnt/epoch-*.pt -> .../avg.pt
 #  stage 8  decode-asr          avg.pt -> exp/asr/conformer_rnnt/decode/nbest-{dev,test}.jsonl.gz (+ lattices,
 #                               recogs/errs/wer-summary, oracle WER, RTF)
-#  stage 9  train-lm pretrain   data/lm/pretrain.txt -> exp/lm/pretrain/best.pt
-#  stage 10 train-lm            LM-only fine-tuning on SLURP train text -> exp/lm/lm/best.pt
-#  stage 11 train-lm            multitask from scratch, linear weights -> exp/lm/multitask_linear/best.pt
-#  stage 12 train-lm            multitask from scratch, RWM weights -> exp/lm/multitask_rwm/best.pt
-#  stage 13 train-lm            pre-trained LM, multitask fine-tuning (RWM) -> exp/lm/pretrained_multitask_rwm/best.pt
-#  stage 14 extract-slot-lexicon NLU labels of SLURP train only -> data/lang/lexicons/ (phrases
+#  stage 9  train-lm pretrain   data/lm/pretrain.txt -> exp/lm/pretrain/best.pt (one run, shared)
+#  Stages 10-16 train each LM system once per seed of $lm_seeds -> exp/lm/<system>/seed<N>/best.pt
+#  stage 10 train-lm            LM-only fine-tuning on SLURP train text -> exp/lm/lm/
+#  stage 11 train-lm            multitask from scratch, linear weights -> exp/lm/multitask_linear/
+#  stage 12 train-lm            multitask from scratch, RWM weights -> exp/lm/multitask_rwm/
+#  stage 13 train-lm            pre-trained LM, multitask fine-tuning (RWM) -> exp/lm/pretrained_multitask_rwm/
+#  stage 14 train-lm            the same, RWM sampling one task per step -> .../pretrained_multitask_rwm_sample/
+#  stage 15 pseudo-label-nlu    stage 13's NLU heads label data/lm/pretrain.txt; confidence threshold
+#                               chosen on dev -> data/lm/pseudo_nlu.jsonl.gz (+ .stats.json)
+#  stage 16 train-lm            as stage 13 on SLURP train + pseudo-labels -> .../pretrained_multitask_rwm_pseudo/
+#  stage 17 extract-slot-lexicon NLU labels of SLURP train only -> data/lang/lexicons/ (phrases
 #                               per slot type, per intent, global)
-#  stage 15 make-context-lists  intent of each dev/test utterance from the multitask LM's NLU head
+#  stage 18 make-context-lists  intent of each dev/test utterance from the multitask LM's NLU head
 #                               on the unbiased 1-best -> exp/context/predicted.tsv; gold intents
 #                               (upper bound only) -> exp/context/gold.tsv
-#  stage 16 tune-context        biased decoding, global lexicon: context score tuned on dev ->
+#  stage 19 tune-context        biased decoding, global lexicon: context score tuned on dev ->
 #                               $asr_dir/decode_biased_global/
-#  stage 17 tune-context        biased decoding, the predicted intent's lexicon -> .../decode_biased/
-#  stage 18 tune-context        biased decoding, the gold intent's lexicon -> .../decode_biased_gold/
-#  stage 19 rescore-systems     conf/systems.toml (the experiment matrix): every system ->
-#                               exp/rescore/<system>/ (λ, β tuned on dev only; NLU of the chosen
-#                               hypothesis; a complete, unchanged system is skipped)
-#  stage 20 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
+#  stage 20 tune-context        biased decoding, the predicted intent's lexicon -> .../decode_biased/
+#  stage 21 tune-context        biased decoding, the gold intent's lexicon -> .../decode_biased_gold/
+#  stage 22 rescore-systems     conf/systems.toml (the experiment matrix): every system (each LM
+#                               seed) -> exp/rescore/<system>[/seed<N>]/ (λ, β tuned on dev only;
+#                               NLU of the chosen hypothesis; a complete, unchanged system is skipped)
+#  stage 23 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
 #                               (unbiased and biased first passes) -> exp/coverage/coverage-test.md
-#  stage 21 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
+#  stage 24 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
+#  With asr_lm_parallel=true, stages 6-8 then 17-21 run next to stages 9-16 (one core each).
 set -euo pipefail
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 corpus=slurp

@@ -115,3 +115,12 @@ def test_stage_table_shows_markers_of_the_older_format(tmp_path):
     md = stage_table(done)
     assert "| 2 | Compute fbank features | 24 | 854 |" in md
     assert "| 3 | Train BPE models (128 256) | 6 | - |" in md
+
+
+def test_parallel_groups_may_be_several_ranges():
+    from common.stages import _range_name, parse_ranges
+
+    assert parse_ranges(["6-8,17-21", "9-16"]) == [{6, 7, 8, 17, 18, 19, 20, 21}, set(range(9, 17))]
+    assert _range_name({6, 7, 8, 17, 19, 20}) == "6-8, 17, 19-20"
+    with pytest.raises(ValueError, match="6-8,17-21"):
+        parse_ranges(["6-x"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.recipes.slurp_fixture import write_slurp_fixture
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "slurp" / "run.sh"
-NUM_STAGES = 22
+NUM_STAGES = 25
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -67,4 +67,4 @@ def test_corpus_dir_is_required_and_help(tmp_path):
     r = _run("--work-dir", str(tmp_path / "w"))
     assert r.returncode != 0 and "--corpus-dir is required" in r.stdout + r.stderr
     r = subprocess.run(["bash", str(RUN_SH), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "prepare-slurp" in r.stdout and "stage 21" in r.stdout
+    assert r.returncode == 0 and "prepare-slurp" in r.stdout and "stage 24" in r.stdout

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
-NUM_STAGES = 22
+NUM_STAGES = 25
 
 
 def _cmd(work: Path, *args: str) -> tuple[list[str], dict]:
@@ -80,10 +80,14 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "exp/asr/conformer_rnnt/avg.pt",
         "exp/asr/conformer_rnnt/decode/nbest-test.jsonl.gz",
         "exp/lm/pretrain/best.pt",
-        "exp/lm/pretrained_multitask_rwm/best.pt",
-        "exp/rescore/multitask_rwm/tuned.json",
+        "exp/lm/pretrained_multitask_rwm/seed42/best.pt",
+        "exp/lm/pretrained_multitask_rwm_pseudo/seed43/best.pt",
+        "exp/lm/pretrained_multitask_rwm_sample/seed43/best.pt",
+        "data/lm/pseudo_nlu.jsonl.gz",
+        "exp/rescore/multitask_rwm/seed42/tuned.json",
+        "exp/rescore/multitask_rwm/seed43/tuned.json",
         "exp/asr/conformer_rnnt/cmd.sh",
-        "exp/lm/multitask_rwm/cmd.sh",
+        "exp/lm/multitask_rwm/seed43/cmd.sh",
         "plots/test-wer.png",
     ):
         assert (work / rel).is_file(), rel
@@ -97,12 +101,18 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "+ multitask LM, linear weights",
         "+ multitask LM, RWM weights",
         "+ LM-pretrained, multitask fine-tuned (RWM)",
+        "+ LM-pretrained, multitask fine-tuned (RWM, sampled task)",
+        "+ LM-pretrained, multitask fine-tuned (RWM) + pseudo-labels",
     ):
         assert f"| {label} |" in md
     assert "not run" not in md and "## Stage times" in md and "train-lm" in md
-    assert "Recipe wall-clock time" in md and "ran next to stages 9-13" in md  # parallel preset
-    assert "Stage 8: done" in (work / "log/asr-stages.log").read_text()
-    assert "## Rare words: lexicon, beam, 1-best" in md  # stage 20's diagnostics
+    assert "Recipe wall-clock time" in md and "ran next to stages 9-16" in md  # parallel preset
+    asr_log = (work / "log/asr-stages.log").read_text()
+    assert "Stage 8: done" in asr_log and "Stage 21: done" in asr_log  # 17-21 next to the LMs
+    assert "## Rare words: lexicon, beam, 1-best" in md  # stage 23's diagnostics
+    assert "## LM seeds" in md and "| + LM rescoring (LM objective only) | test | 43 |" in md
+    pseudo = json.loads((work / "data/lm/pseudo_nlu.stats.json").read_text())
+    assert pseudo["kept"] > 0
     for d in ("decode_biased_global", "decode_biased", "decode_biased_gold"):
         tuned = json.loads((work / f"exp/asr/conformer_rnnt/{d}/context-tuned.json").read_text())
         assert tuned["tune_set"] == "dev" and tuned["chosen_score"] in (0.5, 1.0)  # conf/tiny.sh
@@ -121,7 +131,9 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "biased_gold_1best",
         "biased_lm",
         "biased_pretrained_multitask_rwm",
-        # issue 14 (part): the log-linear decoder with NLU features
+        # issue 14: RWM sampled, pseudo-labels, the log-linear decoder with NLU features
+        "pretrained_multitask_rwm_sample",
+        "pretrained_multitask_rwm_pseudo",
         "nlu_features",
         "biased_nlu_features",
     ):
@@ -143,6 +155,6 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
 
 def test_help_and_bad_option():
     r = subprocess.run(["bash", str(RUN_SH), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 21" in r.stdout
+    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 24" in r.stdout
     r = subprocess.run(["bash", str(RUN_SH), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option --bogus" in r.stderr

@@ -307,7 +307,9 @@ def test_seeded_system_runs_once_per_seed_and_reports_mean_sd_and_seeds(work):
     )
     assert pair["a_value"] == pytest.approx(cell["value"])
     md = (work / "RESULTS.md").read_text()
-    assert "## LM seeds" in md and "| + LM | test | 2 |" in md and "| + LM | test | mean ± sd |" in md
+    assert (
+        "## LM seeds" in md and "| + LM | test | 2 |" in md and "| + LM | test | mean ± sd |" in md
+    )
     assert "| + LM, seed 1 | nlm |" in md  # tuned weights per seed
 
     assert set(_run().values()) == {"skipped"}

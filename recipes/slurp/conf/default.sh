@@ -17,5 +17,6 @@ lm_preset=default
 lm_opts=""
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 lexicon_opts="--min-count 1 --max-phrases 0"
-context_lm=exp/lm/pretrained_multitask_rwm/best.pt
+lm_seeds="42 43 44"
+pseudo_opts="--min-precision 0.9 --max-sentences 20000"
 context_scores="0.25 0.5 0.75 1"

@@ -14,5 +14,6 @@ lm_preset=tiny
 lm_opts="--epochs 1"
 tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-min 0 --word-bonus-max 1 --word-bonus-step 0.5"
 lexicon_opts="--min-count 1 --max-phrases 0"
-context_lm=exp/lm/pretrained_multitask_rwm/best.pt
+lm_seeds="42 43"
+pseudo_opts="--threshold 0 --max-sentences 200"   # the tiny model reaches no dev precision
 context_scores="0.5 1"

@@ -7,7 +7,7 @@ rare_threshold=5         # K: a word seen < K times in the ASR transcripts is ra
 tts_backend=espeak-ng
 seed=13
 nj=2                     # processes for TTS / fbank
-asr_lm_parallel=true     # stages 6-8 (RNN-T) and 9-13 (LMs) side by side, one core each
+asr_lm_parallel=true     # stages 6-8 + 17-21 (RNN-T, biased decoding) and 9-16 (LMs) side by side, one core each
 # ASR (asr/config.py presets; any train-asr option can be added to asr_train_opts)
 # Model sizes and optimiser settings: the named presets of asr/config.py and lm/config.py; any
 # field can be overridden in asr_train_opts / lm_opts. The values each run used are written to
@@ -23,7 +23,15 @@ lm_opts=""
 # Rescoring: λ/β grid searched on dev
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
-# Contextual biasing (stages 14-18): slot lexicons from the training NLU labels
+# Contextual biasing (stages 17-21): slot lexicons from the training NLU labels
 lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot phrase
-context_lm=exp/lm/pretrained_multitask_rwm/best.pt       # the NLU head that predicts each intent
+# The NLU head that predicts each intent and labels the LM text: the first seed's
+# pre-trained multitask model (default of recipes/common/run.sh; set context_lm to change it).
+# LM seeds (issue 14): every LM system is trained once per seed (exp/lm/<system>/seed<N>);
+# RESULTS.md gives seed mean ± sd and tests over seeds and utterances.
+lm_seeds="42 43 44"
+# Pseudo-labelled NLU data (stage 15): the pre-trained multitask model labels data/lm/pretrain.txt;
+# the confidence threshold is the lowest whose dev precision (intent and every tag right) >= 0.9;
+# at most this many of the most confident sentences are kept.
+pseudo_opts="--min-precision 0.9 --max-sentences 20000"
 context_scores="0.25 0.5 0.75 1"    # bonus per BPE token, chosen on dev (old model: 0.5 best, 1.5 over-inserts)
