@@ -105,6 +105,13 @@ class SystemsConfig(GridOptions):
             "lm_seeds); default: the matrix's seeds = [...]"
         },
     )
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "systems (and seeds of a seeded system) rescored at once, each in its own "
+            "process with one torch thread; 1: one after another in this process"
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
@@ -374,15 +381,6 @@ def write_cmd(folder: Path, cfg: SystemsConfig, steps: list[Step]) -> None:
         f.write("".join(s.command() + "\n" for s in steps))
 
 
-def run_system(cfg: SystemsConfig, exps: Experiments, system: System) -> bool:
-    """Run one system (each of its seeds) unless complete and unchanged. True if any ran."""
-    ran = False
-    for seed in exps.seeds_of(system.name):
-        folder = seed_folder(cfg.out_dir, system.name, seed)
-        ran |= _run_one(cfg, exps, system.for_seed(seed), folder)
-    return ran
-
-
 def _run_one(cfg: SystemsConfig, exps: Experiments, system: System, folder: Path) -> bool:
     steps = plan_steps(cfg, exps, system, folder)
     record = plan_record(steps, system_inputs(cfg, exps, system))
@@ -404,14 +402,52 @@ def _run_one(cfg: SystemsConfig, exps: Experiments, system: System, folder: Path
     return True
 
 
+def _run_in_worker(cfg: SystemsConfig, exps: Experiments, system: System, folder: Path) -> bool:
+    """:func:`_run_one` in a worker process of ``--jobs``: one torch thread per job."""
+    import torch
+
+    torch.set_num_threads(1)
+    return _run_one(cfg, exps, system, folder)
+
+
 def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
     """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
     exps = load_experiments(cfg.systems, cfg.lm_seeds)
     check_inputs(cfg, exps)
-    done = {}
+    if cfg.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {cfg.jobs}")
+    runs = [
+        (system, seed) for system in exps.systems.values() for seed in exps.seeds_of(system.name)
+    ]
+    ran: dict[str, bool] = dict.fromkeys(exps.systems, False)
     with output_folder(cfg.out_dir):
-        for system in exps.systems.values():
-            done[system.name] = "ran" if run_system(cfg, exps, system) else "skipped"
+        if cfg.jobs == 1:
+            for system, seed in runs:
+                folder = seed_folder(cfg.out_dir, system.name, seed)
+                ran[system.name] |= _run_one(cfg, exps, system.for_seed(seed), folder)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: the workers inherit the logging set-up; no torch thread exists yet here
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=ctx) as pool:
+                futures = [
+                    (
+                        system.name,
+                        pool.submit(
+                            _run_in_worker,
+                            cfg,
+                            exps,
+                            system.for_seed(seed),
+                            seed_folder(cfg.out_dir, system.name, seed),
+                        ),
+                    )
+                    for system, seed in runs
+                ]
+                for name, fut in futures:
+                    ran[name] |= fut.result()  # the first error is raised here
+    done = {k: "ran" if v else "skipped" for k, v in ran.items()}
     logging.info("rescore-systems: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
     return done
 

@@ -160,6 +160,7 @@ lm_best() {  # lm_best NAME: the best.pt of every seed
 }
 pseudo_nlu=data/lm/pseudo_nlu.jsonl.gz
 pseudo_opts=${pseudo_opts:-}  # pseudo-label-nlu options (conf)
+rescore_jobs=${rescore_jobs:-1}  # stage 22: systems / seeds rescored at once (one process each)
 # The multitask model whose NLU heads pick each utterance's biasing lists and label the LM text.
 context_lm=${context_lm:-exp/lm/pretrained_multitask_rwm/seed${lm_seeds%% *}/best.pt}
 systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 24)
@@ -307,7 +308,8 @@ run_stage 22 "Tune on dev, rescore, score every system" \
   "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 14 16 17 19 20 21)" exp/rescore \
   rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
     --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
-    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --out-dir exp/rescore \
+    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --jobs "$rescore_jobs" \
+    --out-dir exp/rescore \
     $tune_opts
 run_stage 23 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage22" "exp/coverage/coverage-test.md" \
   rare-word-coverage --gold $m/${corpus}_${gold_kind}_test.jsonl.gz --word-counts data/lang/word_counts.txt \

@@ -345,3 +345,23 @@ def test_missing_seed_checkpoint_is_named(work):
     (work / "systems.toml").write_text(SEEDED)
     with pytest.raises(ValueError, match=r"exp/lm/lm/seed2/best.pt: not found .*lm_checkpoint"):
         _run()
+
+
+def test_jobs_give_the_same_outputs_as_one_after_another(work):
+    """--jobs 2: the systems and seeds rescored in two worker processes write the same files."""
+    for seed in (1, 2):
+        d = work / "exp/lm/lm" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "best.pt").write_text((work / "exp/lm/mt/best.pt").read_text())
+    (work / "systems.toml").write_text(SEEDED)
+    assert set(_run().values()) == {"ran"}
+    out = _run("--jobs", "2", "--out-dir", "exp/rescore2")
+    assert set(out.values()) == {"ran"}
+    a, b = work / "exp/rescore", work / "exp/rescore2"
+    files = sorted(p.relative_to(a) for p in a.rglob("onebest-*.jsonl.gz"))
+    assert len(files) == 2 * 5  # first, oracle, lm seed 1 and 2, mt; dev and test
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert set(_run("--jobs", "2", "--out-dir", "exp/rescore2").values()) == {"skipped"}
+    with pytest.raises(ValueError, match="--jobs must be >= 1"):
+        _run("--jobs", "0")

@@ -15,6 +15,7 @@ asr_avg=3
 decode_opts="--method modified_beam --beam 16 --nbest 16 --max-sym-per-frame 2"
 lm_preset=default
 lm_opts=""
+rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 lexicon_opts="--min-count 1 --max-phrases 0"
 lm_seeds="42 43 44"

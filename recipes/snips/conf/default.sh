@@ -14,13 +14,14 @@ asr_lm_parallel=true     # stages 6-8 + 17-21 (RNN-T, biased decoding) and 9-16 
 # exp/*/config.json and listed in RESULTS.md ("Resolved configurations").
 asr_preset=default
 asr_bpe=128
-asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-13, ~32 min) train on the other core
+asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-16, 3 seeds, ~95 min) train on the other core
 asr_avg=3
 decode_opts="--method modified_beam --beam 16 --nbest 16 --max-sym-per-frame 2"  # bench/asr_beam_search.py: 2 symbols per frame beat 1 and 3
 # LMs (lm/config.py presets)
 lm_preset=default
 lm_opts=""
 # Rescoring: λ/β grid searched on dev
+rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
 # Contextual biasing (stages 17-21): slot lexicons from the training NLU labels
@@ -32,6 +33,6 @@ lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot 
 lm_seeds="42 43 44"
 # Pseudo-labelled NLU data (stage 15): the pre-trained multitask model labels data/lm/pretrain.txt;
 # the confidence threshold is the lowest whose dev precision (intent and every tag right) >= 0.9;
-# at most this many of the most confident sentences are kept.
-pseudo_opts="--min-precision 0.9 --max-sentences 20000"
+# at most this many of the most confident sentences are kept (time: the stage-16 fine-tunings).
+pseudo_opts="--min-precision 0.9 --max-sentences 5000"
 context_scores="0.25 0.5 0.75 1"    # bonus per BPE token, chosen on dev (old model: 0.5 best, 1.5 over-inserts)

@@ -17,6 +17,7 @@ asr_avg=1
 decode_opts="--method modified_beam --beam 4 --nbest 4 --max-sym-per-frame 2"
 lm_preset=tiny
 lm_opts="--epochs 1"
+rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-min 0 --word-bonus-max 1 --word-bonus-step 0.5"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
 lexicon_opts="--min-count 1 --max-phrases 0"
