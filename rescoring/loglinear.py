@@ -89,6 +89,7 @@ from rescoring.features import (
 )
 from rescoring.fields import at, check_number, get_str, shown
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
+from rescoring.params import weighted_total
 from rescoring.rescore import NbestArrays, load_nlu, word_errors
 from rescoring.scorers import build_scorer
 from rescoring.tune import MIN_GRID_STEP, best_point, sweep
@@ -190,10 +191,7 @@ def score(features: Mapping[str, N], weights: LoglinearWeights) -> N:
     Raises:
         KeyError: a weighted feature missing from ``features`` (readers check this first).
     """
-    total = features[AM]
-    for name, w in weights.items[1:]:
-        total = total + w * features[name]
-    return total
+    return weighted_total(features[AM], ((w, features[name]) for name, w in weights.items[1:]))
 
 
 # --- arrays for the tuner -------------------------------------------------------------------

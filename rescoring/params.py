@@ -5,6 +5,10 @@ Every place that combines scores (the λ/β sweep of ``tune-rescoring``, ``resco
 
     total = am_score + λ·lm_score + β·num_words
 
+which is :func:`weighted_total`, the one formula the log-linear decoder
+(:func:`rescoring.loglinear.score`) also computes, for any features
+(:meth:`RescoreWeights.as_features` gives the λ/β weights in its form).
+
 ``tuned.json`` is a :class:`TunedParams`: the :class:`RescoreWeights` chosen by
 ``tune-rescoring`` (``"weights"``) and where they come from: the scorer and its checkpoints,
 the n-best and set they were tuned on, the grid searched and the WER they gave there. Every key
@@ -25,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +40,19 @@ from rescoring.fields import at, get_int, get_number, get_str, shown
 N = TypeVar("N")  # a float, or a numpy array of them (the vectorised sweep)
 
 
+def weighted_total(am: N, terms: Iterable[tuple[float, N]]) -> N:
+    """``am + w1·x1 + w2·x2 + ...``, added in the order given: the one formula of every
+    decoder (:func:`total_score` for λ/β, :func:`rescoring.loglinear.score` for any features).
+
+    Works elementwise on numpy arrays (the sweep's ``(U, N)`` arrays) as on floats, with the
+    same operations in the same order, so both give bit-identical totals.
+    """
+    total = am
+    for w, x in terms:
+        total = total + w * x
+    return total
+
+
 @dataclass(frozen=True)
 class RescoreWeights:
     """The weights of :func:`total_score` (the acoustic score has weight 1)."""
@@ -42,14 +60,16 @@ class RescoreWeights:
     lm_scale: float = 0.0  # λ
     word_bonus: float = 0.0  # β
 
+    def as_features(self, lm_feature: str) -> dict[str, float]:
+        """The same weights as a feature map of the log-linear decoder
+        (:class:`rescoring.loglinear.LoglinearWeights`), whose LM feature is ``lm_feature``
+        (e.g. ``lm:lm``): ``am`` 1, λ on the LM, β on ``num_words``."""
+        return {"am": 1.0, lm_feature: self.lm_scale, "num_words": self.word_bonus}
+
 
 def total_score(am: N, lm: N, num_words: N, weights: RescoreWeights) -> N:
-    """``am + λ·lm + β·num_words``: the one rescoring formula.
-
-    Works elementwise on numpy arrays (the sweep's ``(U, N)`` arrays) as on floats, with the
-    same operations in the same order, so both give bit-identical totals.
-    """
-    return am + weights.lm_scale * lm + weights.word_bonus * num_words
+    """``am + λ·lm + β·num_words`` (:func:`weighted_total` with the λ/β weights)."""
+    return weighted_total(am, ((weights.lm_scale, lm), (weights.word_bonus, num_words)))
 
 
 @dataclass(frozen=True)

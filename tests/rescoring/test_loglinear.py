@@ -303,9 +303,8 @@ def test_zero_extra_weights_choose_exactly_what_the_old_formula_chooses(recipe):
     old_arrays = NbestArrays.from_records(records)
     for lam, beta in ((0.0, 0.0), (0.35, 1.75), (1.3, -0.6), (0.05, 0.25)):
         rw = RescoreWeights(lam, beta)
-        w = LoglinearWeights.of(
-            {n: {"am": 1.0, "lm:bi": lam, "num_words": beta}.get(n, 0.0) for n in names}
-        )
+        w = LoglinearWeights.of({n: rw.as_features("lm:bi").get(n, 0.0) for n in names})
+        assert w.as_dict() == {n: 0.0 for n in names} | {"am": 1.0, "lm:bi": lam, "num_words": beta}
         for r, f in zip(records, fr, strict=True):
             for h, fh in zip(r.hyps, f.hyps, strict=True):
                 want = total_score(h.first_pass_score, h.lm_score, len(h.words.split()), rw)
