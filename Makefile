@@ -13,11 +13,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) system-deps
 
+# TTS engines (data_prep/tts.py: espeak-ng, flite, festival with its English voices), sox,
+# /usr/bin/time, pgrep (procps) and flock (util-linux)
+DEBIAN_PACKAGES := espeak-ng sox time procps util-linux flite festival \
+	festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || [ ! -x /usr/bin/time ] \
-	    || ! command -v flock >/dev/null || ! command -v pgrep >/dev/null; then \
-	  echo "Installing Debian packages espeak-ng, sox, time, procps and util-linux"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng sox time procps util-linux >/dev/null; \
+	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+	  echo "Installing Debian packages $(DEBIAN_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
 $(STAMP): setup.cfg pyproject.toml

@@ -18,6 +18,8 @@ from pathlib import Path
 from common.io import CheckpointError, InputError
 
 PRESETS = ("tiny", "default", "large")
+#: input front-ends: fbank features, or a self-supervised model on waveforms (asr/frontend.py)
+FRONTENDS = ("fbank", "wav2vec2_base", "hubert_base")
 
 
 @dataclass
@@ -49,6 +51,27 @@ class ModelConfig:
             "must equal it)"
         },
     )
+    frontend: str = field(
+        default="fbank",
+        metadata={
+            "help": "input front-end: fbank (the cuts' features, CMVN, Conv2d subsampling) or a "
+            "self-supervised model on the cuts' 16 kHz audio, projected to --encoder-dim: "
+            "wav2vec2_base, hubert_base (asr/frontend.py)"
+        },
+    )
+    frontend_freeze: bool = field(
+        default=True,
+        metadata={"help": "SSL front-end: keep its weights fixed (false: fine-tune them)"},
+    )
+    frontend_layers: int = field(
+        default=0,
+        metadata={"help": "SSL front-end: transformer layers kept (0 = all 12)"},
+    )
+
+    @property
+    def waveform_input(self) -> bool:
+        """The model reads waveforms (an SSL front-end), not fbank features."""
+        return self.frontend != "fbank"
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, path: str | Path) -> ModelConfig:
@@ -85,6 +108,10 @@ class ModelConfig:
             raise InputError("--conv-kernel-size must be odd")
         if self.feature_dim < 1 or self.vocab_size < 0:
             raise InputError("--feature-dim must be >= 1 and --vocab-size >= 0")
+        if self.frontend not in FRONTENDS:
+            raise InputError(f"--frontend must be one of {FRONTENDS}, got {self.frontend!r}")
+        if not 0 <= self.frontend_layers <= 12:
+            raise InputError(f"--frontend-layers must be 0 (all) to 12, got {self.frontend_layers}")
 
 
 @dataclass
@@ -158,6 +185,14 @@ class TrainConfig:
     )
     resume: bool = field(
         default=True, metadata={"help": "continue from the last epoch-N.pt in exp-dir if any"}
+    )
+    frontend_checkpoint: Path | None = field(
+        default=None,
+        metadata={
+            "help": "SSL front-end: torchaudio state dict to start from, e.g. saved from "
+            "torchaudio.pipelines.WAV2VEC2_BASE.get_model().state_dict(); unset = random "
+            "initialisation (an untrained front-end; a WARNING says so)"
+        },
     )
 
     def validate(self) -> None:

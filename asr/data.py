@@ -1,5 +1,10 @@
 """Data side of ASR training and decoding: BPE tokenizer, Lhotse dataset, samplers.
 
+With an SSL front-end (``ModelConfig.frontend``, :mod:`asr.frontend`) batches hold the cuts'
+audio instead of their features: ``make_dataloader(..., waveform=True)`` gives ``feats`` (N, S)
+16 kHz samples and ``feat_lens`` in samples (Lhotse's ``collate_audio``: the cuts of
+``compute-fbank`` still reference their recordings).
+
 Usage:
     tok = Tokenizer("data/lang_bpe_128/bpe.model")
     cuts = load_cuts("data/fbank/snips_cuts_train.jsonl.gz")
@@ -16,10 +21,11 @@ import sentencepiece as spm
 import torch
 from lhotse import CutSet, load_manifest
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugment
-from lhotse.dataset.collation import collate_features
+from lhotse.dataset.collation import collate_audio, collate_features
 from torch.utils.data import DataLoader, Dataset
 
 from asr.config import ModelConfig
+from asr.frontend import SAMPLE_RATE, ssl_frames
 from common.io import InputError
 
 
@@ -79,6 +85,32 @@ def check_feature_dim(cuts: CutSet, dim: int, path: str | Path) -> None:
         )
 
 
+def check_model_input(cuts: CutSet, model_cfg: ModelConfig, path: str | Path) -> None:
+    """Raise :class:`InputError` naming ``path`` unless its cuts have what the model reads:
+    features of ``feature_dim`` (fbank), or 16 kHz audio (an SSL front-end)."""
+    if not model_cfg.waveform_input:
+        check_feature_dim(cuts, model_cfg.feature_dim, path)
+        return
+    for c in cuts:
+        if not c.has_recording:
+            raise InputError(
+                f"{path}: cut {c.id} has no recording; the {model_cfg.frontend} front-end reads "
+                "the audio"
+            )
+        if c.sampling_rate != SAMPLE_RATE:
+            raise InputError(
+                f"{path}: cut {c.id} is {c.sampling_rate} Hz; the {model_cfg.frontend} "
+                f"front-end takes {SAMPLE_RATE} Hz audio"
+            )
+
+
+def encoder_frames(cut, model_cfg: ModelConfig) -> int:
+    """Encoder frames the model gives for ``cut`` (fbank frames subsampled, or SSL frames)."""
+    if model_cfg.waveform_input:
+        return int(ssl_frames(cut.num_samples, model_cfg.subsampling_factor // 2))
+    return subsampled_frames(cut.num_frames, model_cfg.subsampling_factor)
+
+
 def cut_text(cut) -> str:
     return " ".join(s.text for s in cut.supervisions if s.text)
 
@@ -89,7 +121,7 @@ def subsampled_frames(num_frames: int, factor: int) -> int:
     return num_frames
 
 
-def filter_cuts(cuts: CutSet, tok: Tokenizer, subsampling_factor: int) -> CutSet:
+def filter_cuts(cuts: CutSet, tok: Tokenizer, model_cfg: ModelConfig) -> CutSet:
     """Drop (with a counted warning) cuts with an empty transcript or too few encoder frames
     for their token sequence (CTC needs T' >= U)."""
     kept, empty, short = [], 0, 0
@@ -98,7 +130,7 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, subsampling_factor: int) -> CutSet
         if not ids:
             empty += 1
             continue
-        if subsampled_frames(c.num_frames, subsampling_factor) < len(ids):
+        if encoder_frames(c, model_cfg) < len(ids):
             short += 1
             continue
         kept.append(c)
@@ -116,19 +148,20 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, subsampling_factor: int) -> CutSet
 def load_train_cuts(
     train_path: Path, dev_path: Path, tok: Tokenizer, model_cfg: ModelConfig
 ) -> tuple[CutSet, CutSet]:
-    """(train, dev) CutSets for training, checked: features of the model's dimension, train
-    cuts the model can learn from (:func:`filter_cuts`; an error if none are left)."""
+    """(train, dev) CutSets for training, checked: what the model reads (features of its
+    dimension, or 16 kHz audio), train cuts the model can learn from (:func:`filter_cuts`; an
+    error if none are left)."""
     train_cuts = load_cuts(train_path)
-    check_feature_dim(train_cuts, model_cfg.feature_dim, train_path)
+    check_model_input(train_cuts, model_cfg, train_path)
     n = len(train_cuts)
-    train_cuts = filter_cuts(train_cuts, tok, model_cfg.subsampling_factor)
+    train_cuts = filter_cuts(train_cuts, tok, model_cfg)
     if len(train_cuts) == 0:
         raise InputError(
             f"{train_path}: all {n} cuts dropped (empty transcript, or fewer encoder frames "
             "than BPE tokens)"
         )
     dev_cuts = load_cuts(dev_path)
-    check_feature_dim(dev_cuts, model_cfg.feature_dim, dev_path)
+    check_model_input(dev_cuts, model_cfg, dev_path)
     return train_cuts, dev_cuts
 
 
@@ -136,7 +169,9 @@ class AsrDataset(Dataset):
     """Maps a CutSampler batch (a CutSet) to padded tensors.
 
     Returns a dict: ``feats`` (N, T, C) float, ``feat_lens`` (N,), ``targets`` (N, U) int64
-    (padded with 0), ``target_lens`` (N,), ``texts`` list[str], ``ids`` list[str].
+    (padded with 0), ``target_lens`` (N,), ``texts`` list[str], ``ids`` list[str]. With
+    ``waveform``, ``feats`` is the audio (N, S) and ``feat_lens`` counts samples (SpecAugment,
+    which masks fbank bins, is then refused).
     """
 
     def __init__(
@@ -145,9 +180,13 @@ class AsrDataset(Dataset):
         spec_augment: SpecAugment | None = None,
         speed_perturb: bool = False,
         num_mel_bins: int = 80,
+        waveform: bool = False,
     ) -> None:
+        if waveform and spec_augment is not None:
+            raise InputError("SpecAugment masks fbank features; waveform batches have none")
         self.tok = tok
         self.spec_augment = spec_augment
+        self.waveform = waveform
         self.perturb = None
         if speed_perturb:  # needs the cuts' audio: fbank is recomputed on the fly
             from lhotse import Fbank, FbankConfig
@@ -158,7 +197,11 @@ class AsrDataset(Dataset):
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        if self.perturb is not None:
+        if self.waveform:
+            if self.perturb is not None:
+                cuts = self.perturb(cuts)
+            feats, feat_lens = collate_audio(cuts)  # (N, S), (N,)
+        elif self.perturb is not None:
             cuts = self.perturb(cuts)
             feats, feat_lens = self.fbank(cuts)
         else:
@@ -225,12 +268,14 @@ def make_dataloader(
     seed: int = 0,
     speed_perturb: bool = False,
     num_mel_bins: int = 80,
+    waveform: bool = False,
 ) -> DataLoader:
     """Batches of :class:`AsrDataset`; ``num_mel_bins`` is the fbank size of the on-the-fly
-    features of ``speed_perturb`` (the model's ``feature_dim``)."""
+    features of ``speed_perturb`` (the model's ``feature_dim``); ``waveform``: audio batches
+    for an SSL front-end (``ModelConfig.waveform_input``)."""
     sampler = make_sampler(cuts, max_duration, shuffle, num_buckets, world_size, rank, seed)
     return DataLoader(
-        AsrDataset(tok, spec_augment, speed_perturb, num_mel_bins),
+        AsrDataset(tok, spec_augment, speed_perturb, num_mel_bins, waveform),
         sampler=sampler,
         batch_size=None,
         num_workers=num_workers,

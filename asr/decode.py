@@ -51,7 +51,7 @@ from lhotse import CutSet
 
 from asr.config import ModelConfig
 from asr.context_graph import MAX_PHRASES, ContextBiasing, ContextGraph
-from asr.data import Tokenizer, check_feature_dim, load_cuts, make_dataloader
+from asr.data import Tokenizer, check_model_input, load_cuts, make_dataloader
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
 from common.checkpoint import (
@@ -196,27 +196,31 @@ def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int, context: bool = Fal
 
 
 def set_name(path: Path) -> str:
+    """``dev`` of ``snips_cuts_dev.jsonl.gz``: what follows ``_cuts_`` (so that a split name
+    may hold ``_``: ``test_unseen_engine``), else what follows the last ``_``."""
     name = path.name.split(".")[0]
+    if "_cuts_" in name:
+        return name.split("_cuts_", 1)[1]
     return name.split("_")[-1] if "_" in name else name
 
 
-def load_decode_cuts(path: Path, cfg: DecodeConfig, feature_dim: int) -> CutSet:
+def load_decode_cuts(path: Path, cfg: DecodeConfig, model_cfg: ModelConfig) -> CutSet:
     """The cuts of one set to decode (the first ``--max-utts``), checked against the model.
 
     Raises:
         InputError: naming ``path`` when it is missing, unreadable, not a CutSet, empty, or
-            its features do not have the model's dimension.
+            does not have what the model reads (features of its dimension, or 16 kHz audio).
     """
-    return _load_set(path, cfg, feature_dim)[0]
+    return _load_set(path, cfg, model_cfg)[0]
 
 
-def _load_set(path: Path, cfg: DecodeConfig, feature_dim: int) -> tuple[CutSet, list[str]]:
+def _load_set(path: Path, cfg: DecodeConfig, model_cfg: ModelConfig) -> tuple[CutSet, list[str]]:
     """(the cuts to decode, the utterance ids of the whole manifest, ``--max-utts`` or not).
 
     Utterance ids are those of the n-best records (:func:`_record_ids`).
     """
     cuts = load_cuts(path)
-    check_feature_dim(cuts, feature_dim, path)
+    check_model_input(cuts, model_cfg, path)
     ids = _record_ids(cuts)
     if cfg.max_utts:
         cuts = cuts.subset(first=min(cfg.max_utts, len(cuts)))
@@ -241,10 +245,12 @@ def decode_set(
     """Decode one set (``cuts``, read from ``cuts_path`` if not given) into ``out_dir``,
     biased with ``biasing``'s graph of each utterance if given."""
     if cuts is None:
-        cuts = load_decode_cuts(cuts_path, cfg, model.cfg.feature_dim)
+        cuts = load_decode_cuts(cuts_path, cfg, model.cfg)
     name = set_name(cuts_path)
     search = build_search(cfg.method, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame)
-    dl = make_dataloader(cuts, tok, cfg.max_duration, shuffle=False)
+    dl = make_dataloader(
+        cuts, tok, cfg.max_duration, shuffle=False, waveform=model.cfg.waveform_input
+    )
     records, results = [], []
     audio_s = sum(c.duration for c in cuts)
     graphs: dict[str, ContextGraph | None] = {}
@@ -254,7 +260,7 @@ def decode_set(
     graph_s = time.time() - t0
     t0 = time.time()
     for batch in dl:
-        feats = batch["feats"].to(cfg.device)  # (N, T, C)
+        feats = batch["feats"].to(cfg.device)  # (N, T, C) fbank or (N, S) waveform
         lens = batch["feat_lens"].to(cfg.device)
         if biasing is None:
             nbests = search(model, feats, lens)
@@ -386,7 +392,7 @@ def run(cfg: DecodeConfig) -> list[dict]:
     with dir_lock(out_dir, "output folder"):
         setup_logging(out_dir / "log-decode.txt")
         model, tok = load_model_and_tokenizer(cfg, ckpt_path)
-        loaded = [_load_set(Path(p), cfg, model.cfg.feature_dim) for p in cfg.cuts]
+        loaded = [_load_set(Path(p), cfg, model.cfg) for p in cfg.cuts]
         sets = [cuts for cuts, _ in loaded]
         biasing = None
         if cfg.biased:

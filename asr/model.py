@@ -20,6 +20,7 @@ from torchaudio.models import RNNT, Conformer
 from torchaudio.models.rnnt import _Joiner, _Predictor
 
 from asr.config import ModelConfig
+from asr.frontend import SSLFrontend
 
 
 class GlobalCMVN(nn.Module):
@@ -74,14 +75,26 @@ class Conv2dSubsampling(nn.Module):
 
 class ConformerTranscriber(nn.Module):
     """Transcriber for :class:`torchaudio.models.RNNT`: CMVN -> Conv2d subsampling ->
-    Conformer -> linear to the joiner dimension."""
+    Conformer -> linear to the joiner dimension; with an SSL front-end
+    (:class:`asr.frontend.SSLFrontend`, ``cfg.frontend``) waveform -> SSL model -> projection
+    -> Conformer -> linear."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.cmvn = GlobalCMVN(cfg.feature_dim)
-        self.subsampling = Conv2dSubsampling(
-            cfg.feature_dim, cfg.encoder_dim, cfg.subsampling_factor, cfg.subsampling_channels
-        )
+        self.ssl_frontend: SSLFrontend | None = None
+        if cfg.waveform_input:
+            self.ssl_frontend = SSLFrontend(
+                cfg.frontend,
+                cfg.encoder_dim,
+                stack=cfg.subsampling_factor // 2,  # SSL frames are 20 ms, fbank ones 10 ms
+                num_layers=cfg.frontend_layers,
+                freeze=cfg.frontend_freeze,
+            )
+        else:
+            self.cmvn = GlobalCMVN(cfg.feature_dim)
+            self.subsampling = Conv2dSubsampling(
+                cfg.feature_dim, cfg.encoder_dim, cfg.subsampling_factor, cfg.subsampling_channels
+            )
         self.dropout = nn.Dropout(cfg.dropout)
         self.conformer = Conformer(
             input_dim=cfg.encoder_dim,
@@ -96,8 +109,11 @@ class ConformerTranscriber(nn.Module):
     def forward(
         self, input: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, T, C), (N,) -> (N, T', J), (N,)."""
-        x, lengths = self.subsampling(self.cmvn(input), lengths)
+        """(N, T, C) fbank or (N, S) waveform (SSL front-end), (N,) -> (N, T', J), (N,)."""
+        if self.ssl_frontend is not None:
+            x, lengths = self.ssl_frontend(input, lengths)
+        else:
+            x, lengths = self.subsampling(self.cmvn(input), lengths)
         lengths = lengths.clamp(min=1)  # the Conformer's key-padding mask needs >= 1 frame
         x, lengths = self.conformer(self.dropout(x), lengths)
         return self.output(x), lengths
@@ -133,7 +149,12 @@ class Transducer(RNNT):
         return 0
 
     def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        assert not self.cfg.waveform_input, "an SSL front-end has no CMVN"
         self.transcriber.cmvn.set_stats(mean, std)
+
+    @property
+    def ssl_frontend(self) -> SSLFrontend | None:
+        return self.transcriber.ssl_frontend
 
     def forward_all(
         self,
@@ -145,13 +166,14 @@ class Transducer(RNNT):
         """Joiner logits and CTC log-probs in one pass.
 
         Args:
-            feats: (N, T, C) fbank; feat_lens: (N,).
+            feats: (N, T, C) fbank, or (N, S) waveform for an SSL front-end; feat_lens: (N,).
             targets: (N, U) token ids (padding arbitrary); target_lens: (N,).
 
         Returns:
             logits (N, T', U+1, V), enc_lens (N,), ctc_log_probs (N, T', V).
         """
-        assert feats.dim() == 3 and targets.dim() == 2, (feats.shape, targets.shape)
+        assert feats.dim() == (2 if self.cfg.waveform_input else 3), feats.shape
+        assert targets.dim() == 2, targets.shape
         enc, enc_lens = self.transcribe(feats, feat_lens)
         blank = torch.full_like(targets[:, :1], self.blank_id)
         pred_in = torch.cat([blank, targets], dim=1)  # (N, U+1)

@@ -33,11 +33,11 @@ def compute_loss(
     Returns:
         (loss, stats) where stats holds summed rnnt/ctc losses, token and utterance counts.
     """
-    feats = batch["feats"].to(device)  # (N, T, C)
+    feats = batch["feats"].to(device)  # (N, T, C) fbank, or (N, S) waveform (SSL front-end)
     feat_lens = batch["feat_lens"].to(device)  # (N,)
     targets = batch["targets"].to(device)  # (N, U)
     target_lens = batch["target_lens"].to(device)  # (N,)
-    assert feats.dim() == 3 and targets.dim() == 2, (feats.shape, targets.shape)
+    assert feats.dim() in (2, 3) and targets.dim() == 2, (feats.shape, targets.shape)
     if targets.shape[1] == 0:  # every label sequence empty: keep shapes valid
         targets = targets.new_zeros(targets.shape[0], 1)
     logits, enc_lens, ctc_lp = model(feats, feat_lens, targets, target_lens)

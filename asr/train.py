@@ -30,6 +30,16 @@ foreign CutSet or BPE model, features of another dimension than ``--feature-dim`
 unwritable exp dir, a bad option value) stops before training with one line
 ``train-asr: error: ...`` naming the file or option, exit status 2.
 
+Front-ends (``--frontend``): ``fbank`` (the cuts' features) or a self-supervised model on the
+cuts' 16 kHz audio, ``wav2vec2_base`` / ``hubert_base`` (:mod:`asr.frontend`), frozen
+(``--frontend-freeze true``) or fine-tuned, its weights from ``--frontend-checkpoint`` (a
+torchaudio state dict; without it the SSL model is random and a WARNING says so). With an SSL
+front-end there is no CMVN and no SpecAugment (it masks fbank bins; the preset turns it off and
+``--spec-augment true`` is an error); ``--speed-perturb`` perturbs the audio.
+
+    train-asr --preset default --frontend wav2vec2_base --frontend-checkpoint w2v2_base.pt \\
+        --frontend-layers 6 ...
+
 Bad data never stops a run: cuts with an empty transcript or fewer encoder frames than tokens
 are dropped up front (counted warning; an error if none are left); utterances with a
 non-finite loss are masked out of the batch, and a step whose gradient is non-finite is skipped
@@ -101,8 +111,11 @@ class AsrTrainer(Trainer):
         world_size: int = 1,
     ) -> None:
         self.cfg, self.tok, self.device = cfg, tok, device
+        # a frozen SSL front-end's weights are left out: no optimizer state, no weight decay
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay
+            [p for p in model.parameters() if p.requires_grad],
+            lr=cfg.peak_lr,
+            weight_decay=cfg.weight_decay,
         )
         self.scheduler = NoamScheduler(optimizer, cfg.warmup_steps)
         opts = LoopOptions(
@@ -133,7 +146,7 @@ class AsrTrainer(Trainer):
         self.train_cuts, dev_cuts = load_train_cuts(
             cfg.train_cuts, cfg.dev_cuts, self.tok, model.cfg
         )
-        if not resumed:
+        if not resumed and not model.cfg.waveform_input:
             # Lhotse's global stats of the first --cmvn-cuts cuts (float64, Chan et al.'s
             # pairwise update): equal to the bit in float32 to our sum/sum-of-squares version
             # it replaced (tests/asr/test_train.py). It reads each cut's whole feature matrix,
@@ -155,14 +168,21 @@ class AsrTrainer(Trainer):
             if self.world_size > 1
             else fwd
         )
+        waveform = model.cfg.waveform_input
         self.valid_dl = make_dataloader(
-            dev_cuts, self.tok, cfg.max_duration, shuffle=False, num_workers=cfg.num_workers
+            dev_cuts,
+            self.tok,
+            cfg.max_duration,
+            shuffle=False,
+            num_workers=cfg.num_workers,
+            waveform=waveform,
         )
         self.wer_dl = make_dataloader(
             dev_cuts.subset(first=min(cfg.valid_wer_cuts, len(dev_cuts))),
             self.tok,
             cfg.max_duration,
             shuffle=False,
+            waveform=waveform,
         )
 
     def start_epoch(self, epoch: int) -> None:
@@ -194,6 +214,7 @@ class AsrTrainer(Trainer):
             seed=cfg.seed,
             speed_perturb=cfg.speed_perturb,
             num_mel_bins=self.model.cfg.feature_dim,
+            waveform=self.model.cfg.waveform_input,
         )
         self.train_dl.sampler.set_epoch(epoch)
         if skip:  # the sampler state of the partial epoch's checkpoint holds its position
@@ -280,6 +301,44 @@ def _check_resume(resume: Resume | None, model_cfg: ModelConfig) -> None:
             raise CheckpointError(f"{resume.path}: model config {saved} differs from {model_cfg}")
 
 
+def check_frontend_options(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """Raises :class:`InputError` for training options the front-end cannot honour."""
+    if model_cfg.waveform_input:
+        if cfg.spec_augment:
+            raise InputError(
+                f"--spec-augment masks fbank features; with --frontend {model_cfg.frontend} "
+                "give --spec-augment false"
+            )
+        if cfg.frontend_checkpoint is not None and not Path(cfg.frontend_checkpoint).is_file():
+            raise InputError(f"--frontend-checkpoint {cfg.frontend_checkpoint}: no such file")
+    elif cfg.frontend_checkpoint is not None:
+        raise InputError("--frontend-checkpoint needs an SSL --frontend (not fbank)")
+
+
+def init_frontend(model: Transducer, cfg: TrainConfig) -> None:
+    """A new model's SSL front-end: weights from ``--frontend-checkpoint``, else a warning."""
+    frontend = model.ssl_frontend
+    if frontend is None:
+        return
+    if cfg.frontend_checkpoint is not None:
+        frontend.load_pretrained(cfg.frontend_checkpoint)
+    else:
+        logging.warning(
+            "%s front-end is randomly initialised, i.e. UNTRAINED: give --frontend-checkpoint "
+            "(a torchaudio state dict, see asr/frontend.py) for pre-trained weights",
+            frontend.name,
+        )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logging.info(
+        "%s front-end (%d layers, %s): %d of %d parameters trainable",
+        frontend.name,
+        frontend.num_layers,
+        "frozen" if frontend.freeze else "fine-tuned",
+        trainable,
+        num_params(model),
+    )
+
+
 def run(
     rank: int,
     world_size: int,
@@ -296,6 +355,7 @@ def run(
     """
     cfg.validate()
     model_cfg.validate()
+    check_frontend_options(model_cfg, cfg)
     with training_session(cfg.exp_dir, rank, world_size):
         device = resolve_device(cfg, int(os.environ.get("LOCAL_RANK", rank)))
         if world_size > 1 and not dist.is_initialized():
@@ -317,6 +377,8 @@ def run(
         seed_everything(cfg.seed)
         model = build_model(model_cfg)
         logging.info("model parameters: %d", num_params(model))
+        if resume is None:  # a resumed run has the front-end's weights in its checkpoint
+            init_frontend(model, cfg)
         trainer = AsrTrainer(
             model, cfg, tok, device, command=command, rank=rank, world_size=world_size
         )
@@ -333,13 +395,21 @@ def _run_from_env(model_cfg: ModelConfig, cfg: TrainConfig, command: list[str]) 
             dist.destroy_process_group()
 
 
+def preset_configs(name: str, args: Any) -> tuple[ModelConfig, TrainConfig]:
+    """The preset's configs; with an SSL ``--frontend`` SpecAugment is off (it masks fbank)."""
+    model_cfg, train_cfg = get_model_preset(name), get_train_preset(name)
+    if (getattr(args, "frontend", None) or model_cfg.frontend) != "fbank":
+        train_cfg = dataclasses.replace(train_cfg, spec_augment=False)
+    return model_cfg, train_cfg
+
+
 CLI = TrainCli(
     prog="train-asr",
     doc=__doc__,
     train_cls=TrainConfig,
     model_cls=ModelConfig,
     presets=PRESETS,
-    preset_configs=lambda name, _: (get_model_preset(name), get_train_preset(name)),
+    preset_configs=preset_configs,
 )
 
 

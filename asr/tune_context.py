@@ -116,8 +116,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         setup_logging(out_dir / "log-tune-context.txt")
         model, tok = load_model_and_tokenizer(cfg, ckpt_path)
         loaded = {
-            n: _load_set(Path(p), cfg, model.cfg.feature_dim)
-            for n, p in zip(names, cfg.cuts, strict=True)
+            n: _load_set(Path(p), cfg, model.cfg) for n, p in zip(names, cfg.cuts, strict=True)
         }
         utt_ids = [uid for _, ids in loaded.values() for uid in ids]
         biasing = load_biasing(cfg, tok, utt_ids, 0.0)  # the bonus is set per grid point

@@ -106,7 +106,11 @@ def main() -> None:
     tok = Tokenizer(args.bpe_model)
     cuts = load_cuts(args.cuts).subset(first=args.num_utts)
     audio_s = sum(c.duration for c in cuts)
-    batches = list(make_dataloader(cuts, tok, args.max_duration, shuffle=False))
+    batches = list(
+        make_dataloader(
+            cuts, tok, args.max_duration, shuffle=False, waveform=model.cfg.waveform_input
+        )
+    )
     graph = None
     if args.context_lexicon is not None:
         biasing = ContextBiasing.load(args.context_lexicon, tok, args.context_score)

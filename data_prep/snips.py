@@ -21,6 +21,25 @@ What this does, per split:
    or takes upstream Amazon Polly audio where a local copy is given (``--polly-dir``);
 4. writes validated manifests (see OUTPUTS below).
 
+TTS engines and voices per split: without ``--tts-plan`` every split is rendered by
+``--tts-backend`` (default espeak-ng), its voices split disjointly over train / dev / test.
+``--tts-plan`` (:mod:`data_prep.tts_plan`) names the engines and voices of each split, e.g.
+``train=espeak-ng,flite:awb,flite:rms;dev=espeak-ng,flite:slt;test=espeak-ng,festival``, or a
+``.toml`` file. With a plan:
+
+* each supervision records its voice in ``custom["tts_engine"]`` and ``custom["tts_voice"]``
+  (``polly`` and the Polly voice for upstream audio), so results can be broken down per engine;
+* each WAV is named ``<split>/<utt id>.<engine>.<voice>.wav``, so a changed plan renders exactly
+  the utterances whose voice changed (files of the old plan are left alone, unused);
+* ``snips_tts_voices.json`` lists the plan and the voices of each split.
+
+A plan may add the split ``test_unseen_engine``: the test sentences rendered by engines that
+neither train nor dev uses (an extra evaluation set). Its utterance ids are the test ids with
+``-unseen`` appended, so that ids stay unique over every recording of the corpus (test and this
+set can be scored, or decoded, together); ``custom["source_id"]`` holds the test id, and the
+intent and slots are the test utterance's. Without ``--tts-plan`` the output is byte-identical
+to that of the code before plans existed.
+
 Every input is checked for all three splits before any manifest is written, so a run that
 fails (bad TSV, unreadable audio) leaves the manifests of an earlier run as they were. Audio
 found from an earlier run (or in ``--polly-dir``) is checked before it is reused: readable,
@@ -35,6 +54,8 @@ OUTPUTS (in ``--output-dir``, default ``data/manifests``):
     snips_recordings_train_all.jsonl.gz          audio of every usable train row
     snips_nlu_{train,dev,test}.jsonl.gz          every usable row (train: all of it, for LMs)
     snips_intents.txt, snips_slot_tags.txt       label inventories
+    snips_{recordings,supervisions,nlu}_test_unseen_engine.jsonl.gz   with that plan split
+    snips_tts_voices.json                        with --tts-plan: the voices of each split
 
 ``--asr-train-subset N`` picks the N train utterances the RNN-T is trained on (seeded, nested:
 a larger N contains a smaller one), the benchmark's limited-paired-data setting. Every train
@@ -44,10 +65,14 @@ Lhotse SupervisionSet with real durations, and N can be raised without re-render
 Usage:
     prepare-snips --corpus-dir download/snips --output-dir data/manifests \\
         --audio-dir data/audio --asr-train-subset 6000
+    prepare-snips ... --tts-plan "train=espeak-ng,flite:awb,flite:rms;dev=espeak-ng,flite:slt;\\
+        test=espeak-ng,flite:kal16;test_unseen_engine=festival"
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import random
@@ -68,13 +93,23 @@ from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
 from data_prep.snips_tsv import SPLITS, NluRow, find_split_file, read_snips_tsv
 from data_prep.tts import (
     SAMPLE_RATE,
+    TTSBackend,
     TTSError,
     TTSJob,
     get_tts_backend,
-    sample_voice,
     split_voices,
     synthesize,
 )
+from data_prep.tts_plan import (
+    UNSEEN_SPLIT,
+    TTSPlan,
+    load_tts_plan,
+    resolve_tts_plan,
+    sample_plan_voice,
+)
+
+#: suffix of the ids of the test_unseen_engine split (unique over every recording)
+UNSEEN_ID_SUFFIX = "-unseen"
 
 UPSTREAM_URL = (
     "https://raw.githubusercontent.com/aws-samples/"
@@ -179,7 +214,18 @@ class PrepareSnipsConfig:
         default=0,
         metadata={"help": "keep a seeded random N usable rows of each split (tiny runs; 0 = all)"},
     )
-    tts_backend: str = field(default="espeak-ng", metadata={"help": "TTS backend"})
+    tts_backend: str = field(
+        default="espeak-ng",
+        metadata={"help": "TTS engine of every split when no --tts-plan is given"},
+    )
+    tts_plan: str | None = field(
+        default=None,
+        metadata={
+            "help": "TTS engines/voices per split, 'train=espeak-ng,flite:awb;dev=...;test=..."
+            "[;test_unseen_engine=festival]' (an engine alone = its voices shared out "
+            "disjointly) or a .toml file; see data_prep/tts_plan.py"
+        },
+    )
     seed: int = field(default=13, metadata={"help": "seed for voices, rates, pitches, subset"})
     num_jobs: int = field(default=2, metadata={"help": "TTS processes"})
     max_words: int = field(
@@ -243,6 +289,7 @@ class _SplitAudio:
 
     paths: dict[str, Path] = field(default_factory=dict)  # utterance id -> audio file
     jobs: list[TTSJob] = field(default_factory=list)  # the utterances we synthesize
+    voices: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (engine, voice)
 
     @property
     def tts_paths(self) -> set[Path]:
@@ -273,6 +320,41 @@ def _read_splits(corpus_dir: Path, cfg: PrepareSnipsConfig) -> dict[str, list[Nl
     return rows_by_split
 
 
+def unseen_engine_rows(test_rows: list[NluRow]) -> list[NluRow]:
+    """The rows of the ``test_unseen_engine`` split: test's, with ids made unique."""
+    return [dataclasses.replace(r, id=r.id + UNSEEN_ID_SUFFIX) for r in test_rows]
+
+
+def _tts_voice_sets(
+    cfg: PrepareSnipsConfig,
+) -> tuple[TTSPlan | None, dict[str, TTSBackend], dict[str, dict[str, list[str]]]]:
+    """(the plan or ``None``, the backends by engine, ``split -> engine -> voices``)."""
+    if cfg.tts_plan is None:
+        backend = get_tts_backend(cfg.tts_backend)
+        sets = dict(zip(SPLITS, split_voices(backend.voices(), cfg.seed), strict=True))
+        return None, {backend.name: backend}, {s: {backend.name: v} for s, v in sets.items()}
+    if cfg.tts_backend != PrepareSnipsConfig.tts_backend:
+        raise InputError(
+            f"--tts-backend {cfg.tts_backend} and --tts-plan: name the engines in the plan"
+        )
+    plan = load_tts_plan(cfg.tts_plan)
+    backends = {e: get_tts_backend(e) for e in plan.engines}
+    for b in backends.values():
+        b.check_available()
+    return plan, backends, resolve_tts_plan(plan, backends, cfg.seed)
+
+
+def _custom(row: NluRow, split: str, voice: tuple[str, str], plan: TTSPlan | None) -> dict:
+    """A supervision's ``custom``: intent and slots; with a plan also its TTS engine and
+    voice, and in the unseen-engine split the id of the test utterance it repeats."""
+    custom: dict = {"intent": row.intent, "slots": row.slots}
+    if plan is not None:
+        custom["tts_engine"], custom["tts_voice"] = voice
+    if split == UNSEEN_SPLIT:
+        custom["source_id"] = row.id.removesuffix(UNSEEN_ID_SUFFIX)
+    return custom
+
+
 def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     """Run the whole preparation (see module docstring). Returns the written paths per split."""
     t0 = time.time()
@@ -286,8 +368,9 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     rows_by_split = _read_splits(corpus_dir, cfg)
     check_writable_dir(cfg.output_dir, "--output-dir")
 
-    backend = get_tts_backend(cfg.tts_backend)
-    voice_sets = dict(zip(SPLITS, split_voices(backend.voices(), cfg.seed), strict=True))
+    plan, backends, voice_sets = _tts_voice_sets(cfg)
+    if plan is not None and UNSEEN_SPLIT in plan.splits:
+        rows_by_split[UNSEEN_SPLIT] = unseen_engine_rows(rows_by_split["test"])
     polly = _polly_index(cfg.polly_dir)
     polly_voices = sorted({v for vs in polly.values() for v in vs})
     polly_sets = (
@@ -300,15 +383,20 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     for split, rows in rows_by_split.items():
         a = audio[split] = _SplitAudio()
         for r in rows:
-            have = polly.get(r.id, {})
+            have = polly.get(r.id, {}) if split in SPLITS else {}  # unseen engines: TTS only
             allowed = [v for v in sorted(have) if v in polly_sets.get(split, sorted(have))]
             if allowed:
-                a.paths[r.id] = have[random.Random(f"{cfg.seed}:{r.id}").choice(allowed)]
+                polly_voice = random.Random(f"{cfg.seed}:{r.id}").choice(allowed)
+                a.paths[r.id] = have[polly_voice]
+                a.voices[r.id] = ("polly", polly_voice)
                 continue
-            wav = cfg.audio_dir / split / f"{r.id}.wav"
-            voice = sample_voice(voice_sets[split], r.id, cfg.seed)
+            voice = sample_plan_voice(voice_sets[split], r.id, cfg.seed)
+            # with a plan the voice is in the name: a changed plan never reuses another's audio
+            name = f"{r.id}.wav" if plan is None else f"{r.id}.{voice.engine}.{voice.name}.wav"
+            wav = cfg.audio_dir / split / name
             a.jobs.append(TTSJob(r.id, " ".join(r.words), wav, voice))
             a.paths[r.id] = wav
+            a.voices[r.id] = (voice.engine, voice.name)
 
     # Audio left by an earlier run (or given in --polly-dir) is checked before it is reused
     # and before anything is synthesized or written, for every split: a truncated copy would
@@ -324,7 +412,7 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     _fail_on(problems, "unusable audio files")
 
     for split, a in audio.items():
-        synthesize(a.jobs, backend, num_jobs=cfg.num_jobs, desc=f"TTS {split}")
+        synthesize(a.jobs, backends, num_jobs=cfg.num_jobs, desc=f"TTS {split}")
 
     # Every split's manifests are built and validated before the first one is written.
     manifests: dict[str, tuple[RecordingSet, SupervisionSet]] = {}
@@ -343,7 +431,7 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
                 channel=0,
                 text=" ".join(r.words),
                 language="English",
-                custom={"intent": r.intent, "slots": r.slots},
+                custom=_custom(r, split, audio[split].voices[r.id], plan),
             )
             for r in rows
         )
@@ -381,9 +469,13 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
             len(rows),
             len(asr_ids),
             hours,
-            len(voice_sets[split]),
+            sum(len(v) for v in voice_sets[split].values()),
         )
         out[split] = paths
+    if plan is not None:
+        with atomic_write(cfg.output_dir / "snips_tts_voices.json") as f:
+            json.dump({"plan": plan.to_spec(), "voices": voice_sets}, f, indent=2)
+            f.write("\n")
 
     intents = sorted({r.intent for rows in rows_by_split.values() for r in rows})
     tags = sorted({t for rows in rows_by_split.values() for r in rows for t in r.slots})

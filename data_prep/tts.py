@@ -1,8 +1,28 @@
-"""Speech synthesis behind a small, swappable backend interface (espeak-ng by default).
+"""Speech synthesis behind a small, swappable backend interface (espeak-ng, flite, festival).
 
 Synthetic speech is our stand-in for recorded audio: every utterance is rendered with a voice
 drawn from its split's voice set, with a random speaking rate and pitch, seeded per utterance
 id so that a re-run renders exactly the same audio. Output is 16 kHz mono 16-bit WAV.
+
+Backends (``TTS_BACKENDS``; a voice is named ``engine:voice``, e.g. ``flite:slt``):
+
+* ``espeak-ng`` (formant synthesis; Debian ``espeak-ng``): every English voice x variant;
+* ``flite`` (CMU Flite 2; Debian ``flite``): ``kal`` (8 kHz diphone), ``kal16`` (diphone),
+  ``awb``, ``rms``, ``slt`` (clustergen); the limited-domain ``awb_time`` is left out;
+* ``festival`` (Festival 2.5; Debian ``festival`` + voice packages ``festvox-kallpc16k``,
+  ``festvox-kdlpc16k``, ``festvox-us-slt-hts``): every installed English voice.
+
+:class:`Voice` carries rate and pitch in espeak-ng's units (words per minute; 0-99, 50 = the
+voice's own pitch). espeak-ng takes them as they are; the other engines stretch durations by
+``175 / rate`` (flite ``duration_stretch``, Festival ``Duration_Stretch`` or the HTS engine's
+speed) and shift the pitch by ``(pitch - 50) / 10`` semitones with sox's ``pitch`` effect after
+synthesis, which works the same for every voice (flite's ``rms`` and Festival's HTS voice
+ignore their own F0 controls). Their output is resampled to 16 kHz with sox.
+
+Every file is checked after synthesis: a file that is not 16 kHz mono 16-bit PCM, holds no
+samples, or is silent (peak below -60 dBFS) is a :class:`TTSError` naming the utterance id and
+voice. A voice name an engine does not have, and an engine whose program is missing (with the
+Debian package that installs it), are errors before anything is rendered.
 
 Every file is written to a temporary name and renamed when complete, so a killed run leaves
 no truncated WAV that a re-run would take as done; a re-run skips finished files.
@@ -12,33 +32,50 @@ Usage:
     train_v, dev_v, test_v = split_voices(backend.voices(), seed=13)
     jobs = [TTSJob(utt_id, text, out_dir / f"{utt_id}.wav", sample_voice(train_v, utt_id, 13))]
     synthesize(jobs, backend, num_jobs=2)
+    synthesize(jobs, {"flite": get_tts_backend("flite"), ...})   # jobs of several engines
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import math
 import random
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from common.io import atomic_path
 
 SAMPLE_RATE = 16000
+#: a rendered file whose peak is below this (-60 dBFS) counts as silence
+SILENCE_PEAK = 1e-3
+#: espeak-ng's default rate (words/min): the other engines' duration stretch is 175 / rate
+NEUTRAL_RATE = 175
 
 
 @dataclass(frozen=True)
 class Voice:
-    """A TTS voice: backend-specific name, plus rate (words/min) and pitch (0-99)."""
+    """A TTS voice: engine, engine-specific name, plus rate (words/min) and pitch (0-99, 50 =
+    the voice's own)."""
 
     name: str
-    rate: int = 175
+    rate: int = NEUTRAL_RATE
     pitch: int = 50
+    engine: str = "espeak-ng"
+
+    @property
+    def key(self) -> str:
+        """``engine:name``, the voice's name in a TTS plan."""
+        return f"{self.engine}:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,9 @@ class TTSBackend(abc.ABC):
     """Interface of a speech synthesiser; register implementations in ``TTS_BACKENDS``."""
 
     name: str = ""
+    #: programs the backend runs, and the Debian packages that install them (with its voices)
+    programs: tuple[str, ...] = ()
+    debian_packages: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def voices(self) -> list[str]:
@@ -68,7 +108,77 @@ class TTSBackend(abc.ABC):
 
     def check_available(self) -> None:
         """Raise :class:`TTSError` with an install hint if the backend cannot run here."""
-        return None
+        missing = [b for b in self.programs if shutil.which(b) is None]
+        if missing:
+            raise TTSError(
+                f"TTS engine {self.name}: {', '.join(missing)} not found on PATH: install with "
+                f"'apt-get install -y {' '.join(self.debian_packages)}' (make system-deps does "
+                "this)"
+            )
+
+    def check_voices(self, names: list[str]) -> None:
+        """Raise :class:`TTSError` naming the engine and voice for a voice it does not have."""
+        have = set(self.voices())
+        unknown = [n for n in names if n not in have]
+        if unknown:
+            raise TTSError(
+                f"TTS engine {self.name} has no voice {unknown[0]!r}; its voices: "
+                f"{_shorten(sorted(have))}"
+            )
+
+
+def _shorten(names: list[str], shown: int = 12) -> str:
+    more = f" ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _run_tool(cmd: list[str], what: str, input: bytes | None = None) -> None:
+    """Run ``cmd``; a non-zero exit is a :class:`TTSError` with its stderr."""
+    res = subprocess.run(cmd, input=input, capture_output=True)
+    if res.returncode != 0:
+        err = (res.stderr or res.stdout).decode(errors="replace").strip().splitlines()
+        raise TTSError(f"{what} failed (exit {res.returncode}): {err[-1] if err else ''}")
+
+
+def to_16k_mono(src: Path, dst: Path, semitones: float = 0.0) -> None:
+    """Convert ``src`` to 16 kHz mono 16-bit WAV at ``dst`` with sox, pitch-shifted by
+    ``semitones`` (sox ``pitch``: WSOLA, the duration is kept). No dither (``-D``), so the
+    same input always gives the same bytes and silence stays silence."""
+    cmd = ["sox", "-q", "-D", str(src), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16"]
+    cmd += ["-e", "signed-integer", "-t", "wav", str(dst)]
+    if abs(semitones) > 1e-9:
+        cmd += ["pitch", f"{100 * semitones:.1f}"]
+    _run_tool(cmd, "sox")
+
+
+def duration_stretch(voice: Voice) -> float:
+    """Duration factor of ``voice.rate`` for engines that stretch durations (> 1 = slower)."""
+    return round(NEUTRAL_RATE / max(voice.rate, 1), 4)
+
+
+def pitch_semitones(voice: Voice) -> float:
+    """Pitch shift of ``voice.pitch`` (espeak-ng's 0-99 scale) for the other engines."""
+    return (voice.pitch - 50) / 10
+
+
+def check_rendered(path: Path) -> None:
+    """Raise :class:`TTSError` unless ``path`` is non-silent 16 kHz mono 16-bit PCM audio."""
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise TTSError(f"unreadable audio ({e})") from None
+    if info.frames == 0:
+        raise TTSError("empty audio (no samples)")
+    if (info.samplerate, info.channels, info.subtype) != (SAMPLE_RATE, 1, "PCM_16"):
+        raise TTSError(
+            f"wrong format: {info.samplerate} Hz, {info.channels} channel(s), {info.subtype}; "
+            f"expected {SAMPLE_RATE} Hz mono PCM_16"
+        )
+    x, _ = sf.read(str(path), dtype="float32")
+    peak = float(np.max(np.abs(x)))
+    if not peak >= SILENCE_PEAK:  # also catches NaN
+        db = 20 * math.log10(peak) if peak > 0 else -math.inf
+        raise TTSError(f"silent audio (peak {db:.0f} dBFS over {info.frames} samples)")
 
 
 class EspeakNG(TTSBackend):
@@ -80,6 +190,8 @@ class EspeakNG(TTSBackend):
     """
 
     name = "espeak-ng"
+    programs = ("espeak-ng", "sox")
+    debian_packages = ("espeak-ng", "sox")
     languages = (
         "en",
         "en-us",
@@ -90,14 +202,6 @@ class EspeakNG(TTSBackend):
         "en-029",
     )
     excluded_variants = frozenset({"whisper", "whisperf", "Demonic"})
-
-    def check_available(self) -> None:
-        missing = [b for b in ("espeak-ng", "sox") if shutil.which(b) is None]
-        if missing:
-            raise TTSError(
-                f"{', '.join(missing)} not found on PATH: install with "
-                "'apt-get install -y espeak-ng sox' (the README's make targets do this)"
-            )
 
     def _variants(self) -> list[str]:
         out = subprocess.run(
@@ -162,7 +266,125 @@ class EspeakNG(TTSBackend):
             )
 
 
-TTS_BACKENDS: dict[str, type[TTSBackend]] = {EspeakNG.name: EspeakNG}
+class Flite(TTSBackend):
+    """CMU Flite 2 (Black & Lenzo, "Flite: a small fast run-time synthesis engine", SSW4
+    2001): diphone (``kal``, ``kal16``) and clustergen (``awb``, ``rms``, ``slt``) voices.
+
+    Flite falls back to its default voice, with exit status 0, for a name it does not know,
+    so names are checked against ``flite -lv`` before synthesis.
+    """
+
+    name = "flite"
+    programs = ("flite", "sox")
+    debian_packages = ("flite", "sox")
+    #: limited-domain voices (``awb_time`` speaks only clock times)
+    excluded_voices = frozenset({"awb_time"})
+
+    def voices(self) -> list[str]:
+        self.check_available()
+        out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
+        names = out.split(":", 1)[1].split() if ":" in out else []
+        return sorted(set(names) - self.excluded_voices)
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="flite-") as tmp:
+            raw = Path(tmp) / "raw.wav"
+            _run_tool(
+                [
+                    "flite",
+                    "-voice",
+                    voice.name,
+                    "--setf",
+                    f"duration_stretch={duration_stretch(voice)}",
+                    "-t",
+                    text,
+                    "-o",
+                    str(raw),
+                ],
+                f"flite (voice {voice.name})",
+            )
+            to_16k_mono(raw, out_path, pitch_semitones(voice))
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Festival(TTSBackend):
+    """The Festival Speech Synthesis System 2.5 (Taylor, Black & Caley, "The architecture of
+    the Festival speech synthesis system", SSW3 1998) with its installed English voices:
+    Debian's ``kal_diphone`` and ``ked_diphone`` (residual-LPC diphone) and
+    ``cmu_us_slt_arctic_hts`` (HMM-based, 32 kHz).
+
+    One ``festival -b`` run per utterance with a generated Scheme script; the rate is set with
+    ``Duration_Stretch`` (and the HTS engine's speed ``-r`` for HTS voices, which ignore it).
+    """
+
+    name = "festival"
+    programs = ("festival", "sox")
+    debian_packages = (
+        "festival",
+        "festvox-kallpc16k",
+        "festvox-kdlpc16k",
+        "festvox-us-slt-hts",
+        "sox",
+    )
+    languages = frozenset({"english", "american", "british"})
+    _list_script = (
+        '(mapcar (lambda (v) (format t "voice\\t%s\\t%l\\n" v '
+        "(cadr (assoc 'language (cadr (voice.description v)))))) (voice.list))\n"
+    )
+
+    def _festival(self, script: str, what: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
+            path = Path(tmp) / "run.scm"
+            path.write_text(script, encoding="utf-8")
+            res = subprocess.run(["festival", "-b", str(path)], capture_output=True, text=True)
+        # festival -b exits 0 after some Scheme errors; it prints "SIOD ERROR" for them
+        if res.returncode != 0 or "SIOD ERROR" in res.stderr + res.stdout:
+            err = (res.stderr + res.stdout).strip().splitlines()
+            raise TTSError(f"{what} failed (exit {res.returncode}): {err[0] if err else ''}")
+        return res.stdout
+
+    def voices(self) -> list[str]:
+        self.check_available()
+        names = []
+        for line in self._festival(self._list_script, "festival (listing voices)").splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[0] == "voice" and parts[2].lower() in self.languages:
+                names.append(parts[1])
+        if not names:
+            raise TTSError(
+                "TTS engine festival has no English voice installed: install with "
+                f"'apt-get install -y {' '.join(self.debian_packages)}'"
+            )
+        return sorted(names)
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        stretch = duration_stretch(voice)
+        with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
+            raw = Path(tmp) / "raw.wav"
+            script = (
+                f"(voice_{voice.name})\n"
+                f"(Parameter.set 'Duration_Stretch {stretch})\n"
+                '(if (string-equal (Param.get \'Synth_Method) "HTS")\n'
+                "  (set! hts_engine_params (append hts_engine_params "
+                f'(list (list "-r" {1 / stretch:.4f})))))\n'
+                f"(set! utt1 (Utterance Text {_scheme_string(text)}))\n"
+                "(utt.synth utt1)\n"
+                f"(utt.save.wave utt1 {_scheme_string(str(raw))} 'riff)\n"
+            )
+            self._festival(script, f"festival (voice {voice.name})")
+            if not raw.is_file():
+                raise TTSError(f"festival (voice {voice.name}) wrote no audio")
+            to_16k_mono(raw, out_path, pitch_semitones(voice))
+
+
+TTS_BACKENDS: dict[str, type[TTSBackend]] = {
+    EspeakNG.name: EspeakNG,
+    Flite.name: Flite,
+    Festival.name: Festival,
+}
 
 
 def get_tts_backend(name: str) -> TTSBackend:
@@ -215,24 +437,41 @@ def _run_job(args: tuple[TTSBackend, TTSJob]) -> str | None:
             backend.synthesize(job.text, job.voice, tmp)
             if tmp.stat().st_size <= 44:
                 raise TTSError("empty audio")
+            check_rendered(tmp)
         return None
     except Exception as e:  # reported per utterance by the caller
-        return f"{job.utt_id}: {e}"
+        return f"{job.utt_id}: {e} (voice {job.voice.key})"
 
 
 def synthesize(
-    jobs: list[TTSJob], backend: TTSBackend, num_jobs: int = 2, desc: str = "TTS"
+    jobs: list[TTSJob],
+    backend: TTSBackend | Mapping[str, TTSBackend],
+    num_jobs: int = 2,
+    desc: str = "TTS",
 ) -> int:
     """Render every job whose output does not exist yet, in ``num_jobs`` processes.
+
+    Args:
+        jobs: what to render; each job's ``voice.engine`` picks its backend.
+        backend: one backend, or the backends by engine name (jobs of several engines).
 
     Returns:
         The number of files rendered (skipped ones not counted).
 
     Raises:
-        TTSError: listing the utterance ids that failed (the others are kept).
+        TTSError: listing the utterance ids that failed, with their voices (the others are
+            kept); or before any work, naming an engine without a backend or not installed.
     """
-    backend.check_available()
+    backends = {backend.name: backend} if isinstance(backend, TTSBackend) else dict(backend)
     todo = [j for j in jobs if not j.out_path.is_file()]
+    for engine in sorted({j.voice.engine for j in jobs}):
+        if engine not in backends:
+            raise TTSError(
+                f"{desc}: utterances of TTS engine {engine!r} but no such backend given "
+                f"(have {sorted(backends)})"
+            )
+    for engine in sorted({j.voice.engine for j in jobs} or set(backends)):
+        backends[engine].check_available()
     logging.info(
         "%s: %d of %d utterances to render (%d already done)",
         desc,
@@ -242,7 +481,7 @@ def synthesize(
     )
     if not todo:
         return 0
-    work = [(backend, j) for j in todo]
+    work = [(backends[j.voice.engine], j) for j in todo]
     if num_jobs <= 1:
         errors = [
             e for e in tqdm(map(_run_job, work), total=len(todo), desc=desc, mininterval=2.0) if e

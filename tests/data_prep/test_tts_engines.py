@@ -1,0 +1,138 @@
+"""TTS backends: each installed engine renders checked 16 kHz audio; bad output (silence, wrong
+rate, no samples), unknown voices and missing programs are clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data_prep.tts import (
+    TTS_BACKENDS,
+    TTSBackend,
+    TTSError,
+    TTSJob,
+    Voice,
+    check_rendered,
+    get_tts_backend,
+    synthesize,
+)
+
+
+def _backend_or_skip(engine: str) -> TTSBackend:
+    backend = get_tts_backend(engine)
+    missing = [p for p in backend.programs if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"{engine}: {missing} not installed (make system-deps installs it)")
+    return backend
+
+
+@pytest.mark.parametrize("engine", sorted(TTS_BACKENDS))
+def test_engine_renders_checked_16k_audio(engine, tmp_path):
+    backend = _backend_or_skip(engine)
+    voices = backend.voices()
+    assert voices == sorted(voices) and voices
+    # the first voice, slow and high, then the last, fast and low: rate and pitch are applied
+    for name, rate, pitch in ((voices[0], 150, 65), (voices[-1], 195, 35)):
+        out = tmp_path / f"{name}.wav"
+        backend.synthesize("play some jazz by queen", Voice(name, rate, pitch, engine), out)
+        check_rendered(out)
+        info = sf.info(str(out))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 0.5 < info.duration < 5.0
+
+
+@pytest.mark.parametrize("engine", ["flite", "festival"])
+def test_engine_is_deterministic_and_rate_stretches(engine, tmp_path):
+    backend = _backend_or_skip(engine)
+    voice = backend.voices()[0]
+    a, b, slow = tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "slow.wav"
+    backend.synthesize("what is the weather", Voice(voice, 175, 50, engine), a)
+    backend.synthesize("what is the weather", Voice(voice, 175, 50, engine), b)
+    assert a.read_bytes() == b.read_bytes()
+    backend.synthesize("what is the weather", Voice(voice, 120, 50, engine), slow)
+    assert sf.info(str(slow)).duration > 1.2 * sf.info(str(a)).duration
+
+
+@pytest.mark.parametrize("engine", sorted(TTS_BACKENDS))
+def test_unknown_voice_names_engine_and_voice(engine):
+    backend = _backend_or_skip(engine)
+    with pytest.raises(TTSError, match=rf"TTS engine {engine} has no voice 'no-such-voice'"):
+        backend.check_voices([backend.voices()[0], "no-such-voice"])
+
+
+@pytest.mark.parametrize("engine", sorted(TTS_BACKENDS))
+def test_missing_program_names_debian_package(engine, monkeypatch):
+    backend = get_tts_backend(engine)
+    monkeypatch.setattr("data_prep.tts.shutil.which", lambda name: None)
+    with pytest.raises(TTSError, match=rf"apt-get install -y {backend.debian_packages[0]}"):
+        backend.check_available()
+    with pytest.raises(TTSError, match=f"TTS engine {engine}"):
+        backend.voices()
+
+
+def test_festival_quotes_text():
+    from data_prep.tts import _scheme_string
+
+    assert _scheme_string('say "hi" \\ now') == '"say \\"hi\\" \\\\ now"'
+
+
+class FakeEngine(TTSBackend):
+    """Writes whatever ``kind`` of bad (or good) audio a test asks for."""
+
+    name = "fake"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def voices(self) -> list[str]:
+        return ["v1"]
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        t = np.arange(8000) / 16000
+        tone = 0.3 * np.sin(2 * np.pi * 220 * t)
+        if self.kind == "silence":
+            sf.write(str(out_path), np.zeros(8000), 16000, subtype="PCM_16", format="WAV")
+        elif self.kind == "near_silence":  # dither-level noise is silence too
+            sf.write(str(out_path), tone * 1e-4, 16000, subtype="PCM_16", format="WAV")
+        elif self.kind == "rate":
+            sf.write(str(out_path), tone, 22050, subtype="PCM_16", format="WAV")
+        elif self.kind == "stereo":
+            sf.write(str(out_path), np.stack([tone, tone], 1), 16000, "PCM_16", format="WAV")
+        elif self.kind == "no_samples":
+            sf.write(str(out_path), np.zeros((0,)), 16000, subtype="PCM_16", format="WAV")
+            with open(out_path, "ab") as f:  # a header longer than 44 bytes, no sample
+                f.write(b"\0" * 64)
+        else:
+            sf.write(str(out_path), tone, 16000, subtype="PCM_16", format="WAV")
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("silence", r"silent audio \(peak -inf dBFS"),
+        ("near_silence", "silent audio"),
+        ("rate", "wrong format: 22050 Hz"),
+        ("stereo", r"wrong format: 16000 Hz, 2 channel\(s\)"),
+        ("no_samples", "empty audio|unreadable audio"),
+    ],
+)
+def test_bad_rendered_audio_names_utterance_and_voice(kind, reason, tmp_path):
+    jobs = [
+        TTSJob("u0", "hello", tmp_path / "u0.wav", Voice("v1", engine="fake")),
+        TTSJob("u1", "world", tmp_path / "u1.wav", Voice("v1", engine="fake")),
+    ]
+    with pytest.raises(TTSError, match=rf"2 utterances failed.*u0: ({reason}).*\(voice fake:v1\)"):
+        synthesize(jobs, FakeEngine(kind), num_jobs=1)
+    assert list(tmp_path.iterdir()) == []  # nothing left that a re-run would take as done
+    assert synthesize(jobs, FakeEngine("good"), num_jobs=1) == 2
+
+
+def test_jobs_of_several_engines_need_their_backends(tmp_path):
+    jobs = [TTSJob("u0", "hi", tmp_path / "u0.wav", Voice("v1", engine="fake"))]
+    with pytest.raises(TTSError, match="utterances of TTS engine 'fake' but no such backend"):
+        synthesize(jobs, {"other": FakeEngine("good")}, num_jobs=1)
+    assert synthesize(jobs, {"fake": FakeEngine("good")}, num_jobs=1) == 1
