@@ -38,6 +38,7 @@ from rescoring.report_tables import (
     glob,
     metrics_table_md,
     paired_md,
+    per_engine_md,
     per_intent_md,
     read_text,
     seeds_md,
@@ -150,6 +151,7 @@ def make_report(cfg: ReportConfig) -> dict:
     md += tuned_md(results, exps)
     md += paired_md(tests, exps)
     md += per_intent_md(results, exps)
+    md += per_engine_md(results, exps)
     if plots:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     cmds = [(str(p.parent), p) for pattern in cfg.cmd_files for p in glob(pattern) if p.is_file()]

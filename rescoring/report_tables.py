@@ -374,3 +374,42 @@ def seeds_md(results: dict, exps: Experiments) -> list[str]:
             ]
             md.append(f"| {exps.label(n)} | {s} | mean ± sd | " + " | ".join(spread) + " |")
     return md + [""]
+
+
+def per_engine_md(results: dict, exps: Experiments) -> list[str]:
+    """WER / rare-word WER per TTS engine of the gold (``custom.tts_engine``), every system, on
+    every set whose audio records its engine (seeded systems: seed means)."""
+    md: list[str] = []
+    for s in exps.sets:
+        names = [n for n in exps.systems if (results.get(n, {}).get(s) or {}).get("per_engine")]
+        if not names:
+            continue
+        engines = sorted({e for n in names for e in results[n][s]["per_engine"]})
+        head = " | ".join(f"{e} WER / rare" for e in engines)
+        md += [
+            f"## Per TTS engine ({s})",
+            "",
+            f"| system | {head} |",
+            "|---|" + "---|" * len(engines),
+        ]
+        for n in names:
+            per = results[n][s]["per_engine"]
+            cells = [
+                f"{_num(per.get(e, {}).get('wer'), '.1f')} / {_num(per.get(e, {}).get('rare_wer'), '.1f')}"
+                for e in engines
+            ]
+            md.append(f"| {exps.label(n)} | " + " | ".join(cells) + " |")
+        utts = {
+            e: next(
+                results[n][s]["per_engine"][e]["utterances"]
+                for n in names
+                if e in results[n][s]["per_engine"]
+            )
+            for e in engines
+        }
+        md += [
+            "",
+            "Utterances per engine: " + ", ".join(f"{e} {k}" for e, k in utts.items()) + ".",
+            "",
+        ]
+    return md

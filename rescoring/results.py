@@ -134,6 +134,8 @@ def _read_run(d: Path, name: str, sets: tuple[str, ...]) -> dict:
         entry["rare_share"] = {"value": m.get("rare_share"), "ci95": None}
         entry["utterances"] = m.get("utterances")
         entry["per_intent"] = m.get("per_intent")
+        if m.get("per_engine") is not None:
+            entry["per_engine"] = m["per_engine"]
         entry["nlu_utterances"] = m.get("has_nlu")
         entry["slot_utterances"] = m.get("slot_utterances")
         if any(k in m for k in SLURP_METRICS):  # score-wer --slu-metrics slurp
@@ -149,6 +151,10 @@ def _read_run(d: Path, name: str, sets: tuple[str, ...]) -> dict:
         read_tuned(tp)  # validated; the table shows the file as written
         out["tuned"] = read_json(tp)
     return out
+
+
+def _mean_or_none(vals: list) -> float | None:
+    return None if any(v is None for v in vals) else float(np.mean(vals))
 
 
 def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
@@ -169,6 +175,18 @@ def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
         first = have[min(have)]
         entry = {k: first[k] for k in ("utterances", "nlu_utterances", "slot_utterances")}
         entry["per_intent"] = None  # per seed only (seed{N}/metrics-<set>.json)
+        if all(r.get("per_engine") for r in have.values()):  # seed means, no interval
+            engines = first["per_engine"]
+            entry["per_engine"] = {
+                e: {
+                    "utterances": engines[e]["utterances"],
+                    **{
+                        k: _mean_or_none([r["per_engine"].get(e, {}).get(k) for r in have.values()])
+                        for k in ("wer", "rare_wer")
+                    },
+                }
+                for e in engines
+            }
         for k in (*METRICS, "rare_share"):
             keys = [str(seed) for seed in sorted(have)]
             vals = [have[seed][k]["value"] for seed in sorted(have)]

@@ -70,6 +70,8 @@ def read_gold(path: Path) -> dict[str, dict]:
 
     ``custom.intent`` and ``custom.slots`` are optional (a corpus without slots is scored for
     intent accuracy only); slots, when present, are one BIO tag per word of ``text``.
+    ``custom.tts_engine`` (synthesized audio, ``prepare-snips --tts-plan``) is optional: where
+    the gold has it, the metrics are also broken down per engine.
 
     Raises:
         InputError: naming file, line and utterance for a mistyped field, a duplicated id
@@ -94,7 +96,10 @@ def read_gold(path: Path) -> dict[str, dict]:
                 f"{where}: field 'custom.slots' has {len(slots)} tags for {len(text.split())} "
                 "words of 'text' (one BIO tag per word)"
             )
-        gold[uid] = {"text": text, "intent": intent, "slots": slots}
+        engine = get_str(
+            custom, "tts_engine", where, "custom.tts_engine", required=False, nullable=True
+        )
+        gold[uid] = {"text": text, "intent": intent, "slots": slots, "engine": engine}
     if not gold:
         raise InputError(f"{path}: no supervisions")
     return gold
@@ -229,6 +234,11 @@ def score(cfg: ScoreConfig) -> dict:
         m["per_intent"] = per_group_wer(
             utts, [gold[u]["intent"] or "?" for u in ids], cfg.bootstrap_samples, cfg.seed
         )
+        engines = [gold[u]["engine"] for u in ids]
+        if any(e is not None for e in engines):  # synthesized audio: WER per TTS engine
+            m["per_engine"] = per_group_wer(
+                utts, [e or "?" for e in engines], cfg.bootstrap_samples, cfg.seed
+            )
         m["system"], m["set"], m["hyps"] = cfg.system, cfg.set_name, str(cfg.hyps)
         m["slot_utterances"] = slot_utts
         if slurp:

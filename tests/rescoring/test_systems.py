@@ -365,3 +365,26 @@ def test_jobs_give_the_same_outputs_as_one_after_another(work):
     assert set(_run("--jobs", "2", "--out-dir", "exp/rescore2").values()) == {"skipped"}
     with pytest.raises(ValueError, match="--jobs must be >= 1"):
         _run("--jobs", "0")
+
+
+def test_per_engine_breakdown_where_the_gold_names_its_tts_engine(work):
+    """Gold supervisions with custom.tts_engine (prepare-snips --tts-plan): score-wer breaks
+    the metrics down per engine, results.json carries them, RESULTS.md has a table."""
+    p = work / "nlu_test.jsonl.gz"
+    rows = [json.loads(x) for x in gzip.open(p, "rt")]
+    for i, r in enumerate(rows):
+        r["custom"]["tts_engine"] = ["espeak-ng", "flite"][i % 2]
+    p.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode(), mtime=0))
+    _run()
+    m = json.loads((work / "exp/rescore/lm/metrics-test.json").read_text())
+    assert set(m["per_engine"]) == {"espeak-ng", "flite"}
+    assert sum(v["utterances"] for v in m["per_engine"].values()) == m["utterances"]
+    assert "per_engine" not in json.loads((work / "exp/rescore/lm/metrics-dev.json").read_text())
+    report.main(
+        ["--systems", "systems.toml", "--rescore-dir", "exp/rescore", "--out", "RESULTS.md"]
+    )
+    md = (work / "RESULTS.md").read_text()
+    assert "## Per TTS engine (test)" in md and "| + LM | " in md.split("## Per TTS engine")[1]
+    assert "## Per TTS engine (dev)" not in md
+    res = json.loads((work / "results.json").read_text())
+    assert set(res["systems"]["mt"]["test"]["per_engine"]) == {"espeak-ng", "flite"}
