@@ -20,6 +20,10 @@ from common.io import CheckpointError, InputError
 PRESETS = ("tiny", "default", "large")
 #: input front-ends: fbank features, or a self-supervised model on waveforms (asr/frontend.py)
 FRONTENDS = ("fbank", "wav2vec2_base", "hubert_base")
+#: additive noise kinds of ``--aug-noise-types`` (asr/augment.py)
+NOISE_TYPES = ("white", "pink", "babble")
+#: allowed ``--aug-speed`` factors (Kaldi recipes use 0.9 and 1.1)
+SPEED_RANGE = (0.5, 2.0)
 
 
 @dataclass
@@ -168,7 +172,59 @@ class TrainConfig:
     )
     speed_perturb: bool = field(
         default=False,
-        metadata={"help": "speed perturbation 0.9/1.1 (needs audio, fbank on the fly)"},
+        metadata={"help": "shorthand of --aug-speed 0.9 1.0 1.1 (kept for older commands)"},
+    )
+    # On-the-fly audio augmentation (asr/augment.py, Lhotse's transforms): when one is on, the
+    # train batches are computed from the cuts' audio (fbank on the fly); dev never is.
+    aug_speed: tuple[float, ...] = field(
+        default=(),
+        metadata={
+            "help": "speed perturbation: factors, one drawn uniformly per utterance, e.g. "
+            "0.9 1.0 1.1 (Lhotse cut.perturb_speed; 1.0 = unchanged; none = off)"
+        },
+    )
+    aug_reverb_prob: float = field(
+        default=0.0,
+        metadata={
+            "help": "probability of reverberation (cut.reverb_rir) with a synthetic room "
+            "impulse response of Lhotse's FastRandomRIRGenerator (see --aug-reverb-rooms)"
+        },
+    )
+    aug_reverb_rooms: int = field(
+        default=100,
+        metadata={
+            "help": "synthetic room impulse responses generated once (from --seed) to draw "
+            "from; 0 = a new room per utterance (~0.2 s each on one CPU thread)"
+        },
+    )
+    aug_noise_prob: float = field(
+        default=0.0,
+        metadata={"help": "probability of additive noise of one of --aug-noise-types"},
+    )
+    aug_noise_types: tuple[str, ...] = field(
+        default=NOISE_TYPES,
+        metadata={
+            "help": "noise kinds, one drawn uniformly: white, pink (generated), babble "
+            "(another random training utterance)"
+        },
+    )
+    aug_snr: tuple[float, float] = field(
+        default=(10.0, 20.0),
+        metadata={"help": "additive noise SNR range MIN MAX in dB, drawn uniformly (cut.mix)"},
+    )
+    aug_volume_prob: float = field(
+        default=0.0, metadata={"help": "probability of a volume change (cut.perturb_volume)"}
+    )
+    aug_volume_db: tuple[float, float] = field(
+        default=(-6.0, 6.0),
+        metadata={"help": "volume gain range MIN MAX in dB, drawn uniformly"},
+    )
+    aug_narrowband_prob: float = field(
+        default=0.0,
+        metadata={
+            "help": "probability of Lhotse's Narrowband (8 kHz mu-law codec and back: "
+            "band-limited to 4 kHz)"
+        },
     )
     cmvn_cuts: int = field(default=500, metadata={"help": "train cuts for global CMVN stats"})
     valid_interval: int = field(
@@ -208,6 +264,34 @@ class TrainConfig:
         if self.max_duration <= 0 or self.log_interval < 1 or self.valid_interval < 0:
             raise InputError(
                 "--max-duration must be > 0, --log-interval >= 1 and --valid-interval >= 0"
+            )
+        self.validate_augmentation()
+
+    def validate_augmentation(self) -> None:
+        """The ``--aug-*`` options; raises :class:`InputError` naming the offending one."""
+        for name in ("aug_reverb_prob", "aug_noise_prob", "aug_volume_prob", "aug_narrowband_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise InputError(f"--{name.replace('_', '-')} must be in [0, 1], got {p}")
+        if self.aug_reverb_rooms < 0:
+            raise InputError(f"--aug-reverb-rooms must be >= 0, got {self.aug_reverb_rooms}")
+        if self.speed_perturb and self.aug_speed:
+            raise InputError("--speed-perturb is the shorthand of --aug-speed: give one of them")
+        lo, hi = SPEED_RANGE
+        for f in self.aug_speed:
+            if not lo <= f <= hi:
+                raise InputError(f"--aug-speed factors must be in [{lo:g}, {hi:g}], got {f:g}")
+        for name in ("aug_snr", "aug_volume_db"):
+            r = tuple(getattr(self, name))
+            if len(r) != 2 or r[0] > r[1] or any(abs(x) > 100 for x in r):
+                raise InputError(
+                    f"--{name.replace('_', '-')} must be MIN MAX with MIN <= MAX, "
+                    f"|values| <= 100 dB, got {' '.join(map(str, r))}"
+                )
+        if not self.aug_noise_types or set(self.aug_noise_types) - set(NOISE_TYPES):
+            raise InputError(
+                f"--aug-noise-types must be some of {' '.join(NOISE_TYPES)}, got "
+                f"{' '.join(self.aug_noise_types) or 'none'}"
             )
 
 

@@ -5,6 +5,10 @@ audio instead of their features: ``make_dataloader(..., waveform=True)`` gives `
 16 kHz samples and ``feat_lens`` in samples (Lhotse's ``collate_audio``: the cuts of
 ``compute-fbank`` still reference their recordings).
 
+Training with audio augmentation (``AsrDataset(augment=...)``, :mod:`asr.augment`) computes
+the features on the fly from the augmented audio (the same Lhotse ``Fbank`` settings as the
+stored features); without it the stored features are read as they are.
+
 Usage:
     tok = Tokenizer("data/lang_bpe_128/bpe.model")
     cuts = load_cuts("data/fbank/snips_cuts_train.jsonl.gz")
@@ -24,6 +28,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.dataset.collation import collate_audio, collate_features
 from torch.utils.data import DataLoader, Dataset
 
+from asr.augment import AudioAugment, AugmentSpec
 from asr.config import ModelConfig
 from asr.frontend import SAMPLE_RATE, ssl_frames
 from common.io import InputError
@@ -172,6 +177,12 @@ class AsrDataset(Dataset):
     (padded with 0), ``target_lens`` (N,), ``texts`` list[str], ``ids`` list[str]. With
     ``waveform``, ``feats`` is the audio (N, S) and ``feat_lens`` counts samples (SpecAugment,
     which masks fbank bins, is then refused).
+
+    With ``augment`` (:class:`asr.augment.AudioAugment`; ``speed_perturb`` is the shorthand
+    of speed factors 0.9/1.0/1.1) features are computed on the fly from the augmented audio
+    (``num_mel_bins`` of them, the model's ``feature_dim``), and the dict gains
+    ``aug_skipped``: ids of the utterances whose augmented audio or features were not finite;
+    they stay in the batch with an empty label sequence, so the loss masks them out.
     """
 
     def __init__(
@@ -181,47 +192,50 @@ class AsrDataset(Dataset):
         speed_perturb: bool = False,
         num_mel_bins: int = 80,
         waveform: bool = False,
+        augment: AudioAugment | None = None,
     ) -> None:
         if waveform and spec_augment is not None:
             raise InputError("SpecAugment masks fbank features; waveform batches have none")
         self.tok = tok
         self.spec_augment = spec_augment
         self.waveform = waveform
-        self.perturb = None
-        if speed_perturb:  # needs the cuts' audio: fbank is recomputed on the fly
-            from lhotse import Fbank, FbankConfig
-            from lhotse.dataset import OnTheFlyFeatures, PerturbSpeed
-
-            self.perturb = PerturbSpeed(factors=[0.9, 1.1], p=2 / 3)
-            self.fbank = OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=num_mel_bins)))
+        self.num_mel_bins = num_mel_bins
+        if augment is None and speed_perturb:
+            augment = AudioAugment(AugmentSpec(speed=(0.9, 1.0, 1.1)))
+        self.augment = augment
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        if self.waveform:
-            if self.perturb is not None:
-                cuts = self.perturb(cuts)
+        skipped: list[int] = []
+        if self.augment is not None:  # needs the cuts' audio: fbank is computed on the fly
+            if self.waveform:
+                feats, feat_lens, skipped = self.augment.audio(cuts)  # (N, S), (N,)
+            else:
+                feats, feat_lens, skipped = self.augment.features(cuts, self.num_mel_bins)
+        elif self.waveform:
             feats, feat_lens = collate_audio(cuts)  # (N, S), (N,)
-        elif self.perturb is not None:
-            cuts = self.perturb(cuts)
-            feats, feat_lens = self.fbank(cuts)
         else:
             feats, feat_lens = collate_features(cuts)
         if self.spec_augment is not None:
             feats = self.spec_augment(feats)
         texts = [cut_text(c) for c in cuts]
-        ids = [self.tok.encode(t) for t in texts]
+        ids = [[] if i in skipped else self.tok.encode(t) for i, t in enumerate(texts)]
         u = max((len(x) for x in ids), default=0)
         targets = torch.zeros(len(ids), max(u, 1), dtype=torch.long)
         for i, x in enumerate(ids):
             targets[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        return {
+        utt_ids = [c.supervisions[0].id if c.supervisions else c.id for c in cuts]
+        batch = {
             "feats": feats,
             "feat_lens": feat_lens,
             "targets": targets[:, :u] if u else targets[:, :0],
             "target_lens": torch.tensor([len(x) for x in ids], dtype=torch.long),
             "texts": texts,
-            "ids": [c.supervisions[0].id if c.supervisions else c.id for c in cuts],
+            "ids": utt_ids,
         }
+        if self.augment is not None:
+            batch["aug_skipped"] = [utt_ids[i] for i in skipped]
+        return batch
 
 
 def make_sampler(
@@ -269,13 +283,14 @@ def make_dataloader(
     speed_perturb: bool = False,
     num_mel_bins: int = 80,
     waveform: bool = False,
+    augment: AudioAugment | None = None,
 ) -> DataLoader:
     """Batches of :class:`AsrDataset`; ``num_mel_bins`` is the fbank size of the on-the-fly
-    features of ``speed_perturb`` (the model's ``feature_dim``); ``waveform``: audio batches
-    for an SSL front-end (``ModelConfig.waveform_input``)."""
+    features of ``augment`` / ``speed_perturb`` (the model's ``feature_dim``); ``waveform``:
+    audio batches for an SSL front-end (``ModelConfig.waveform_input``)."""
     sampler = make_sampler(cuts, max_duration, shuffle, num_buckets, world_size, rank, seed)
     return DataLoader(
-        AsrDataset(tok, spec_augment, speed_perturb, num_mel_bins, waveform),
+        AsrDataset(tok, spec_augment, speed_perturb, num_mel_bins, waveform, augment),
         sampler=sampler,
         batch_size=None,
         num_workers=num_workers,

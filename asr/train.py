@@ -35,7 +35,16 @@ cuts' 16 kHz audio, ``wav2vec2_base`` / ``hubert_base`` (:mod:`asr.frontend`), f
 (``--frontend-freeze true``) or fine-tuned, its weights from ``--frontend-checkpoint`` (a
 torchaudio state dict; without it the SSL model is random and a WARNING says so). With an SSL
 front-end there is no CMVN and no SpecAugment (it masks fbank bins; the preset turns it off and
-``--spec-augment true`` is an error); ``--speed-perturb`` perturbs the audio.
+``--spec-augment true`` is an error); audio augmentation applies to the audio as it is.
+
+On-the-fly audio augmentation (:mod:`asr.augment`, Lhotse's transforms; each off by default):
+``--aug-speed 0.9 1.0 1.1`` (``--speed-perturb`` is its shorthand), ``--aug-reverb-prob``
+(synthetic RIR), ``--aug-noise-prob`` with ``--aug-noise-types white pink babble`` and
+``--aug-snr MIN MAX``, ``--aug-volume-prob`` with ``--aug-volume-db MIN MAX``,
+``--aug-narrowband-prob`` (8 kHz mu-law). With any of them on, train features are computed
+from the augmented audio (dev never is); seeded per batch by (seed, epoch, cut ids), so a
+resumed run sees the same augmentation. An utterance whose augmented audio or features are not
+finite is skipped (masked out of its batch, counted, warned by cut id).
 
     train-asr --preset default --frontend wav2vec2_base --frontend-checkpoint w2v2_base.pt \\
         --frontend-layers 6 ...
@@ -60,6 +69,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from asr.augment import AudioAugment, AugmentSpec
 from asr.config import PRESETS, ModelConfig, TrainConfig, get_model_preset, get_train_preset
 from asr.data import Tokenizer, load_train_cuts, make_dataloader
 from asr.model import Transducer, build_model, num_params
@@ -138,6 +148,8 @@ class AsrTrainer(Trainer):
             world_size=world_size,
         )
         self.bad_utts = 0  # utterances masked out of their batch
+        self.aug_skipped = 0  # utterances whose augmented audio or features were not finite
+        self.augment_spec = AugmentSpec.from_train_config(cfg)
         self.sampler_state: dict | None = None  # of a partial epoch, to fast-forward to
         self.train_dl: Any = None
 
@@ -146,6 +158,10 @@ class AsrTrainer(Trainer):
         self.train_cuts, dev_cuts = load_train_cuts(
             cfg.train_cuts, cfg.dev_cuts, self.tok, model.cfg
         )
+        spec = self.augment_spec
+        logging.info("audio augmentation of train batches: %s", spec.describe())
+        if spec.active:
+            check_augmentable(self.train_cuts, cfg.train_cuts, spec)
         if not resumed and not model.cfg.waveform_input:
             # Lhotse's global stats of the first --cmvn-cuts cuts (float64, Chan et al.'s
             # pairwise update): equal to the bit in float32 to our sum/sum-of-squares version
@@ -190,6 +206,11 @@ class AsrTrainer(Trainer):
 
     def train_batches(self, epoch: int, skip: int) -> Any:
         cfg = self.cfg
+        augment = None
+        if self.augment_spec.active:  # seeded per batch from (seed, epoch, cut ids)
+            augment = AudioAugment(
+                self.augment_spec, seed=cfg.seed, epoch=epoch, train_cuts=self.train_cuts
+            )
         spec = None
         if cfg.spec_augment and epoch >= cfg.spec_aug_from_epoch:
             from lhotse.dataset import SpecAugment
@@ -212,9 +233,9 @@ class AsrTrainer(Trainer):
             world_size=self.world_size,
             rank=self.rank,
             seed=cfg.seed,
-            speed_perturb=cfg.speed_perturb,
             num_mel_bins=self.model.cfg.feature_dim,
             waveform=self.model.cfg.waveform_input,
+            augment=augment,
         )
         self.train_dl.sampler.set_epoch(epoch)
         if skip:  # the sampler state of the partial epoch's checkpoint holds its position
@@ -228,12 +249,22 @@ class AsrTrainer(Trainer):
         amp = self.cfg.use_amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             loss, st = compute_loss(self.fwd, batch, self.cfg, self.device)
-        if st["bad_utts"]:
-            self.bad_utts += int(st["bad_utts"])
+        aug_skipped = batch.get("aug_skipped", ())
+        if aug_skipped:  # masked by compute_loss too (empty labels): counted here only
+            self.aug_skipped += len(aug_skipped)
+            logging.warning(
+                "step %d: skipped %s (non-finite after audio augmentation); %d so far",
+                self.state.step,
+                ", ".join(aug_skipped),
+                self.aug_skipped,
+            )
+        bad = int(st["bad_utts"]) - len(aug_skipped)
+        if bad:
+            self.bad_utts += bad
             logging.warning(
                 "step %d: masked %d bad utterance(s) (empty/too short/non-finite loss); %d so far",
                 self.state.step,
-                int(st["bad_utts"]),
+                bad,
                 self.bad_utts,
             )
         tokens = st["tokens"]
@@ -272,16 +303,35 @@ class AsrTrainer(Trainer):
             "sampler": self.train_dl.sampler.state_dict() if self.train_dl is not None else None,
             "config": {"model": config_dict(self.model.cfg), "train": config_dict(self.cfg)},
             "bad_utts": self.bad_utts,
+            "aug_skipped": self.aug_skipped,
         }
 
     def load_state_extra(self, ckpt: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler_state = ckpt["sampler"]
         self.bad_utts = int(ckpt["bad_utts"])
+        self.aug_skipped = int(ckpt.get("aug_skipped", 0))  # absent before augmentation
 
     def on_end(self) -> None:
         if self.bad_utts:
             logging.warning("%d utterances were masked out of their batches", self.bad_utts)
+        if self.aug_skipped:
+            logging.warning(
+                "%d utterances were skipped for non-finite audio augmentation", self.aug_skipped
+            )
+
+
+def check_augmentable(cuts, path: Path, spec: AugmentSpec) -> None:
+    """Raise :class:`InputError` naming ``path`` unless every cut has a recording (audio
+    augmentation reads the audio) and babble has another utterance to draw from."""
+    for c in cuts:
+        if not c.has_recording:
+            raise InputError(
+                f"{path}: cut {c.id} has no recording; audio augmentation (--aug-*, "
+                "--speed-perturb) reads the audio"
+            )
+    if spec.noise_prob > 0 and "babble" in spec.noise_types and len(cuts) < 2:
+        raise InputError(f"{path}: babble noise (--aug-noise-types) needs at least 2 train cuts")
 
 
 def resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
