@@ -182,17 +182,9 @@ def bootstrap_indices(n: int, num_samples: int = 1000, seed: int = 0) -> np.ndar
 def bootstrap_ci(
     utts: list[UttCounts], metric: str, num_samples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of ``metric`` (percent), or None if undefined."""
-    if not utts:
-        return None
-    vals = _metric_from_sums(
-        metric, _resample_sums(_matrix(utts), bootstrap_indices(len(utts), num_samples, seed))
-    )
-    vals = vals[~np.isnan(vals)]
-    if vals.size == 0:
-        return None
-    lo, hi = np.percentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
+    """Percentile bootstrap interval of ``metric`` (percent), or None if undefined (the
+    one-seed case of :func:`seed_bootstrap_ci`)."""
+    return seed_bootstrap_ci([utts], metric, num_samples, seed, level)
 
 
 def paired_bootstrap(
@@ -222,30 +214,13 @@ def paired_bootstrap_diff(
     Returns ``{"p_b_better", "diff", "diff_ci95"}``: the share of resamples in which B is *not*
     better than A, the corpus-level difference B - A (in points) and its 95% percentile
     interval. ``None`` when the metric is undefined (no utterances, no rare words, no NLU).
+    The one-seed case of :func:`paired_bootstrap_diff_seeds`.
     """
     if len(utts_a) != len(utts_b):
         raise ValueError(
             f"paired bootstrap needs the same utterances ({len(utts_a)} vs {len(utts_b)})"
         )
-    if not utts_a:
-        return None
-    ma, mb = _matrix(utts_a), _matrix(utts_b)
-    va = float(_metric_from_sums(metric, {k: v.sum() for k, v in ma.items()}))
-    vb = float(_metric_from_sums(metric, {k: v.sum() for k, v in mb.items()}))
-    idx = bootstrap_indices(len(utts_a), num_samples, seed)
-    a = _metric_from_sums(metric, _resample_sums(ma, idx))
-    b = _metric_from_sums(metric, _resample_sums(mb, idx))
-    ok = ~(np.isnan(a) | np.isnan(b))
-    if not ok.any() or np.isnan(va) or np.isnan(vb):
-        return None
-    higher_is_better = metric in ("intent_acc", "slot_f1")
-    not_better = (b[ok] <= a[ok]) if higher_is_better else (b[ok] >= a[ok])
-    lo, hi = np.percentile(b[ok] - a[ok], [2.5, 97.5])
-    return {
-        "p_b_better": float(not_better.mean()),
-        "diff": float(vb - va),
-        "diff_ci95": [float(lo), float(hi)],
-    }
+    return paired_bootstrap_diff_seeds([utts_a], [utts_b], metric, num_samples, seed)
 
 
 def per_group_wer(

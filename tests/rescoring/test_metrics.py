@@ -158,17 +158,33 @@ def _utts(errs: list[int], ref: int = 4) -> list:
 
 
 def test_seed_bootstrap_with_one_seed_is_the_utterance_bootstrap():
+    import numpy as np
+
     from rescoring.metrics import (
         bootstrap_ci,
+        bootstrap_indices,
         paired_bootstrap_diff,
         paired_bootstrap_diff_seeds,
         seed_bootstrap_ci,
     )
 
+    def by_hand(utts, idx, m):  # the plain utterance bootstrap, written out
+        fields = {k: np.array([getattr(u, k) for u in utts], float)[idx].sum(axis=1) for k in
+                  ("errors", "ref_words", "rare_errors", "rare_ref")}  # fmt: skip
+        num, den = {"wer": ("errors", "ref_words"), "rare_wer": ("rare_errors", "rare_ref")}[m]
+        return 100 * (fields[num] / fields[den])
+
     a, b = _utts([1, 2, 0, 3, 1, 0, 2]), _utts([1, 1, 0, 2, 1, 1, 0])
+    idx = bootstrap_indices(len(a), 1000, 0)
     for m in ("wer", "rare_wer"):
         assert paired_bootstrap_diff_seeds([a], [b], m) == paired_bootstrap_diff(a, b, m)
         assert seed_bootstrap_ci([a], m) == bootstrap_ci(a, m)
+        va, vb = by_hand(a, idx, m), by_hand(b, idx, m)
+        q = [100 * (1 - 0.95) / 2, 100 * (1 + 0.95) / 2]  # bootstrap_ci's level 0.95
+        assert bootstrap_ci(a, m) == tuple(float(x) for x in np.percentile(va, q))
+        d = paired_bootstrap_diff(a, b, m)
+        assert d["p_b_better"] == float((vb >= va).mean())
+        assert d["diff_ci95"] == [float(x) for x in np.percentile(vb - va, [2.5, 97.5])]
 
 
 def test_seed_bootstrap_pools_seeds_and_counts_their_spread():
