@@ -231,6 +231,14 @@ class TrainConfig:
         default=200, metadata={"help": "steps between dev greedy-WER checks (0 = epoch end only)"}
     )
     valid_wer_cuts: int = field(default=150, metadata={"help": "dev cuts for the greedy-WER check"})
+    monitor_cuts: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "NAME=CUTS: further sets whose greedy WER (their first --valid-wer-cuts) is "
+            "logged at every dev check into log/monitor.csv, e.g. a held-out TTS engine for a "
+            "learning curve; monitoring only: no choice (checkpoint, averaging) uses them"
+        },
+    )
     log_interval: int = field(default=20, metadata={"help": "steps between loss/LR log rows"})
     seed: int = field(default=42, metadata={"help": "random seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})

@@ -71,7 +71,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from asr.augment import AudioAugment, AugmentSpec
 from asr.config import PRESETS, ModelConfig, TrainConfig, get_model_preset, get_train_preset
-from asr.data import Tokenizer, load_train_cuts, make_dataloader
+from asr.data import Tokenizer, check_model_input, load_cuts, load_train_cuts, make_dataloader
 from asr.model import Transducer, build_model, num_params
 from asr.objective import TransducerForward, compute_loss, greedy_wer, validate
 from common.checkpoint import CheckpointError
@@ -80,6 +80,7 @@ from common.env import env_info
 from common.io import InputError
 from common.trainer import (
     LoopOptions,
+    MetricsLog,
     Resume,
     StepOutput,
     Trainer,
@@ -100,6 +101,25 @@ class NoamScheduler(torch.optim.lr_scheduler.LambdaLR):
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def parse_monitor_cuts(items: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """``--monitor-cuts NAME=CUTS ...`` as (name, path) pairs.
+
+    Raises:
+        InputError: an item without ``=``, an empty name or path, or a name given twice.
+    """
+    out: list[tuple[str, Path]] = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise InputError(
+                f"--monitor-cuts {item!r}: expected NAME=CUTS (e.g. unseen=cuts.jsonl.gz)"
+            )
+        if any(n == name.strip() for n, _ in out):
+            raise InputError(f"--monitor-cuts: the name {name.strip()!r} is given twice")
+        out.append((name.strip(), Path(path.strip())))
+    return out
 
 
 class AsrTrainer(Trainer):
@@ -200,6 +220,24 @@ class AsrTrainer(Trainer):
             shuffle=False,
             waveform=waveform,
         )
+        self.monitor_dls = {}  # name -> greedy-WER loader (--monitor-cuts)
+        for name, path in parse_monitor_cuts(cfg.monitor_cuts):
+            cuts = load_cuts(path)
+            check_model_input(cuts, model.cfg, path)
+            self.monitor_dls[name] = make_dataloader(
+                cuts.subset(first=min(cfg.valid_wer_cuts, len(cuts))),
+                self.tok,
+                cfg.max_duration,
+                shuffle=False,
+                waveform=waveform,
+            )
+        self.monitor_log, self.monitor_step = None, -1
+        if self.monitor_dls and self.is_main:  # rows after the resumed step: dropped
+            self.monitor_log = MetricsLog(
+                self.exp_dir / "log/monitor.csv",
+                ["step", "epoch", "set", "greedy_wer", "elapsed_s"],
+                keep_through_step=self.state.step,
+            )
 
     def start_epoch(self, epoch: int) -> None:
         seed_everything(self.cfg.seed + epoch)
@@ -288,10 +326,30 @@ class AsrTrainer(Trainer):
                 dev_greedy_wer=wer,
                 elapsed_s=round(self.elapsed(), 1),
             )
+            self.monitor()
         if self.world_size > 1:
             dist.barrier()
 
+    def monitor(self) -> None:
+        """Greedy WER of each ``--monitor-cuts`` set, logged (rank 0; once per step)."""
+        st = self.state
+        if not self.monitor_dls or self.monitor_step == st.step:
+            return
+        self.monitor_step = st.step
+        for name, dl in self.monitor_dls.items():
+            wer = greedy_wer(self.model, dl, self.tok, self.device)
+            logging.info("step %d: %s greedy WER %.2f%% (monitor)", st.step, name, wer)
+            assert self.monitor_log is not None
+            self.monitor_log.write(
+                step=st.step,
+                epoch=st.epoch,
+                set=name,
+                greedy_wer=wer,
+                elapsed_s=round(self.elapsed(), 1),
+            )
+
     def evaluate(self) -> dict[str, float | None]:
+        self.monitor()  # at the epoch end too (the check every --valid-interval steps may be off)
         return {
             "dev_loss": validate(self.model, self.valid_dl, self.cfg, self.device),
             "dev_greedy_wer": greedy_wer(self.model, self.wer_dl, self.tok, self.device),

@@ -13,6 +13,7 @@ and file names, so letters, digits and ``._+-`` only)::
     nlu_checkpoint = "exp/lm/mt/best.pt"     # NLU of the chosen hypothesis, every system
     tune_set = "dev"                         # λ/β are tuned here only
     sets = ["dev", "test"]
+    eval_set = "test"                        # optional: targets, paired tests, per-intent table
     seeds = [42, 43, 44]                     # optional: the LM training seeds (see below)
     comparison_note = "The last row is the ablation."   # optional, under the paired table
 
@@ -63,8 +64,14 @@ path) contains ``{seed}`` is run once per entry of ``seeds``, with ``{seed}`` re
 values, and tests it against other systems by resampling seeds and utterances. An unknown key,
 a wrong type or a name that is not declared is an error naming the file and the key.
 
+**Evaluation set**: ``eval_set`` (default: ``test`` if it is one of ``sets``, else the last set
+other than ``tune_set``) carries the targets, the paired tests and the per-intent table; further
+sets are reported beside it. :func:`load_experiments` can replace ``sets`` and drop systems
+(``exclude``) for one run without editing the file.
+
 Usage:
     exps = load_experiments("conf/systems.toml")
+    exps = load_experiments("conf/systems.toml", sets=("dev", "test", "test_unseen_engine"))
     for name, system in exps.systems.items(): ...
 """
 
@@ -190,7 +197,14 @@ class Experiments:
     comparison_note: str | None = None
     #: the LM training seeds of the seeded systems (``{seed}`` in their LM paths)
     seeds: tuple[int, ...] = ()
+    #: the set the report's targets, paired tests and per-intent table are on; ``None``:
+    #: :func:`default_eval_set` (resolved on construction)
+    eval_set: str | None = None
     path: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.eval_set is None:
+            object.__setattr__(self, "eval_set", default_eval_set(self.sets, self.tune_set))
 
     def seeds_of(self, name: str) -> tuple[int | None, ...]:
         """The seeds a system is run with: ``(None,)`` for one without ``{seed}``."""
@@ -201,14 +215,17 @@ class Experiments:
         """Systems with an LM, in declaration order."""
         return [n for n, s in self.systems.items() if s.rescored]
 
-    @property
-    def eval_set(self) -> str:
-        """The set the report's targets, paired tests and per-intent table are on: the last of
-        ``sets`` other than ``tune_set`` (``tune_set`` itself if there is no other)."""
-        return next((s for s in reversed(self.sets) if s != self.tune_set), self.tune_set)
-
     def label(self, name: str) -> str:
         return self.systems[name].label
+
+
+def default_eval_set(sets: tuple[str, ...], tune_set: str) -> str:
+    """The evaluation set of a matrix without ``eval_set``: ``test`` if it is one of ``sets``
+    (so that adding a further set does not move it), else the last of ``sets`` other than
+    ``tune_set`` (``tune_set`` itself if there is no other)."""
+    if "test" in sets and tune_set != "test":
+        return "test"
+    return next((s for s in reversed(sets) if s != tune_set), tune_set)
 
 
 def _fields(cls: type, obj: Any, where: str) -> dict[str, Any]:
@@ -294,7 +311,15 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
     for k in ("headline", "first_pass", "oracle"):
         if k not in top:
             raise InputError(f"{source}: missing {k}")
-    for k in ("headline", "first_pass", "oracle", "nlu_checkpoint", "tune_set", "comparison_note"):
+    for k in (
+        "headline",
+        "first_pass",
+        "oracle",
+        "nlu_checkpoint",
+        "tune_set",
+        "eval_set",
+        "comparison_note",
+    ):
         if k in top:
             _typed(top[k], str, f"{source}: {k}")
     comparisons = []
@@ -367,14 +392,66 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             raise InputError(f"{source}: {where} names {name!r}, which is not a declared system")
     if exps.tune_set not in exps.sets:
         raise InputError(f"{source}: tune_set {exps.tune_set!r} is not one of sets {list(sets)}")
+    if exps.eval_set not in exps.sets:
+        raise InputError(f"{source}: eval_set {exps.eval_set!r} is not one of sets {list(sets)}")
+    if exps.eval_set == exps.tune_set and len(exps.sets) > 1:
+        raise InputError(
+            f"{source}: eval_set {exps.eval_set!r} is the tune_set: λ/β are tuned there; name "
+            f"another of sets {list(sets)}"
+        )
     if systems[exps.oracle].select != "oracle":
         raise InputError(f'{source}: the oracle system {exps.oracle!r} must have select = "oracle"')
     return exps
 
 
-def load_experiments(path: str | Path, seeds: tuple[int, ...] = ()) -> Experiments:
-    """Read a recipe's ``systems.toml``; non-empty ``seeds`` replace its ``seeds`` (the recipe's
-    ``lm_seeds``, which differ per preset).
+def exclude_systems(exps: Experiments, names: tuple[str, ...], source: str) -> Experiments:
+    """``exps`` without the systems ``names``, and without every comparison, target and limit
+    that names one of them.
+
+    No field of a system names another system (``nbest_dir``, ``feature_lms`` and
+    ``nlu_features_from`` are paths), so the remaining systems run as declared.
+
+    Raises:
+        InputError: naming ``source`` and the name, for a name that is not a declared system
+            or is the headline, first-pass or oracle system.
+    """
+    for name in names:
+        if name not in exps.systems:
+            raise InputError(
+                f"{source}: excluded system {name!r} is not a declared system "
+                f"(declared: {', '.join(exps.systems)})"
+            )
+        for key in ("headline", "first_pass", "oracle"):
+            if getattr(exps, key) == name:
+                raise InputError(
+                    f"{source}: system {name!r} is the matrix's {key}: it cannot be excluded"
+                )
+    drop = set(names)
+    return dataclasses.replace(
+        exps,
+        systems={n: s for n, s in exps.systems.items() if n not in drop},
+        comparisons=tuple(c for c in exps.comparisons if not {c.a, c.b} & drop),
+        targets=tuple(t for t in exps.targets if t.against not in drop),
+        limits=tuple(t for t in exps.limits if t.system not in drop),
+    )
+
+
+def load_experiments(
+    path: str | Path,
+    seeds: tuple[int, ...] = (),
+    sets: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+) -> Experiments:
+    """Read a recipe's ``systems.toml``.
+
+    Args:
+        path: the matrix.
+        seeds: if non-empty, replace its ``seeds`` (the recipe's ``lm_seeds``, which differ per
+            preset).
+        sets: if non-empty, replace its ``sets`` (validated as the file's: ``tune_set`` and
+            ``eval_set`` must be among them).
+        exclude: systems left out of this run, with every comparison, target and limit that
+            names them (:func:`exclude_systems`).
 
     Raises:
         InputError: the file is missing, not TOML (with its line), or not a valid matrix.
@@ -390,4 +467,10 @@ def load_experiments(path: str | Path, seeds: tuple[int, ...] = ()) -> Experimen
         raise InputError(f"{path}: not UTF-8 text") from None
     if seeds:
         obj["seeds"] = list(seeds)
-    return dataclasses.replace(parse_experiments(obj, str(path)), path=path)
+    if sets:
+        obj["sets"] = list(sets)
+    source = str(path) + (f" (sets replaced by {list(sets)})" if sets else "")
+    exps = parse_experiments(obj, source)
+    if exclude:
+        exps = exclude_systems(exps, tuple(exclude), str(path))
+    return dataclasses.replace(exps, path=path)

@@ -35,6 +35,7 @@ from rescoring.report_plots import plot
 from rescoring.report_tables import (
     commands_md,
     configs_md,
+    cross_set_md,
     glob,
     metrics_table_md,
     paired_md,
@@ -62,6 +63,20 @@ class ReportConfig:
         metadata={
             "help": "the LM seeds of the systems whose LM paths name {seed} (the recipe's "
             "lm_seeds); default: the matrix's seeds = [...]"
+        },
+    )
+    sets: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "the sets to report (e.g. dev test test_unseen_engine); must include the "
+            "matrix's tune_set and eval_set; default: the matrix's sets = [...]"
+        },
+    )
+    exclude_systems: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "systems of the matrix left out of this run, with the comparisons, targets "
+            "and limits naming them (not the headline, first pass or oracle)"
         },
     )
     rescore_dir: Path = field(default=Path("exp/rescore"), metadata={"help": "system folders"})
@@ -122,7 +137,7 @@ def make_report(cfg: ReportConfig) -> dict:
         raise InputError("--systems is required: the recipe's experiment matrix (systems.toml)")
     if cfg.done_dir is None and (cfg.parallel or cfg.decode_dir is not None):
         raise InputError("--parallel and --decode-dir belong to the stage table: add --done-dir")
-    exps = load_experiments(cfg.systems, cfg.lm_seeds)
+    exps = load_experiments(cfg.systems, cfg.lm_seeds, sets=cfg.sets, exclude=cfg.exclude_systems)
     if not cfg.rescore_dir.is_dir():
         raise InputError(f"{cfg.rescore_dir}: no such folder (run the rescoring stages first)")
     check_writable(cfg.out.parent)
@@ -147,6 +162,7 @@ def make_report(cfg: ReportConfig) -> dict:
     md += targets_md(results, pairs, exps)
     for s in exps.sets:
         md += metrics_table_md(results, exps, s)
+    md += cross_set_md(results, exps)
     md += seeds_md(results, exps)
     md += tuned_md(results, exps)
     md += paired_md(tests, exps)

@@ -2,7 +2,8 @@
 
 Labels, the headline system, the comparisons and the targets all come from the recipe's
 experiment matrix (:mod:`rescoring.experiments`); this module knows no system by name. Sets:
-``tune_set`` (λ, β tuned there) and ``eval_set`` (targets, paired tests, per-intent table).
+``tune_set`` (λ, β tuned there), ``eval_set`` (targets, paired tests, per-intent table) and any
+further set (set beside ``eval_set`` by :func:`cross_set_md`).
 
 Usage:
     md = targets_md(results, pairs, exps) + metrics_table_md(results, exps, "test") + ...
@@ -39,12 +40,12 @@ def _ci(ci: list[float] | None) -> str:
     return "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def _cell(cell: dict | None) -> str:
+def _cell(cell: dict | None, ci95: bool = True) -> str:
     """``value [lo, hi]``; a seeded system's ``mean ± sd [lo, hi]`` (its interval resamples
-    seeds and utterances)."""
+    seeds and utterances); without the interval if not ``ci95``."""
     if not cell or cell.get("value") is None:
         return "n/a"
-    ci, sd = cell.get("ci95"), cell.get("sd")
+    ci, sd = cell.get("ci95") if ci95 else None, cell.get("sd")
     v = f"{cell['value']:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
     return f"{v} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else v
 
@@ -155,6 +156,57 @@ def metrics_table_md(results: dict, exps: Experiments, set_name: str) -> list[st
     if share is not None:
         md += ["", f"Rare-token share of {set_name} references: {share:.1f}%."]
     return md + slot_coverage_md(results, exps, set_name) + slurp_table_md(results, exps, set_name)
+
+
+#: What a further set is, by name (:func:`cross_set_md`); any other set gets a generic line.
+SET_NOTES = {
+    "test_unseen_engine": "holds the {eval_set} sentences rendered by TTS engines never used in "
+    "training",
+}
+
+
+def _relative(value: float | None, base: float | None) -> str:
+    """``value`` against ``base`` in percent (``n/a`` if either is missing or ``base`` is 0)."""
+    if value is None or not base:
+        return "n/a"
+    return f"{100 * (value - base) / base:+.1f}%"
+
+
+def cross_set_md(results: dict, exps: Experiments) -> list[str]:
+    """Each set beyond ``tune_set`` and ``eval_set`` beside ``eval_set``: WER, rare-word WER and
+    the relative WER change against the first pass on each of the two, for every system scored
+    on both (seeded systems: seed mean ± sd)."""
+    ev, fp = exps.eval_set, exps.first_pass
+    md: list[str] = []
+    for other in exps.sets:
+        if other in (exps.tune_set, ev):
+            continue
+        names = [n for n in exps.systems if all(s in results.get(n, {}) for s in (ev, other))]
+        if not names:
+            continue
+        what = SET_NOTES.get(other, "is a further set").format(eval_set=ev)
+        md += [
+            f"## {ev} vs {other}",
+            "",
+            f"{other} {what}; the same systems, with the weights tuned on {exps.tune_set}, on "
+            f"both sets (intervals: the per-set tables above). Δ WER: relative change against "
+            f"{exps.label(fp)} on the same set.",
+            "",
+            f"| system | WER {ev} | WER {other} | rare-word WER {ev} | rare-word WER {other} | "
+            f"Δ WER vs first pass {ev} | Δ WER vs first pass {other} |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for n in names:
+            r = results[n]
+            cells = [_cell(r[s][m], ci95=False) for m in ("wer", "rare_wer") for s in (ev, other)]
+            for s in (ev, other):
+                base = (results.get(fp, {}).get(s) or {}).get("wer") or {}
+                cells.append(
+                    "" if n == fp else _relative(r[s]["wer"].get("value"), base.get("value"))
+                )
+            md.append(f"| {exps.label(n)} | " + " | ".join(cells) + " |")
+        md.append("")
+    return md
 
 
 SLURP_NAMES = {

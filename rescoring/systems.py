@@ -105,6 +105,20 @@ class SystemsConfig(GridOptions):
             "lm_seeds); default: the matrix's seeds = [...]"
         },
     )
+    sets: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "the sets to rescore and score (e.g. dev test test_unseen_engine); must "
+            "include the matrix's tune_set and eval_set; default: the matrix's sets = [...]"
+        },
+    )
+    exclude_systems: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "systems of the matrix left out of this run, with the comparisons, targets "
+            "and limits naming them (not the headline, first pass or oracle)"
+        },
+    )
     jobs: int = field(
         default=1,
         metadata={
@@ -412,7 +426,7 @@ def _run_in_worker(cfg: SystemsConfig, exps: Experiments, system: System, folder
 
 def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
     """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
-    exps = load_experiments(cfg.systems, cfg.lm_seeds)
+    exps = load_experiments(cfg.systems, cfg.lm_seeds, sets=cfg.sets, exclude=cfg.exclude_systems)
     check_inputs(cfg, exps)
     if cfg.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {cfg.jobs}")

@@ -43,6 +43,18 @@ conf=$recipe_dir/conf/$preset.sh
 # shellcheck source=conf/default.sh
 . "$conf"
 asr_lm_parallel=${asr_lm_parallel:-false}  # older conf files: stages one after another
+# The evaluated sets (tuned on dev; test is the report's evaluation set). A TTS plan with a
+# test_unseen_engine split (SNIPS, conf tts_plan) adds that set: the test sentences spoken by
+# engines no training or dev utterance uses; every first pass and system is scored on it too.
+eval_sets=${eval_sets:-dev test}
+case ${tts_plan:-} in
+  *test_unseen_engine*) [[ " $eval_sets " == *" test_unseen_engine "* ]] || eval_sets+=" test_unseen_engine" ;;
+esac
+# Stage 14 (RWM sampling one task per step, an ablation measured on 2026-12-02: worse than
+# scaling, p = 1.0) runs only with rwm_sample=true; otherwise its system leaves the matrix.
+rwm_sample=${rwm_sample:-true}
+exclude_systems= stage14_done=.done/stage14
+[ "$rwm_sample" = true ] || { exclude_systems=pretrained_multitask_rwm_sample; stage14_done=; }
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -125,16 +137,23 @@ stage_bpe() {
 asr_dir=exp/asr/conformer_rnnt
 decode_dir=$asr_dir/decode
 stage_train_asr() {
-  # asr_launcher (conf): e.g. "torchrun --nproc-per-node 4 -m asr.train" for DDP; default train-asr
+  # asr_launcher (conf): e.g. "torchrun --nproc-per-node 4 -m asr.train" for DDP; default train-asr.
+  # The sets beyond dev and test (a held-out TTS engine) are monitored: their greedy WER at every
+  # dev check goes to $asr_dir/log/monitor.csv (a learning curve; no choice uses it).
+  local s monitor=()
+  for s in $eval_sets; do
+    case $s in dev|test) ;; *) monitor+=("$s=data/fbank/${corpus}_cuts_$s.jsonl.gz") ;; esac
+  done
   # shellcheck disable=SC2086
   logged $asr_dir ${asr_launcher:-train-asr} --preset "$asr_preset" --exp-dir $asr_dir \
     --train-cuts data/fbank/${corpus}_cuts_train.jsonl.gz --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz \
-    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" $asr_train_opts
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" \
+    ${monitor[@]:+--monitor-cuts "${monitor[@]}"} $asr_train_opts
 }
 stage_decode() {
   logged $asr_dir decode-asr --preset "$asr_preset" --exp-dir $asr_dir --checkpoint $asr_dir/avg.pt \
     --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir $decode_dir \
-    --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz data/fbank/${corpus}_cuts_test.jsonl.gz $decode_opts
+    --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) $decode_opts
 }
 lm_common="--preset $lm_preset --nlu-train data/manifests/${corpus}_nlu_train.jsonl.gz \
   --nlu-dev data/manifests/${corpus}_nlu_dev.jsonl.gz --intents data/manifests/${corpus}_intents.txt \
@@ -171,10 +190,14 @@ export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm s
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
-run_stage 1 "Validate manifests" "$m $audio_in" "" validate-manifests --manifest-dir data/manifests --prefix "$corpus" $validate_opts
+# shellcheck disable=SC2086
+run_stage 1 "Validate manifests" "$m $audio_in" "" validate-manifests --manifest-dir data/manifests --prefix "$corpus" \
+  --splits train $eval_sets $validate_opts
+# shellcheck disable=SC2086
 run_stage 2 "Compute fbank features" "$m $audio_in" \
-  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train dev test)" \
-  compute-fbank --manifest-dir data/manifests --prefix "$corpus" --output-dir data/fbank --num-jobs "$nj"
+  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train $eval_sets)" \
+  compute-fbank --manifest-dir data/manifests --prefix "$corpus" --output-dir data/fbank --num-jobs "$nj" \
+    --splits train $eval_sets
 run_stage 3 "Train BPE models ($bpe_sizes)" "$m" "$(printf 'data/lang_bpe_%s/bpe.model ' $bpe_sizes)" stage_bpe
 run_stage 4 "Prepare leak-free LM text" "$m ${lm_text_dir:-}" "data/lm/pretrain.txt data/lm/finetune.txt" \
   prepare-lm-text --manifest-dir data/manifests --prefix "$corpus" --output-dir data/lm \
@@ -194,8 +217,8 @@ asr_stages() {
   run_stage 6 "Train the RNN-T ($asr_preset)" "$fbank_in" "$asr_dir/config.json" stage_train_asr
   run_stage 7 "Average the last $asr_avg checkpoints" .done/stage6 "$asr_dir/avg.pt" \
     logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
-  run_stage 8 "Decode dev and test to n-best lists" "$fbank_in .done/stage7" \
-    "$decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz" stage_decode
+  run_stage 8 "Decode ${eval_sets// /, } to n-best lists" "$fbank_in .done/stage7" \
+    "$(printf "$decode_dir/nbest-%s.jsonl.gz " $eval_sets)" stage_decode
 }
 lm_in="$m/${corpus}_nlu_train.jsonl.gz $m/${corpus}_nlu_dev.jsonl.gz $m/${corpus}_intents.txt $m/${corpus}_slot_tags.txt"
 lm_stages() {
@@ -212,10 +235,12 @@ lm_stages() {
     "$(lm_best pretrained_multitask_rwm)" \
     stage_lm_seeds pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
   touch log/.lm-stage13-passed  # stage 18 (in the RNN-T group) may use stage 13's NLU head now
-  run_stage 14 "Pre-trained LM, multitask fine-tuning, RWM sampling one task per step (seeds $lm_seeds)" \
-    "$lm_in .done/stage9" "$(lm_best pretrained_multitask_rwm_sample)" \
-    stage_lm_seeds pretrained_multitask_rwm_sample --mode finetune-multitask --scheduler rwm --rwm-use sample \
-      --init-from exp/lm/pretrain/best.pt
+  if [ "$rwm_sample" = true ]; then
+    run_stage 14 "Pre-trained LM, multitask fine-tuning, RWM sampling one task per step (seeds $lm_seeds)" \
+      "$lm_in .done/stage9" "$(lm_best pretrained_multitask_rwm_sample)" \
+      stage_lm_seeds pretrained_multitask_rwm_sample --mode finetune-multitask --scheduler rwm --rwm-use sample \
+        --init-from exp/lm/pretrain/best.pt
+  fi
   # shellcheck disable=SC2086
   run_stage 15 "Pseudo-label the LM text with the multitask model's NLU heads" \
     "$lm_in data/lm/pretrain.txt .done/stage13" "$pseudo_nlu" \
@@ -229,10 +254,10 @@ lm_stages() {
 }
 # Stages 17-21: the NLU labels in the first pass (contextual biasing with slot lexicons).
 lex_dir=data/lang/lexicons
-gold_sets="$m/${corpus}_${gold_kind}_dev.jsonl.gz $m/${corpus}_${gold_kind}_test.jsonl.gz"
+gold_sets=$(printf "$m/${corpus}_${gold_kind}_%s.jsonl.gz " $eval_sets)
 stage_context_lists() {
   # shellcheck disable=SC2086
-  make-context-lists --source predicted --nbest $decode_dir/nbest-dev.jsonl.gz $decode_dir/nbest-test.jsonl.gz \
+  make-context-lists --source predicted --nbest $(printf "$decode_dir/nbest-%s.jsonl.gz " $eval_sets) \
     --lm-checkpoint "$context_lm" --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/predicted.tsv
   # shellcheck disable=SC2086
   make-context-lists --source gold --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/gold.tsv
@@ -242,7 +267,7 @@ stage_biased() {  # stage_biased OUT_DIR tune-context options...
   # shellcheck disable=SC2086
   logged "$out" tune-context --preset "$asr_preset" --checkpoint $asr_dir/avg.pt \
     --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir "$out" --tune-set dev \
-    --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz data/fbank/${corpus}_cuts_test.jsonl.gz \
+    --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) \
     --scores $context_scores $decode_opts "$@"
 }
 # wait_for_lm_stage13: in the parallel layout, until the LM group has passed stage 13 (run, done or
@@ -305,10 +330,11 @@ fi
 rescore_in="$gold_sets data/lang/word_counts.txt"
 # shellcheck disable=SC2086
 run_stage 22 "Tune on dev, rescore, score every system" \
-  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 14 16 17 19 20 21)" exp/rescore \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 16 17 19 20 21) $stage14_done" exp/rescore \
   rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
     --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --jobs "$rescore_jobs" \
+    --sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_systems} \
     --out-dir exp/rescore \
     $tune_opts
 run_stage 23 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage22" "exp/coverage/coverage-test.md" \
@@ -319,7 +345,8 @@ run_stage 23 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage22
     --out exp/coverage/coverage-test.md
 # shellcheck disable=SC2086
 run_stage 24 "Write RESULTS.md" ".done/stage22 .done/stage23 $systems_toml" "RESULTS.md results.json" \
-  make-report --systems "$systems_toml" --lm-seeds $lm_seeds --rescore-dir exp/rescore --out RESULTS.md \
+  make-report --systems "$systems_toml" --lm-seeds $lm_seeds --sets $eval_sets \
+    ${exclude_systems:+--exclude-systems $exclude_systems} --rescore-dir exp/rescore --out RESULTS.md \
     --title "$corpus_title recipe results ($preset preset)" \
     --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' 'exp/lm/*/seed*/config.json' \
     --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' 'exp/lm/*/seed*/cmd.sh' \

@@ -14,7 +14,9 @@
 #
 #  stage 0  prepare-snips       SNIPS TSVs (--corpus-dir, else download, else ../shared copy)
 #                               -> data/manifests/snips_{recordings,supervisions,nlu}_*.jsonl.gz,
-#                                  data/audio/{split}/*.wav (espeak-ng TTS, voices disjoint per split)
+#                                  data/audio/{split}/*.wav (TTS engines and voices per split: conf
+#                                  tts_plan; voices disjoint per split; with a test_unseen_engine
+#                                  split, the test sentences by engines train and dev never use)
 #  stage 1  validate-manifests  data/manifests -> (checks Lhotse + intent/slot fields + every audio header)
 #  stage 2  compute-fbank       data/manifests -> data/fbank/snips_cuts_{train,dev,test}.jsonl.gz
 #  stage 3  train-bpe           ASR train transcripts -> data/lang_bpe_N/bpe.model for N in $bpe_sizes
@@ -22,7 +24,7 @@
 #  stage 5  compute-rare-words  ASR train transcripts -> data/lang/{word_counts,rare_words}.txt
 #  stage 6  train-asr           data/fbank + data/lang_bpe_N -> exp/asr/conformer_rnnt/epoch-N.pt
 #  stage 7  average-checkpoints exp/asr/conformer_rnnt/epoch-*.pt -> .../avg.pt
-#  stage 8  decode-asr          avg.pt -> exp/asr/conformer_rnnt/decode/nbest-{dev,test}.jsonl.gz (+ lattices,
+#  stage 8  decode-asr          avg.pt -> exp/asr/conformer_rnnt/decode/nbest-{dev,test[,test_unseen_engine]}.jsonl.gz (+ lattices,
 #                               recogs/errs/wer-summary, oracle WER, RTF)
 #  stage 9  train-lm pretrain   data/lm/pretrain.txt -> exp/lm/pretrain/best.pt (one run, shared)
 #  Stages 10-16 train each LM system once per seed of $lm_seeds -> exp/lm/<system>/seed<N>/best.pt
@@ -63,12 +65,15 @@ validate_opts=
 snips_local_copy=$(realpath -m "$recipe_dir/../../../shared/data/snips")
 [ -d "$snips_local_copy" ] || snips_local_copy=
 stage_prepare_corpus() {
+  local tts=(--tts-backend "$tts_backend")  # one engine for every split, or the conf's plan
+  [ -z "${tts_plan:-}" ] || tts=(--tts-plan "$tts_plan")
   run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
     "${corpus_dir:-}" \
     "$m/${corpus}_supervisions_train.jsonl.gz $m/${corpus}_nlu_test.jsonl.gz $m/${corpus}_intents.txt data/audio" \
     prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
       ${snips_local_copy:+--local-copy-dir "$snips_local_copy"} \
       --output-dir data/manifests --audio-dir data/audio --asr-train-subset "$asr_train_subset" \
-      --max-per-split "$max_per_split" --tts-backend "$tts_backend" --seed "$seed" --num-jobs "$nj"
+      --max-per-split "$max_per_split" --seed "$seed" --num-jobs "$nj" \
+      "${tts[@]}"
 }
 . "$recipe_dir/../common/run.sh"

@@ -94,3 +94,51 @@ def test_speed_perturbation_recomputes_fbank(asr_data):
     assert pert["feats"].shape[0] == 4 and pert["feats"].shape[2] == 80
     assert pert["texts"] == plain["texts"]
     assert torch.isfinite(pert["feats"]).all()
+
+
+def test_monitor_cuts_logged_at_every_dev_check(asr_data, tmp_path):
+    import csv
+
+    # the dev cuts again under another name: the monitored WER must equal the dev WER
+    model_cfg, cfg = tiny_cfg(
+        asr_data,
+        tmp_path,
+        num_epochs=1,
+        max_steps=2,
+        valid_interval=1,
+        monitor_cuts=(f"again={asr_data['cuts']}",),
+    )
+    run(0, 1, model_cfg, cfg)
+    with open(tmp_path / "log" / "monitor.csv", newline="") as f:
+        mon = list(csv.DictReader(f))
+    with open(tmp_path / "log" / "valid.csv", newline="") as f:
+        dev = {r["step"]: r for r in csv.DictReader(f)}
+    assert [(r["step"], r["set"]) for r in mon] == [("1", "again"), ("2", "again")]
+    for r in mon:
+        assert float(r["greedy_wer"]) == pytest.approx(float(dev[r["step"]]["dev_greedy_wer"]))
+    # no check every N steps: the epoch ends are monitored, once each
+    model_cfg, cfg = tiny_cfg(
+        asr_data,
+        tmp_path / "b",
+        num_epochs=2,
+        valid_interval=0,
+        monitor_cuts=(f"again={asr_data['cuts']}",),
+    )
+    run(0, 1, model_cfg, cfg)
+    with open(tmp_path / "b" / "log" / "monitor.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_monitor_cuts_bad_items():
+    from asr.train import parse_monitor_cuts
+    from common.io import InputError
+
+    assert [(n, str(p)) for n, p in parse_monitor_cuts(("a=x.jsonl.gz", " b = y "))] == [
+        ("a", "x.jsonl.gz"),
+        ("b", "y"),
+    ]
+    for bad in (("x.jsonl.gz",), ("=x",), ("a=",)):
+        with pytest.raises(InputError, match="NAME=CUTS"):
+            parse_monitor_cuts(bad)
+    with pytest.raises(InputError, match="twice"):
+        parse_monitor_cuts(("a=x", "a=y"))

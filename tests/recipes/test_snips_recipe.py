@@ -110,6 +110,11 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
     asr_log = (work / "log/asr-stages.log").read_text()
     assert "Stage 8: done" in asr_log and "Stage 21: done" in asr_log  # 17-21 next to the LMs
     assert "## Rare words: lexicon, beam, 1-best" in md  # stage 23's diagnostics
+    # issue 13: the held-out TTS engine (festival) beside test, and the RNN-T's curve on it
+    assert "## test vs test_unseen_engine" in md and "## Per TTS engine" in md
+    monitor = (work / "exp/asr/conformer_rnnt/log/monitor.csv").read_text().splitlines()
+    assert monitor[0].startswith("step,epoch,set,greedy_wer") and len(monitor) > 1
+    assert all(",test_unseen_engine," in row for row in monitor[1:])
     assert "## LM seeds" in md and "| + LM rescoring (LM objective only) | test | 43 |" in md
     pseudo = json.loads((work / "data/lm/pseudo_nlu.stats.json").read_text())
     assert pseudo["kept"] > 0
@@ -137,7 +142,7 @@ def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_
         "nlu_features",
         "biased_nlu_features",
     ):
-        for s in ("dev", "test"):
+        for s in ("dev", "test", "test_unseen_engine"):  # conf/tiny.sh's TTS plan adds the last
             cell = res["systems"][system][s]
             assert cell["wer"]["value"] is not None and cell["wer"]["ci95"] is not None
             assert cell["intent_acc"]["value"] is not None  # NLU of the chosen hypothesis

@@ -115,12 +115,124 @@ def test_bad_matrix_names_file_and_key(tmp_path, edit, message):
 
 def test_eval_set_and_note(tmp_path):
     p = tmp_path / "systems.toml"
-    p.write_text('sets = ["dev", "test", "other"]\ncomparison_note = "ablations last"\n' + GOOD)
+    p.write_text('sets = ["dev", "eval1", "eval2"]\ncomparison_note = "ablations last"\n' + GOOD)
     e = load_experiments(p)
-    assert e.eval_set == "other" and e.comparison_note == "ablations last"
+    assert e.eval_set == "eval2" and e.comparison_note == "ablations last"
     p.write_text('sets = ["dev"]\n' + GOOD)
     assert load_experiments(p).eval_set == "dev"
     assert load_experiments(SNIPS).eval_set == "test"
+    # "test" stays the evaluation set when a further set is added after it
+    p.write_text('sets = ["dev", "test", "other"]\n' + GOOD)
+    assert load_experiments(p).eval_set == "test"
+    p.write_text('sets = ["dev", "test", "other"]\neval_set = "other"\n' + GOOD)
+    assert load_experiments(p).eval_set == "other"
+    p.write_text('tune_set = "test"\nsets = ["test", "a", "b"]\n' + GOOD)
+    assert load_experiments(p).eval_set == "b"
+
+
+@pytest.mark.parametrize(
+    "head, message",
+    [
+        ('eval_set = "other"\n', r"eval_set 'other' is not one of sets \['dev', 'test'\]"),
+        ('eval_set = "dev"\n', "eval_set 'dev' is the tune_set"),
+        ("eval_set = 3\n", "eval_set: expected str"),
+    ],
+)
+def test_bad_eval_set(tmp_path, head, message):
+    p = tmp_path / "systems.toml"
+    p.write_text(head + GOOD)
+    with pytest.raises(InputError, match=message) as e:
+        load_experiments(p)
+    assert str(p) in str(e.value)
+
+
+def test_eval_set_of_one_set_may_be_the_tune_set(tmp_path):
+    p = tmp_path / "systems.toml"
+    p.write_text('sets = ["dev"]\neval_set = "dev"\n' + GOOD)
+    assert load_experiments(p).eval_set == "dev"
+
+
+def test_sets_override(tmp_path):
+    p = tmp_path / "systems.toml"
+    p.write_text(GOOD)
+    e = load_experiments(p, sets=("dev", "test", "test_unseen_engine"))
+    assert e.sets == ("dev", "test", "test_unseen_engine") and e.eval_set == "test"
+    with pytest.raises(InputError, match="tune_set 'dev' is not one of sets") as err:
+        load_experiments(p, sets=("test", "test_unseen_engine"))
+    assert str(p) in str(err.value) and "sets replaced by" in str(err.value)
+    with pytest.raises(InputError, match="a set is named twice"):
+        load_experiments(p, sets=("dev", "dev"))
+    # the file's eval_set must be among the sets given
+    p.write_text('sets = ["dev", "test", "other"]\neval_set = "other"\n' + GOOD)
+    with pytest.raises(InputError, match="eval_set 'other' is not one of sets"):
+        load_experiments(p, sets=("dev", "test"))
+
+
+EXCLUDE = (
+    GOOD
+    + """[systems.c]
+label = "C"
+lm_checkpoint = "exp/lm/c.pt"
+[systems.d]
+label = "D"
+lm_checkpoint = "exp/lm/d.pt"
+[[comparisons]]
+a = "a"
+b = "c"
+[[comparisons]]
+a = "c"
+b = "d"
+[[comparisons]]
+a = "a"
+b = "d"
+[[targets]]
+against = "c"
+metric = "wer"
+[[targets]]
+against = "a"
+metric = "rare_wer"
+[[limits]]
+system = "c"
+metric = "wer"
+max_value = 50.0
+[[limits]]
+system = "d"
+metric = "wer"
+max_value = 50.0
+"""
+)
+
+
+def test_exclude_systems(tmp_path):
+    p = tmp_path / "systems.toml"
+    p.write_text(EXCLUDE)
+    full = load_experiments(p)
+    assert len(full.comparisons) == 3 and len(full.targets) == 2 and len(full.limits) == 2
+    e = load_experiments(p, exclude=("c",))
+    assert list(e.systems) == ["a", "o", "b", "d"] and e.rescoring_systems == ["b", "d"]
+    assert [(c.a, c.b) for c in e.comparisons] == [("a", "d")]
+    assert [t.against for t in e.targets] == ["a"]
+    assert [t.system for t in e.limits] == ["d"]
+    assert e.headline == "b" and e.sets == full.sets and e.path == p
+    e = load_experiments(p, exclude=("c", "d"))
+    assert list(e.systems) == ["a", "o", "b"] and not e.comparisons and not e.limits
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (("c", "zz"), "excluded system 'zz' is not a declared system"),
+        (("b",), "system 'b' is the matrix's headline: it cannot be excluded"),
+        (("a",), "system 'a' is the matrix's first_pass"),
+        (("o",), "system 'o' is the matrix's oracle"),
+    ],
+)
+def test_bad_exclude(tmp_path, names, message):
+    p = tmp_path / "systems.toml"
+    p.write_text(EXCLUDE)
+    with pytest.raises(InputError, match=message) as e:
+        load_experiments(p, exclude=names)
+    assert str(p) in str(e.value)
 
 
 def test_missing_matrix(tmp_path):

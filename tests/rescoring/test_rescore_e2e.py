@@ -235,6 +235,7 @@ def test_end_to_end_report(recipe, monkeypatch):
     for png in ("lambda-sweep-dev.png", "test-wer.png"):
         assert (recipe / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     assert "## Targets" not in md  # the default headline system was not run
+    assert "## test vs" not in md  # no set beyond dev (tuning) and test (evaluation)
 
     # Headline checks: the verdicts follow the measured numbers and the targets given.
     def targets(goal: float) -> tuple[str, dict]:
@@ -269,6 +270,15 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert row.endswith("**NOT met** |") and "targets NOT met" in md  # -100.1% is impossible
     assert "Ceiling: the n-best oracle's rare-word WER is" in md
     assert "## Per-intent breakdown (test)" in md and "| PlayMusic | 1 |" in md
+
+    # --sets adds a set (not scored here: "not run") without moving the evaluation set;
+    # --exclude-systems drops a system with the comparisons naming it
+    argv = ["--systems", str(matrix), "--rescore-dir", str(rd), "--out", str(recipe / "R3.md")]
+    report.main([*argv, "--sets", "dev", "test", "extra", "--exclude-systems", "multitask_linear"])
+    md = (recipe / "R3.md").read_text()
+    assert "## extra" in md and "| RNN-T 1-best | not run |" in md
+    assert "## Paired bootstrap (test)" in md and "## test vs extra" not in md
+    assert "linear weights" not in md and "| + multitask LM, RWM weights |" in md
 
 
 def test_score_reports_missing_hypotheses(recipe, tmp_path, capsys):

@@ -347,6 +347,15 @@ def test_missing_seed_checkpoint_is_named(work):
         _run()
 
 
+def test_sets_and_excluded_systems(work):
+    with pytest.raises(ValueError, match=r"nbest-extra.jsonl.gz: not found \(set 'extra'"):
+        _run("--sets", "dev", "test", "extra")
+    assert _run("--exclude-systems", "lm") == dict.fromkeys(("first", "oracle", "mt"), "ran")
+    assert not (work / "exp/rescore/lm").exists()
+    with pytest.raises(ValueError, match="'mt' is the matrix's headline"):
+        _run("--exclude-systems", "mt")
+
+
 def test_jobs_give_the_same_outputs_as_one_after_another(work):
     """--jobs 2: the systems and seeds rescored in two worker processes write the same files."""
     for seed in (1, 2):

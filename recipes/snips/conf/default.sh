@@ -4,7 +4,12 @@ max_per_split=0          # 0 = all SNIPS rows
 asr_train_subset=6000    # train utterances with audio for the RNN-T (limited paired data)
 bpe_sizes="128 256"      # data/lang_bpe_N for each N
 rare_threshold=5         # K: a word seen < K times in the ASR transcripts is rare
-tts_backend=espeak-ng
+tts_backend=espeak-ng    # the engine of every split when tts_plan is empty
+# TTS engines and voices per split (data_prep/tts_plan.py; issue 13): training mixes espeak-ng
+# with two flite voices; dev and test each add a flite voice no training utterance uses; the
+# extra evaluation set test_unseen_engine is the test text spoken by festival, an engine that
+# neither train nor dev uses (its voices kal_diphone, ked_diphone, cmu_us_slt_arctic_hts).
+tts_plan="train=espeak-ng,flite:awb,flite:rms;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
 seed=13
 nj=2                     # processes for TTS / fbank
 asr_lm_parallel=true     # stages 6-8 + 17-21 (RNN-T, biased decoding) and 9-16 (LMs) side by side, one core each
@@ -31,6 +36,7 @@ lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot 
 # LM seeds (issue 14): every LM system is trained once per seed (exp/lm/<system>/seed<N>);
 # RESULTS.md gives seed mean ± sd and tests over seeds and utterances.
 lm_seeds="42 43 44"
+rwm_sample=false   # stage 14 (RWM sampling, measured worse than scaling on 2026-12-02) is left out: time
 # Pseudo-labelled NLU data (stage 15): the pre-trained multitask model labels data/lm/pretrain.txt;
 # the confidence threshold is the lowest whose dev precision (intent and every tag right) >= 0.9;
 # at most this many of the most confident sentences are kept (time: the stage-16 fine-tunings).

@@ -4,6 +4,7 @@ asr_train_subset=30
 bpe_sizes="64"
 rare_threshold=2
 tts_backend=espeak-ng
+tts_plan="train=espeak-ng,flite:awb,flite:rms;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
 seed=13
 nj=1
 asr_lm_parallel=true
