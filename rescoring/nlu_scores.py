@@ -2,10 +2,9 @@
 
 :meth:`lm.scorer.LMScorer.predict_nlu` returns the argmax intent and the best *valid* BIO tag
 sequence; the log-linear rescorer (:mod:`rescoring.features`) also needs the confidences behind
-them. :func:`nlu_scores` runs the model exactly as ``predict_nlu`` does (the scorer's own
-tokenisation and length-sorted batches, the same forward call with ``word_end``, the slot
-head's float32 log-softmax and :func:`lm.bio.bio_viterbi`), so its ``intent`` and ``tags`` are
-``predict_nlu``'s (tested), and adds per sentence:
+them. :func:`nlu_scores` is :meth:`~lm.scorer.LMScorer.predict_nlu_scored` (one forward pass per
+batch gives ``predict_nlu``'s ``intent`` and ``tags`` and the confidences behind them) in the
+rescorer's record type, per sentence:
 
 * ``intent_conf``: the softmax posterior of the predicted (argmax) intent, in (0, 1];
 * ``slot_logp``: ``sum_w log p(tag_w | sentence)`` along the best valid BIO path (the slot head
@@ -41,44 +40,24 @@ class NluScore:
 
 
 def nlu_scores(scorer: Any, sentences: Sequence[str]) -> list[NluScore]:
-    """:class:`NluScore` of each sentence from an :class:`lm.scorer.LMScorer` with NLU heads.
+    """:class:`NluScore` of each sentence from an :class:`lm.scorer.LMScorer` with NLU heads:
+    its :meth:`~lm.scorer.LMScorer.predict_nlu_scored`, the one implementation of the NLU
+    reading and its confidences (the pseudo-labeller uses it too).
 
     Raises:
         RuntimeError: the model has no NLU heads.
     """
-    import numpy as np
-    import torch
-
-    from lm.bio import bio_viterbi, transition_mask
-    from lm.data import collate
-
     if not scorer.has_nlu_heads:
         raise RuntimeError("nlu_scores: this LM has no NLU heads; use a multitask checkpoint")
-    tags = list(scorer.slot_tags)
-    mask = transition_mask(tags)
-    examples = scorer._examples(sentences)  # LMScorer's tokenisation, as predict_nlu
-    result: list[NluScore | None] = [None] * len(examples)
-    dev = scorer.device
-    with torch.no_grad():
-        for idx in scorer._batches(examples):  # LMScorer's batches, as predict_nlu
-            b = collate([examples[i] for i in idx])
-            out = scorer.model(
-                b.inputs.to(dev), b.lengths.to(dev), b.word_pos.to(dev), word_end=b.word_end.to(dev)
-            )
-            intents = out["intent"].argmax(-1).tolist()  # (N,), as predict_nlu
-            post = out["intent"].double().softmax(-1).cpu().numpy()  # (N, C)
-            slot_lp = out["slot"].float().log_softmax(-1).cpu().numpy()  # (N, W, S)
-            for j, i in enumerate(idx):
-                nw = len(examples[i].word_starts)
-                best = bio_viterbi(slot_lp[j, :nw], tags, mask)
-                path_lp = slot_lp[j, np.arange(nw), best].astype(np.float64).sum()
-                result[i] = NluScore(
-                    intent=scorer.intents[intents[j]],
-                    intent_conf=float(post[j, intents[j]]),
-                    tags=tuple(tags[t] for t in best),
-                    slot_logp=float(path_lp),
-                )
-    return result  # type: ignore[return-value]
+    return [
+        NluScore(
+            intent=p.intent,
+            intent_conf=p.intent_prob,
+            tags=tuple(p.tags),
+            slot_logp=p.slot_logprob,
+        )
+        for p in scorer.predict_nlu_scored(sentences)
+    ]
 
 
 class NluModel:
