@@ -16,7 +16,8 @@ import json
 import time
 
 from rescoring.nbest import load_nbest
-from rescoring.rescore import NbestArrays
+from rescoring.params import lm_feature
+from rescoring.rescore import nbest_arrays
 from rescoring.scorers import SCORERS, build_scorer, score_nbest
 from rescoring.tune import TuneConfig, grid, sweep
 
@@ -33,13 +34,14 @@ def main() -> None:
     scorer = build_scorer(args.scorer, args.lm_checkpoint, args.batch_size)
     stats = score_nbest(records, scorer)
     t0 = time.time()
-    arrays = NbestArrays.from_records(records)
+    lm = lm_feature(args.scorer)
+    arrays = nbest_arrays(records, lm)
     t_align = time.time() - t0
     c = TuneConfig()
     lambdas = grid(c.lm_scale_min, c.lm_scale_max, c.lm_scale_step)
     betas = grid(c.word_bonus_min, c.word_bonus_max, c.word_bonus_step)
     t0 = time.time()
-    rows = sweep(arrays, lambdas, betas)
+    rows = sweep(arrays, lm, lambdas, betas)
     t_sweep = time.time() - t0
     print(
         json.dumps(

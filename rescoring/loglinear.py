@@ -1,12 +1,12 @@
 """The log-linear rescorer: ``total = sum_f w_f x_f`` over the features of ``extract-features``.
 
-* **Weights** (:class:`LoglinearWeights`): a typed map feature name -> weight; every name must
-  be a registered feature (:mod:`rescoring.features`), ``am`` is required and fixed at 1 (the
-  scale of the total). :func:`score` is the one formula, on floats (a hypothesis) as on numpy
-  arrays (the tuner's ``(U, N)`` arrays), summing in the canonical feature order ``am``,
-  ``lm:*``, ``num_words``, ... With only ``am``, one ``lm:<x>`` and ``num_words`` weighted (the
-  others 0) it is :func:`rescoring.params.total_score` bit for bit, so it chooses exactly what
-  ``rescore-nbest`` chooses with the same λ, β (tested).
+* **Weights**: :class:`rescoring.params.Weights`, the one weights object of every decoder (a
+  typed map feature name -> weight over the registered features of :mod:`rescoring.features`,
+  ``am`` fixed at 1), and :func:`rescoring.params.total_score`, the one formula, on floats (a
+  hypothesis) as on the tuner's ``(U, N)`` arrays (:class:`rescoring.params.FeatureArrays`),
+  summing in the canonical feature order ``am``, ``lm:*``, ``num_words``, ... With only
+  ``am``, one ``lm:<x>`` and ``num_words`` weighted it is what ``rescore-nbest`` computes with
+  the same λ, β, so it chooses exactly the same hypotheses (tested).
 * **Tuner** (``tune-loglinear``, **dev only**): coordinate ascent on corpus WER.
 
   1. Start (``--init grid``) from the (λ, β) of ``tune-rescoring``'s grid search on the first
@@ -89,14 +89,12 @@ from rescoring.features import (
 )
 from rescoring.fields import at, check_number, get_str, shown
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
-from rescoring.params import weighted_total
-from rescoring.rescore import NbestArrays, load_nlu, word_errors
+from rescoring.params import NUM_WORDS, FeatureArrays, Weights, total_score
+from rescoring.rescore import load_nlu
 from rescoring.scorers import build_scorer
 from rescoring.tune import MIN_GRID_STEP, best_point, sweep
 
 N = TypeVar("N")  # a float, or a numpy array of them
-
-NUM_WORDS = "num_words"
 
 # --- test-split refusal -------------------------------------------------------------------
 
@@ -135,117 +133,6 @@ def refuse_test_path(path: str | Path, what: str = "the features file") -> None:
                     "tune-loglinear tunes on dev only (rescore the test set with "
                     "rescore-loglinear)"
                 )
-
-
-# --- weights and the formula ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoglinearWeights:
-    """Feature name -> weight, validated, in canonical order; ``am`` is 1."""
-
-    items: tuple[tuple[str, float], ...]
-
-    @classmethod
-    def of(cls, weights: Mapping[str, Any], where: str = "weights") -> LoglinearWeights:
-        """Validate a mapping (from JSON or code).
-
-        Raises:
-            InputError: prefixed by ``where``: an unknown feature, no ``am``, ``am`` not 1, a
-                weight that is not a finite number.
-        """
-        if not isinstance(weights, Mapping):
-            raise InputError(f"{where}: the weights must be an object, got {shown(weights)}")
-        for k in weights:
-            make_feature(k, where)
-        if AM not in weights:
-            raise InputError(f"{where}: missing feature '{AM}' (its weight is fixed at 1)")
-        values = {k: check_number(v, where, f"weights.{k}") for k, v in weights.items()}
-        if values[AM] != 1.0:
-            raise InputError(f"{where}: the weight of '{AM}' is fixed at 1, got {values[AM]}")
-        return cls(tuple((k, values[k]) for k in canonical_order(list(values))))
-
-    @classmethod
-    def zeros(cls, names: Sequence[str]) -> LoglinearWeights:
-        return cls.of({n: 1.0 if n == AM else 0.0 for n in names})
-
-    @property
-    def names(self) -> list[str]:
-        return [k for k, _ in self.items]
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.items)
-
-    def replace(self, name: str, value: float) -> LoglinearWeights:
-        assert name != AM and name in self.names, name
-        return LoglinearWeights(tuple((k, value if k == name else w) for k, w in self.items))
-
-
-def score(features: Mapping[str, N], weights: LoglinearWeights) -> N:
-    """``am + sum_f w_f x_f``: the one log-linear formula (floats or arrays).
-
-    Terms are added in canonical order, ``am`` first, so with weights on ``am``, one ``lm:*``
-    and ``num_words`` only this is ``total_score(am, lm, num_words, RescoreWeights(λ, β))``
-    bit for bit (adding ``0 * x`` leaves a finite sum unchanged).
-
-    Raises:
-        KeyError: a weighted feature missing from ``features`` (readers check this first).
-    """
-    return weighted_total(features[AM], ((w, features[name]) for name, w in weights.items[1:]))
-
-
-# --- arrays for the tuner -------------------------------------------------------------------
-
-
-@dataclass
-class FeatureArrays:
-    """Padded ``(U, N)`` feature arrays of a set, with word errors, for the tuner."""
-
-    x: dict[str, np.ndarray]
-    valid: np.ndarray  # (U, N) bool
-    errors: np.ndarray  # (U, N) int
-    ref_words: np.ndarray  # (U,) int
-    ids: list[str]
-
-    @classmethod
-    def from_records(cls, records: Sequence[FeatureRecord], names: Sequence[str]) -> FeatureArrays:
-        n = max(len(r.hyps) for r in records)
-        shape = (len(records), n)
-        x = {k: np.zeros(shape) for k in names}
-        valid = np.zeros(shape, dtype=bool)
-        errors = np.zeros(shape, dtype=np.int64)
-        for i, r in enumerate(records):
-            for j, h in enumerate(r.hyps):
-                for k in names:
-                    x[k][i, j] = h.features[k]
-                valid[i, j] = True
-                errors[i, j] = word_errors(r.ref, h.words)
-        ref_words = np.array([len(r.ref.split()) for r in records], dtype=np.int64)
-        return cls(x, valid, errors, ref_words, [r.id for r in records])
-
-    def subset(self, idx: np.ndarray) -> FeatureArrays:
-        return FeatureArrays(
-            {k: v[idx] for k, v in self.x.items()},
-            self.valid[idx],
-            self.errors[idx],
-            self.ref_words[idx],
-            [self.ids[i] for i in idx],
-        )
-
-    def choose(self, weights: LoglinearWeights) -> np.ndarray:
-        """Index of the best hypothesis of every utterance; ties -> the earlier one."""
-        total = np.where(self.valid, score(self.x, weights), -np.inf)
-        return total.argmax(axis=1)
-
-    def num_errors(self, weights: LoglinearWeights) -> int:
-        chosen = self.choose(weights)
-        return int(self.errors[np.arange(len(chosen)), chosen].sum())
-
-    def wer_of(self, errors: int) -> float:
-        return 100.0 * errors / max(1, int(self.ref_words.sum()))
-
-    def wer(self, weights: LoglinearWeights) -> float:
-        return self.wer_of(self.num_errors(weights))
 
 
 # --- the tuner --------------------------------------------------------------------------------
@@ -320,9 +207,9 @@ def _plateau_pick(values: np.ndarray, errs: np.ndarray, best: int) -> float:
 
 @dataclass
 class TuneResult:
-    weights: LoglinearWeights
+    weights: Weights
     errors: int
-    init: LoglinearWeights
+    init: Weights
     init_errors: int
     first_pass_errors: int
     trace: list[int]  # errors at the start and after each pass
@@ -331,25 +218,18 @@ class TuneResult:
 
 def initial_weights(
     arrays: FeatureArrays, names: Sequence[str], grids: Mapping[str, GridSpec], init: str
-) -> LoglinearWeights:
+) -> Weights:
     """``--init``: ``zero``, or ``grid`` (tune-rescoring's λ x β search; module docstring)."""
-    w = LoglinearWeights.zeros(names)
+    w = Weights.zeros(names)
     lms = [n for n in names if n.startswith(LM_PREFIX)]
     if init == "zero" or (not lms and NUM_WORDS not in names):
         return w
     lm = lms[0] if lms else None
-    zeros = np.zeros_like(arrays.x[AM])
-    nb = NbestArrays(
-        am=arrays.x[AM],
-        lm=arrays.x[lm] if lm else zeros,
-        num_words=arrays.x[NUM_WORDS] if NUM_WORDS in names else zeros,
-        errors=arrays.errors.astype(float),
-        valid=arrays.valid,
-        ref_words=int(arrays.ref_words.sum()),
-    )
+    if NUM_WORDS not in names:  # β = 0 on a zero feature: the λ line only
+        arrays = dataclasses.replace(arrays, x={**arrays.x, NUM_WORDS: np.zeros_like(arrays.x[AM])})
     lambdas = grids[lm].values() if lm else np.array([0.0])
     betas = grids[NUM_WORDS].values() if NUM_WORDS in names else np.array([0.0])
-    lam, beta, _ = best_point(sweep(nb, lambdas, betas))
+    lam, beta, _ = best_point(sweep(arrays, lm, lambdas, betas))
     if lm:
         w = w.replace(lm, lam)
     if NUM_WORDS in names:
@@ -391,7 +271,7 @@ def coordinate_ascent(
         errors=cur,
         init=w0,
         init_errors=trace[0],
-        first_pass_errors=arrays.num_errors(LoglinearWeights.zeros(names)),
+        first_pass_errors=arrays.num_errors(Weights.zeros(names)),
         trace=trace,
         passes_run=run,
     )
@@ -430,7 +310,7 @@ def cross_validate(
         held = arrays.subset(np.flatnonzero(assign == k))
         res = coordinate_ascent(train, names, grids, passes, init)
         e_tuned, e_init = held.num_errors(res.weights), held.num_errors(res.init)
-        e_first = held.num_errors(LoglinearWeights.zeros(names))
+        e_first = held.num_errors(Weights.zeros(names))
         words = int(held.ref_words.sum())
         rows.append(
             {
@@ -485,7 +365,7 @@ INITS = ("grid", "zero")
 class LoglinearParams:
     """A weights file read back (the keys of :data:`PARAM_KEYS`; ``features_file`` resolved)."""
 
-    weights: LoglinearWeights
+    weights: Weights
     features_file: Path
     set: str
     extraction: dict | None
@@ -534,7 +414,7 @@ def read_params(path: str | Path) -> LoglinearParams:
     for k in PARAM_KEYS:
         if k not in obj:
             raise InputError(f"{where}: missing field {k!r} (re-run tune-loglinear)")
-    weights = LoglinearWeights.of(obj["weights"], where)
+    weights = Weights.of(obj["weights"], where)
     listed = obj["features"]
     if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
         raise InputError(f"{where}: field 'features' must be a list of names, got {shown(listed)}")
@@ -623,7 +503,7 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
         refuse_test_path(fs.meta["nbest"], f"the n-best {cfg.features_file} was extracted from")
     names = _select(fs, cfg.features)
     grids = parse_grids(cfg.grid, names, cfg.max_grid_points)
-    arrays = FeatureArrays.from_records(fs.records, names)
+    arrays = FeatureArrays.build(fs.records, names, lambda h: h.features)
     if cfg.folds == 1 or cfg.folds < 0:
         raise InputError(f"--folds must be 0 or >= 2, got {cfg.folds}")
     if cfg.folds > len(arrays.ids):  # the rule: at most one fold per utterance (leave one out)
@@ -758,10 +638,10 @@ def check_compatible(fs: FeatureSet, params: LoglinearParams, weights_path: Path
         )
 
 
-def best_hyp(record: FeatureRecord, weights: LoglinearWeights) -> tuple[int, float]:
+def best_hyp(record: FeatureRecord, weights: Weights) -> tuple[int, float]:
     """(index, total) of the hypothesis with the highest :func:`score`; ties -> the earlier
     (better first-pass) one, as ``rescore-nbest``'s stable sort."""
-    totals = [score(h.features, weights) for h in record.hyps]
+    totals = [total_score(h.features, weights) for h in record.hyps]
     j = max(range(len(totals)), key=lambda k: (totals[k], -k))
     return j, totals[j]
 

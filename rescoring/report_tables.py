@@ -16,6 +16,7 @@ from pathlib import Path
 from common.io import InputError, open_text
 from rescoring.experiments import Experiments
 from rescoring.fields import shown
+from rescoring.params import Weights
 from rescoring.results import PairedTests, read_json
 
 METRIC_NAMES = {
@@ -260,10 +261,10 @@ def tuned_md(results: dict, exps: Experiments) -> list[str]:
     ]
     for name, system in exps.systems.items():
         for seed, t in _per_seed(results.get(name, {}), "tuned"):
-            w = t["weights"]
+            w = Weights.of(t["weights"])
             md.append(
-                f"| {system.label}{seed} | {t['scorer']} | {w['lm_scale']:g} | "
-                f"{w['word_bonus']:g} | {t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
+                f"| {system.label}{seed} | {t['scorer']} | {w.lm_scale:g} | "
+                f"{w.word_bonus:g} | {t['wer']:.2f} | {t['wer_first_pass']:.2f} |"
             )
     md.append("")
     rows = []

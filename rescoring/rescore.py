@@ -4,8 +4,9 @@
 (hypotheses with ``context_score``) it is ``am_score + context_score``, the score the biased
 search ranked by, so that λ = β = 0 keeps the biased 1-best.
 
-The formula is :func:`rescoring.params.total_score`, the one every stage uses. λ and β
-(:class:`~rescoring.params.RescoreWeights`) come from ``tune-rescoring`` (``--params
+The formula is :func:`rescoring.params.total_score`, the one every stage uses, on the
+features ``am``, ``lm:<scorer>`` and ``num_words`` of each hypothesis (:func:`hyp_features`).
+λ and β (:meth:`rescoring.params.Weights.lm_bonus`) come from ``tune-rescoring`` (``--params
 tuned.json``, tuned on dev) or the command line.
 Writes the rescored records (hypotheses re-sorted by ``total``, with ``lm_score`` and
 ``total``) and the chosen 1-best per utterance, with intent and slots of the chosen hypothesis
@@ -39,70 +40,47 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_jsonl
-from common.wer import num_errors
-from rescoring.nbest import DEFAULT_MAX_HYPS, NbestRecord, load_nbest, write_nbest
+from rescoring.features import AM
+from rescoring.nbest import DEFAULT_MAX_HYPS, Hyp, NbestRecord, load_nbest, write_nbest
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
-from rescoring.params import RescoreWeights, TunedParams, read_tuned, total_score
+from rescoring.params import (
+    NUM_WORDS,
+    FeatureArrays,
+    TunedParams,
+    Weights,
+    lm_feature,
+    read_tuned,
+    total_score,
+    word_errors,
+)
 from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
 
 
-def word_errors(ref: str, hyp: str) -> int:
-    """Word errors of ``hyp`` against ``ref`` (space-separated), by the toolkit's one alignment."""
-    return num_errors(ref.split(), hyp.split())
+def hyp_features(h: Hyp, lm: str | None) -> dict[str, float]:
+    """The features ``rescore-nbest`` combines: ``am`` (the first-pass score), the scorer's LM
+    score as ``lm`` (``lm:<scorer>``; none for ``--scorer none``) and ``num_words``."""
+    f = {AM: h.first_pass_score, NUM_WORDS: float(len(h.words.split()))}
+    if lm is not None:
+        f[lm] = h.lm_score or 0.0
+    return f
 
 
-@dataclass
-class NbestArrays:
-    """Padded ``(U, N)`` arrays of an n-best set, for fast λ/β sweeps."""
-
-    am: np.ndarray
-    lm: np.ndarray
-    num_words: np.ndarray
-    errors: np.ndarray
-    valid: np.ndarray
-    ref_words: int
-
-    @classmethod
-    def from_records(cls, records: list[NbestRecord]) -> NbestArrays:
-        n = max(len(r.hyps) for r in records)
-        shape = (len(records), n)
-        am, lm, nw, err = (np.zeros(shape) for _ in range(4))
-        valid = np.zeros(shape, dtype=bool)
-        for i, r in enumerate(records):
-            for j, h in enumerate(r.hyps):
-                am[i, j], lm[i, j] = h.first_pass_score, h.lm_score or 0.0
-                nw[i, j], err[i, j], valid[i, j] = (
-                    len(h.words.split()),
-                    word_errors(r.ref, h.words),
-                    True,
-                )
-        return cls(am, lm, nw, err, valid, sum(len(r.ref.split()) for r in records))
-
-    def choose(self, weights: RescoreWeights) -> np.ndarray:
-        """Index of the best hypothesis of every utterance under ``weights``, ``(U,)``."""
-        total = np.where(
-            self.valid, total_score(self.am, self.lm, self.num_words, weights), -np.inf
-        )  # (U, N)
-        return total.argmax(axis=1)  # ties -> the earlier (better first-pass) hypothesis
-
-    def wer(self, chosen: np.ndarray) -> float:
-        return 100.0 * self.errors[np.arange(len(chosen)), chosen].sum() / max(1, self.ref_words)
+def nbest_arrays(records: list[NbestRecord], lm: str | None) -> FeatureArrays:
+    """Padded arrays of :func:`hyp_features` of every hypothesis, for the λ/β sweep."""
+    names = [AM, NUM_WORDS] + ([lm] if lm else [])
+    return FeatureArrays.build(records, names, lambda h: hyp_features(h, lm))
 
 
-def apply_weights(records: list[NbestRecord], weights: RescoreWeights) -> None:
+def apply_weights(records: list[NbestRecord], weights: Weights, lm: str | None) -> None:
     """Set ``total`` and re-sort each list by it (stable: ties keep first-pass order)."""
     for r in records:
         for h in r.hyps:
-            h.total = total_score(
-                h.first_pass_score, h.lm_score or 0.0, len(h.words.split()), weights
-            )
+            h.total = total_score(hyp_features(h, lm), weights)
         r.hyps.sort(key=lambda h: -h.total)
 
 
@@ -229,12 +207,12 @@ def rescore(cfg: RescoreConfig) -> dict:
     if scorer_name not in SCORERS:
         raise InputError(f"unknown scorer {scorer_name!r}; known: {sorted(SCORERS)}")
     ckpt = cfg.lm_checkpoint or (p.lm_checkpoint if p else None)
-    tuned = p.weights if p else RescoreWeights()
-    weights = RescoreWeights(
-        lm_scale=check_weight(
-            cfg.lm_scale if cfg.lm_scale is not None else tuned.lm_scale, "--lm-scale"
-        ),
-        word_bonus=check_weight(
+    tuned = p.weights if p else Weights.lm_bonus(None, 0.0, 0.0)
+    lm = lm_feature(scorer_name)
+    weights = Weights.lm_bonus(
+        lm,
+        check_weight(cfg.lm_scale if cfg.lm_scale is not None else tuned.lm_scale, "--lm-scale"),
+        check_weight(
             cfg.word_bonus if cfg.word_bonus is not None else tuned.word_bonus, "--word-bonus"
         ),
     )
@@ -246,13 +224,14 @@ def rescore(cfg: RescoreConfig) -> dict:
         nlu = load_nlu(nlu_ckpt, scorer)
         t0 = time.time()
         stats = score_nbest(records, scorer)
-        apply_weights(records, weights)
+        apply_weights(records, weights, lm)
         if cfg.select == "oracle":
             select_oracle(records)
         info = {
             "scorer": scorer_name,
             "lm_checkpoint": str(ckpt) if ckpt else None,
-            **asdict(weights),
+            "lm_scale": weights.lm_scale,
+            "word_bonus": weights.word_bonus,
             "select": cfg.select,
             "nbest": str(cfg.nbest),
             "lm_timing": stats,

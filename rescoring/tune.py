@@ -13,10 +13,11 @@ Usage:
         --lm-checkpoint exp/lm/<lm>/best.pt --out-dir exp/rescore/<system>
 
 OUTPUTS (in --out-dir; one all-or-nothing set, see rescoring/outputs.py):
-    tuned.json               the chosen weights {lm_scale, word_bonus} and their provenance:
-                             scorer, checkpoints, tuning n-best and set, the grid, the WER they
-                             give there and the first pass's (rescoring/params.py); every key is
-                             required when read, paths are relative to tuned.json's folder
+    tuned.json               the chosen weights {"am": 1, "lm:<scorer>": λ, "num_words": β}
+                             and their provenance: scorer, checkpoints, tuning n-best and set,
+                             the grid, the WER they give there and the first pass's
+                             (rescoring/params.py); every key is required when read, paths
+                             are relative to tuned.json's folder
     sweep-dev.tsv            lm_scale, word_bonus, dev WER for every grid point
     rescored-dev.jsonl.gz, onebest-dev.jsonl.gz, rescore-dev.json   dev rescored with the choice
     set-tune-dev.json        written last: each file's sha256 and the run's parameters
@@ -30,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,20 @@ from common.cli import run_cli
 from common.io import InputError, atomic_write
 from rescoring.nbest import DEFAULT_MAX_HYPS, load_nbest
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
-from rescoring.params import Grid, RescoreWeights, TunedParams, write_tuned
+from rescoring.params import (
+    FeatureArrays,
+    Grid,
+    TunedParams,
+    Weights,
+    lm_feature,
+    tuned_json,
+    write_tuned,
+)
 from rescoring.rescore import (
-    NbestArrays,
     apply_weights,
     check_run_options,
     load_nlu,
+    nbest_arrays,
     write_outputs,
 )
 from rescoring.scorers import SCORERS, build_scorer, score_nbest
@@ -84,11 +93,12 @@ def grid(lo: float, hi: float, step: float, option: str = "grid") -> np.ndarray:
 
 
 def sweep(
-    arrays: NbestArrays, lambdas: np.ndarray, betas: np.ndarray
+    arrays: FeatureArrays, lm: str | None, lambdas: np.ndarray, betas: np.ndarray
 ) -> list[tuple[float, float, float]]:
-    """WER for every (λ, β), λ-major."""
+    """WER for every (λ, β) of :meth:`Weights.lm_bonus` on the LM feature ``lm`` (None: no LM
+    term, λ has no effect) and ``num_words``, λ-major."""
     return [
-        (lam, b, arrays.wer(arrays.choose(RescoreWeights(lam, b))))
+        (lam, b, arrays.wer(Weights.lm_bonus(lm, lam, b)))
         for lam in map(float, lambdas)
         for b in map(float, betas)
     ]
@@ -195,16 +205,17 @@ def tune(cfg: TuneConfig) -> TunedParams:
         scorer = build_scorer(cfg.scorer, cfg.lm_checkpoint, cfg.batch_size)
         nlu = load_nlu(cfg.nlu_checkpoint, scorer)
         stats = score_nbest(records, scorer)
-        arrays = NbestArrays.from_records(records)
+        lm = lm_feature(cfg.scorer)
+        arrays = nbest_arrays(records, lm)
         if scorer.uses_lm:
             lambdas = grid(cfg.lm_scale_min, cfg.lm_scale_max, cfg.lm_scale_step, "--lm-scale")
         else:
             lambdas = np.array([0.0])
         betas = grid(cfg.word_bonus_min, cfg.word_bonus_max, cfg.word_bonus_step, "--word-bonus")
-        rows = sweep(arrays, lambdas, betas)
+        rows = sweep(arrays, lm, lambdas, betas)
         lam, beta, wer = best_point(rows)
-        baseline = arrays.wer(arrays.choose(RescoreWeights()))
-        weights = RescoreWeights(lam, beta)
+        baseline = arrays.wer(Weights.lm_bonus(lm, 0.0, 0.0))
+        weights = Weights.lm_bonus(lm, lam, beta)
         tuned = TunedParams(
             weights=weights,
             scorer=cfg.scorer,
@@ -216,13 +227,8 @@ def tune(cfg: TuneConfig) -> TunedParams:
             wer_first_pass=baseline,
             grid=grid_of(cfg, points=len(rows)),
         )
-        apply_weights(records, weights)
-        info = {
-            **asdict(tuned),
-            "lm_checkpoint": str(cfg.lm_checkpoint) if cfg.lm_checkpoint else None,
-            "nlu_checkpoint": str(cfg.nlu_checkpoint) if cfg.nlu_checkpoint else None,
-            "tuned_on": str(cfg.nbest),
-        }
+        apply_weights(records, weights, lm)
+        info = tuned_json(tuned)
         s = cfg.set_name
         with OutputSet(cfg.out_dir, f"tune-{s}", "tune-rescoring", info) as out:
             with atomic_write(out.dir / f"sweep-{s}.tsv") as f:

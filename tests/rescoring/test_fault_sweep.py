@@ -519,20 +519,30 @@ def _params_case(name: str, change: dict, msg: str):
 
 
 _params_case(
-    "renamed-key",
-    {"weights.lm_scale": "<drop>", "weights.lmscale": 0.3},
-    "unknown key(s) 'lmscale' in 'weights'",
+    "renamed-feature",
+    {"weights.lm:bigram": "<drop>", "weights.lmscale": 0.3},
+    'unknown feature "lmscale"',
 )
 _params_case("old-flat-form", {"lm_scale": 0.3}, "unknown key(s) 'lm_scale'")
-_params_case("missing-key", {"weights.word_bonus": "<drop>"}, "missing field 'weights.word_bonus'")
+_params_case(
+    "old-lambda-beta-form",
+    {"weights": {"lm_scale": 0.3, "word_bonus": 0.5}},
+    "field 'weights' is in the old form {lm_scale, word_bonus}",
+)
+_params_case(
+    "missing-feature",
+    {"weights.num_words": "<drop>"},
+    "field 'weights' of scorer 'bigram' must weight exactly am, lm:bigram, num_words, "
+    "got am, lm:bigram",
+)
 _params_case("missing-grid", {"grid": "<drop>"}, "missing field 'grid'")
 _params_case(
-    "string-scale", {"weights.lm_scale": "0.3"}, "field 'weights.lm_scale' must be a number"
+    "string-scale", {"weights.lm:bigram": "0.3"}, "field 'weights.lm:bigram' must be a number"
 )
 _params_case(
     "bool-bonus",
-    {"weights.word_bonus": True},
-    "field 'weights.word_bonus' must be a number, got true",
+    {"weights.num_words": True},
+    "field 'weights.num_words' must be a number, got true",
 )
 _params_case("unknown-scorer", {"scorer": "trigram"}, "field 'scorer' must be one of")
 _params_case(
@@ -552,7 +562,7 @@ def _(w):
 @case("params-tuned-json-tampered", "rescore-nbest")
 def _(w):
     p = w / "rescore" / "lm" / "tuned.json"
-    p.write_text(p.read_text().replace('"lm_scale": ', '"lm_scale": 1', 1))
+    p.write_text(p.read_text().replace('"num_words": ', '"num_words": 1', 1))
     return Bad(
         _rescore_argv(w, w / "nbest-test.jsonl", "--params", str(p)),
         [f"{p}: the files of", "re-run tune-rescoring"],
@@ -892,16 +902,16 @@ def _(w):
 @case("report-tuned-tampered", "make-report")
 def _(w):
     p = w / "rescore" / "lm" / "tuned.json"
-    p.write_text(p.read_text().replace('"lm_scale":', '"lmscale":'))
+    p.write_text(p.read_text().replace('"num_words":', '"numwords":'))
     return Bad(_report_argv(w), [f"{p}: the files of", "re-run tune-rescoring"])
 
 
 @case("report-tuned-renamed-key-vouched", "make-report")
 def _(w):
     p = w / "rescore" / "lm" / "tuned.json"
-    p.write_text(p.read_text().replace('"lm_scale":', '"lmscale":'))
+    p.write_text(p.read_text().replace('"num_words":', '"numwords":'))
     _rehash(p.parent, p.name)
-    return Bad(_report_argv(w), [f"{p}: unknown key(s) 'lmscale'"])
+    return Bad(_report_argv(w), [f'{p}: unknown feature "numwords"'])
 
 
 @case("report-sweep-malformed", "make-report")

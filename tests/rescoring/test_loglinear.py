@@ -22,8 +22,6 @@ from rescoring.features import (
     write_features,
 )
 from rescoring.loglinear import (
-    FeatureArrays,
-    LoglinearWeights,
     _plateau_pick,
     best_hyp,
     coordinate_ascent,
@@ -31,12 +29,11 @@ from rescoring.loglinear import (
     main_tune,
     read_params,
     refuse_test_path,
-    score,
 )
 from rescoring.nbest import Hyp, NbestRecord, load_nbest
 from rescoring.nlu_scores import NluScore
-from rescoring.params import RescoreWeights, total_score
-from rescoring.rescore import NbestArrays, apply_weights
+from rescoring.params import FeatureArrays, Weights, total_score
+from rescoring.rescore import apply_weights, hyp_features, nbest_arrays
 from rescoring.scorers import BigramLM, Scorer, score_nbest
 from tests.rescoring.conftest import MT_TRAIN
 from tests.rescoring.standin_lm import StandInLMScorer
@@ -299,18 +296,18 @@ def test_zero_extra_weights_choose_exactly_what_the_old_formula_chooses(recipe):
         ),
     )
     names = list(fr[0].hyps[0].features)
-    arrays = FeatureArrays.from_records(fr, names)
-    old_arrays = NbestArrays.from_records(records)
+    arrays = FeatureArrays.build(fr, names, lambda h: h.features)
+    old_arrays = nbest_arrays(records, "lm:bi")  # rescore-nbest's features of the bigram
     for lam, beta in ((0.0, 0.0), (0.35, 1.75), (1.3, -0.6), (0.05, 0.25)):
-        rw = RescoreWeights(lam, beta)
-        w = LoglinearWeights.of({n: rw.as_features("lm:bi").get(n, 0.0) for n in names})
+        rw = Weights.lm_bonus("lm:bi", lam, beta)  # tune-rescoring's weights
+        w = Weights.of({n: rw.get(n) for n in names} | {"am": 1.0})  # every feature, 0 extra
         assert w.as_dict() == {n: 0.0 for n in names} | {"am": 1.0, "lm:bi": lam, "num_words": beta}
         for r, f in zip(records, fr, strict=True):
             for h, fh in zip(r.hyps, f.hyps, strict=True):
-                want = total_score(h.first_pass_score, h.lm_score, len(h.words.split()), rw)
-                assert score(fh.features, w) == want  # bit for bit
+                want = total_score(hyp_features(h, "lm:bi"), rw)
+                assert total_score(fh.features, w) == want  # bit for bit
         assert (arrays.choose(w) == old_arrays.choose(rw)).all()
-        apply_weights(records, rw)  # rescore-nbest: stable sort by total
+        apply_weights(records, rw, "lm:bi")  # rescore-nbest: stable sort by total
         for r, f in zip(records, fr, strict=True):
             j, total = best_hyp(f, w)
             assert f.hyps[j].words == r.hyps[0].words and total == r.hyps[0].total
@@ -405,13 +402,14 @@ def test_plateau_pick_takes_the_middle_of_the_longest_best_run():
     assert _plateau_pick(v, np.array([3, 3, 4, 4, 3, 3, 6]), 3) == -2.0
     assert _plateau_pick(v, np.array([3, 4, 4, 3, 3, 4, 6]), 3) == 1.0  # the longer run
     res = coordinate_ascent(
-        FeatureArrays.from_records(
+        FeatureArrays.build(
             [
                 FeatureRecord(
                     "u", "a", [FeatureHyp("a", {"am": 0.0}), FeatureHyp("b", {"am": -1.0})]
                 )
             ],
             ["am"],
+            lambda h: h.features,
         ),
         ["am"],
         {},

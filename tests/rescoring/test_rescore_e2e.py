@@ -11,8 +11,8 @@ import pytest
 from rescoring import report, rescore, score, tune
 from rescoring.experiments import load_experiments
 from rescoring.nbest import Hyp, NbestRecord
-from rescoring.params import RescoreWeights, total_score
-from rescoring.rescore import NbestArrays, apply_weights
+from rescoring.params import Weights, total_score
+from rescoring.rescore import apply_weights, nbest_arrays
 from rescoring.results import PairedTests, collect
 from rescoring.tune import best_point, grid, sweep
 from tests.rescoring.conftest import RECIPE_SETS as SETS
@@ -29,10 +29,10 @@ def test_tuning_finds_the_known_lambda():
         )
         for i in range(3)
     ]
-    arrays = NbestArrays.from_records(recs)
-    lam, beta, wer = best_point(sweep(arrays, grid(0, 1.5, 0.05), grid(-1, 1, 0.5)))
+    arrays = nbest_arrays(recs, "lm:bigram")
+    lam, beta, wer = best_point(sweep(arrays, "lm:bigram", grid(0, 1.5, 0.05), grid(-1, 1, 0.5)))
     assert (lam, beta, wer) == (pytest.approx(0.55), 0.0, 0.0)
-    assert arrays.wer(arrays.choose(RescoreWeights())) == pytest.approx(50.0)
+    assert arrays.wer(Weights.lm_bonus("lm:bigram", 0.0, 0.0)) == pytest.approx(50.0)
 
 
 def test_one_formula_for_the_sweep_and_the_records():
@@ -49,11 +49,13 @@ def test_one_formula_for_the_sweep_and_the_records():
         )
         for i in range(50)
     ]
-    arrays = NbestArrays.from_records(recs)
-    for w in (RescoreWeights(), RescoreWeights(0.35, 1.75), RescoreWeights(1.3, -0.6)):
-        totals = total_score(arrays.am, arrays.lm, arrays.num_words, w)  # (U, N)
+    lm = "lm:nlm"
+    arrays = nbest_arrays(recs, lm)
+    for lam, beta in ((0.0, 0.0), (0.35, 1.75), (1.3, -0.6)):
+        w = Weights.lm_bonus(lm, lam, beta)
+        totals = total_score(arrays.x, w)  # (U, N)
         chosen = arrays.choose(w)
-        apply_weights(recs, w)  # re-sorts each list by total
+        apply_weights(recs, w, lm)  # re-sorts each list by total
         for i, r in enumerate(recs):
             assert r.hyps[0].total == totals[i, chosen[i]]
         recs = [NbestRecord(r.id, r.ref, sorted(r.hyps, key=lambda h: -h.am_score)) for r in recs]
@@ -186,7 +188,7 @@ def test_end_to_end_report(recipe, monkeypatch):
     assert mt["intent_acc"] == 100.0 and mt["slot_f1"] == 100.0 and mt["wer"] == 0.0
 
     tuned = json.loads((rd / "lm" / "tuned.json").read_text())
-    assert tuned["weights"]["lm_scale"] > 0 and tuned["wer"] < tuned["wer_first_pass"]
+    assert tuned["weights"]["lm:bigram"] > 0 and tuned["wer"] < tuned["wer_first_pass"]
     m = {
         name: json.loads((rd / name / "metrics-test.json").read_text())
         for name in ("rnnt_1best", "lm", "oracle")

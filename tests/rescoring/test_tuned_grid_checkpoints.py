@@ -11,7 +11,7 @@ import pytest
 
 from common.io import CheckpointError, InputError
 from rescoring import rescore, tune
-from rescoring.params import RescoreWeights, read_tuned
+from rescoring.params import Weights, read_tuned
 from rescoring.scorers import build_scorer, score_nbest
 from tests.rescoring.conftest import bigram
 
@@ -36,7 +36,7 @@ GRID = {
     "points": 31,
 }
 GOOD = {
-    "weights": {"lm_scale": 0.5, "word_bonus": 0.0},
+    "weights": {"am": 1.0, "lm:bigram": 0.5, "num_words": 0.0},
     "scorer": "bigram",
     "lm_checkpoint": "lm.txt",
     "nlu_checkpoint": None,
@@ -67,17 +67,26 @@ def _changed(change: dict) -> dict:
     "change, msg",
     [
         (
-            {"weights.lmscale": 0.5, "weights.lm_scale": DROP},
-            "unknown key(s) 'lmscale' in 'weights'",
+            {"weights.lmscale": 0.5, "weights.lm:bigram": DROP},
+            'unknown feature "lmscale"',
         ),
         ({"lmscale": 0.5}, "unknown key(s) 'lmscale'; a tuned.json has exactly weights, scorer"),
         ({"lm_scale": 0.5, "weights": DROP}, "unknown key(s) 'lm_scale'"),  # the old flat form
+        ({"weights": {"lm_scale": 0.5, "word_bonus": 0.0}}, "weights' is in the old form"),
         ({"weights": DROP}, "missing field 'weights'"),
-        ({"weights.lm_scale": DROP}, "missing field 'weights.lm_scale'"),
-        ({"weights": [0.5, 0.0]}, "field 'weights' must be a JSON object"),
-        ({"weights.lm_scale": "0.5"}, "field 'weights.lm_scale' must be a number, got \"0.5\""),
-        ({"weights.word_bonus": True}, "field 'weights.word_bonus' must be a number, got true"),
-        ({"weights.lm_scale": float("inf")}, "field 'weights.lm_scale' must be a finite number"),
+        (
+            {"weights.lm:bigram": DROP},
+            "field 'weights' of scorer 'bigram' must weight exactly am, lm:bigram, num_words, "
+            "got am, num_words",
+        ),
+        ({"weights.lm:nlm": 0.5}, "must weight exactly am, lm:bigram, num_words, got am, lm:big"),
+        ({"weights.intent_conf": 0.5}, "must weight exactly am, lm:bigram, num_words, got am, lm"),
+        ({"weights.am": DROP}, "missing feature 'am' (its weight is fixed at 1)"),
+        ({"weights.am": 2.0}, "the weight of 'am' is fixed at 1, got 2.0"),
+        ({"weights": [0.5, 0.0]}, "the weights must be an object"),
+        ({"weights.lm:bigram": "0.5"}, "field 'weights.lm:bigram' must be a number, got \"0.5\""),
+        ({"weights.num_words": True}, "field 'weights.num_words' must be a number, got true"),
+        ({"weights.lm:bigram": float("inf")}, "field 'weights.lm:bigram' must be a finite number"),
         ({"scorer": "trigram"}, "field 'scorer' must be one of"),
         ({"lm_checkpoint": 3}, "field 'lm_checkpoint' must be a non-empty string"),
         ({"tuned_on": None}, "field 'tuned_on' must be a non-empty string, got null"),
@@ -115,7 +124,7 @@ def test_params_file_resolves_paths_against_itself(tiny, monkeypatch):
     monkeypatch.chdir("/")
     t = read_tuned(p)
     assert t.lm_checkpoint == (tiny / "lm.txt").resolve()
-    assert t.weights == RescoreWeights(lm_scale=0.5, word_bonus=0.0)
+    assert t.weights == Weights.lm_bonus("lm:bigram", lm_scale=0.5, word_bonus=0.0)
     assert t.grid.points == 31 and t.set == "dev"
     p.write_text('{\n  "scorer": \n')
     with pytest.raises(InputError, match=r"p\.json:3: invalid JSON"):
@@ -141,7 +150,7 @@ def test_tuned_json_works_from_another_folder(tiny, monkeypatch):
     assert (
         raw["lm_checkpoint"] == "../../../lm.txt" and raw["tuned_on"] == "../../../nbest-dev.jsonl"
     )
-    assert raw["weights"]["lm_scale"] > 0
+    assert raw["weights"]["lm:bigram"] > 0
     elsewhere = tiny / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -158,7 +167,7 @@ def test_tuned_json_works_from_another_folder(tiny, monkeypatch):
         ]
     )
     info = json.loads((elsewhere / "out" / "rescore-test.json").read_text())
-    assert info["lm_scale"] == raw["weights"]["lm_scale"] and info["scorer"] == "bigram"
+    assert info["lm_scale"] == raw["weights"]["lm:bigram"] and info["scorer"] == "bigram"
     assert info["lm_checkpoint"] == str((tiny / "lm.txt").resolve())
     monkeypatch.chdir(tiny / "exp/rescore/lm")
     rescore.main(
