@@ -238,6 +238,7 @@ class AsrTrainer(Trainer):
                 ["step", "epoch", "set", "greedy_wer", "elapsed_s"],
                 keep_through_step=self.state.step,
             )
+            self.extra_logs.append(self.monitor_log)  # closed when fit() ends
 
     def start_epoch(self, epoch: int) -> None:
         seed_everything(self.cfg.seed + epoch)

@@ -343,6 +343,7 @@ class Trainer(abc.ABC):
         self.state = TrainState()
         self.train_log: MetricsLog | None = None
         self.dev_log: MetricsLog | None = None
+        self.extra_logs: list[MetricsLog] = []  # a subclass's own logs, closed with these
         self._pending_rng: dict[str, Any] | None = None
         self._t0 = time.time()
 
@@ -475,7 +476,7 @@ class Trainer(abc.ABC):
             while self.finished_reason() is None:  # elapsed_s is updated at each checkpoint
                 last = self._run_epoch()
         finally:
-            for log in (self.train_log, self.dev_log):
+            for log in (self.train_log, self.dev_log, *self.extra_logs):
                 if log is not None:
                     log.close()
         st = self.state

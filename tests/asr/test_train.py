@@ -4,7 +4,9 @@ batches, and refuse corrupt or incompatible checkpoints with a clear error."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
+import warnings
 
 import pytest
 import torch
@@ -124,7 +126,12 @@ def test_monitor_cuts_logged_at_every_dev_check(asr_data, tmp_path):
         valid_interval=0,
         monitor_cuts=(f"again={asr_data['cuts']}",),
     )
-    run(0, 1, model_cfg, cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        run(0, 1, model_cfg, cfg)
+        gc.collect()
+    # every log is closed when training ends, not left to the garbage collector
+    assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     with open(tmp_path / "b" / "log" / "monitor.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
