@@ -401,12 +401,18 @@ def seeds_md(results: dict, exps: Experiments) -> list[str]:
     if not seeded:
         return []
     keys = ("wer", "rare_wer", "intent_acc", "slot_f1")
+    seeds = ", ".join(map(str, exps.seeds))
+    intro = (
+        f"Each system below was trained with {len(exps.seeds)} LM seeds ({seeds}); the tables "
+        "above give its seed mean ± sample sd, and its interval resamples seeds and utterances."
+        if len(exps.seeds) > 1
+        else f"Each system below was trained with one LM seed ({seeds}): no spread over seeds "
+        "can be given (sd n/a), and its interval resamples utterances only."
+    )
     md = [
         "## LM seeds",
         "",
-        f"Each system below was trained with {len(exps.seeds)} LM seeds "
-        f"({', '.join(map(str, exps.seeds))}); the tables above give its seed mean ± sample sd, "
-        "and its interval resamples seeds and utterances. Per seed:",
+        intro + " Per seed:",
         "",
         "| system | set | seed | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
         "|---|---|---|" + "---|" * len(keys),

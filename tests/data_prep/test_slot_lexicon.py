@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
+import logging
+import runpy
 import sys
 from pathlib import Path
 
@@ -326,16 +327,22 @@ def test_main_bad_input_exits_2(tmp_path, capsys, case, message):
     assert message in errors[0]
 
 
-def test_console_script_refuses_dev(tmp_path):
+def test_console_script_refuses_dev(tmp_path, monkeypatch, capsys):
+    """The installed script (pip's wrapper around main), run in this interpreter: a fresh one
+    would spend ~3 s importing lhotse/torch; the recipe tests start it as a process of its own."""
     manifest = write_nlu(tmp_path / "snips_nlu_test.jsonl.gz")
     exe = Path(sys.executable).parent / "extract-slot-lexicon"
-    r = subprocess.run(
-        [str(exe), "--nlu-manifest", str(manifest), "--out-dir", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 2
-    assert r.stderr.splitlines()[-1].startswith("extract-slot-lexicon: error: ")
-    assert "marks a 'test' split" in r.stderr
+    argv = [str(exe), "--nlu-manifest", str(manifest), "--out-dir", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # main() configures the root logger
+    try:
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(str(exe), run_name="__main__")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    stderr = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert stderr.splitlines()[-1].startswith("extract-slot-lexicon: error: ")
+    assert "marks a 'test' split" in stderr
     assert not (tmp_path / "out").exists()

@@ -99,15 +99,17 @@ def test_voices_disjoint_and_deterministic(prepared_mini):
 
 
 def test_lhotse_validate_cli_accepts_every_manifest(prepared_mini):
-    import subprocess
-    import sys
-    from pathlib import Path
+    """``lhotse validate`` on every manifest and the dev cuts: lhotse's own CLI command, run
+    in-process (one interpreter for all files instead of one ~3 s start per file). The command
+    exits 0 even when validation fails (it returns 1 to click, which ignores it), so its output
+    must also be free of "Validation failed"."""
+    from click.testing import CliRunner
+    from lhotse.bin.lhotse import cli
 
-    lhotse_cli = Path(sys.executable).parent / "lhotse"
-    for p in sorted((prepared_mini / "data" / "manifests").glob("*.jsonl.gz")):
-        subprocess.run([str(lhotse_cli), "validate", str(p)], check=True, capture_output=True)
-    subprocess.run(
-        [str(lhotse_cli), "validate", str(prepared_mini / "data/fbank/snips_cuts_dev.jsonl.gz")],
-        check=True,
-        capture_output=True,
-    )
+    paths = sorted((prepared_mini / "data" / "manifests").glob("*.jsonl.gz"))
+    paths.append(prepared_mini / "data/fbank/snips_cuts_dev.jsonl.gz")
+    assert len(paths) > 10
+    for p in paths:
+        r = CliRunner().invoke(cli, ["validate", str(p)])
+        assert r.exit_code == 0 and r.exception is None, (p, r.output)
+        assert "Validation failed" not in r.output, (p, r.output)

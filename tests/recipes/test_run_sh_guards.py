@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.recipes.conftest import copy_work_dir, snips_args
+
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 
 
@@ -20,13 +22,10 @@ def _run(work: Path, *args: str, preset: str = "tiny", timeout: int = 600):
 
 
 @pytest.fixture(scope="module")
-def data_work(tmp_path_factory, mini_snips_dir, mini_lm_text_dir):
-    """A work dir with stages 0-5 done on the tiny preset."""
-    work = tmp_path_factory.mktemp("guards") / "work"
-    args = ("--corpus-dir", str(mini_snips_dir), "--lm-text-dir", str(mini_lm_text_dir))
-    r = _run(work, *args, "--stop-stage", "5")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return work, args
+def data_work(tmp_path_factory, snips_tiny_data_work, mini_snips_dir, mini_lm_text_dir):
+    """A work dir with stages 0-5 done on the tiny preset (a copy of the session's)."""
+    work = copy_work_dir(snips_tiny_data_work, tmp_path_factory.mktemp("guards") / "work")
+    return work, snips_args(mini_snips_dir, mini_lm_text_dir)
 
 
 @pytest.mark.parametrize(
@@ -65,11 +64,12 @@ def test_lost_output_reruns_its_stage(data_work):
 
 
 def test_on_change_rerun_redoes_the_changed_stage_and_what_depends_on_it(
-    tmp_path, mini_snips_dir, mini_lm_text_dir
+    tmp_path, snips_tiny_data_work, mini_snips_dir, mini_lm_text_dir
 ):
-    work = tmp_path / "work"
-    args = ("--corpus-dir", str(mini_snips_dir), "--lm-text-dir", str(mini_lm_text_dir))
-    assert _run(work, *args, "--stop-stage", "1").returncode == 0
+    work = copy_work_dir(snips_tiny_data_work, tmp_path / "work")  # stages 0-5 done (tiny)
+    args = snips_args(mini_snips_dir, mini_lm_text_dir)
+    r = _run(work, *args, "--stop-stage", "1")
+    assert r.returncode == 0 and r.stdout.count("already done, skipping") == 2
     r = _run(work, *args, "--stop-stage", "1", "--on-change", "rerun", preset="default")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "stage 0 (Prepare SNIPS manifests and synthesize audio) was done by another" in r.stdout

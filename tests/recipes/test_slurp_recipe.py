@@ -1,5 +1,10 @@
 """The SLURP recipe (recipes/slurp/run.sh, the shared stages of recipes/common/run.sh) on its
-tiny preset and a corpus in SLURP's own file layout: end to end, then re-run (a no-op)."""
+tiny preset and a corpus in SLURP's own file layout: end to end, then re-run (a no-op).
+
+What is SLURP's own is checked here (prepare-slurp, text-only NLU validation, the leak filter
+against SLURP devel/test, recording-level gold ids, SLURP's SLU metrics). Its tiny preset trains
+one LM seed and leaves stage 14 out (rwm_sample=false); several seeds, stage 14, a third
+evaluation set and kill/resume are tests/recipes/test_snips_recipe.py's."""
 
 import json
 import os
@@ -10,7 +15,7 @@ from pathlib import Path
 from tests.recipes.slurp_fixture import write_slurp_fixture
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "slurp" / "run.sh"
-NUM_STAGES = 25
+NUM_STAGES = 24  # stages 0-24 but 14 (conf/tiny.sh: rwm_sample=false)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -27,6 +32,7 @@ def test_tiny_slurp_recipe_end_to_end_and_rerun(tmp_path, mini_lm_text_dir):
     r = _run(*args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert len(list((work / ".done").iterdir())) == NUM_STAGES
+    assert not (work / ".done/stage14").exists() and not (work / "exp/lm/lm/seed43").exists()
     for rel in (
         "data/manifests/slurp_supervisions_test.jsonl.gz",
         "data/manifests/slurp_nlu_train.jsonl.gz",
@@ -53,6 +59,10 @@ def test_tiny_slurp_recipe_end_to_end_and_rerun(tmp_path, mini_lm_text_dir):
     assert "SLURP's SLU metrics on test" in md  # rescore-systems --slu-metrics slurp
     res = json.loads((work / "results.json").read_text())
     assert set(res["systems"]["rnnt_1best"]["test"]["slurp"]) >= {"scenario_acc", "slu_f1"}
+    # rwm_sample=false: stage 14's system leaves the matrix (rescoring and report)
+    assert "pretrained_multitask_rwm_sample" not in res["systems"]
+    assert "sampled task" not in md
+    assert "trained with one LM seed (42): no spread over seeds" in md  # not "1 LM seeds"
     for system in ("rnnt_1best", "oracle", "pretrained_multitask_rwm", "biased_1best"):
         cell = res["systems"][system]["test"]
         assert cell["wer"]["value"] is not None and cell["intent_acc"]["value"] is not None

@@ -1,6 +1,8 @@
 """The whole SNIPS recipe on the tiny preset and the mini corpus, run as a user would:
 killed during RNN-T training, re-run to the end (data -> RNN-T -> n-best -> LMs -> tuned
-rescoring -> RESULTS.md), then re-run once more, which does nothing."""
+rescoring -> RESULTS.md), then re-run once more, which does nothing. The data stages 0-5 are
+the session's run.sh run (tests/recipes/conftest.py, shared with test_run_sh_guards.py): the
+test starts from a copy of that work dir."""
 
 import json
 import os
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.recipes.conftest import copy_work_dir, snips_args
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 NUM_STAGES = 25
@@ -64,9 +68,11 @@ def _processes_using(work: Path) -> list[str]:
     return found
 
 
-def test_tiny_recipe_killed_resumed_and_rerun(tmp_path, mini_snips_dir, mini_lm_text_dir):
-    work = tmp_path / "work"
-    args = ("--corpus-dir", str(mini_snips_dir), "--lm-text-dir", str(mini_lm_text_dir))
+def test_tiny_recipe_killed_resumed_and_rerun(
+    tmp_path, snips_tiny_data_work, mini_snips_dir, mini_lm_text_dir
+):
+    work = copy_work_dir(snips_tiny_data_work, tmp_path / "work")  # stages 0-5 done
+    args = snips_args(mini_snips_dir, mini_lm_text_dir)
     _kill_during_asr_training(work, *args)
     r = _run(work, *args)
     assert r.stdout.count("already done, skipping") == 6  # stages 0-5 were complete
