@@ -183,6 +183,15 @@ class TrainConfig:
             "0.9 1.0 1.1 (Lhotse cut.perturb_speed; 1.0 = unchanged; none = off)"
         },
     )
+    speed_cuts: tuple[Path, ...] = field(
+        default=(),
+        metadata={
+            "help": "stored speed-perturbed copies of the train cuts, one CutSet per factor "
+            "(compute-fbank --speed-perturb: <prefix>_cuts_train_sp<f>.jsonl.gz): per utterance "
+            "and epoch the original or one of its copies is drawn uniformly, and its stored "
+            "features are read (--aug-speed computes them on the fly: slower); none = off"
+        },
+    )
     aug_reverb_prob: float = field(
         default=0.0,
         metadata={
@@ -285,6 +294,11 @@ class TrainConfig:
             raise InputError(f"--aug-reverb-rooms must be >= 0, got {self.aug_reverb_rooms}")
         if self.speed_perturb and self.aug_speed:
             raise InputError("--speed-perturb is the shorthand of --aug-speed: give one of them")
+        if self.speed_cuts and (self.speed_perturb or self.aug_speed):
+            raise InputError(
+                "--speed-cuts (stored speed-perturbed copies) and --aug-speed/--speed-perturb "
+                "(on the fly) both perturb the speed: give one of them"
+            )
         lo, hi = SPEED_RANGE
         for f in self.aug_speed:
             if not lo <= f <= hi:

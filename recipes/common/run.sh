@@ -55,6 +55,11 @@ esac
 rwm_sample=${rwm_sample:-true}
 exclude_systems= stage14_done=.done/stage14
 [ "$rwm_sample" = true ] || { exclude_systems=pretrained_multitask_rwm_sample; stage14_done=; }
+# Speed perturbation from stored features (conf speed_perturb, e.g. "0.9 1.1"; empty = off):
+# stage 2 also stores the features of speed-perturbed copies of train, and stage 6 draws per
+# utterance and epoch the original or one copy (train-asr --speed-cuts), at no extra step time.
+speed_perturb=${speed_perturb:-}
+speed_cuts=$(for f in $speed_perturb; do printf "data/fbank/%s_cuts_train_sp%g.jsonl.gz " "$corpus" "$f"; done)
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -148,7 +153,7 @@ stage_train_asr() {
   logged $asr_dir ${asr_launcher:-train-asr} --preset "$asr_preset" --exp-dir $asr_dir \
     --train-cuts data/fbank/${corpus}_cuts_train.jsonl.gz --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz \
     --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" \
-    ${monitor[@]:+--monitor-cuts "${monitor[@]}"} $asr_train_opts
+    ${monitor[@]:+--monitor-cuts "${monitor[@]}"} ${speed_cuts:+--speed-cuts $speed_cuts} $asr_train_opts
 }
 stage_decode() {
   logged $asr_dir decode-asr --preset "$asr_preset" --exp-dir $asr_dir --checkpoint $asr_dir/avg.pt \
@@ -195,9 +200,9 @@ run_stage 1 "Validate manifests" "$m $audio_in" "" validate-manifests --manifest
   --splits train $eval_sets $validate_opts
 # shellcheck disable=SC2086
 run_stage 2 "Compute fbank features" "$m $audio_in" \
-  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train $eval_sets)" \
+  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train $eval_sets)$speed_cuts" \
   compute-fbank --manifest-dir data/manifests --prefix "$corpus" --output-dir data/fbank --num-jobs "$nj" \
-    --splits train $eval_sets
+    --splits train $eval_sets ${speed_perturb:+--speed-perturb $speed_perturb}
 run_stage 3 "Train BPE models ($bpe_sizes)" "$m" "$(printf 'data/lang_bpe_%s/bpe.model ' $bpe_sizes)" stage_bpe
 run_stage 4 "Prepare leak-free LM text" "$m ${lm_text_dir:-}" "data/lm/pretrain.txt data/lm/finetune.txt" \
   prepare-lm-text --manifest-dir data/manifests --prefix "$corpus" --output-dir data/lm \

@@ -19,6 +19,7 @@
 #                                  split, the test sentences by engines train and dev never use)
 #  stage 1  validate-manifests  data/manifests -> (checks Lhotse + intent/slot fields + every audio header)
 #  stage 2  compute-fbank       data/manifests -> data/fbank/snips_cuts_{train,dev,test}.jsonl.gz
+#                                  (+ snips_cuts_train_sp<f>.jsonl.gz with conf speed_perturb)
 #  stage 3  train-bpe           ASR train transcripts -> data/lang_bpe_N/bpe.model for N in $bpe_sizes
 #  stage 4  prepare-lm-text     --lm-text-dir (else ../shared/data/lm_text) + SNIPS train -> data/lm/{pretrain,finetune}.txt
 #  stage 5  compute-rare-words  ASR train transcripts -> data/lang/{word_counts,rare_words}.txt

@@ -88,6 +88,22 @@ def asr_data(tmp_path_factory) -> dict[str, Path]:
     return {"cuts": cuts_path, "bpe_model": lang / "bpe.model", "dir": root}
 
 
+@pytest.fixture(scope="session")
+def cuts(asr_data):
+    """The fixture's fbank CutSet, loaded."""
+    from asr.data import load_cuts
+
+    return load_cuts(asr_data["cuts"])
+
+
+@pytest.fixture(scope="session")
+def tok(asr_data):
+    """The fixture's BPE tokenizer."""
+    from asr.data import Tokenizer
+
+    return Tokenizer(asr_data["bpe_model"])
+
+
 def tiny_cfg(asr_data, exp_dir, **kw):
     from asr.config import get_model_preset, get_train_preset
 

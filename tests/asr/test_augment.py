@@ -14,20 +14,10 @@ import torch
 
 from asr.augment import AudioAugment, AugmentSpec, noise_recording
 from asr.config import PRESETS, TrainConfig, get_train_preset
-from asr.data import AsrDataset, Tokenizer, load_cuts
+from asr.data import AsrDataset
 from common.io import InputError
 
 from .conftest import tiny_cfg
-
-
-@pytest.fixture(scope="module")
-def cuts(asr_data):
-    return load_cuts(asr_data["cuts"])
-
-
-@pytest.fixture(scope="module")
-def tok(asr_data):
-    return Tokenizer(asr_data["bpe_model"])
 
 
 def _augment_one(cut, pool, **spec) -> tuple[np.ndarray, list[str]]:

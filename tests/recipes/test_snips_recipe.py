@@ -121,6 +121,11 @@ def test_tiny_recipe_killed_resumed_and_rerun(
     monitor = (work / "exp/asr/conformer_rnnt/log/monitor.csv").read_text().splitlines()
     assert monitor[0].startswith("step,epoch,set,greedy_wer") and len(monitor) > 1
     assert all(",test_unseen_engine," in row for row in monitor[1:])
+    # conf/tiny.sh speed_perturb="0.9 1.1": stage 2 stored the copies, stage 6 trained on them
+    cmd = (work / "exp/asr/conformer_rnnt/cmd.sh").read_text()
+    for f in ("0.9", "1.1"):
+        assert (work / f"data/fbank/snips_cuts_train_sp{f}.jsonl.gz").is_file()
+        assert f"data/fbank/snips_cuts_train_sp{f}.jsonl.gz" in cmd.split("--speed-cuts", 1)[1]
     assert "## LM seeds" in md and "| + LM rescoring (LM objective only) | test | 43 |" in md
     pseudo = json.loads((work / "data/lm/pseudo_nlu.stats.json").read_text())
     assert pseudo["kept"] > 0

@@ -14,6 +14,7 @@ asr_lm_parallel=true
 asr_preset=tiny
 asr_bpe=64
 asr_train_opts="--num-epochs 2"
+speed_perturb="0.9 1.1"   # stored speed-perturbed train copies (off in the default preset; here so CI runs the path)
 asr_avg=1
 decode_opts="--method modified_beam --beam 4 --nbest 4 --max-sym-per-frame 2"
 lm_preset=tiny

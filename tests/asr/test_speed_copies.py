@@ -1,0 +1,155 @@
+"""Speed perturbation from stored features (asr.data.SpeedCopies, train-asr --speed-cuts):
+copies are matched to their train cuts, each epoch draws the original or a copy per utterance
+(uniformly, reproducibly per (seed, epoch, cut id), whatever else is drawn), the drawn copy's
+stored features equal what on-the-fly --aug-speed computes (up to lilcom), bad copy files name
+file and cut, and the tiny preset trains on the drawn cuts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+
+import pytest
+import torch
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+from lhotse.dataset.collation import collate_features
+
+from asr.augment import AudioAugment, AugmentSpec
+from asr.config import TrainConfig, get_model_preset
+from asr.data import AsrDataset, SpeedCopies, load_cuts
+from common.io import InputError
+
+from .conftest import tiny_cfg
+
+FACTORS = (0.9, 1.1)
+
+
+@pytest.fixture(scope="module")
+def copy_paths(asr_data, cuts, tmp_path_factory):
+    """Copies of the first 12 cuts at each factor, stored as compute-fbank stores them."""
+    root = tmp_path_factory.mktemp("speed_copies")
+    paths = []
+    for f in FACTORS:
+        copies = CutSet.from_cuts(c.drop_features().perturb_speed(f) for c in cuts.subset(first=12))
+        stored = copies.compute_and_store_features(
+            extractor=Fbank(FbankConfig(num_mel_bins=80)),
+            storage_path=root / f"feats_sp{f:g}",
+            storage_type=LilcomChunkyWriter,
+            num_jobs=1,
+        )
+        path = root / f"cuts_sp{f:g}.jsonl.gz"
+        stored.to_file(path)
+        paths.append(path)
+    return tuple(paths)
+
+
+def _load(copy_paths, cuts, tok):
+    return SpeedCopies.load(copy_paths, cuts, tok, get_model_preset("tiny"))
+
+
+def test_copies_match_their_train_cuts(copy_paths, cuts, tok):
+    sc = _load(copy_paths, cuts, tok)
+    assert sorted(sc.copies) == sorted(c.id for c in cuts.subset(first=12))
+    for orig, copies in sc.copies.items():
+        assert sorted(c.id for c in copies) == [f"{orig}_sp{f}" for f in FACTORS]
+
+
+def test_each_utterance_draws_the_original_or_a_copy_uniformly_and_reproducibly(
+    copy_paths, cuts, tok
+):
+    sc = _load(copy_paths, cuts, tok)
+    batch = cuts.subset(first=16)  # the last 4 have no copies
+    drawn = Counter()
+    for epoch in range(60):
+        picked = list(sc.for_epoch(7, epoch).choose(batch))
+        again = list(sc.for_epoch(7, epoch).choose(batch))
+        assert [c.id for c in picked] == [c.id for c in again]  # (seed, epoch, ids) fix it
+        assert len(picked) == 16
+        for c, orig in zip(picked, batch, strict=True):
+            assert c.id.split("_sp")[0] == orig.id  # same utterance, same position
+            drawn[c.id[len(orig.id) :] or "x1"] += orig.id in sc.copies
+        assert [c.id for c in picked[12:]] == [c.id for c in list(batch)[12:]]
+    # 12 utterances x 60 epochs, three options each: about 240 per option
+    assert set(drawn) == {"x1", "_sp0.9", "_sp1.1"}
+    assert all(180 < n < 300 for n in drawn.values()), drawn
+    # a cut's draw does not depend on the other cuts drawn with it
+    alone = [c.id for c in sc.for_epoch(7, 3).choose(batch.subset(last=5))]
+    assert alone == [c.id for c in sc.for_epoch(7, 3).choose(batch)][-5:]
+    other_seed = [c.id for c in sc.for_epoch(8, 0).choose(batch)]
+    other_epoch = [c.id for c in sc.for_epoch(7, 1).choose(batch)]
+    first = [c.id for c in sc.for_epoch(7, 0).choose(batch)]
+    assert first != other_seed or first != other_epoch
+
+
+def test_a_drawn_copy_reads_its_stored_features_equal_to_on_the_fly_speed(copy_paths, cuts, tok):
+    sc = _load(copy_paths, cuts, tok)
+    batch_cuts = cuts.subset(first=4)
+    # every utterance's x0.9 copy, as a batch draw would give it
+    only_slow = SpeedCopies(
+        {k: [c for c in v if c.id.endswith("_sp0.9")] for k, v in sc.copies.items()}
+    )
+    picked = CutSet.from_cuts(next(iter(only_slow.copies[c.id])) for c in batch_cuts)
+    stored = AsrDataset(tok)[picked]
+    feats, lens = collate_features(picked.sort_by_duration(ascending=False))
+    assert torch.equal(stored["feats"], feats) and torch.equal(stored["feat_lens"], lens)
+    assert stored["texts"] == AsrDataset(tok)[batch_cuts]["texts"]
+    # on the fly: --aug-speed with the one factor 0.9 resamples the same audio the same way
+    fly = AsrDataset(tok, augment=AudioAugment(AugmentSpec(speed=(0.9,))))[batch_cuts]
+    assert torch.equal(fly["feat_lens"].long(), stored["feat_lens"].long())
+    diff = (fly["feats"] - stored["feats"]).abs().max().item()
+    assert diff < 0.02, diff  # lilcom's quantisation of the stored features
+
+
+def test_bad_copy_files_name_file_and_cut(copy_paths, cuts, tok, asr_data, tmp_path, caplog):
+    with pytest.raises(
+        InputError, match=r"cuts\.jsonl\.gz: cut utt00-0 is not a speed-perturbed copy"
+    ):
+        _load((asr_data["cuts"],), cuts, tok)
+    with pytest.raises(InputError, match=r"cuts_sp0\.9\.jsonl\.gz: cut utt00-0_sp0\.9 given twice"):
+        _load((copy_paths[0], copy_paths[0]), cuts, tok)
+    # copies of another train set: nothing matches
+    with pytest.raises(InputError, match=r"cuts_sp1\.1\.jsonl\.gz: none of its 12 cuts is a copy"):
+        _load(copy_paths[1:], cuts.subset(last=8), tok)
+    # copies of cuts left out of the train set: counted, logged
+    with caplog.at_level(logging.INFO):
+        sc = _load(copy_paths, cuts.subset(first=5), tok)
+    assert sorted(sc.copies) == sorted(c.id for c in cuts.subset(first=5))
+    assert "7 copies of cuts not in the train set skipped" in caplog.text
+    missing = tmp_path / "nope.jsonl.gz"
+    with pytest.raises(InputError, match="nope.jsonl.gz: CutSet not found"):
+        _load((missing,), cuts, tok)
+
+
+def test_speed_cuts_and_on_the_fly_speed_are_exclusive(copy_paths):
+    for kw in ({"aug_speed": (0.9, 1.0, 1.1)}, {"speed_perturb": True}):
+        with pytest.raises(InputError, match="--speed-cuts .* give one of them"):
+            dataclasses.replace(TrainConfig(), speed_cuts=copy_paths, **kw).validate()
+
+
+def test_tiny_preset_trains_on_the_drawn_cuts(asr_data, copy_paths, tmp_path, caplog, monkeypatch):
+    import asr.train
+    from asr.train import run
+    from common.checkpoint import load_checkpoint
+
+    given = []  # the train cuts each loader is made of (the dev ones are never drawn)
+    make_dataloader = asr.train.make_dataloader
+
+    def spy(cuts, *args, **kw):
+        given.append((kw.get("shuffle"), [c.id for c in cuts]))
+        return make_dataloader(cuts, *args, **kw)
+
+    monkeypatch.setattr(asr.train, "make_dataloader", spy)
+
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path, num_epochs=1, max_steps=2, speed_cuts=copy_paths)
+    with caplog.at_level(logging.INFO):
+        last = run(0, 1, model_cfg, cfg)
+    assert "12 speed-perturbed copies (x0.9) of train cuts" in caplog.text
+    assert "audio augmentation of train batches: none" in caplog.text  # stored features only
+    assert load_checkpoint(last)["step"] == 2
+    [train_ids] = [ids for shuffle, ids in given if shuffle]
+    assert len(train_ids) == 20 and any("_sp" in i for i in train_ids)
+    assert sorted(i.split("_sp")[0] for i in train_ids) == sorted(
+        c.id for c in load_cuts(asr_data["cuts"])
+    )
+    assert all("_sp" not in i for shuffle, ids in given if not shuffle for i in ids)
