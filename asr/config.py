@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.io import CheckpointError, InputError
+from common.speed import SPEED_RANGE
 
 PRESETS = ("tiny", "default", "large")
 #: input front-ends: fbank features, or a self-supervised model on waveforms (asr/frontend.py)
 FRONTENDS = ("fbank", "wav2vec2_base", "hubert_base")
 #: additive noise kinds of ``--aug-noise-types`` (asr/augment.py)
 NOISE_TYPES = ("white", "pink", "babble")
-#: allowed ``--aug-speed`` factors (Kaldi recipes use 0.9 and 1.1)
-SPEED_RANGE = (0.5, 2.0)
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from asr.augment import AudioAugment, AugmentSpec
 from asr.config import ModelConfig
 from asr.frontend import SAMPLE_RATE, ssl_frames
 from common.io import InputError
+from common.speed import SPEED_COPY_ID
 
 
 class Tokenizer:
@@ -161,16 +161,12 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, model_cfg: ModelConfig) -> CutSet:
     return CutSet.from_cuts(kept)
 
 
-#: a speed-perturbed copy's cut id: Lhotse's ``cut.perturb_speed`` affix ``_sp<factor>``
-SPEED_COPY_ID = re.compile(r"^(?P<orig>.+)_sp(?P<factor>[0-9]+(?:\.[0-9]+)?)$")
-
-
 class SpeedCopies:
     """Stored speed-perturbed copies of the train cuts (original cut id -> copies), and the
-    per-epoch draw of :meth:`choose`; :meth:`for_epoch` gives the draw of one epoch."""
+    per-epoch draw of :meth:`choose`."""
 
-    def __init__(self, copies: dict[str, list], seed: int = 0, epoch: int = 0) -> None:
-        self.copies, self.seed, self.epoch = copies, seed, epoch
+    def __init__(self, copies: dict[str, list]) -> None:
+        self.copies = copies
 
     @classmethod
     def load(
@@ -193,7 +189,7 @@ class SpeedCopies:
         for path in paths:
             cuts = load_cuts(path)
             check_model_input(cuts, model_cfg, path)
-            matched, orphans, factors = [], 0, Counter()
+            orig_of, orphans, factors = {}, 0, Counter()
             for c in cuts:
                 m = SPEED_COPY_ID.match(c.id)
                 if m is None:
@@ -207,16 +203,16 @@ class SpeedCopies:
                 if m["orig"] not in train_ids:
                     orphans += 1
                     continue
-                matched.append(c)
+                orig_of[c.id] = m["orig"]
                 factors[m["factor"]] += 1
-            if not matched:
+            if not orig_of:
                 raise InputError(
                     f"{path}: none of its {len(cuts)} cuts is a copy of a train cut (copies of "
                     "another train CutSet?)"
                 )
-            kept = filter_cuts(CutSet.from_cuts(matched), tok, model_cfg)
+            kept = filter_cuts(cuts.subset(cut_ids=list(orig_of)), tok, model_cfg)
             for c in kept:
-                copies.setdefault(SPEED_COPY_ID.match(c.id)["orig"], []).append(c)
+                copies.setdefault(orig_of[c.id], []).append(c)
             logging.info(
                 "%s: %d speed-perturbed copies (x%s) of train cuts%s",
                 path,
@@ -226,13 +222,10 @@ class SpeedCopies:
             )
         return cls(copies)
 
-    def for_epoch(self, seed: int, epoch: int) -> SpeedCopies:
-        return SpeedCopies(self.copies, seed, epoch)
-
-    def choose(self, cuts: CutSet) -> CutSet:
+    def choose(self, cuts: CutSet, seed: int, epoch: int) -> CutSet:
         """Per cut, in order, the original or one of its copies, uniformly; each a function of
         (seed, epoch, cut id) only."""
-        key = f"asr.speed_copies:{self.seed}:{self.epoch}"
+        key = f"asr.speed_copies:{seed}:{epoch}"
         return CutSet.from_cuts(
             random.Random(f"{key}:{c.id}").choice([c, *self.copies.get(c.id, ())]) for c in cuts
         )

@@ -286,7 +286,7 @@ class AsrTrainer(Trainer):
             )
         train_cuts = self.train_cuts  # or, per utterance, a stored speed-perturbed copy
         if self.speed_copies is not None:  # drawn before the sampler buckets by duration
-            train_cuts = self.speed_copies.for_epoch(cfg.seed, epoch).choose(train_cuts)
+            train_cuts = self.speed_copies.choose(train_cuts, cfg.seed, epoch)
         self.train_dl = make_dataloader(
             train_cuts,
             self.tok,

@@ -54,6 +54,7 @@ from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_manifest
+from common.speed import SPEED_RANGE
 from data_prep.checks import check_writable_dir, load_lhotse_manifest, recording_audio_problems
 
 # Each worker process must not spawn its own pool of torch threads on a 2-core machine.
@@ -64,8 +65,6 @@ torch.set_num_interop_threads(1)
 SHOWN_PROBLEMS = 20
 #: the split whose speed-perturbed copies ``--speed-perturb`` stores
 SPEED_SPLIT = "train"
-#: allowed ``--speed-perturb`` factors (as ``train-asr --aug-speed``)
-SPEED_RANGE = (0.5, 2.0)
 
 
 def speed_cuts_path(output_dir: Path, prefix: str, factor: float, split: str = SPEED_SPLIT) -> Path:
@@ -231,22 +230,18 @@ def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
 
 def _store_speed_copies(opts: FbankOptions, extractor: Fbank, split_cuts: Path) -> None:
     """Features of the ``--speed-perturb`` copies of the train split's (kept) cuts."""
-    todo = [
-        f
-        for f in opts.speed_perturb
-        if not speed_cuts_path(opts.output_dir, opts.prefix, f).is_file()
-    ]
+    todo = {}
     for f in opts.speed_perturb:
-        if f not in todo:
-            logging.info(
-                "%s exists: skipping speed x%g", speed_cuts_path(opts.output_dir, opts.prefix, f), f
-            )
+        path = speed_cuts_path(opts.output_dir, opts.prefix, f)
+        if path.is_file():
+            logging.info("%s exists: skipping speed x%g", path, f)
+        else:
+            todo[f] = path
     if not todo:
         return
     source = load_lhotse_manifest(split_cuts, CutSet)
-    for f in todo:
+    for f, path in todo.items():
         t0 = time.time()
-        path = speed_cuts_path(opts.output_dir, opts.prefix, f)
         copies = CutSet.from_cuts(c.drop_features().perturb_speed(f) for c in source)
         cuts = copies.compute_and_store_features(
             extractor=extractor,

@@ -57,7 +57,7 @@ exclude_systems= stage14_done=.done/stage14
 [ "$rwm_sample" = true ] || { exclude_systems=pretrained_multitask_rwm_sample; stage14_done=; }
 # Speed perturbation from stored features (conf speed_perturb, e.g. "0.9 1.1"; empty = off):
 # stage 2 also stores the features of speed-perturbed copies of train, and stage 6 draws per
-# utterance and epoch the original or one copy (train-asr --speed-cuts), at no extra step time.
+# utterance and epoch the original or one copy (train-asr --speed-cuts); asr/README.md.
 speed_perturb=${speed_perturb:-}
 speed_cuts=$(for f in $speed_perturb; do printf "data/fbank/%s_cuts_train_sp%g.jsonl.gz " "$corpus" "$f"; done)
 

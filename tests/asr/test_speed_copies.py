@@ -62,8 +62,8 @@ def test_each_utterance_draws_the_original_or_a_copy_uniformly_and_reproducibly(
     batch = cuts.subset(first=16)  # the last 4 have no copies
     drawn = Counter()
     for epoch in range(60):
-        picked = list(sc.for_epoch(7, epoch).choose(batch))
-        again = list(sc.for_epoch(7, epoch).choose(batch))
+        picked = list(sc.choose(batch, 7, epoch))
+        again = list(sc.choose(batch, 7, epoch))
         assert [c.id for c in picked] == [c.id for c in again]  # (seed, epoch, ids) fix it
         assert len(picked) == 16
         for c, orig in zip(picked, batch, strict=True):
@@ -74,11 +74,11 @@ def test_each_utterance_draws_the_original_or_a_copy_uniformly_and_reproducibly(
     assert set(drawn) == {"x1", "_sp0.9", "_sp1.1"}
     assert all(180 < n < 300 for n in drawn.values()), drawn
     # a cut's draw does not depend on the other cuts drawn with it
-    alone = [c.id for c in sc.for_epoch(7, 3).choose(batch.subset(last=5))]
-    assert alone == [c.id for c in sc.for_epoch(7, 3).choose(batch)][-5:]
-    other_seed = [c.id for c in sc.for_epoch(8, 0).choose(batch)]
-    other_epoch = [c.id for c in sc.for_epoch(7, 1).choose(batch)]
-    first = [c.id for c in sc.for_epoch(7, 0).choose(batch)]
+    alone = [c.id for c in sc.choose(batch.subset(last=5), 7, 3)]
+    assert alone == [c.id for c in sc.choose(batch, 7, 3)][-5:]
+    other_seed = [c.id for c in sc.choose(batch, 8, 0)]
+    other_epoch = [c.id for c in sc.choose(batch, 7, 1)]
+    first = [c.id for c in sc.choose(batch, 7, 0)]
     assert first != other_seed or first != other_epoch
 
 
