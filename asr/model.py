@@ -21,6 +21,7 @@ from torchaudio.models.rnnt import _Joiner, _Predictor
 
 from asr.config import ModelConfig
 from asr.frontend import SSLFrontend
+from common.dropout import use_fast_dropout
 
 
 class GlobalCMVN(nn.Module):
@@ -143,6 +144,7 @@ class Transducer(RNNT):
         super().__init__(transcriber, predictor, joiner)
         self.cfg = cfg
         self.ctc_head = nn.Linear(cfg.joiner_dim, cfg.vocab_size)
+        use_fast_dropout(self)  # CPU training: a cheaper mask (common/dropout.py), same model
 
     @property
     def blank_id(self) -> int:
