@@ -33,6 +33,11 @@ Biased n-best hypotheses carry ``context_score`` (the bonus) beside the unbiased
 are ranked by their sum; the suffix gains ``_ctx<score>``. A context score of 0 decodes exactly
 as without biasing.
 
+``--length-bonus B`` (``modified_beam``): every BPE token of a hypothesis adds ``B`` to the score
+the beam is pruned on, so that longer hypotheses survive pruning (the RNN-T under-generates);
+the scores written and the order of the n-best list stay the model's (a second pass weights the
+word count itself). The suffix gains ``_lb<B>``; 0 decodes exactly as without it.
+
     decode-asr ... --method modified_beam --beam 8 --context-lexicon data/lang/lexicons \
         --context-score 1.5 --context-lists exp/slu/predicted-lists-dev.tsv
 """
@@ -92,6 +97,14 @@ class DecodeConfig:
         default=3,
         metadata={"help": "greedy and modified_beam: max non-blank symbols per encoder frame"},
     )
+    length_bonus: float = field(
+        default=0.0,
+        metadata={
+            "help": "modified_beam: bonus per BPE token added to the score the beam is pruned "
+            "on, so longer hypotheses stay in the beam; the am_score written and the n-best's "
+            "order are the model's (0 = off)"
+        },
+    )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
     lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
@@ -127,6 +140,12 @@ class DecodeConfig:
             raise InputError("--beam, --nbest and --max-sym-per-frame must be >= 1")
         if self.max_utts < 0 or self.max_duration <= 0:
             raise InputError("--max-utts must be >= 0 and --max-duration > 0")
+        if not math.isfinite(self.length_bonus):
+            raise InputError(f"--length-bonus must be finite, got {self.length_bonus}")
+        if self.length_bonus != 0 and self.method != "modified_beam":
+            raise InputError(
+                f"--length-bonus: search method {self.method!r} has none (use modified_beam)"
+            )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")
@@ -147,6 +166,8 @@ class DecodeConfig:
     @property
     def suffix(self) -> str:
         suffix = self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
+        if self.length_bonus:
+            suffix += f"_lb{self.length_bonus:g}"
         return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
@@ -247,7 +268,12 @@ def decode_set(
     if cuts is None:
         cuts = load_decode_cuts(cuts_path, cfg, model.cfg)
     name = set_name(cuts_path)
-    search = build_search(cfg.method, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame)
+    search = build_search(
+        cfg.method,
+        beam=cfg.beam,
+        max_sym_per_frame=cfg.max_sym_per_frame,
+        length_bonus=cfg.length_bonus,
+    )
     dl = make_dataloader(
         cuts, tok, cfg.max_duration, shuffle=False, waveform=model.cfg.waveform_input
     )

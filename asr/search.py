@@ -141,11 +141,16 @@ class ModifiedBeamSearch(SearchMethod):
     name = "modified_beam"
     supports_context = True
 
-    def __init__(self, beam: int = 8, max_sym_per_frame: int = 1) -> None:
+    def __init__(
+        self, beam: int = 8, max_sym_per_frame: int = 1, length_bonus: float = 0.0
+    ) -> None:
         if beam < 1 or max_sym_per_frame < 1:
             raise ValueError("beam and max_sym_per_frame must be >= 1")
+        if not math.isfinite(length_bonus):
+            raise ValueError(f"length_bonus must be finite, got {length_bonus}")
         self.beam = beam
         self.max_sym_per_frame = max_sym_per_frame
+        self.length_bonus = length_bonus
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
 
     @torch.no_grad()
@@ -258,6 +263,11 @@ class ModifiedBeamSearch(SearchMethod):
         base = torch.tensor([e[0] for _, _, e in cur], dtype=logp.dtype, device=dev)
         am = base[:, None] + logp  # (R, V)
         total = am
+        if self.length_bonus:  # pruning only: per token of the hypothesis after this step
+            lens = torch.tensor([len(h) for _, h, _ in cur], dtype=am.dtype, device=dev)
+            grow = torch.ones(v, dtype=am.dtype, device=dev)
+            grow[blank_id] = 0.0
+            total = total + self.length_bonus * (lens[:, None] + grow)
         if biased:
             zeros = torch.zeros(v, dtype=torch.float32)
             bonus = [
@@ -265,7 +275,7 @@ class ModifiedBeamSearch(SearchMethod):
                 for u, _, e in cur
             ]
             earned = torch.tensor([0.0 if e[2] is None else e[2][0] for _, _, e in cur])
-            total = am + (earned[:, None] + torch.stack(bonus)).to(dev)
+            total = total + (earned[:, None] + torch.stack(bonus)).to(dev)
         # per utterance: slot a, first row, row count; next-frame hypotheses so far
         groups: list[tuple[int, int, int]] = []  # (utt, first row, count)
         for i, (u, _, _) in enumerate(cur):
@@ -291,15 +301,18 @@ class ModifiedBeamSearch(SearchMethod):
             return mat
 
         old_am = [[e[0] for _, e in o] for o in olds]
+        shaped = biased or self.length_bonus != 0  # the pruning score is not the am score
+        old_total = old_am
+        if shaped:
+            lb = self.length_bonus
+            old_total = [
+                [e[0] + (0.0 if e[2] is None else e[2][0]) + lb * len(h) for h, e in o]
+                for o in olds
+            ]
         k = min(self.beam, width + n_old)
-        top = padded(
-            total,
-            old_am
-            if not biased
-            else [[e[0] + (0.0 if e[2] is None else e[2][0]) for _, e in o] for o in olds],
-        ).topk(k, dim=1)
+        top = padded(total, old_total).topk(k, dim=1)
         top_total = top.values.tolist()
-        top_am = padded(am, old_am).gather(1, top.indices).tolist() if biased else top_total
+        top_am = padded(am, old_am).gather(1, top.indices).tolist() if shaped else top_total
         top_i = top.indices.tolist()
         new_cur: dict[tuple[int, tuple[int, ...]], list] = {}
         pending: list[list] = []  # entries staying on the frame: the predictor runs now

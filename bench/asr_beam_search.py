@@ -8,8 +8,9 @@ RNNTBeamSearch has no bound on symbols per frame and decodes one utterance at a 
 small default utterance count.
 
 A method is ``name`` or ``name:option=value,...`` (options of its constructor, e.g.
-``modified_beam:max_sym_per_frame=2,beam=16``); ``--beam`` and ``--max-sym-per-frame`` are the
-defaults each method takes if its constructor has them. With ``--context-lexicon`` (a phrase
+``modified_beam:max_sym_per_frame=2,beam=16,length_bonus=0.5``); ``--beam``,
+``--max-sym-per-frame`` and ``--length-bonus`` are the defaults each method takes if its
+constructor has them. With ``--context-lexicon`` (a phrase
 list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
 with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.
 
@@ -95,6 +96,9 @@ def main() -> None:
     p.add_argument("--max-sym-per-frame", type=int, default=1, help="methods that take it")
     p.add_argument("--nbest", type=int, default=8)
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
+    p.add_argument(
+        "--length-bonus", type=float, default=0.0, help="methods that take it (modified_beam)"
+    )
     p.add_argument("--step-max-tokens", type=int, default=10, help="RNNTBeamSearch per-frame cap")
     p.add_argument("--methods", nargs="+", default=["greedy", "modified_beam", REFERENCE])
     p.add_argument("--context-lexicon", type=Path, default=None, help="biasing phrase list")
@@ -119,6 +123,7 @@ def main() -> None:
         "beam": args.beam,
         "max_sym_per_frame": args.max_sym_per_frame,
         "step_max_tokens": args.step_max_tokens,
+        "length_bonus": args.length_bonus,
     }
     report: dict = {
         "checkpoint": str(args.checkpoint),

@@ -87,3 +87,37 @@ def test_decode_writes_results_nbest_and_lattices(trained_tiny, asr_data, tmp_pa
         got = lats[r["id"]]
         assert [w for w, _ in got] == [h["words"] for h in r["hyps"]]
         assert all(abs(s - h["am_score"]) < 1e-3 for (_, s), h in zip(got, r["hyps"], strict=True))
+
+
+def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
+    import pytest
+
+    from common.io import InputError
+
+    def cfg(**kw):
+        base = dict(
+            exp_dir=trained_tiny,
+            checkpoint=trained_tiny / "epoch-60.pt",
+            bpe_model=asr_data["bpe_model"],
+            cuts=[asr_data["cuts"]],
+            method="modified_beam",
+            beam=4,
+            nbest=4,
+            max_utts=6,
+            lattices=False,
+        )
+        return DecodeConfig(**{**base, **kw})
+
+    (plain,) = run(cfg(out_dir=tmp_path / "plain"))
+    (zero,) = run(cfg(out_dir=tmp_path / "zero", length_bonus=0.0))
+    (long,) = run(cfg(out_dir=tmp_path / "long", length_bonus=2.0))
+    assert plain["suffix"] == zero["suffix"] == "modified_beam_beam4"
+    assert long["suffix"] == "modified_beam_beam4_lb2"
+    read = lambda d: gzip.open(tmp_path / d / f"nbest-{plain['set']}.jsonl.gz", "rt").read()  # noqa: E731
+    assert read("plain") == read("zero")
+    for line in read("long").splitlines():  # the n-best stays ranked by the model's score
+        scores = [h["am_score"] for h in json.loads(line)["hyps"]]
+        assert scores == sorted(scores, reverse=True)
+    for bad in (dict(method="greedy", length_bonus=1.0), dict(length_bonus=float("nan"))):
+        with pytest.raises(InputError, match="--length-bonus"):
+            cfg(**bad).validate()

@@ -124,9 +124,10 @@ def test_max_sym_1_is_the_former_per_utterance_search(random_model, beam, biased
 
 @pytest.mark.parametrize("max_sym", [1, 2])
 @pytest.mark.parametrize("biased", [False, True])
-def test_batch_equals_one_utterance_at_a_time(random_model, max_sym, biased):
+@pytest.mark.parametrize("length_bonus", [0.0, 0.7])
+def test_batch_equals_one_utterance_at_a_time(random_model, max_sym, biased, length_bonus):
     model, feats, lens, enc, enc_lens = random_model
-    search = ModifiedBeamSearch(beam=6, max_sym_per_frame=max_sym)
+    search = ModifiedBeamSearch(beam=6, max_sym_per_frame=max_sym, length_bonus=length_bonus)
     contexts = [None] * len(lens)
     if biased:
         graph = _graph(search(model, feats, lens))
@@ -204,6 +205,35 @@ def test_two_symbols_on_one_frame_by_hand():
     assert [h.tokens for h in two] == [(), (3,), (3, 3)]
     want = [math.log(0.6), math.log(0.18), math.log(0.09)]
     assert [h.score for h in two] == pytest.approx(want, abs=1e-5)
+
+
+def test_length_bonus_prunes_by_hand_and_keeps_the_acoustic_score():
+    """One frame, beam 1: blank (0.6) beats token 3 (0.3) unless each token earns more than
+    log 2 in the pruning score; the kept hypothesis still carries log 0.3, not the bonus."""
+    model = FrameModel(1)
+    feats, lens = torch.zeros(1, 1, 1), torch.tensor([1])
+    (plain,) = ModifiedBeamSearch(beam=1)(model, feats, lens)
+    (small,) = ModifiedBeamSearch(beam=1, length_bonus=0.6)(model, feats, lens)
+    (large,) = ModifiedBeamSearch(beam=1, length_bonus=0.8)(model, feats, lens)
+    assert [h.tokens for h in plain] == [h.tokens for h in small] == [()]
+    assert [h.tokens for h in large] == [(3,)]
+    assert large[0].score == pytest.approx(math.log(0.3), abs=1e-5)
+    assert large[0].context_score == 0.0
+    # two symbols, beam 2: the bonus keeps the longer (3, 3) (0.09) over () (0.6); the output
+    # is ranked by the acoustic score
+    (two,) = ModifiedBeamSearch(beam=2, max_sym_per_frame=2, length_bonus=1.5)(model, feats, lens)
+    assert [h.tokens for h in two] == [(3,), (3, 3)]
+    with pytest.raises(ValueError, match="finite"):
+        ModifiedBeamSearch(length_bonus=math.inf)
+
+
+def test_zero_length_bonus_is_bit_identical(random_model):
+    model, feats, lens, _, _ = random_model
+    plain = ModifiedBeamSearch(beam=4, max_sym_per_frame=2)(model, feats, lens)
+    zero = ModifiedBeamSearch(beam=4, max_sym_per_frame=2, length_bonus=0.0)(model, feats, lens)
+    assert [[(h.tokens, h.score) for h in nb] for nb in zero] == [
+        [(h.tokens, h.score) for h in nb] for nb in plain
+    ]
 
 
 def test_paths_to_the_same_frame_are_merged():
