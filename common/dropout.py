@@ -1,9 +1,9 @@
 """Dropout with a cheaper keep mask on the CPU.
 
 On the CPU, ``torch.nn.Dropout`` draws one random number per element (``aten::bernoulli_``):
-in a training step of the default RNN-T (1 thread, multi-engine SNIPS batches, torch 2.11) that
-was 24% of the step's CPU time, the largest single operator (``torch.profiler``; see
-``bench/dropout_speed.py``). :class:`FastDropout` draws one 64-bit random integer per four
+in training steps of the default RNN-T (1 thread, multi-engine SNIPS batches, torch 2.11) that
+was 15-24% of the CPU time, the largest single operator (``torch.profiler``; asr/README.md,
+"Measured: dropout"; ``bench/dropout_speed.py``). :class:`FastDropout` draws one 64-bit random integer per four
 elements and keeps an element when its 16-bit lane is at or above a threshold:
 
 - each element is dropped independently with probability ``q / 65536``, ``q = round(p * 65536)``
