@@ -1,0 +1,112 @@
+"""Benchmark: RNN-T training step time on the original train cuts vs with stored speed copies.
+
+One process, two copies of one model (same weights), two loaders of the same epoch: one over
+the train cuts, one over the epoch-1 draw of :class:`asr.data.SpeedCopies` (``train-asr
+--speed-cuts``). Steps alternate (A B A B ...), so a load change on the machine hits both alike;
+each step's batch loading (features read and collated) and compute (forward, loss, backward,
+optimiser step) are timed apart, with the batch's frames and tokens. Measure ratios, not
+seconds: they hold on a loaded machine.
+
+Run from the recipe folder (cut manifests hold relative feature paths).
+
+Usage:
+    python bench/speed_copies_step.py --cuts data/fbank/snips_cuts_train.jsonl.gz \
+        --speed-cuts data/fbank/snips_cuts_train_sp0.9.jsonl.gz \
+        data/fbank/snips_cuts_train_sp1.1.jsonl.gz --bpe-model data/lang_bpe_128/bpe.model
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from asr.config import get_model_preset, get_train_preset
+from asr.data import SpeedCopies, Tokenizer, load_cuts, make_dataloader
+from asr.model import build_model
+from asr.objective import TransducerForward, compute_loss
+from common.io import atomic_write
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
+    p.add_argument("--speed-cuts", type=Path, nargs="+", required=True)
+    p.add_argument("--bpe-model", type=Path, required=True)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    tok = Tokenizer(args.bpe_model)
+    model_cfg = get_model_preset(args.preset)
+    model_cfg.vocab_size = tok.vocab_size
+    train_cfg = get_train_preset(args.preset)
+    train = load_cuts(args.cuts)
+    drawn = SpeedCopies.load(tuple(args.speed_cuts), train, tok, model_cfg).choose(
+        train, args.seed, 1
+    )
+    loaders = {
+        name: iter(make_dataloader(c, tok, train_cfg.max_duration, shuffle=True, seed=args.seed))
+        for name, c in (("original", train), ("speed_copies", drawn))
+    }
+    base = build_model(model_cfg).train()
+    models = {"original": base, "speed_copies": copy.deepcopy(base)}
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    rows: dict[str, list[dict]] = {k: [] for k in models}
+    cpu = torch.device("cpu")
+    for i in range(args.warmup + args.steps):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            b = next(loaders[name])
+            t1 = time.perf_counter()
+            loss, _ = compute_loss(TransducerForward(model), b, train_cfg, cpu)
+            opts[name].zero_grad()
+            loss.backward()
+            opts[name].step()
+            t2 = time.perf_counter()
+            if i >= args.warmup:
+                rows[name].append(
+                    {
+                        "load_s": t1 - t0,
+                        "compute_s": t2 - t1,
+                        "frames": int(b["feat_lens"].sum()),
+                        "padded_frames": int(b["feats"].shape[0] * b["feats"].shape[1]),
+                        "tokens": int(b["target_lens"].sum()),
+                        "utts": len(b["ids"]),
+                    }
+                )
+        print(
+            f"step {i}: "
+            + ", ".join(f"{k} {v[-1]['compute_s']:.3f} s" for k, v in rows.items() if v)
+        )
+
+    def mean(name: str, key: str) -> float:
+        return sum(r[key] for r in rows[name]) / len(rows[name])
+
+    report = {
+        "cuts": str(args.cuts),
+        "speed_cuts": [str(x) for x in args.speed_cuts],
+        "timed_steps": args.steps,
+        "per_step": {k: {key: round(mean(k, key), 4) for key in rows[k][0]} for k in rows},
+    }
+    a, b = report["per_step"]["original"], report["per_step"]["speed_copies"]
+    report["copies_over_original"] = {
+        key: round(b[key] / max(a[key], 1e-9), 4) for key in ("load_s", "compute_s", "frames")
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        with atomic_write(args.out) as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
