@@ -22,9 +22,10 @@ asr_bpe=128
 asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-16, 3 seeds, ~95 min) train on the other core
 # Speed perturbation (e.g. "0.9 1.1"): stage 2 stores the features of speed-perturbed copies of
 # train, stage 6 draws the original or a copy per utterance and epoch (train-asr --speed-cuts).
-# On: two trainings outside the recipe (RESULTS.md, "Augmentation: speed perturbation") were
-# 3.4-4.8 points better on the held-out engine at equal steps (not better on dev), and the
-# stored copies cost 4-7% per step (85 s in stage 2). "" turns it off.
+# On: at equal steps, three trainings with it (two outside the recipe, the fb9fecf default run)
+# were better on the held-out engine at most dev checks, not at all (RESULTS.md, Discussion and
+# "Augmentation: speed perturbation"); the copies cost +4.8% per step (bench/speed_copies_step.py)
+# and ~85 s in stage 2. "" turns it off.
 speed_perturb="0.9 1.1"
 asr_avg=3
 decode_opts="--method modified_beam --beam 16 --nbest 16 --max-sym-per-frame 2"  # bench/asr_beam_search.py: 2 symbols per frame beat 1 and 3
