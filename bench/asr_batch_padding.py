@@ -27,15 +27,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import asr_setup, timed_step, write_report
 
-from asr.config import get_model_preset, get_train_preset
 from asr.data import (
     Tokenizer,
     cut_text,
@@ -46,8 +44,6 @@ from asr.data import (
     make_sampler,
 )
 from asr.model import build_model
-from asr.objective import TransducerForward, compute_loss
-from common.io import atomic_write
 
 
 def voice_of(cut, engine_only: bool = False) -> str:
@@ -107,7 +103,6 @@ def padding_stats(shapes: list[list[tuple[int, int]]]) -> dict:
 def time_steps(cuts, tok, model_cfg, train_cfg, max_duration, buckets, seed, k) -> dict:
     torch.manual_seed(seed)
     model = build_model(model_cfg)
-    fwd = TransducerForward(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dl = make_dataloader(cuts, tok, max_duration, shuffle=True, num_buckets=buckets, seed=seed)
     dl.sampler.set_epoch(1)
@@ -115,12 +110,7 @@ def time_steps(cuts, tok, model_cfg, train_cfg, max_duration, buckets, seed, k) 
     for i, batch in enumerate(dl):
         if i >= k + 1:
             break
-        t0 = time.perf_counter()
-        loss, st = compute_loss(fwd, batch, train_cfg, torch.device("cpu"))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sec = time.perf_counter() - t0
+        sec, _ = timed_step(model, opt, batch, train_cfg)
         b = batch["feats"].shape[0]
         t_max = int(batch["feat_lens"].max())
         u_max = int(batch["target_lens"].max())
@@ -159,12 +149,7 @@ def main() -> None:
     ap.add_argument("--time-steps", type=int, default=0, help="time K steps (0 = data only)")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-
-    tok = Tokenizer(args.bpe_model)
-    model_cfg = get_model_preset(args.preset)
-    model_cfg.vocab_size = tok.vocab_size
-    train_cfg = get_train_preset(args.preset)
+    tok, model_cfg, train_cfg = asr_setup(args.bpe_model, args.preset)
     cuts = filter_cuts(load_cuts(args.cuts), tok, model_cfg).to_eager()
     out: dict = {"cuts": str(args.cuts), "utterances": len(cuts)}
     out["per_engine"] = per_voice(cuts, tok, model_cfg, engine_only=True)
@@ -189,11 +174,7 @@ def main() -> None:
                 args.time_steps,
             )
         }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with atomic_write(args.out) as f:
-            f.write(text + "\n")
+    write_report(out, args.out)
 
 
 if __name__ == "__main__":

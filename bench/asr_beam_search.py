@@ -27,17 +27,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from _common import write_report
 
 from asr.context_graph import ContextBiasing
 from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.decode import load_transducer, to_nbest
 from asr.search import SEARCH_METHODS, _options, build_search
-from common.io import atomic_write
 from common.wer import compute_wer, oracle_wer
 
 REFERENCE = "torchaudio_beam"
@@ -179,10 +178,7 @@ def main() -> None:
             )
             res["wer_minus_torchaudio"] = round(res["wer"] - ref["wer"], 2)
             res["oracle_minus_torchaudio"] = round(res["oracle_wer"] - ref["oracle_wer"], 2)
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with atomic_write(args.out) as f:
-            json.dump(report, f, indent=2)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

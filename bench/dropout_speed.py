@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import time
 from pathlib import Path
 
 import torch
+from _common import CPU, asr_setup, next_batch, timed_step, train_loader, write_report
 from torch import nn
 
-from asr.config import get_model_preset, get_train_preset
-from asr.data import Tokenizer, load_cuts, make_dataloader
+from asr.data import load_cuts
 from asr.model import build_model
 from asr.objective import TransducerForward, compute_loss
 from common.dropout import FastDropout
-from common.io import atomic_write
 
 
 def torch_dropout(model: nn.Module) -> int:
@@ -57,36 +54,22 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="also profile one torch-dropout step")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    torch.set_num_threads(1)
+    tok, model_cfg, train_cfg = asr_setup(args.bpe_model, args.preset)
     torch.manual_seed(args.seed)
-    tok = Tokenizer(args.bpe_model)
-    model_cfg = get_model_preset(args.preset)
-    model_cfg.vocab_size = tok.vocab_size
-    train_cfg = get_train_preset(args.preset)
     fast = build_model(model_cfg).train()
     slow = copy.deepcopy(fast)
     n_drop = torch_dropout(slow)
     variants = {"torch": slow, "fast": fast}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in variants.items()}
-    dl = make_dataloader(
-        load_cuts(args.cuts), tok, train_cfg.max_duration, shuffle=True, seed=args.seed
-    )
-    batches = []
-    for b in dl:
-        batches.append(b)
-        if len(batches) == args.warmup + args.steps:
-            break
+    it = iter(train_loader(load_cuts(args.cuts), tok, train_cfg, args.seed))
+    needed = args.warmup + args.steps
+    batches = [next_batch(it, str(args.cuts), needed) for _ in range(needed)]
     times: dict[str, list[float]] = {k: [] for k in variants}
-    cpu = torch.device("cpu")
     for i, b in enumerate(batches):
         for name, model in variants.items():
-            t0 = time.perf_counter()
-            loss, _ = compute_loss(TransducerForward(model), b, train_cfg, cpu)
-            opts[name].zero_grad()
-            loss.backward()
-            opts[name].step()
+            sec, _ = timed_step(model, opts[name], b, train_cfg)
             if i >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(sec)
         print(f"step {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v))
     per_step = {k: sum(v) / len(v) for k, v in times.items()}
     report: dict = {
@@ -102,17 +85,13 @@ def main() -> None:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            loss, _ = compute_loss(TransducerForward(slow), batches[-1], train_cfg, cpu)
+            loss, _ = compute_loss(TransducerForward(slow), batches[-1], train_cfg, CPU)
             loss.backward()
         events = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in events)
         bern = sum(e.self_cpu_time_total for e in events if e.key == "aten::bernoulli_")
         report["torch_step_bernoulli_share"] = round(bern / max(total, 1), 4)
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with atomic_write(args.out) as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

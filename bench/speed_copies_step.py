@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import torch
+from _common import asr_setup, next_batch, timed_step, train_loader, write_report
 
-from asr.config import get_model_preset, get_train_preset
-from asr.data import SpeedCopies, Tokenizer, load_cuts, make_dataloader
+from asr.data import SpeedCopies, load_cuts
 from asr.model import build_model
-from asr.objective import TransducerForward, compute_loss
-from common.io import atomic_write
 
 
 def main() -> None:
@@ -43,40 +40,31 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    torch.set_num_threads(1)
+    tok, model_cfg, train_cfg = asr_setup(args.bpe_model, args.preset)
     torch.manual_seed(args.seed)
-    tok = Tokenizer(args.bpe_model)
-    model_cfg = get_model_preset(args.preset)
-    model_cfg.vocab_size = tok.vocab_size
-    train_cfg = get_train_preset(args.preset)
     train = load_cuts(args.cuts)
     drawn = SpeedCopies.load(tuple(args.speed_cuts), train, tok, model_cfg).choose(
         train, args.seed, 1
     )
     loaders = {
-        name: iter(make_dataloader(c, tok, train_cfg.max_duration, shuffle=True, seed=args.seed))
+        name: iter(train_loader(c, tok, train_cfg, args.seed))
         for name, c in (("original", train), ("speed_copies", drawn))
     }
     base = build_model(model_cfg).train()
     models = {"original": base, "speed_copies": copy.deepcopy(base)}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     rows: dict[str, list[dict]] = {k: [] for k in models}
-    cpu = torch.device("cpu")
     for i in range(args.warmup + args.steps):
         for name, model in models.items():
             t0 = time.perf_counter()
-            b = next(loaders[name])
-            t1 = time.perf_counter()
-            loss, _ = compute_loss(TransducerForward(model), b, train_cfg, cpu)
-            opts[name].zero_grad()
-            loss.backward()
-            opts[name].step()
-            t2 = time.perf_counter()
+            b = next_batch(loaders[name], name, args.warmup + args.steps)
+            load_s = time.perf_counter() - t0
+            compute_s, _ = timed_step(model, opts[name], b, train_cfg)
             if i >= args.warmup:
                 rows[name].append(
                     {
-                        "load_s": t1 - t0,
-                        "compute_s": t2 - t1,
+                        "load_s": load_s,
+                        "compute_s": compute_s,
                         "frames": int(b["feat_lens"].sum()),
                         "padded_frames": int(b["feats"].shape[0] * b["feats"].shape[1]),
                         "tokens": int(b["target_lens"].sum()),
@@ -101,11 +89,7 @@ def main() -> None:
     report["copies_over_original"] = {
         key: round(b[key] / max(a[key], 1e-9), 4) for key in ("load_s", "compute_s", "frames")
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with atomic_write(args.out) as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,24 @@ def trained_tiny(asr_data, tmp_path_factory):
 
     run(0, 1, model_cfg, cfg)
     return exp
+
+
+@pytest.fixture(scope="session")
+def copy_paths(asr_data, cuts, tmp_path_factory):
+    """Speed copies (0.9, 1.1) of the first 12 cuts, stored as compute-fbank stores them."""
+    from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+
+    root = tmp_path_factory.mktemp("speed_copies")
+    paths = []
+    for f in (0.9, 1.1):
+        copies = CutSet.from_cuts(c.drop_features().perturb_speed(f) for c in cuts.subset(first=12))
+        stored = copies.compute_and_store_features(
+            extractor=Fbank(FbankConfig(num_mel_bins=80)),
+            storage_path=root / f"feats_sp{f:g}",
+            storage_type=LilcomChunkyWriter,
+            num_jobs=1,
+        )
+        path = root / f"cuts_sp{f:g}.jsonl.gz"
+        stored.to_file(path)
+        paths.append(path)
+    return tuple(paths)

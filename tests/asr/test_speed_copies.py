@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 import torch
-from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+from lhotse import CutSet
 from lhotse.dataset.collation import collate_features
 
 from asr.augment import AudioAugment, AugmentSpec
@@ -22,26 +22,7 @@ from common.io import InputError
 
 from .conftest import tiny_cfg
 
-FACTORS = (0.9, 1.1)
-
-
-@pytest.fixture(scope="module")
-def copy_paths(asr_data, cuts, tmp_path_factory):
-    """Copies of the first 12 cuts at each factor, stored as compute-fbank stores them."""
-    root = tmp_path_factory.mktemp("speed_copies")
-    paths = []
-    for f in FACTORS:
-        copies = CutSet.from_cuts(c.drop_features().perturb_speed(f) for c in cuts.subset(first=12))
-        stored = copies.compute_and_store_features(
-            extractor=Fbank(FbankConfig(num_mel_bins=80)),
-            storage_path=root / f"feats_sp{f:g}",
-            storage_type=LilcomChunkyWriter,
-            num_jobs=1,
-        )
-        path = root / f"cuts_sp{f:g}.jsonl.gz"
-        stored.to_file(path)
-        paths.append(path)
-    return tuple(paths)
+FACTORS = (0.9, 1.1)  # the copies of the copy_paths fixture (conftest)
 
 
 def _load(copy_paths, cuts, tok):

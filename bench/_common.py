@@ -1,0 +1,76 @@
+"""What the benchmark scripts share: the ASR training-step setup, one timed step, the report.
+
+Imported by the scripts of this folder (``python bench/<script>.py`` puts ``bench/`` first on
+``sys.path``); not part of the installed package.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from asr.config import ModelConfig, TrainConfig, get_model_preset, get_train_preset
+from asr.data import Tokenizer, make_dataloader
+from asr.objective import TransducerForward, compute_loss
+from common.io import atomic_write
+
+CPU = torch.device("cpu")
+
+
+def asr_setup(bpe_model: Path, preset: str) -> tuple[Tokenizer, ModelConfig, TrainConfig]:
+    """One intra-op thread (a recipe stage's share of 2 cores), the tokenizer, and the model
+    and train configs of ``preset`` (asr/config.py) sized to the tokenizer's vocabulary."""
+    torch.set_num_threads(1)
+    tok = Tokenizer(bpe_model)
+    model_cfg = get_model_preset(preset)
+    model_cfg.vocab_size = tok.vocab_size
+    return tok, model_cfg, get_train_preset(preset)
+
+
+def train_loader(cuts, tok: Tokenizer, train_cfg: TrainConfig, seed: int):
+    """The shuffled, bucketed training loader as ``train-asr`` builds it (one worker)."""
+    return make_dataloader(
+        cuts,
+        tok,
+        train_cfg.max_duration,
+        shuffle=True,
+        num_buckets=train_cfg.num_buckets,
+        seed=seed,
+    )
+
+
+def next_batch(it, what: str, needed: int) -> dict:
+    """The next batch of ``it``; a clear exit if the epoch has fewer than ``needed`` batches."""
+    try:
+        return next(it)
+    except StopIteration:
+        raise SystemExit(
+            f"{what}: one epoch has fewer than the {needed} batches asked for (warm-up + "
+            "timed steps); use fewer steps or more cuts"
+        ) from None
+
+
+def timed_step(
+    model: nn.Module, opt: torch.optim.Optimizer, batch: dict, train_cfg: TrainConfig
+) -> tuple[float, torch.Tensor]:
+    """One training step as ``train-asr`` takes it (forward, loss, backward, optimiser step) on
+    the CPU; returns its seconds (wall clock) and the loss."""
+    t0 = time.perf_counter()
+    loss, _ = compute_loss(TransducerForward(model), batch, train_cfg, CPU)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t0, loss.detach()
+
+
+def write_report(report: dict, out: Path | None) -> None:
+    """Print ``report`` as JSON and, with ``out``, also write it there atomically."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out is not None:
+        with atomic_write(out) as f:
+            f.write(text + "\n")

@@ -1,0 +1,144 @@
+"""The ASR benchmark scripts (bench/) run end to end on the tiny preset and the fixture data,
+and write the report they print; their shared training step is train-asr's step."""
+
+from __future__ import annotations
+
+import copy
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.config import get_model_preset
+from asr.data import Tokenizer, load_cuts, make_dataloader
+from asr.model import build_model
+from asr.objective import TransducerForward, compute_loss
+from common.dropout import FastDropout
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """Run ``bench/<name>.py`` as ``python bench/<name>.py ARGS`` does, in this process."""
+    monkeypatch.syspath_prepend(str(BENCH))
+
+    def run(name: str, *args) -> None:
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, args)])
+        runpy.run_path(str(BENCH / f"{name}.py"), run_name="__main__")
+
+    return run
+
+
+def _report(path: Path) -> dict:
+    text = path.read_text()
+    assert text.endswith("\n")
+    return json.loads(text)
+
+
+def test_timed_step_is_the_training_step(asr_data, monkeypatch):
+    """The helper's step moves the weights exactly as compute_loss -> backward -> step does."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import asr_setup, timed_step
+
+    tok, model_cfg, train_cfg = asr_setup(asr_data["bpe_model"], "tiny")
+    assert torch.get_num_threads() == 1
+    assert model_cfg.vocab_size == Tokenizer(asr_data["bpe_model"]).vocab_size
+    batch = next(iter(make_dataloader(load_cuts(asr_data["cuts"]), tok, 5.0, shuffle=False)))
+    torch.manual_seed(0)
+    a = build_model(model_cfg).train()
+    b, init = copy.deepcopy(a), copy.deepcopy(a)
+    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3)
+    torch.manual_seed(1)
+    sec, loss = timed_step(a, opt_a, batch, train_cfg)
+    torch.manual_seed(1)
+    ref, _ = compute_loss(TransducerForward(b), batch, train_cfg, torch.device("cpu"))
+    opt_b.zero_grad()
+    ref.backward()
+    opt_b.step()
+    assert sec > 0 and torch.isfinite(loss) and float(loss) == float(ref.detach())
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+    params = zip(a.parameters(), init.parameters(), strict=True)
+    assert any(not torch.equal(pa, p0) for pa, p0 in params)
+
+
+def test_dropout_speed_bench(bench, asr_data, tmp_path):
+    out = tmp_path / "dropout.json"
+    bench(
+        "dropout_speed",
+        *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
+        *("--steps", 2, "--warmup", 1, "--profile", "--out", out),
+    )
+    r = _report(out)
+    cfg = get_model_preset("tiny")
+    cfg.vocab_size = Tokenizer(asr_data["bpe_model"]).vocab_size
+    n_fast = sum(isinstance(m, FastDropout) for m in build_model(cfg).modules())
+    assert r["dropout_modules"] == n_fast > 0
+    assert r["timed_steps"] == 2 and len(r["batch_utts"]) == 2
+    assert set(r["seconds_per_step"]) == {"torch", "fast"}
+    assert all(v > 0 for v in r["seconds_per_step"].values())
+    assert r["fast_over_torch"] > 0
+    assert 0.0 <= r["torch_step_bernoulli_share"] <= 1.0
+
+
+def test_a_bench_asking_more_batches_than_an_epoch_has_says_so(bench, asr_data):
+    with pytest.raises(SystemExit, match="fewer than the 503 batches"):
+        bench(
+            "dropout_speed",
+            *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"]),
+            *("--preset", "tiny", "--steps", 500),
+        )
+
+
+def test_speed_copies_step_bench(bench, asr_data, copy_paths, tmp_path):
+    out = tmp_path / "copies.json"
+    bench(
+        "speed_copies_step",
+        *("--cuts", asr_data["cuts"], "--speed-cuts", *copy_paths),
+        *("--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
+        *("--steps", 2, "--warmup", 0, "--out", out),
+    )
+    r = _report(out)
+    assert r["timed_steps"] == 2
+    for name in ("original", "speed_copies"):
+        row = r["per_step"][name]
+        assert row["compute_s"] > 0 and row["load_s"] >= 0
+        assert 0 < row["frames"] <= row["padded_frames"] and row["tokens"] > 0
+    assert set(r["copies_over_original"]) == {"load_s", "compute_s", "frames"}
+
+
+def test_batch_padding_bench_with_timed_steps(bench, asr_data, tmp_path):
+    out = tmp_path / "padding.json"
+    bench(
+        "asr_batch_padding",
+        *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
+        *("--settings", "5:2", "--time-steps", 3, "--out", out),
+    )
+    r = _report(out)
+    assert r["utterances"] == 20
+    assert set(r["settings"]) == {"5:2"}
+    timing = r["timing"]["5:2"]
+    assert timing["steps"] == 3 and timing["mean_step_seconds"] > 0
+
+
+def test_beam_search_bench(bench, asr_data, trained_tiny, tmp_path):
+    out = tmp_path / "beam.json"
+    bench(
+        "asr_beam_search",
+        *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
+        *("--cuts", asr_data["cuts"], "--num-utts", 4, "--beam", 2, "--nbest", 2),
+        *("--methods", "greedy", "modified_beam", "torchaudio_beam", "--out", out),
+    )
+    r = _report(out)
+    assert r["utterances"] == 4
+    assert set(r["methods"]) == {"greedy", "modified_beam", "torchaudio_beam"}
+    ref = r["methods"]["torchaudio_beam"]
+    assert ref["speed_vs_torchaudio"] == 1.0 and ref["wer_minus_torchaudio"] == 0.0
+    for m in r["methods"].values():
+        assert 0 <= m["oracle_wer"] <= m["wer"]
+        assert m["seconds"] >= 0
