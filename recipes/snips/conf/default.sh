@@ -29,7 +29,8 @@ asr_train_opts="--max-minutes 75"   # training budget; the LMs (stages 9-16, 3 s
 speed_perturb="0.9 1.1"
 asr_avg=3
 # bench/asr_beam_search.py (dev): 2 symbols per frame beat 1 and 3; a length bonus of 0.5 per token
-# beat 0, 0.25, 0.75, 1 on the fb9fecf run's model (asr/README.md, "Length bonus")
+# beat 0, 0.25, 0.75, 1 on the fb9fecf run's model and beat 0 and 1 on the dfff5be run's model
+# (asr/README.md, "Length bonus")
 decode_opts="--method modified_beam --beam 16 --nbest 16 --max-sym-per-frame 2 --length-bonus 0.5"
 # LMs (lm/config.py presets)
 lm_preset=default
