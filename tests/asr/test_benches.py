@@ -22,21 +22,20 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    """Run ``bench/<name>.py`` as ``python bench/<name>.py ARGS`` does, in this process."""
+def bench(monkeypatch, tmp_path):
+    """Run ``bench/<name>.py ARGS --out FILE`` as ``python bench/<name>.py`` does, in this
+    process; returns the report it wrote (which must end with a newline)."""
     monkeypatch.syspath_prepend(str(BENCH))
 
-    def run(name: str, *args) -> None:
-        monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, args)])
+    def run(name: str, *args) -> dict:
+        out = tmp_path / f"{name}.json"
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, args), "--out", str(out)])
         runpy.run_path(str(BENCH / f"{name}.py"), run_name="__main__")
+        text = out.read_text()
+        assert text.endswith("\n")
+        return json.loads(text)
 
     return run
-
-
-def _report(path: Path) -> dict:
-    text = path.read_text()
-    assert text.endswith("\n")
-    return json.loads(text)
 
 
 def test_timed_step_is_the_training_step(asr_data, monkeypatch):
@@ -67,14 +66,12 @@ def test_timed_step_is_the_training_step(asr_data, monkeypatch):
     assert any(not torch.equal(pa, p0) for pa, p0 in params)
 
 
-def test_dropout_speed_bench(bench, asr_data, tmp_path):
-    out = tmp_path / "dropout.json"
-    bench(
+def test_dropout_speed_bench(bench, asr_data):
+    r = bench(
         "dropout_speed",
         *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
-        *("--steps", 2, "--warmup", 1, "--profile", "--out", out),
+        *("--steps", 2, "--warmup", 1, "--profile"),
     )
-    r = _report(out)
     cfg = get_model_preset("tiny")
     cfg.vocab_size = Tokenizer(asr_data["bpe_model"]).vocab_size
     n_fast = sum(isinstance(m, FastDropout) for m in build_model(cfg).modules())
@@ -95,15 +92,13 @@ def test_a_bench_asking_more_batches_than_an_epoch_has_says_so(bench, asr_data):
         )
 
 
-def test_speed_copies_step_bench(bench, asr_data, copy_paths, tmp_path):
-    out = tmp_path / "copies.json"
-    bench(
+def test_speed_copies_step_bench(bench, asr_data, copy_paths):
+    r = bench(
         "speed_copies_step",
         *("--cuts", asr_data["cuts"], "--speed-cuts", *copy_paths),
         *("--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
-        *("--steps", 2, "--warmup", 0, "--out", out),
+        *("--steps", 2, "--warmup", 0),
     )
-    r = _report(out)
     assert r["timed_steps"] == 2
     for name in ("original", "speed_copies"):
         row = r["per_step"][name]
@@ -112,29 +107,25 @@ def test_speed_copies_step_bench(bench, asr_data, copy_paths, tmp_path):
     assert set(r["copies_over_original"]) == {"load_s", "compute_s", "frames"}
 
 
-def test_batch_padding_bench_with_timed_steps(bench, asr_data, tmp_path):
-    out = tmp_path / "padding.json"
-    bench(
+def test_batch_padding_bench_with_timed_steps(bench, asr_data):
+    r = bench(
         "asr_batch_padding",
         *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
-        *("--settings", "5:2", "--time-steps", 3, "--out", out),
+        *("--settings", "5:2", "--time-steps", 3),
     )
-    r = _report(out)
     assert r["utterances"] == 20
     assert set(r["settings"]) == {"5:2"}
     timing = r["timing"]["5:2"]
     assert timing["steps"] == 3 and timing["mean_step_seconds"] > 0
 
 
-def test_beam_search_bench(bench, asr_data, trained_tiny, tmp_path):
-    out = tmp_path / "beam.json"
-    bench(
+def test_beam_search_bench(bench, asr_data, trained_tiny):
+    r = bench(
         "asr_beam_search",
         *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
         *("--cuts", asr_data["cuts"], "--num-utts", 4, "--beam", 2, "--nbest", 2),
-        *("--methods", "greedy", "modified_beam", "torchaudio_beam", "--out", out),
+        *("--methods", "greedy", "modified_beam", "torchaudio_beam"),
     )
-    r = _report(out)
     assert r["utterances"] == 4
     assert set(r["methods"]) == {"greedy", "modified_beam", "torchaudio_beam"}
     ref = r["methods"]["torchaudio_beam"]
