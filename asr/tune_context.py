@@ -7,6 +7,12 @@ The objective is the tune set's 1-best WER (rare words are most of what biasing 
 tuning on them alone trades common-word errors for rare-word hits); ties go to the smaller
 score. Every other option is ``decode-asr``'s, with the same meaning and checks.
 
+The scores are tried in the order given. With ``--patience N`` the grid stops after N scores in a
+row whose WER is above the best so far (a line search: give the scores in ascending order; the
+scores not tried are listed in ``context-tuned.json``). ``--score-from FILE`` takes the chosen
+score of another run's ``context-tuned.json`` instead of a grid (the recipe's gold-intent bound
+uses the predicted-intent run's score); the tune set is still decoded, once, at that score.
+
 Usage:
     tune-context --checkpoint exp/asr/conformer_rnnt/avg.pt --bpe-model data/lang_bpe_128/bpe.model \\
         --cuts data/fbank/snips_cuts_dev.jsonl.gz data/fbank/snips_cuts_test.jsonl.gz \\
@@ -16,7 +22,8 @@ Usage:
 
 OUTPUTS (in --out-dir):
     tune/ctx<S>/...       the tune set decoded at each score (decode-asr's files)
-    context-tuned.json    the grid (score, WER, oracle WER, decode seconds), the chosen score
+    context-tuned.json    the grid (score, WER, oracle WER, decode seconds), the scores not tried
+                          (--patience), the chosen score
     nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files; the tune
                           set's are copied from its grid point, not decoded again)
 
@@ -56,6 +63,20 @@ class TuneContextConfig(DecodeConfig):
     tune_set: str = field(
         default="dev", metadata={"help": "set name (from --cuts) the score is chosen on"}
     )
+    patience: int = field(
+        default=0,
+        metadata={
+            "help": "stop the grid after this many scores in a row with a WER above the best "
+            "so far (0: try every score)"
+        },
+    )
+    score_from: Path | None = field(
+        default=None,
+        metadata={
+            "help": "context-tuned.json of another run: use its chosen score, no grid "
+            "(--scores is then ignored)"
+        },
+    )
 
     def validate(self) -> None:
         if self.context_lexicon is None:
@@ -64,7 +85,33 @@ class TuneContextConfig(DecodeConfig):
             raise InputError("tune-context: give the candidates with --scores, not --context-score")
         if not self.scores or any(s < 0 or s != s for s in self.scores):
             raise InputError(f"--scores must be non-negative numbers, got {self.scores}")
+        if self.patience < 0:
+            raise InputError(f"--patience must be >= 0, got {self.patience}")
         super().validate()
+
+
+def chosen_score_of(path: Path) -> float:
+    """The ``chosen_score`` of a ``context-tuned.json`` (``--score-from``)."""
+    try:
+        score = json.loads(Path(path).read_text(encoding="utf-8"))["chosen_score"]
+    except FileNotFoundError:
+        raise InputError(f"--score-from {path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"--score-from {path}: not a context-tuned.json ({e})") from None
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not score >= 0:
+        raise InputError(f"--score-from {path}: chosen_score {score!r} is not a score >= 0")
+    return float(score)
+
+
+def worse_in_a_row(wers: list[float]) -> int:
+    """How many of the last values of ``wers`` in a row are above the best value before them."""
+    n = 0
+    for i in range(len(wers) - 1, 0, -1):
+        if wers[i] > min(wers[:i]):
+            n += 1
+        else:
+            break
+    return n
 
 
 def _point_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
@@ -111,6 +158,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
     if cfg.tune_set not in names:
         raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
     ckpt_path = resolve_checkpoint(cfg)
+    scores = list(cfg.scores) if cfg.score_from is None else [chosen_score_of(cfg.score_from)]
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
     with dir_lock(out_dir, "output folder"):
         setup_logging(out_dir / "log-tune-context.txt")
@@ -122,8 +170,10 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         biasing = load_biasing(cfg, tok, utt_ids, 0.0)  # the bonus is set per grid point
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
-        grid, points = [], {}
-        for score in cfg.scores:
+        if cfg.score_from is not None:
+            logging.info("context score %g from %s (no grid)", scores[0], cfg.score_from)
+        grid, points, not_tried = [], {}, []
+        for i, score in enumerate(scores):
             point = dataclasses.replace(cfg, context_score=float(score))
             folder = out_dir / "tune" / f"ctx{score:g}"
             summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path)
@@ -148,6 +198,16 @@ def tune_context(cfg: TuneContextConfig) -> dict:
                 }
             )
             logging.info("context score %g: %s WER %.2f", score, cfg.tune_set, summary["wer"])
+            if cfg.patience and worse_in_a_row([g["wer"] for g in grid]) >= cfg.patience:
+                not_tried = [float(s) for s in scores[i + 1 :]]
+                if not_tried:
+                    logging.info(
+                        "%d score(s) in a row above the best %s WER: not trying %s",
+                        cfg.patience,
+                        cfg.tune_set,
+                        " ".join(f"{s:g}" for s in not_tried),
+                    )
+                break
         best = min(grid, key=lambda g: (g["wer"], g["score"]))
         logging.info(
             "chosen context score %g (%s WER %.2f)", best["score"], cfg.tune_set, best["wer"]
@@ -168,6 +228,8 @@ def tune_context(cfg: TuneContextConfig) -> dict:
             "tune_set": cfg.tune_set,
             "objective": "wer",
             "grid": grid,
+            "not_tried": not_tried,
+            "score_from": None if cfg.score_from is None else str(cfg.score_from),
             "chosen_score": best["score"],
             "lexicon": str(cfg.context_lexicon),
             "utterance_lists": None if cfg.context_lists is None else str(cfg.context_lists),

@@ -97,6 +97,8 @@ class TTSBackend(abc.ABC):
     #: programs the backend runs, and the Debian packages that install them (with its voices)
     programs: tuple[str, ...] = ()
     debian_packages: tuple[str, ...] = ()
+    #: utterances per :meth:`synthesize_batch` call in :func:`synthesize` (1: one at a time)
+    batch_size: int = 1
 
     @abc.abstractmethod
     def voices(self) -> list[str]:
@@ -105,6 +107,12 @@ class TTSBackend(abc.ABC):
     @abc.abstractmethod
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
         """Render ``text`` to a 16 kHz mono 16-bit WAV at ``out_path`` (may be overwritten)."""
+
+    def synthesize_batch(self, items: list[tuple[str, Voice, Path]]) -> None:
+        """:meth:`synthesize` of every ``(text, voice, out_path)``; the same files, written by
+        fewer program runs where the engine allows it. Raises on the first failure."""
+        for text, voice, out_path in items:
+            self.synthesize(text, voice, out_path)
 
     def check_available(self) -> None:
         """Raise :class:`TTSError` with an install hint if the backend cannot run here."""
@@ -318,6 +326,9 @@ class Festival(TTSBackend):
 
     One ``festival -b`` run per utterance with a generated Scheme script; the rate is set with
     ``Duration_Stretch`` (and the HTS engine's speed ``-r`` for HTS voices, which ignore it).
+    :meth:`synthesize_batch` renders up to :attr:`batch_size` utterances in one run (festival's
+    start-up and voice loading are half of an utterance's time); each utterance selects its voice
+    again, so its file is the one of a run of its own, byte for byte (tested).
     """
 
     name = "festival"
@@ -330,6 +341,7 @@ class Festival(TTSBackend):
         "sox",
     )
     languages = frozenset({"english", "american", "british"})
+    batch_size = 16
     _list_script = (
         '(mapcar (lambda (v) (format t "voice\\t%s\\t%l\\n" v '
         "(cadr (assoc 'language (cadr (voice.description v)))))) (voice.list))\n"
@@ -360,24 +372,38 @@ class Festival(TTSBackend):
             )
         return sorted(names)
 
-    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+    @staticmethod
+    def _utterance_script(text: str, voice: Voice, raw: Path) -> str:
         stretch = duration_stretch(voice)
+        return (
+            f"(voice_{voice.name})\n"
+            f"(Parameter.set 'Duration_Stretch {stretch})\n"
+            '(if (string-equal (Param.get \'Synth_Method) "HTS")\n'
+            "  (set! hts_engine_params (append hts_engine_params "
+            f'(list (list "-r" {1 / stretch:.4f})))))\n'
+            f"(set! utt1 (Utterance Text {_scheme_string(text)}))\n"
+            "(utt.synth utt1)\n"
+            f"(utt.save.wave utt1 {_scheme_string(str(raw))} 'riff)\n"
+        )
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        self.synthesize_batch([(text, voice, out_path)])
+
+    def synthesize_batch(self, items: list[tuple[str, Voice, Path]]) -> None:
+        if not items:
+            return
         with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
-            raw = Path(tmp) / "raw.wav"
-            script = (
-                f"(voice_{voice.name})\n"
-                f"(Parameter.set 'Duration_Stretch {stretch})\n"
-                '(if (string-equal (Param.get \'Synth_Method) "HTS")\n'
-                "  (set! hts_engine_params (append hts_engine_params "
-                f'(list (list "-r" {1 / stretch:.4f})))))\n'
-                f"(set! utt1 (Utterance Text {_scheme_string(text)}))\n"
-                "(utt.synth utt1)\n"
-                f"(utt.save.wave utt1 {_scheme_string(str(raw))} 'riff)\n"
+            raws = [Path(tmp) / f"raw{i}.wav" for i in range(len(items))]
+            script = "".join(
+                self._utterance_script(text, voice, raw)
+                for (text, voice, _), raw in zip(items, raws, strict=True)
             )
-            self._festival(script, f"festival (voice {voice.name})")
-            if not raw.is_file():
-                raise TTSError(f"festival (voice {voice.name}) wrote no audio")
-            to_16k_mono(raw, out_path, pitch_semitones(voice))
+            voices = sorted({v.name for _, v, _ in items})
+            self._festival(script, f"festival (voice {', '.join(voices)})")
+            for (_, voice, out_path), raw in zip(items, raws, strict=True):
+                if not raw.is_file():
+                    raise TTSError(f"festival (voice {voice.name}) wrote no audio")
+                to_16k_mono(raw, out_path, pitch_semitones(voice))
 
 
 TTS_BACKENDS: dict[str, type[TTSBackend]] = {
@@ -443,6 +469,50 @@ def _run_job(args: tuple[TTSBackend, TTSJob]) -> str | None:
         return f"{job.utt_id}: {e} (voice {job.voice.key})"
 
 
+def _place(job: TTSJob, rendered: Path) -> str | None:
+    """Check ``rendered`` (a batch's output) and move it to ``job.out_path`` atomically."""
+    try:
+        with atomic_path(job.out_path) as tmp:
+            shutil.copyfile(rendered, tmp)
+            if tmp.stat().st_size <= 44:
+                raise TTSError("empty audio")
+            check_rendered(tmp)
+        return None
+    except Exception as e:
+        return f"{job.utt_id}: {e} (voice {job.voice.key})"
+
+
+def _run_chunk(args: tuple[TTSBackend, list[TTSJob]]) -> list[str]:
+    """Render ``jobs`` (one backend) in one :meth:`TTSBackend.synthesize_batch` call; if that
+    call fails, the jobs not placed yet one at a time, so the error names the utterance."""
+    backend, jobs = args
+    if len(jobs) > 1:
+        errors: list[str] = []
+        try:
+            with tempfile.TemporaryDirectory(prefix="tts-batch-") as tmp:
+                outs = [Path(tmp) / f"{i}.wav" for i in range(len(jobs))]
+                backend.synthesize_batch(
+                    [(j.text, j.voice, o) for j, o in zip(jobs, outs, strict=True)]
+                )
+                errors = [e for j, o in zip(jobs, outs, strict=True) if (e := _place(j, o))]
+            return errors
+        except Exception:  # one at a time below: its error names the utterance
+            jobs = [j for j in jobs if not j.out_path.is_file()]
+    return [e for j in jobs if (e := _run_job((backend, j)))]
+
+
+def _chunks(work: list[tuple[TTSBackend, TTSJob]]) -> list[tuple[TTSBackend, list[TTSJob]]]:
+    """The jobs in order, consecutive jobs of one backend in chunks of its ``batch_size``."""
+    chunks: list[tuple[TTSBackend, list[TTSJob]]] = []
+    for backend, job in work:
+        last = chunks[-1] if chunks else None
+        if last is not None and last[0] is backend and len(last[1]) < backend.batch_size:
+            last[1].append(job)
+        else:
+            chunks.append((backend, [job]))
+    return chunks
+
+
 def synthesize(
     jobs: list[TTSJob],
     backend: TTSBackend | Mapping[str, TTSBackend],
@@ -481,15 +551,24 @@ def synthesize(
     )
     if not todo:
         return 0
-    work = [(backends[j.voice.engine], j) for j in todo]
-    if num_jobs <= 1:
-        errors = [
-            e for e in tqdm(map(_run_job, work), total=len(todo), desc=desc, mininterval=2.0) if e
-        ]
-    else:
-        with ProcessPoolExecutor(max_workers=num_jobs) as pool:
-            results = pool.map(_run_job, work, chunksize=16)
-            errors = [e for e in tqdm(results, total=len(todo), desc=desc, mininterval=2.0) if e]
+    # a batching engine (festival) renders several utterances per program run
+    todo.sort(key=lambda j: backends[j.voice.engine].batch_size > 1)  # stable: batches last
+    chunks = _chunks([(backends[j.voice.engine], j) for j in todo])
+    errors: list[str] = []
+    with tqdm(total=len(todo), desc=desc, mininterval=2.0) as bar:
+        if num_jobs <= 1:
+            results = map(_run_chunk, chunks)
+        else:
+            pool = ProcessPoolExecutor(max_workers=num_jobs)
+            batched = any(len(c[1]) > 1 for c in chunks)
+            results = pool.map(_run_chunk, chunks, chunksize=1 if batched else 16)
+        try:
+            for (_, chunk), errs in zip(chunks, results, strict=True):
+                errors += errs
+                bar.update(len(chunk))
+        finally:
+            if num_jobs > 1:
+                pool.shutdown()
     if errors:
         raise TTSError(
             f"{len(errors)} utterances failed to synthesize, e.g.: " + "; ".join(errors[:5])

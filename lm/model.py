@@ -174,6 +174,7 @@ class MultitaskLM(nn.Module):
         word_pos: torch.Tensor | None = None,
         nlu: bool = True,
         word_end: torch.Tensor | None = None,
+        lm: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Run the encoder and the heads.
 
@@ -184,11 +185,13 @@ class MultitaskLM(nn.Module):
             nlu: compute the NLU heads (if the model has them).
             word_end: (N, W) input position of each word's last subword (``bilstm`` slot
                 context; defaults to ``word_pos``).
+            lm: compute the LM head (off where only the NLU heads are read).
         Returns:
-            ``lm`` (N, T, V); with NLU heads also ``intent`` (N, C) and ``slot`` (N, W, S).
+            ``lm`` (N, T, V) (with ``lm``); with NLU heads also ``intent`` (N, C) and ``slot``
+            (N, W, S).
         """
         h = self.encode(inputs)  # (N, T, D)
-        out = {"lm": self.lm_logits(h)}
+        out = {"lm": self.lm_logits(h)} if lm else {}
         if nlu and self.has_nlu_heads:
             s = self.sentence_vector(h, lengths)  # (N, 2D)
             out["intent"] = self.intent_head(s)

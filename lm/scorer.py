@@ -152,6 +152,7 @@ class LMScorer:
                 b.lengths.to(self.device),
                 b.word_pos.to(self.device),
                 word_end=b.word_end.to(self.device),
+                lm=False,  # the NLU heads only
             )
             intents = out["intent"].argmax(-1).tolist()  # (N,)
             post = out["intent"].double().softmax(-1).cpu().numpy()  # (N, C)

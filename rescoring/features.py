@@ -76,7 +76,7 @@ from rescoring.fields import at, check_number, first_seen, get_list, get_str, sh
 from rescoring.nbest import DEFAULT_MAX_HYPS, Hyp, NbestRecord, load_nbest
 from rescoring.nlu_scores import NluModel, NluScore
 from rescoring.outputs import sha256, verify_output
-from rescoring.scorers import SCORERS, Scorer, build_scorer
+from rescoring.scorers import SCORERS, ScoreCache, Scorer, build_scorer, cached_scores, score_cache
 
 AM = "am"
 LM_PREFIX = "lm:"
@@ -342,13 +342,19 @@ class FeatureRecord:
         return {"id": self.id, "ref": self.ref, "hyps": [h.to_json() for h in self.hyps]}
 
 
-def build_context(sentences: Sequence[str], sources: Sources, needs: set[str]) -> Context:
-    """Score every sentence once with each LM and read it once with the NLU model (batched)."""
+def build_context(
+    sentences: Sequence[str], sources: Sources, needs: set[str], cache: ScoreCache | None = None
+) -> Context:
+    """Score every sentence once with each LM (through ``cache`` if given) and read it once
+    with the NLU model (batched)."""
     ctx = Context(lexicon=sources.lexicon)
     unique = sorted(set(sentences))
     if "lm" in needs:
         for name, scorer in sources.lms.items():
-            ctx.lm[name] = dict(zip(unique, scorer.score(unique), strict=True))
+            scores, hit = cached_scores(scorer, unique, cache)
+            if hit:
+                logging.info("LM %s: %d sentences' scores from the score cache", name, len(unique))
+            ctx.lm[name] = dict(zip(unique, scores, strict=True))
     if sources.nlu is not None:
         ctx.nlu = dict(zip(unique, sources.nlu.score(unique), strict=True))
     return ctx
@@ -359,11 +365,13 @@ def extract_features(
     sources: Sources,
     names: Sequence[str] | None = None,
     source_name: str = "n-best",
+    cache: ScoreCache | None = None,
 ) -> list[FeatureRecord]:
     """Features ``names`` (default: all the sources allow) of every hypothesis.
 
     Args:
         source_name: the n-best file, named in errors.
+        cache: LM scores to reuse (:class:`rescoring.scorers.ScoreCache`).
 
     Raises:
         InputError: a feature the sources cannot give.
@@ -381,7 +389,7 @@ def extract_features(
                 f"{' and '.join(flags[n] for n in f.needs)}; available: {', '.join(avail)}"
             )
     needs = {n for f in feats for n in f.needs}
-    ctx = build_context([h.words for r in records for h in r.hyps], sources, needs)
+    ctx = build_context([h.words for r in records for h in r.hyps], sources, needs, cache)
     out = []
     for r in records:
         hyps = []
@@ -556,6 +564,13 @@ class ExtractConfig:
     )
     out: Path | None = field(default=None, metadata={"help": "features file (.jsonl.gz)"})
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    score_cache: Path | None = field(
+        default=None,
+        metadata={
+            "help": "folder of LM scores to reuse: a sentence list scored before by the same "
+            "checkpoint, batch size and threads (rescore-systems: <out-dir>/score-cache)"
+        },
+    )
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
         metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
@@ -608,7 +623,9 @@ def extract(cfg: ExtractConfig) -> dict:
         lexicon=lexicon,
     )
     t0 = time.time()
-    feats = extract_features(records, sources, cfg.features or None, str(cfg.nbest))
+    feats = extract_features(
+        records, sources, cfg.features or None, str(cfg.nbest), score_cache(cfg.score_cache)
+    )
     seconds = time.time() - t0
     names = list(feats[0].hyps[0].features)
     missing = sorted(lexicon.missing) if lexicon is not None else []

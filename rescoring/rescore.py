@@ -58,7 +58,7 @@ from rescoring.params import (
     total_score,
     word_errors,
 )
-from rescoring.scorers import SCORERS, Scorer, build_scorer, score_nbest
+from rescoring.scorers import SCORERS, Scorer, build_scorer, score_cache, score_nbest
 
 
 def hyp_features(h: Hyp, lm: str | None) -> dict[str, float]:
@@ -173,6 +173,13 @@ class RescoreConfig:
     word_bonus: float | None = field(default=None, metadata={"help": "β"})
     select: str = field(default="total", metadata={"help": "total | oracle"})
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    score_cache: Path | None = field(
+        default=None,
+        metadata={
+            "help": "folder of LM scores to reuse: a sentence list scored before by the same "
+            "checkpoint, batch size and threads (rescore-systems: <out-dir>/score-cache)"
+        },
+    )
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
         metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
@@ -223,7 +230,7 @@ def rescore(cfg: RescoreConfig) -> dict:
         scorer = build_scorer(scorer_name, ckpt, cfg.batch_size)
         nlu = load_nlu(nlu_ckpt, scorer)
         t0 = time.time()
-        stats = score_nbest(records, scorer)
+        stats = score_nbest(records, scorer, score_cache(cfg.score_cache))
         apply_weights(records, weights, lm)
         if cfg.select == "oracle":
             select_oracle(records)

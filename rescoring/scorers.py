@@ -7,18 +7,28 @@ runs the LM again.
 Usage:
     scorer = build_scorer("nlm", checkpoint="exp/lm/<lm>/best.pt")
     stats = score_nbest(records, scorer)   # fills hyp.lm_score; returns timing
+
+A :class:`ScoreCache` folder (``--score-cache`` of ``tune-rescoring``, ``rescore-nbest``,
+``extract-features``; ``rescore-systems`` uses ``<out-dir>/score-cache``) keeps the scores of
+each scored sentence list under a key of the scorer's identity (its checkpoint's SHA-256, batch
+size and torch threads) and the list itself: a hit returns what the same computation gave, bit
+for bit, so the systems that score the same n-best with the same LM (e.g. ``lm`` and the LM
+feature of ``nlu_features``) run it once.
 """
 
 from __future__ import annotations
 
 import abc
+import gzip
+import hashlib
+import json
 import logging
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.io import CheckpointError, InputError
+from common.io import CheckpointError, InputError, atomic_write
 from rescoring.nbest import NbestRecord
 
 
@@ -43,6 +53,11 @@ class Scorer(abc.ABC):
 
     def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
         raise NotImplementedError(f"scorer {self.name!r} has no NLU heads")
+
+    def identity(self) -> dict | None:
+        """What the scores depend on besides the sentences (a :class:`ScoreCache` key), or
+        ``None``: not cached."""
+        return None
 
 
 class NoLM(Scorer):
@@ -90,6 +105,16 @@ class NeuralLM(Scorer):
     def score(self, sentences: Sequence[str]) -> list[float]:
         return self.impl.score(sentences)
 
+    def identity(self) -> dict | None:
+        import torch
+
+        return {
+            "scorer": self.name,
+            "checkpoint_sha256": file_sha256(self.checkpoint),
+            "batch_size": self.impl.batch_size,
+            "threads": torch.get_num_threads(),
+        }
+
     def predict_nlu(self, sentences: Sequence[str]) -> list[tuple[str, list[str]]]:
         return self.impl.predict_nlu(sentences)
 
@@ -122,6 +147,9 @@ class BigramLM(Scorer):
         self.k = k
         self.vocab = len(self.uni) + 2  # + </s> + <unk>
 
+    def identity(self) -> dict | None:
+        return {"scorer": self.name, "text_sha256": file_sha256(self.checkpoint), "k": self.k}
+
     def score(self, sentences: Sequence[str]) -> list[float]:
         import math
 
@@ -146,11 +174,75 @@ def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: in
     return SCORERS[name].build(checkpoint, batch_size)
 
 
-def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:
-    """Set ``lm_score`` of every hypothesis, scoring each distinct sentence once.
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ScoreCache:
+    """Scores of sentence lists on disk, one ``<key>.json.gz`` per (scorer identity, list).
+
+    The key hashes the identity and the whole list, so a hit is the same computation (the same
+    batches of the same model on the same threads) and gives the same floats. Files are written
+    atomically; two processes writing one key write the same content. A file that cannot be
+    read, or does not match its key, is logged and computed again.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def scores(self, scorer: Scorer, sentences: Sequence[str]) -> tuple[list[float], bool]:
+        """``(scores, hit)`` of ``sentences`` by ``scorer``."""
+        ident = scorer.identity()
+        if ident is None:
+            return scorer.score(sentences), False
+        text = json.dumps(ident, sort_keys=True) + "\n" + "\n".join(sentences)
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        path = self.folder / f"{key}.json.gz"
+        if path.is_file():
+            try:
+                with gzip.open(path, "rt", encoding="utf-8") as f:
+                    obj = json.load(f)
+                scores = obj["scores"]
+                if obj["identity"] != ident or len(scores) != len(sentences):
+                    raise ValueError("identity or length differs from its key")
+                if not all(isinstance(v, float) for v in scores):
+                    raise ValueError("a score is not a number")
+                return scores, True
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+                logging.warning("%s: unusable score-cache entry (%s); scoring again", path, e)
+        scores = [float(v) for v in scorer.score(sentences)]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            json.dump({"identity": ident, "sentences": len(sentences), "scores": scores}, f)
+        return scores, False
+
+
+def score_cache(folder: str | Path | None) -> ScoreCache | None:
+    """The :class:`ScoreCache` of a ``--score-cache`` option (``None``: no cache)."""
+    return None if folder is None else ScoreCache(folder)
+
+
+def cached_scores(
+    scorer: Scorer, sentences: Sequence[str], cache: ScoreCache | None
+) -> tuple[list[float], bool]:
+    """``scorer.score(sentences)`` through ``cache`` if given: ``(scores, hit)``."""
+    if cache is None:
+        return scorer.score(sentences), False
+    return cache.scores(scorer, sentences)
+
+
+def score_nbest(
+    records: list[NbestRecord], scorer: Scorer, cache: ScoreCache | None = None
+) -> dict[str, float]:
+    """Set ``lm_score`` of every hypothesis, scoring each distinct sentence once (through
+    ``cache`` if given).
 
     Returns:
-        ``{"hyps", "unique", "seconds", "hyps_per_second"}``.
+        ``{"hyps", "unique", "seconds", "hyps_per_second", "cached"}``.
 
     Raises:
         CheckpointError: the scorer gave a score that is not a finite number (NaN weights), which
@@ -158,7 +250,8 @@ def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:
     """
     unique = sorted({h.words for r in records for h in r.hyps})
     t0 = time.time()
-    scores = dict(zip(unique, scorer.score(unique), strict=True))
+    values, hit = cached_scores(scorer, unique, cache)
+    scores = dict(zip(unique, values, strict=True))
     dt = time.time() - t0
     for sentence, v in scores.items():
         if not math.isfinite(v):
@@ -176,13 +269,15 @@ def score_nbest(records: list[NbestRecord], scorer: Scorer) -> dict[str, float]:
         "unique": len(unique),
         "seconds": dt,
         "hyps_per_second": len(unique) / dt if dt > 0 else float("inf"),
+        "cached": hit,
     }
     logging.info(
-        "Scored %d hypotheses (%d distinct) with %s in %.1f s (%.0f sentences/s)",
+        "Scored %d hypotheses (%d distinct) with %s in %.1f s (%.0f sentences/s)%s",
         n,
         len(unique),
         scorer.name,
         dt,
         stats["hyps_per_second"],
+        " (from the score cache)" if hit else "",
     )
     return stats

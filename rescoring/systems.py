@@ -25,6 +25,9 @@ OUTPUTS (in --out-dir/<system>/, or --out-dir/<system>/seed<N>/ for each seed of
 LM paths name {seed}): the files of rescore-nbest, tune-rescoring and score-wer, and
     cmd.sh        the stand-alone command of every step, in order
     system.json   the steps and their inputs' fingerprints (the record a re-run compares)
+and ``--out-dir/score-cache/`` (with ``--score-cache true``): the LM scores of every scored
+sentence list (rescoring/scorers.py ``ScoreCache``), so that systems scoring the same n-best with
+the same checkpoint (``lm`` and ``nlu_features``' LM feature of a seed) run the LM once.
 """
 
 from __future__ import annotations
@@ -127,6 +130,13 @@ class SystemsConfig(GridOptions):
         },
     )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    score_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "steps reuse LM scores through <out-dir>/score-cache (the same sentence list, "
+            "checkpoint, batch size and threads: the same floats)"
+        },
+    )
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
         metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
@@ -187,9 +197,11 @@ def plan_steps(
         run_opts += ["--batch-size", str(cfg.batch_size)]
     if cfg.max_hyps != DEFAULT_MAX_HYPS:
         run_opts += ["--max-hyps", str(cfg.max_hyps)]
+    # the steps that run an LM reuse its scores through the cache
+    cache = ["--score-cache", str(cfg.out_dir / "score-cache")] if cfg.score_cache else []
     steps = []
     if system.kind == "loglinear":
-        steps += _loglinear_steps(cfg, exps, system, d, nlu, run_opts)
+        steps += _loglinear_steps(cfg, exps, system, d, nlu, [*run_opts, *cache])
     elif system.rescored:
         grid = [
             a for k in GRID_OPTIONS for a in (f"--{k.replace('_', '-')}", _num(getattr(cfg, k)))
@@ -201,7 +213,7 @@ def plan_steps(
                 "tune-rescoring",
                 ["--nbest", str(nbest_path(cfg, exps.tune_set, system)), "--scorer", "nlm"]
                 + ["--lm-checkpoint", str(system.lm_checkpoint), *nlu, "--out-dir", d]
-                + ["--set-name", exps.tune_set, *grid, *run_opts],
+                + ["--set-name", exps.tune_set, *grid, *run_opts, *cache],
             )
         )
         for s in exps.sets:
@@ -210,7 +222,7 @@ def plan_steps(
                     Step(
                         "rescore-nbest",
                         ["--nbest", str(nbest_path(cfg, s, system)), "--params", f"{d}/tuned.json"]
-                        + ["--out-dir", d, "--set-name", s, *run_opts],
+                        + ["--out-dir", d, "--set-name", s, *run_opts, *cache],
                     )
                 )
     else:
@@ -445,6 +457,9 @@ def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
 
             # fork: the workers inherit the logging set-up; no torch thread exists yet here
             ctx = multiprocessing.get_context("fork")
+            # the longest runs first (a log-linear system extracts features with two LMs and
+            # the NLU model: ~4x an LM system), so that no long run is left alone at the end
+            runs = sorted(runs, key=lambda r: r[0].kind != "loglinear")
             with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=ctx) as pool:
                 futures = [
                     (

@@ -56,7 +56,7 @@ from rescoring.rescore import (
     nbest_arrays,
     write_outputs,
 )
-from rescoring.scorers import SCORERS, build_scorer, score_nbest
+from rescoring.scorers import SCORERS, build_scorer, score_cache, score_nbest
 
 #: Grid values are rounded to 6 decimals, so a finer step would give repeated values.
 MIN_GRID_STEP = 1e-6
@@ -152,6 +152,13 @@ class TuneConfig(GridOptions):
         },
     )
     batch_size: int = field(default=64, metadata={"help": "LM batch size"})
+    score_cache: Path | None = field(
+        default=None,
+        metadata={
+            "help": "folder of LM scores to reuse: a sentence list scored before by the same "
+            "checkpoint, batch size and threads (rescore-systems: <out-dir>/score-cache)"
+        },
+    )
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
         metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
@@ -204,7 +211,7 @@ def tune(cfg: TuneConfig) -> TunedParams:
         records = load_nbest(cfg.nbest, cfg.refs, cfg.max_hyps)
         scorer = build_scorer(cfg.scorer, cfg.lm_checkpoint, cfg.batch_size)
         nlu = load_nlu(cfg.nlu_checkpoint, scorer)
-        stats = score_nbest(records, scorer)
+        stats = score_nbest(records, scorer, score_cache(cfg.score_cache))
         lm = lm_feature(cfg.scorer)
         arrays = nbest_arrays(records, lm)
         if scorer.uses_lm:

@@ -267,13 +267,14 @@ stage_context_lists() {
   # shellcheck disable=SC2086
   make-context-lists --source gold --gold $gold_sets --lexicon-dir $lex_dir --out exp/context/gold.tsv
 }
+context_patience=${context_patience:-0}  # tune-context --patience (0: every score of the grid)
 stage_biased() {  # stage_biased OUT_DIR tune-context options...
   local out=$1; shift
   # shellcheck disable=SC2086
   logged "$out" tune-context --preset "$asr_preset" --checkpoint $asr_dir/avg.pt \
     --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir "$out" --tune-set dev \
     --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) \
-    --scores $context_scores $decode_opts "$@"
+    --scores $context_scores --patience "$context_patience" $decode_opts "$@"
 }
 # wait_for_lm_stage13: in the parallel layout, until the LM group has passed stage 13 (run, done or
 # out of the requested range); fails when the LM group ended without passing it.
@@ -302,9 +303,11 @@ first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting 
   run_stage 20 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage18" \
     "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
     stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
-  run_stage 21 "Biased decoding, gold intent's slot lexicon (upper bound)" "$fbank_in .done/stage7 .done/stage18" \
-    "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
-    stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv
+  # the bound: stage 20's system (its dev-tuned score) with the gold intent's lists, no grid of its own
+  run_stage 21 "Biased decoding, gold intent's slot lexicon (upper bound)" \
+    "$fbank_in .done/stage7 .done/stage18 .done/stage20" "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
+    stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv \
+      --score-from $asr_dir/decode_biased/context-tuned.json
 }
 
 mkdir -p log

@@ -45,7 +45,8 @@
 #  stage 19 tune-context        biased decoding, global lexicon: context score tuned on dev ->
 #                               $asr_dir/decode_biased_global/
 #  stage 20 tune-context        biased decoding, the predicted intent's lexicon -> .../decode_biased/
-#  stage 21 tune-context        biased decoding, the gold intent's lexicon -> .../decode_biased_gold/
+#  stage 21 tune-context        biased decoding, the gold intent's lexicon, at stage 20's context
+#                               score (the bound of stage 20's system) -> .../decode_biased_gold/
 #  stage 22 rescore-systems     conf/systems.toml (the experiment matrix): every system (each LM
 #                               seed) -> exp/rescore/<system>[/seed<N>]/ (λ, β tuned on dev only;
 #                               NLU of the chosen hypothesis; a complete, unchanged system is skipped)

@@ -98,3 +98,118 @@ def test_option_errors(setup, sets, tmp_path, capsys, extra, message):  # noqa: 
     code, err = run_main(tune_context.main, _args(setup, sets, tmp_path / "o", *extra), capsys)
     assert_user_error(code, err, "tune-context", message)
     assert not (tmp_path / "o" / "context-tuned.json").exists()
+
+
+@pytest.mark.parametrize(
+    "wers, n",
+    [
+        ([50.0], 0),
+        ([50.0, 48.0], 0),
+        ([50.0, 48.0, 49.0], 1),
+        ([50.0, 48.0, 49.0, 52.0], 2),
+        ([50.0, 48.0, 49.0, 47.0], 0),
+        ([50.0, 50.0], 0),  # a tie is not worse
+    ],
+)
+def test_worse_in_a_row(wers, n):
+    assert tune_context.worse_in_a_row(wers) == n
+
+
+# dev WER of each score in the fake decodes below
+_FAKE_WER = {0.0: 50.0, 0.25: 48.0, 0.5: 49.0, 0.75: 47.0, 1.0: 60.0}
+
+
+@pytest.fixture()
+def fake_decode(monkeypatch):
+    """decode_set stand-in: the WER of _FAKE_WER by context score; records what was decoded."""
+    calls = []
+
+    def fake(model, tok, path, cfg, folder, cuts=None, biasing=None):
+        calls.append((Path(path).name, cfg.context_score, biasing.bonus))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        name = "dev" if "dev" in Path(path).name else "test"
+        return {
+            "set": name,
+            "wer": _FAKE_WER[cfg.context_score],
+            "oracle_wer": 1.0,
+            "decode_s": 0.0,
+        }
+
+    monkeypatch.setattr(tune_context, "decode_set", fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "patience, tried, chosen",
+    [
+        ("0", [0.0, 0.25, 0.5, 0.75, 1.0], 0.75),
+        ("1", [0.0, 0.25, 0.5], 0.25),  # 0.5 is above 0.25's WER: stop
+        ("2", [0.0, 0.25, 0.5, 0.75, 1.0], 0.75),  # 0.75 is a new best: go on
+    ],
+)
+def test_patience_stops_the_grid(
+    setup,  # noqa: F811
+    sets,
+    tmp_path,
+    capsys,
+    fake_decode,
+    patience,
+    tried,
+    chosen,
+):
+    out = tmp_path / "biased"
+    lex = str(setup["lex"] / "global.txt")
+    grid = ["0", "0.25", "0.5", "0.75", "1"]
+    argv = _args(setup, sets, out, "--context-lexicon", lex, "--scores", *grid)
+    code, err = run_main(tune_context.main, [*argv, "--patience", patience], capsys)
+    assert code == 0, err
+    tuned = json.loads((out / "context-tuned.json").read_text())
+    assert [g["score"] for g in tuned["grid"]] == tried
+    assert tuned["not_tried"] == [float(s) for s in grid[len(tried) :]]
+    assert tuned["chosen_score"] == chosen
+    # the dev grid, then test once at the chosen score (dev is copied from its grid point)
+    assert [c[1] for c in fake_decode] == [*tried, chosen]
+    assert fake_decode[-1][0] == sets["test"].name and fake_decode[-1][2] == chosen
+
+
+def test_score_from_another_run(setup, sets, tmp_path, capsys, fake_decode):  # noqa: F811
+    src = tmp_path / "context-tuned.json"
+    src.write_text(json.dumps({"chosen_score": 0.75, "grid": []}))
+    out = tmp_path / "gold"
+    lex = str(setup["lex"] / "global.txt")
+    argv = _args(setup, sets, out, "--context-lexicon", lex, "--scores", "0", "1")
+    code, err = run_main(tune_context.main, [*argv, "--score-from", str(src)], capsys)
+    assert code == 0, err
+    tuned = json.loads((out / "context-tuned.json").read_text())
+    assert [g["score"] for g in tuned["grid"]] == [0.75]  # --scores ignored
+    assert tuned["chosen_score"] == 0.75 and tuned["score_from"] == str(src)
+    assert [c[1] for c in fake_decode] == [0.75, 0.75]  # dev once, test once
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("{not json", "not a context-tuned.json"),
+        ('{"grid": []}', "not a context-tuned.json"),
+        ('{"chosen_score": -1}', "is not a score >= 0"),
+        ('{"chosen_score": "0.5"}', "is not a score >= 0"),
+    ],
+)
+def test_score_from_errors(setup, sets, tmp_path, capsys, fake_decode, content, message):  # noqa: F811
+    src = tmp_path / "context-tuned.json"
+    if content is not None:
+        src.write_text(content)
+    lex = str(setup["lex"] / "global.txt")
+    argv = _args(setup, sets, tmp_path / "o", "--context-lexicon", lex, "--score-from", str(src))
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert_user_error(code, err, "tune-context", message)
+    assert str(src) in err
+    assert not (tmp_path / "o").exists() and not fake_decode
+
+
+def test_patience_must_not_be_negative(setup, sets, tmp_path, capsys):  # noqa: F811
+    lex = str(setup["lex"] / "global.txt")
+    argv = _args(setup, sets, tmp_path / "o", "--context-lexicon", lex, "--patience", "-1")
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert_user_error(code, err, "tune-context", "--patience must be >= 0")

@@ -136,3 +136,81 @@ def test_jobs_of_several_engines_need_their_backends(tmp_path):
     with pytest.raises(TTSError, match="utterances of TTS engine 'fake' but no such backend"):
         synthesize(jobs, {"other": FakeEngine("good")}, num_jobs=1)
     assert synthesize(jobs, {"fake": FakeEngine("good")}, num_jobs=1) == 1
+
+
+class BatchingFake(FakeEngine):
+    """FakeEngine rendering in batches of 3; a batch holding the text "crash" fails as a whole,
+    and that utterance alone fails too."""
+
+    name = "fake"
+    batch_size = 3
+
+    def __init__(self, kind: str = "good") -> None:
+        super().__init__(kind)
+        self.batches: list[list[str]] = []
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        if text == "crash":
+            raise TTSError("engine crashed")
+        super().synthesize(text, voice, out_path)
+
+    def synthesize_batch(self, items) -> None:
+        self.batches.append([t for t, _, _ in items])
+        if any(t == "crash" for t, _, _ in items):
+            raise TTSError("batch failed")
+        super().synthesize_batch(items)
+
+
+@pytest.mark.parametrize("kind", ["good", "silence"])
+def test_batches_place_checked_files(kind, tmp_path):
+    jobs = [
+        TTSJob(f"u{i}", f"text {i}", tmp_path / f"u{i}.wav", Voice("v1", engine="fake"))
+        for i in range(7)
+    ]
+    backend = BatchingFake(kind)
+    if kind == "good":
+        assert synthesize(jobs, backend, num_jobs=1) == 7
+        assert [len(b) for b in backend.batches] == [3, 3]  # the last job alone: synthesize
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"u{i}.wav" for i in range(7)]
+        for j in jobs:
+            check_rendered(j.out_path)
+    else:  # a batch's bad audio is named per utterance; nothing is placed
+        with pytest.raises(TTSError, match=r"7 utterances failed.*u0: silent audio"):
+            synthesize(jobs, backend, num_jobs=1)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_batch_is_retried_one_at_a_time(tmp_path):
+    texts = ["a", "b", "crash", "d", "e"]
+    jobs = [
+        TTSJob(f"u{i}", t, tmp_path / f"u{i}.wav", Voice("v1", engine="fake"))
+        for i, t in enumerate(texts)
+    ]
+    backend = BatchingFake()
+    with pytest.raises(TTSError, match=r"^1 utterances failed.*u2: engine crashed \(voice fake"):
+        synthesize(jobs, backend, num_jobs=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u0.wav", "u1.wav", "u3.wav", "u4.wav"]
+    # a re-run renders only what is missing
+    jobs[2] = TTSJob("u2", "c", tmp_path / "u2.wav", Voice("v1", engine="fake"))
+    assert synthesize(jobs, BatchingFake(), num_jobs=1) == 1
+
+
+def test_festival_batch_equals_one_run_per_utterance(tmp_path):
+    backend = _backend_or_skip("festival")
+    voices = backend.voices()
+    items = [
+        ("play some music now", Voice(voices[0], 140, 60, "festival")),
+        ("book a table in paris", Voice(voices[-1], 200, 40, "festival")),
+        ("rate this book five stars", Voice(voices[0], 175, 50, "festival")),
+        ("what is the weather", Voice(voices[-1], 120, 55, "festival")),
+    ]
+    backend.synthesize_batch([(t, v, tmp_path / f"b{i}.wav") for i, (t, v) in enumerate(items)])
+    for i, (t, v) in enumerate(items):
+        backend.synthesize(t, v, tmp_path / f"s{i}.wav")
+        assert (tmp_path / f"b{i}.wav").read_bytes() == (tmp_path / f"s{i}.wav").read_bytes()
+    # synthesize() with two processes: the same files
+    jobs = [TTSJob(f"u{i}", t, tmp_path / "p" / f"u{i}.wav", v) for i, (t, v) in enumerate(items)]
+    (tmp_path / "p").mkdir()
+    assert synthesize(jobs, backend, num_jobs=2) == len(items)
+    for i in range(len(items)):
+        assert (tmp_path / "p" / f"u{i}.wav").read_bytes() == (tmp_path / f"s{i}.wav").read_bytes()

@@ -90,3 +90,22 @@ def test_bad_checkpoint(tmp_path):
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an LM checkpoint"):
         LMScorer.from_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("slot_context", ["bilstm", "sentence"])
+def test_forward_without_lm_head_gives_the_same_nlu_heads(tok, slot_context):
+    """predict_nlu runs forward(lm=False): the NLU heads are those of the full forward."""
+    from lm.data import collate
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=32, hidden_dim=48, dropout=0.3, slot_context=slot_context)
+    model = MultitaskLM(cfg, tok.vocab_size, 3, 5).eval()
+    scorer = LMScorer(model, tok, ["a", "b", "c"], list("OBIXY"), batch_size=4)
+    b = collate(scorer._examples(SENTS))
+    args = (b.inputs, b.lengths, b.word_pos)
+    with torch.no_grad():
+        full = model(*args, word_end=b.word_end)
+        nlu_only = model(*args, word_end=b.word_end, lm=False)
+    assert "lm" in full and "lm" not in nlu_only
+    for key in ("intent", "slot"):
+        assert torch.equal(full[key], nlu_only[key]), key

@@ -132,6 +132,13 @@ def test_tiny_recipe_killed_resumed_and_rerun(
     for d in ("decode_biased_global", "decode_biased", "decode_biased_gold"):
         tuned = json.loads((work / f"exp/asr/conformer_rnnt/{d}/context-tuned.json").read_text())
         assert tuned["tune_set"] == "dev" and tuned["chosen_score"] in (0.5, 1.0)  # conf/tiny.sh
+    # stage 21 (gold-intent bound): stage 20's score, no grid of its own
+    biased, gold = (
+        json.loads((work / f"exp/asr/conformer_rnnt/{d}/context-tuned.json").read_text())
+        for d in ("decode_biased", "decode_biased_gold")
+    )
+    assert gold["score_from"].endswith("decode_biased/context-tuned.json")
+    assert [g["score"] for g in gold["grid"]] == [biased["chosen_score"]] == [gold["chosen_score"]]
     res = json.loads((work / "results.json").read_text())
     for system in (
         "rnnt_1best",

@@ -100,9 +100,10 @@ def test_every_system_like_its_commands_one_by_one(work):
     assert cmd[2:] == [
         "tune-rescoring --nbest exp/asr/m/decode/nbest-dev.jsonl.gz --scorer nlm --lm-checkpoint "
         "exp/lm/lm/best.pt --nlu-checkpoint exp/lm/mt/best.pt --out-dir exp/rescore/lm "
-        "--set-name dev " + " ".join(GRID),
+        "--set-name dev " + " ".join(GRID) + " --score-cache exp/rescore/score-cache",
         "rescore-nbest --nbest exp/asr/m/decode/nbest-test.jsonl.gz --params "
-        "exp/rescore/lm/tuned.json --out-dir exp/rescore/lm --set-name test",
+        "exp/rescore/lm/tuned.json --out-dir exp/rescore/lm --set-name test "
+        "--score-cache exp/rescore/score-cache",
         *(
             f"score-wer --hyps exp/rescore/lm/onebest-{s}.jsonl.gz --gold nlu_{s}.jsonl.gz "
             f"--word-counts word_counts.txt --threshold 5 --out-dir exp/rescore/lm "
