@@ -27,7 +27,9 @@ LM paths name {seed}): the files of rescore-nbest, tune-rescoring and score-wer,
     system.json   the steps and their inputs' fingerprints (the record a re-run compares)
 and ``--out-dir/score-cache/`` (with ``--score-cache true``): the LM scores of every scored
 sentence list (rescoring/scorers.py ``ScoreCache``), so that systems scoring the same n-best with
-the same checkpoint (``lm`` and ``nlu_features``' LM feature of a seed) run the LM once.
+the same checkpoint (``lm`` and ``nlu_features``' LM feature of a seed) run the LM once. It only
+saves time: deleting it changes no result (a new list or checkpoint is a new entry, so it grows
+over re-runs that change them).
 """
 
 from __future__ import annotations
