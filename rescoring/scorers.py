@@ -30,6 +30,7 @@ from pathlib import Path
 
 from common.io import CheckpointError, InputError, atomic_write
 from rescoring.nbest import NbestRecord
+from rescoring.outputs import sha256
 
 
 class Scorer(abc.ABC):
@@ -110,7 +111,7 @@ class NeuralLM(Scorer):
 
         return {
             "scorer": self.name,
-            "checkpoint_sha256": file_sha256(self.checkpoint),
+            "checkpoint_sha256": sha256(self.checkpoint),
             "batch_size": self.impl.batch_size,
             "threads": torch.get_num_threads(),
         }
@@ -148,7 +149,7 @@ class BigramLM(Scorer):
         self.vocab = len(self.uni) + 2  # + </s> + <unk>
 
     def identity(self) -> dict | None:
-        return {"scorer": self.name, "text_sha256": file_sha256(self.checkpoint), "k": self.k}
+        return {"scorer": self.name, "text_sha256": sha256(self.checkpoint), "k": self.k}
 
     def score(self, sentences: Sequence[str]) -> list[float]:
         import math
@@ -172,14 +173,6 @@ def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: in
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
     return SCORERS[name].build(checkpoint, batch_size)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ScoreCache:
