@@ -51,16 +51,22 @@ file or a malformed line stops the run naming file and line.
 OUTPUTS (in ``--output-dir``, default ``data/manifests``):
     snips_recordings_{train,dev,test}.jsonl.gz   audio the ASR uses (train: the ASR subset)
     snips_supervisions_{train,dev,test}.jsonl.gz text + custom {"intent", "slots"}
-    snips_recordings_train_all.jsonl.gz          audio of every usable train row
+    snips_recordings_train_all.jsonl.gz          audio of every usable train row (not written
+                                                 with --render-nlu-only false)
     snips_nlu_{train,dev,test}.jsonl.gz          every usable row (train: all of it, for LMs)
     snips_intents.txt, snips_slot_tags.txt       label inventories
     snips_{recordings,supervisions,nlu}_test_unseen_engine.jsonl.gz   with that plan split
     snips_tts_voices.json                        with --tts-plan: the voices of each split
 
 ``--asr-train-subset N`` picks the N train utterances the RNN-T is trained on (seeded, nested:
-a larger N contains a smaller one), the benchmark's limited-paired-data setting. Every train
-row is rendered anyway (it is cheap: about 70 utterances/s) so that the full NLU set is a valid
-Lhotse SupervisionSet with real durations, and N can be raised without re-rendering.
+a larger N contains a smaller one), the benchmark's limited-paired-data setting. By default every
+train row is rendered anyway, so that each supervision of the full NLU set has a real duration and
+N can be raised without re-rendering. ``--render-nlu-only false`` renders the ASR subset alone
+(the SNIPS default recipe: 6,000 of 13,084 rows, about half of this stage's TTS time): the
+other train rows become text-only NLU supervisions in ``snips_nlu_train`` (no recording; duration
+a 1 s placeholder, as SLURP's NLU rows: Lhotse requires > 0), ``snips_recordings_train_all`` is
+not written, and the ASR subset's audio is the same files either way (voices are drawn per
+utterance id). Validate such manifests with ``validate-manifests --text-only-nlu true``.
 
 Usage:
     prepare-snips --corpus-dir download/snips --output-dir data/manifests \\
@@ -90,6 +96,7 @@ from lhotse.utils import resumable_download
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_manifest
 from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
+from data_prep.slurp import NLU_DURATION
 from data_prep.snips_tsv import SPLITS, NluRow, find_split_file, read_snips_tsv
 from data_prep.tts import (
     SAMPLE_RATE,
@@ -226,6 +233,13 @@ class PrepareSnipsConfig:
             "disjointly) or a .toml file; see data_prep/tts_plan.py"
         },
     )
+    render_nlu_only: bool = field(
+        default=True,
+        metadata={
+            "help": "also synthesize the train rows outside --asr-train-subset (false: they "
+            "are text-only NLU supervisions with a 1 s placeholder duration, no audio)"
+        },
+    )
     seed: int = field(default=13, metadata={"help": "seed for voices, rates, pitches, subset"})
     num_jobs: int = field(default=2, metadata={"help": "TTS processes"})
     max_words: int = field(
@@ -320,6 +334,18 @@ def _read_splits(corpus_dir: Path, cfg: PrepareSnipsConfig) -> dict[str, list[Nl
     return rows_by_split
 
 
+def asr_train_ids(rows: list[NluRow], subset: int, seed: int) -> set[str]:
+    """The ids of the train rows the ASR trains on: a seeded random ``subset`` of them (nested:
+    a larger ``subset`` contains a smaller one), or all of them when ``subset`` is <= 0 or not
+    smaller than the number of rows."""
+    ids = [r.id for r in rows]
+    if not 0 < subset < len(ids):
+        return set(ids)
+    shuffled = sorted(ids)
+    random.Random(seed).shuffle(shuffled)
+    return set(shuffled[:subset])
+
+
 def unseen_engine_rows(test_rows: list[NluRow]) -> list[NluRow]:
     """The rows of the ``test_unseen_engine`` split: test's, with ids made unique."""
     return [dataclasses.replace(r, id=r.id + UNSEEN_ID_SUFFIX) for r in test_rows]
@@ -344,11 +370,12 @@ def _tts_voice_sets(
     return plan, backends, resolve_tts_plan(plan, backends, cfg.seed)
 
 
-def _custom(row: NluRow, split: str, voice: tuple[str, str], plan: TTSPlan | None) -> dict:
+def _custom(row: NluRow, split: str, voice: tuple[str, str] | None, plan: TTSPlan | None) -> dict:
     """A supervision's ``custom``: intent and slots; with a plan also its TTS engine and
-    voice, and in the unseen-engine split the id of the test utterance it repeats."""
+    voice (a text-only row, ``voice`` None, has none), and in the unseen-engine split the id of
+    the test utterance it repeats."""
     custom: dict = {"intent": row.intent, "slots": row.slots}
-    if plan is not None:
+    if plan is not None and voice is not None:
         custom["tts_engine"], custom["tts_voice"] = voice
     if split == UNSEEN_SPLIT:
         custom["source_id"] = row.id.removesuffix(UNSEEN_ID_SUFFIX)
@@ -379,10 +406,23 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         else {}
     )
 
+    asr_ids_by_split = {
+        split: asr_train_ids(rows, cfg.asr_train_subset, cfg.seed)
+        if split == "train"
+        else {r.id for r in rows}
+        for split, rows in rows_by_split.items()
+    }
+    # with --render-nlu-only false, only the rows of the ASR subset get audio
+    with_audio = {
+        split: {r.id for r in rows} if cfg.render_nlu_only else asr_ids_by_split[split]
+        for split, rows in rows_by_split.items()
+    }
     audio: dict[str, _SplitAudio] = {}
     for split, rows in rows_by_split.items():
         a = audio[split] = _SplitAudio()
         for r in rows:
+            if r.id not in with_audio[split]:
+                continue
             have = polly.get(r.id, {}) if split in SPLITS else {}  # unseen engines: TTS only
             allowed = [v for v in sorted(have) if v in polly_sets.get(split, sorted(have))]
             if allowed:
@@ -420,23 +460,25 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         paths = audio[split].paths
         tts_paths = audio[split].tts_paths
         recordings = RecordingSet.from_recordings(
-            _recording(r.id, paths[r.id], paths[r.id] in tts_paths) for r in rows
+            _recording(r.id, paths[r.id], paths[r.id] in tts_paths) for r in rows if r.id in paths
         )
         supervisions = SupervisionSet.from_segments(
             SupervisionSegment(
                 id=r.id,
                 recording_id=r.id,
                 start=0.0,
-                duration=recordings[r.id].duration,
+                duration=recordings[r.id].duration if r.id in paths else NLU_DURATION,
                 channel=0,
                 text=" ".join(r.words),
                 language="English",
-                custom=_custom(r, split, audio[split].voices[r.id], plan),
+                custom=_custom(r, split, audio[split].voices.get(r.id), plan),
             )
             for r in rows
         )
         try:
-            validate_recordings_and_supervisions(recordings, supervisions)
+            validate_recordings_and_supervisions(
+                recordings, supervisions.filter(lambda s, have=paths: s.id in have)
+            )
         except AssertionError as e:
             raise InputError(f"{split}: Lhotse validation failed: {e}") from None
         manifests[split] = (recordings, supervisions)
@@ -445,16 +487,11 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     for split, (recordings, supervisions) in manifests.items():
         rows = rows_by_split[split]
         paths = {"nlu": cfg.output_dir / f"snips_nlu_{split}.jsonl.gz"}
-        asr_ids = [r.id for r in rows]
-        if split == "train":
+        ids = asr_ids_by_split[split]
+        asr_ids = [r.id for r in rows if r.id in ids]
+        if split == "train" and cfg.render_nlu_only:
             paths["recordings_all"] = cfg.output_dir / "snips_recordings_train_all.jsonl.gz"
             write_manifest(paths["recordings_all"], recordings)
-            if 0 < cfg.asr_train_subset < len(rows):
-                shuffled = sorted(asr_ids)
-                random.Random(cfg.seed).shuffle(shuffled)
-                keep = set(shuffled[: cfg.asr_train_subset])
-                asr_ids = [i for i in asr_ids if i in keep]
-        ids = set(asr_ids)
         asr_rec = RecordingSet.from_recordings(r for r in recordings if r.id in ids)
         asr_sup = SupervisionSet.from_segments(s for s in supervisions if s.id in ids)
         paths["recordings"] = cfg.output_dir / f"snips_recordings_{split}.jsonl.gz"
@@ -464,9 +501,10 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         write_manifest(paths["supervisions"], asr_sup)
         hours = sum(recordings[i].duration for i in asr_ids) / 3600
         logging.info(
-            "%s: %d NLU rows, %d with ASR audio (%.2f h), %d voices",
+            "%s: %d NLU rows (%d text-only), %d with ASR audio (%.2f h), %d voices",
             split,
             len(rows),
+            len(rows) - len(recordings),
             len(asr_ids),
             hours,
             sum(len(v) for v in voice_sets[split].values()),

@@ -248,6 +248,7 @@ class EspeakNG(TTSBackend):
             [
                 "sox",
                 "-q",
+                "-D",  # no dither: the same text and voice give the same bytes on every run
                 "-t",
                 "wav",
                 "-",

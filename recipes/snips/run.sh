@@ -69,13 +69,18 @@ snips_local_copy=$(realpath -m "$recipe_dir/../../../shared/data/snips")
 stage_prepare_corpus() {
   local tts=(--tts-backend "$tts_backend")  # one engine for every split, or the conf's plan
   [ -z "${tts_plan:-}" ] || tts=(--tts-plan "$tts_plan")
+  # conf render_nlu_only=false: only the ASR subset of train is synthesized, the other train rows
+  # are text-only NLU supervisions, so stage 1 checks the NLU manifests as text (SLURP's rule)
+  # and their audio through the supervisions manifests.
+  local render=${render_nlu_only:-true}
+  [ "$render" = true ] || validate_opts="--text-only-nlu true"
   run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
     "${corpus_dir:-}" \
     "$m/${corpus}_supervisions_train.jsonl.gz $m/${corpus}_nlu_test.jsonl.gz $m/${corpus}_intents.txt data/audio" \
     prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
       ${snips_local_copy:+--local-copy-dir "$snips_local_copy"} \
       --output-dir data/manifests --audio-dir data/audio --asr-train-subset "$asr_train_subset" \
-      --max-per-split "$max_per_split" --seed "$seed" --num-jobs "$nj" \
+      --max-per-split "$max_per_split" --render-nlu-only "$render" --seed "$seed" --num-jobs "$nj" \
       "${tts[@]}"
 }
 . "$recipe_dir/../common/run.sh"

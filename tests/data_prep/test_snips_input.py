@@ -139,6 +139,70 @@ def test_rerun_writes_identical_bytes(prepared):
     assert after == before
 
 
+def test_render_nlu_only_false_synthesizes_the_asr_subset_alone(prepared, tmp_path):
+    """--render-nlu-only false: the ASR manifests and their audio are byte-identical to those
+    of a run that renders every train row; the other train rows are text-only NLU rows (the
+    1 s placeholder, no TTS fields, no WAV); the manifests pass validate-manifests in its
+    text-only-NLU mode and a second run writes the same bytes."""
+    import dataclasses
+
+    from lhotse import load_manifest
+
+    from data_prep.slurp import NLU_DURATION
+    from data_prep.validate import ValidateOptions, validate_manifests
+
+    plan = "train=espeak-ng,flite:awb;dev=espeak-ng;test=espeak-ng"  # TTS fields in custom
+    prepared = dataclasses.replace(
+        prepared, output_dir=tmp_path / "m1", audio_dir=tmp_path / "a1", tts_plan=plan
+    )
+    prepare_snips(prepared)
+    cfg = dataclasses.replace(
+        prepared,
+        output_dir=tmp_path / "m2",
+        audio_dir=tmp_path / "a2",
+        render_nlu_only=False,
+    )
+    prepare_snips(cfg)
+    full, part = _snapshot(prepared.output_dir), _snapshot(cfg.output_dir)
+    assert "snips_recordings_train_all.jsonl.gz" in full
+    assert "snips_recordings_train_all.jsonl.gz" not in part
+    # the audio paths differ by folder only; compare the manifests with the folder replaced
+    for name in part:
+        if name == "snips_nlu_train.jsonl.gz":
+            continue
+        a = load_manifest(prepared.output_dir / name).to_dicts()
+        b = load_manifest(cfg.output_dir / name).to_dicts()
+        strip = str(prepared.audio_dir), str(cfg.audio_dir)
+        assert [repr(x).replace(*strip) for x in a] == [repr(x) for x in b], name
+    asr_ids = {s.id for s in load_manifest(cfg.output_dir / "snips_supervisions_train.jsonl.gz")}
+    nlu_full = load_manifest(prepared.output_dir / "snips_nlu_train.jsonl.gz")
+    nlu = load_manifest(cfg.output_dir / "snips_nlu_train.jsonl.gz")
+    assert [s.id for s in nlu] == [s.id for s in nlu_full] and len(nlu) > len(asr_ids)
+    for s, f in zip(nlu, nlu_full, strict=True):
+        assert (s.text, s.custom["intent"], s.custom["slots"]) == (
+            f.text,
+            f.custom["intent"],
+            f.custom["slots"],
+        )
+        if s.id in asr_ids:
+            assert s.duration == f.duration and s.custom == f.custom
+        else:
+            assert s.duration == NLU_DURATION and "tts_voice" not in s.custom
+            assert "tts_voice" in f.custom
+    wavs = {p.name.split(".")[0] for p in (cfg.audio_dir / "train").glob("*.wav")}
+    assert wavs == asr_ids
+    for wav in (cfg.audio_dir / "train").glob("*.wav"):
+        assert wav.read_bytes() == (prepared.audio_dir / "train" / wav.name).read_bytes()
+    opts = ValidateOptions(manifest_dir=cfg.output_dir, splits=["train", "dev", "test"])
+    with pytest.raises(InputError):  # the all-audio check wants snips_recordings_train_all
+        validate_manifests(opts)
+    validate_manifests(dataclasses.replace(opts, text_only_nlu=True))
+    prepare_snips(cfg)
+    assert {k: v[0] for k, v in _snapshot(cfg.output_dir).items()} == {
+        k: v[0] for k, v in part.items()
+    }
+
+
 def test_read_only_output_fails_before_tts(tmp_path, mini_snips_dir):
     from tests.data_prep.conftest import read_only_dir
 

@@ -45,7 +45,7 @@ def test_engine_renders_checked_16k_audio(engine, tmp_path):
         assert 0.5 < info.duration < 5.0
 
 
-@pytest.mark.parametrize("engine", ["flite", "festival"])
+@pytest.mark.parametrize("engine", ["espeak-ng", "flite", "festival"])
 def test_engine_is_deterministic_and_rate_stretches(engine, tmp_path):
     backend = _backend_or_skip(engine)
     voice = backend.voices()[0]

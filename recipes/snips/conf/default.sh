@@ -2,6 +2,9 @@
 # (Sourced by run.sh; later stages append their settings.)
 max_per_split=0          # 0 = all SNIPS rows
 asr_train_subset=6000    # train utterances with audio for the RNN-T (limited paired data)
+# The other 7,084 train rows are NLU text only (LMs, slot lexicons): not synthesized (about half
+# of stage 0's TTS time); true renders them too (snips_recordings_train_all, real durations).
+render_nlu_only=false
 bpe_sizes="128 256"      # data/lang_bpe_N for each N
 rare_threshold=5         # K: a word seen < K times in the ASR transcripts is rare
 tts_backend=espeak-ng    # the engine of every split when tts_plan is empty

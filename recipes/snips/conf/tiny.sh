@@ -1,6 +1,7 @@
 # Tiny preset: the whole recipe in minutes on 2 CPU cores (CI).
 max_per_split=40
 asr_train_subset=30
+render_nlu_only=false   # as the default preset: only the ASR subset of train is synthesized
 bpe_sizes="64"
 rare_threshold=2
 tts_backend=espeak-ng
