@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -101,6 +102,15 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             else:
                 with io.TextIOWrapper(z, encoding=encoding) as f:
                     yield f
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_manifest(path: str | Path, manifest: typing.Iterable[Any]) -> int:

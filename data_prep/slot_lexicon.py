@@ -39,7 +39,6 @@ and intent of the manifest has its file. :func:`common.lexicon.read_lexicon` rea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -50,7 +49,7 @@ from pathlib import Path
 from lhotse import SupervisionSegment, SupervisionSet
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write
+from common.io import InputError, atomic_write, file_sha256
 from data_prep.checks import check_writable_dir, load_lhotse_manifest
 
 #: Parts of a file name or utterance id that mark a held-out split (compared lower-cased).
@@ -99,14 +98,6 @@ def _refuse_eval_file(path: Path) -> None:
                 f"{path}: {what} marks a {marker!r} split; slot lexicons are built from the "
                 "training NLU manifest only (dev/test must never feed a lexicon)"
             )
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _checked_label(path: Path, sup: SupervisionSegment) -> tuple[str, list[str], list[str]]:
@@ -237,7 +228,7 @@ def extract_slot_lexicons(opts: SlotLexiconOptions) -> dict:
     summary = {
         "source": {
             "manifest": str(path),
-            "sha256": _file_sha256(path),
+            "sha256": file_sha256(path),
             "utterances": len(sups),
             "spans": n_spans,
             "stray_inside_tags": n_stray,

@@ -77,7 +77,7 @@ from lhotse import SupervisionSegment
 from tqdm import tqdm
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, dir_lock, open_text
+from common.io import InputError, atomic_write, dir_lock, file_sha256, open_text
 from common.trainer import write_if_changed
 from lm.data import Utterance, read_nlu
 from lm.scorer import LMScorer, NluPrediction
@@ -290,14 +290,6 @@ def load_nlu_scorer(cfg: PseudoLabelConfig) -> LMScorer:
             "(--mode multitask or finetune-multitask)"
         )
     return scorer
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _chunk_fingerprint(ckpt_sha: str, batch_size: int, chunk: list[tuple[int, str]]) -> str:
@@ -514,7 +506,7 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict[str, Any]:
             f"{cfg.text}: no sentence to label ({scan.lines_read} lines, skipped "
             f"{dict(scan.skipped)})"
         )
-    ckpt_sha = _sha256(cfg.checkpoint)
+    ckpt_sha = file_sha256(cfg.checkpoint)
     preds = label_text(scorer, cfg, scan.todo, ckpt_sha)
     conf = [confidence(p, len(s.split())) for (_, s), p in zip(scan.todo, preds, strict=True)]
     above = sum(c >= threshold for c in conf)
@@ -527,7 +519,7 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict[str, Any]:
         "checkpoint": str(cfg.checkpoint),
         "checkpoint_sha256": ckpt_sha,
         "text": str(cfg.text),
-        "text_sha256": _sha256(cfg.text),
+        "text_sha256": file_sha256(cfg.text),
         "dev_nlu": str(cfg.dev_nlu),
         "exclude_nlu": None if cfg.exclude_nlu is None else str(cfg.exclude_nlu),
         "lines_read": scan.lines_read,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -41,7 +40,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.io import InputError, atomic_write, dir_lock, open_text, temp_path_beside
+from common.io import (
+    InputError,
+    atomic_write,
+    dir_lock,
+    open_text,
+    temp_path_beside,
+)
+from common.io import file_sha256 as sha256
 
 MANIFEST_PREFIX = "set-"
 STAGING_PREFIX = ".staging-"
@@ -70,14 +76,6 @@ def check_name_part(value: str, option: str) -> str:
             "(it becomes part of the output file names)"
         )
     return value
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_writable(folder: str | Path) -> Path:
