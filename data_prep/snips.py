@@ -412,11 +412,10 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         else {r.id for r in rows}
         for split, rows in rows_by_split.items()
     }
-    # with --render-nlu-only false, only the rows of the ASR subset get audio
-    with_audio = {
-        split: {r.id for r in rows} if cfg.render_nlu_only else asr_ids_by_split[split]
-        for split, rows in rows_by_split.items()
-    }
+    # the rows that get audio: the ASR's, and with --render-nlu-only every train row
+    with_audio = dict(asr_ids_by_split)
+    if cfg.render_nlu_only:
+        with_audio["train"] = {r.id for r in rows_by_split["train"]}
     audio: dict[str, _SplitAudio] = {}
     for split, rows in rows_by_split.items():
         a = audio[split] = _SplitAudio()

@@ -40,14 +40,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.io import (
-    InputError,
-    atomic_write,
-    dir_lock,
-    open_text,
-    temp_path_beside,
-)
-from common.io import file_sha256 as sha256
+from common.io import InputError, atomic_write, dir_lock, open_text, temp_path_beside
+from common.io import file_sha256 as sha256  # the name rescoring/ imports
 
 MANIFEST_PREFIX = "set-"
 STAGING_PREFIX = ".staging-"
