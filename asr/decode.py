@@ -34,9 +34,10 @@ are ranked by their sum; the suffix gains ``_ctx<score>``. A context score of 0 
 as without biasing.
 
 ``--length-bonus B`` (``modified_beam``): every BPE token of a hypothesis adds ``B`` to the score
-the beam is pruned on, so that longer hypotheses survive pruning (the RNN-T under-generates);
-the scores written and the order of the n-best list stay the model's (a second pass weights the
-word count itself). The suffix gains ``_lb<B>``; 0 decodes exactly as without it.
+the beam is pruned on, so that longer hypotheses survive pruning (the RNN-T under-generates).
+The n-best is ranked by that same score: each hypothesis carries ``length_score`` (``B`` x its
+tokens) beside the model's ``am_score``, as a biased one carries ``context_score``. The suffix
+gains ``_lb<B>``; 0 decodes exactly as without it.
 
     decode-asr ... --method modified_beam --beam 8 --context-lexicon data/lang/lexicons \
         --context-score 1.5 --context-lists exp/slu/predicted-lists-dev.tsv
@@ -101,8 +102,8 @@ class DecodeConfig:
         default=0.0,
         metadata={
             "help": "modified_beam: bonus per BPE token added to the score the beam is pruned "
-            "on, so longer hypotheses stay in the beam; the am_score written and the n-best's "
-            "order are the model's (0 = off)"
+            "and the n-best ranked on, so longer hypotheses stay in the beam; written as "
+            "length_score beside the model's am_score (0 = off)"
         },
     )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
@@ -192,26 +193,32 @@ def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, 
     return model.to(device).eval(), ckpt
 
 
-def to_nbest(hyps: list[Hypothesis], tok: Tokenizer, n: int, context: bool = False) -> list[dict]:
+def to_nbest(
+    hyps: list[Hypothesis], tok: Tokenizer, n: int, context: bool = False, length: bool = False
+) -> list[dict]:
     """Merge hypotheses with identical word sequences (log-sum-exp of ``am_score``), best first
-    by ``am_score + context_score``, top ``n``.
+    by the score the search ranked by (``am_score + context_score + length_score``), top ``n``.
 
-    With ``context`` each record also carries ``context_score``, the biasing bonus of the
-    merged hypothesis of best total (the tokens kept are that hypothesis' too).
+    With ``context`` (``length``) each record also carries ``context_score`` (``length_score``),
+    the biasing (length) bonus of the merged hypothesis of best total (the tokens kept are that
+    hypothesis' too).
     """
     merged: dict[str, dict] = {}
-    bonus: dict[str, float] = {}
+    bonus: dict[str, tuple[float, float]] = {}
     for h in sorted(hyps, key=lambda h: -h.total):
         words = " ".join(tok.decode(list(h.tokens)).split())
         if words not in merged:
             merged[words] = {"words": words, "tokens": list(h.tokens), "am_score": h.score}
-            bonus[words] = h.context_score
+            bonus[words] = (h.context_score, h.length_score)
         else:
             merged[words]["am_score"] = logaddexp(merged[words]["am_score"], h.score)
-    ranked = sorted(merged.values(), key=lambda r: -(r["am_score"] + bonus[r["words"]]))[:n]
+    ranked = sorted(merged.values(), key=lambda r: -(r["am_score"] + sum(bonus[r["words"]])))[:n]
     for r in ranked:
+        ctx, lsc = bonus[r["words"]]
         if context:
-            r["context_score"] = round(float(bonus[r["words"]]), 5)
+            r["context_score"] = round(float(ctx), 5)
+        if length:
+            r["length_score"] = round(float(lsc), 5)
         r["am_score"] = round(float(r["am_score"]), 5)
     return ranked
 
@@ -293,7 +300,9 @@ def decode_set(
         else:
             nbests = search(model, feats, lens, contexts=[graphs[uid] for uid in batch["ids"]])
         for uid, ref, hyps in zip(batch["ids"], batch["texts"], nbests, strict=True):
-            nb = to_nbest(hyps, tok, cfg.nbest, context=biasing is not None)
+            nb = to_nbest(
+                hyps, tok, cfg.nbest, context=biasing is not None, length=cfg.length_bonus != 0
+            )
             records.append({"id": uid, "ref": ref, "hyps": nb})
             results.append((uid, ref.split(), nb[0]["words"].split() if nb else []))
     decode_s = time.time() - t0

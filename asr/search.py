@@ -17,7 +17,8 @@ the beam is pruned on, and the end of the utterance gives back unfinished matche
 the bonus of every candidate token is added before it (one cached (V,) row per graph node), so
 a boosted token can enter the beam on its own frame. The
 output keeps the acoustic score (``score``) apart from the bonus (``context_score``) and ranks
-by their sum. With every bonus 0 the search is the unbiased one, bit for bit
+by their sum (plus ``length_score`` with a length bonus: the n-best is ranked by the score the
+beam was pruned on). With every bonus 0 the search is the unbiased one, bit for bit
 (``tests/asr/test_biasing.py``).
 
 Usage:
@@ -47,11 +48,13 @@ from common.numeric import logaddexp
 class Hypothesis:
     tokens: tuple[int, ...]
     score: float  # natural-log probability (am_score), without any biasing bonus
-    context_score: float = 0.0  # contextual-biasing bonus (finalized); ranking: score + this
+    context_score: float = 0.0  # contextual-biasing bonus (finalized)
+    length_score: float = 0.0  # length bonus x tokens (ModifiedBeamSearch(length_bonus=...))
 
     @property
     def total(self) -> float:
-        return self.score + self.context_score
+        """The score the search ranked by: acoustic score plus every bonus it pruned with."""
+        return self.score + self.context_score + self.length_score
 
 
 def _where_state(mask: torch.Tensor, new, old):
@@ -234,8 +237,9 @@ class ModifiedBeamSearch(SearchMethod):
             for j, e in enumerate(kept + todo):
                 e[1] = j
         out: list[list[Hypothesis]] = []
+        lb = self.length_bonus
         for u, context in enumerate(contexts):
-            nbest = [Hypothesis(h, e[0]) for h, e in hyps[u].items()]
+            nbest = [Hypothesis(h, e[0], length_score=lb * len(h)) for h, e in hyps[u].items()]
             if context is not None:
                 for hyp in nbest:
                     earned, node = hyps[u][hyp.tokens][2]
@@ -263,7 +267,7 @@ class ModifiedBeamSearch(SearchMethod):
         base = torch.tensor([e[0] for _, _, e in cur], dtype=logp.dtype, device=dev)
         am = base[:, None] + logp  # (R, V)
         total = am
-        if self.length_bonus:  # pruning only: per token of the hypothesis after this step
+        if self.length_bonus:  # per token of the hypothesis after this step
             lens = torch.tensor([len(h) for _, h, _ in cur], dtype=am.dtype, device=dev)
             grow = torch.ones(v, dtype=am.dtype, device=dev)
             grow[blank_id] = 0.0

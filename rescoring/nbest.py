@@ -16,7 +16,8 @@ Kaldi-style text file ``utt_id word word ...``.
 
 Every field is validated at the boundary, by type, never coerced: ``id`` a non-empty string,
 ``ref`` a string, ``hyps`` a non-empty list of objects, ``words`` a string, ``tokens`` (optional)
-a list of integers, ``am_score`` and the optional ``lm_score`` / ``total`` finite numbers (a bool
+a list of integers, ``am_score`` and the optional ``lm_score`` / ``total`` / ``context_score`` /
+``length_score`` finite numbers (a bool
 is not a number). A bad record is an :class:`~common.io.InputError` naming
 ``file:line (utt id)`` and the field; a duplicated id names both lines; text that is not UTF-8
 (UTF-16, Latin-1) names the line. An utterance with more than ``max_hyps`` hypotheses
@@ -50,11 +51,14 @@ class Hyp:
     total: float | None = None
     #: bonus of a contextually biased first pass (``decode-asr --context-score``)
     context_score: float | None = None
+    #: length bonus of the first pass (``decode-asr --length-bonus``: bonus x BPE tokens)
+    length_score: float | None = None
 
     @property
     def first_pass_score(self) -> float:
-        """The score the first pass ranked by: ``am_score`` plus the biasing bonus, if any."""
-        return self.am_score + (self.context_score or 0.0)
+        """The score the first pass ranked by: ``am_score`` plus its biasing and length
+        bonuses, if any."""
+        return self.am_score + (self.context_score or 0.0) + (self.length_score or 0.0)
 
 
 @dataclass
@@ -66,7 +70,7 @@ class NbestRecord:
     def to_json(self) -> dict:
         d = asdict(self)
         for h in d["hyps"]:
-            for k in ("lm_score", "total", "context_score"):
+            for k in ("lm_score", "total", "context_score", "length_score"):
                 if h[k] is None:
                     del h[k]
         return d
@@ -103,6 +107,7 @@ def parse_hyp(h: object, where: str, i: int) -> Hyp:
         lm_score=get_number(h, "lm_score", where, name + "lm_score", required=False),
         total=get_number(h, "total", where, name + "total", required=False),
         context_score=get_number(h, "context_score", where, name + "context_score", required=False),
+        length_score=get_number(h, "length_score", where, name + "length_score", required=False),
     )
 
 

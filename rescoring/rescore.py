@@ -1,8 +1,8 @@
 """Rescore n-best lists: ``total = am_score + λ·lm_score + β·num_words``; pick the best.
 
-``am_score`` stands for the first-pass score: for a contextually biased decoding
-(hypotheses with ``context_score``) it is ``am_score + context_score``, the score the biased
-search ranked by, so that λ = β = 0 keeps the biased 1-best.
+``am_score`` stands for the first-pass score: for a contextually biased decoding or one with a
+length bonus (hypotheses with ``context_score`` / ``length_score``) it is their sum with
+``am_score``, the score the search ranked by, so that λ = β = 0 keeps the first-pass 1-best.
 
 The formula is :func:`rescoring.params.total_score`, the one every stage uses, on the
 features ``am``, ``lm:<scorer>`` and ``num_words`` of each hypothesis (:func:`hyp_features`).

@@ -26,6 +26,20 @@ def test_to_nbest_merges_identical_words():
     assert abs(nb[0]["am_score"] - (-1.0 + torch.log(torch.tensor(2.0)).item())) < 1e-4
 
 
+def test_to_nbest_ranks_by_the_search_score_with_its_length_bonus():
+    """"b b" (am -1.0, bonus 2 x 0.6) outranks "a" (am -0.5, bonus 0.6); the length score of a
+    merged word sequence is that of its best-ranked hypothesis."""
+    hyps = [
+        Hypothesis((1,), -0.5, length_score=0.6),
+        Hypothesis((2, 2), -1.0, length_score=1.2),
+        Hypothesis((3,), -3.0, length_score=0.6),  # "a" again
+    ]
+    nb = to_nbest(hyps, _Tok(), 8, length=True)
+    assert [(h["words"], h["length_score"]) for h in nb] == [("b b", 1.2), ("a", 0.6)]
+    assert [h["tokens"] for h in nb] == [[2, 2], [1]]
+    assert "length_score" not in to_nbest(hyps, _Tok(), 8)[0]
+
+
 def test_search_methods_agree(trained_tiny, asr_data):
     from asr.data import Tokenizer, load_cuts, make_dataloader
 
@@ -115,9 +129,12 @@ def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_pa
     assert long["suffix"] == "modified_beam_beam4_lb2"
     read = lambda d: gzip.open(tmp_path / d / f"nbest-{plain['set']}.jsonl.gz", "rt").read()  # noqa: E731
     assert read("plain") == read("zero")
-    for line in read("long").splitlines():  # the n-best stays ranked by the model's score
-        scores = [h["am_score"] for h in json.loads(line)["hyps"]]
-        assert scores == sorted(scores, reverse=True)
+    assert "length_score" not in read("plain")
+    for line in read("long").splitlines():  # ranked by am_score + length_score, 2 per token
+        hyps = json.loads(line)["hyps"]
+        assert [h["length_score"] for h in hyps] == [2.0 * len(h["tokens"]) for h in hyps]
+        totals = [h["am_score"] + h["length_score"] for h in hyps]
+        assert totals == sorted(totals, reverse=True)
     for bad in (dict(method="greedy", length_bonus=1.0), dict(length_bonus=float("nan"))):
         with pytest.raises(InputError, match="--length-bonus"):
             cfg(**bad).validate()

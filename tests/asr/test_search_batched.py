@@ -219,10 +219,14 @@ def test_length_bonus_prunes_by_hand_and_keeps_the_acoustic_score():
     assert [h.tokens for h in large] == [(3,)]
     assert large[0].score == pytest.approx(math.log(0.3), abs=1e-5)
     assert large[0].context_score == 0.0
+    assert large[0].length_score == pytest.approx(0.8)
     # two symbols, beam 2: the bonus keeps the longer (3, 3) (0.09) over () (0.6); the output
-    # is ranked by the acoustic score
+    # is ranked by the score the beam was pruned on: log 0.09 + 3.0 > log 0.18 + 1.5
     (two,) = ModifiedBeamSearch(beam=2, max_sym_per_frame=2, length_bonus=1.5)(model, feats, lens)
-    assert [h.tokens for h in two] == [(3,), (3, 3)]
+    assert [h.tokens for h in two] == [(3, 3), (3,)]
+    assert [h.score for h in two] == pytest.approx([math.log(0.09), math.log(0.18)], abs=1e-5)
+    assert [h.length_score for h in two] == [3.0, 1.5]
+    assert [h.total for h in two] == [h.score + h.length_score for h in two]
     with pytest.raises(ValueError, match="finite"):
         ModifiedBeamSearch(length_bonus=math.inf)
 
@@ -231,8 +235,8 @@ def test_zero_length_bonus_is_bit_identical(random_model):
     model, feats, lens, _, _ = random_model
     plain = ModifiedBeamSearch(beam=4, max_sym_per_frame=2)(model, feats, lens)
     zero = ModifiedBeamSearch(beam=4, max_sym_per_frame=2, length_bonus=0.0)(model, feats, lens)
-    assert [[(h.tokens, h.score) for h in nb] for nb in zero] == [
-        [(h.tokens, h.score) for h in nb] for nb in plain
+    assert [[(h.tokens, h.score, h.length_score) for h in nb] for nb in zero] == [
+        [(h.tokens, h.score, 0.0) for h in nb] for nb in plain
     ]
 
 

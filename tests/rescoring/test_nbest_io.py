@@ -126,3 +126,19 @@ def test_context_score_of_a_biased_first_pass_is_kept(tmp_path):
     write_jsonl(p, [{"id": "u1", "ref": "x", "hyps": [dict(hyp, context_score="big")]}])
     with pytest.raises(InputError, match="context_score"):
         list(read_nbest_jsonl(p))
+
+
+def test_length_score_of_the_first_pass_is_kept_and_ranks(tmp_path):
+    from common.io import write_jsonl
+    from rescoring.nbest import read_nbest_jsonl
+
+    p = tmp_path / "nbest.jsonl"
+    hyp = {"words": "play jazz", "tokens": [5, 6], "am_score": -1.5, "length_score": 1.0}
+    write_jsonl(p, [{"id": "u1", "ref": "play jazz", "hyps": [dict(hyp, context_score=0.25)]}])
+    (rec,) = list(read_nbest_jsonl(p))
+    assert rec.hyps[0].length_score == 1.0
+    assert rec.hyps[0].first_pass_score == -1.5 + 0.25 + 1.0
+    assert rec.to_json()["hyps"][0]["length_score"] == 1.0
+    write_jsonl(p, [{"id": "u1", "ref": "x", "hyps": [dict(hyp, length_score=float("nan"))]}])
+    with pytest.raises(InputError, match="length_score"):
+        list(read_nbest_jsonl(p))
