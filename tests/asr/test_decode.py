@@ -27,7 +27,7 @@ def test_to_nbest_merges_identical_words():
 
 
 def test_to_nbest_ranks_by_the_search_score_with_its_length_bonus():
-    """"b b" (am -1.0, bonus 2 x 0.6) outranks "a" (am -0.5, bonus 0.6); the length score of a
+    """ "b b" (am -1.0, bonus 2 x 0.6) outranks "a" (am -0.5, bonus 0.6); the length score of a
     merged word sequence is that of its best-ranked hypothesis."""
     hyps = [
         Hypothesis((1,), -0.5, length_score=0.6),
