@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torchaudio.models import RNNTBeamSearch
-from torchaudio.models.rnnt import _CustomLSTM, _Predictor
+from torchaudio.models.rnnt import _CustomLSTM, _Joiner, _Predictor
 
 from asr.context_graph import ContextGraph
 from asr.model import Transducer
@@ -155,6 +155,7 @@ class ModifiedBeamSearch(SearchMethod):
         self.max_sym_per_frame = max_sym_per_frame
         self.length_bonus = length_bonus
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
+        self._grow: torch.Tensor | None = None  # (V,): 1 per non-blank token, 0 for blank
 
     @torch.no_grad()
     def __call__(self, model, feats, feat_lens, contexts: list[ContextGraph | None] | None = None):
@@ -193,10 +194,9 @@ class ModifiedBeamSearch(SearchMethod):
         blank = torch.full((1, 1), blank_id, dtype=torch.long, device=dev)
         pred0, _, state0 = model.predict(blank, one, None)
         self._gates = _token_gates(model)
-        # The predictor outputs and states of live hypotheses: rows of ``store_pred`` (M, J)
-        # and of each tensor of ``store_state``; a hypothesis holds its row number.
-        store_pred = pred0[:, 0]
-        store_state = [list(layer) for layer in state0]
+        self._grow = None
+        # the predictor outputs and states of the hypotheses; a hypothesis holds its row
+        store = _Store(pred0[:, 0], [list(layer) for layer in state0])
         # per utterance: tokens -> [am score, store row, (bonus earned, graph state) or None,
         # parent row, token]; store row -1: the predictor has not run yet (parent, token)
         hyps: list[dict[tuple[int, ...], list]] = [
@@ -206,36 +206,28 @@ class ModifiedBeamSearch(SearchMethod):
         for t in range(t_max):
             active = [u for u in range(n) if t < lens[u]]
             enc_t = enc[:, t]
-            # hypotheses on the frame, flat: rows of one utterance are contiguous
-            cur = [(u, h, e) for u in active for h, e in hyps[u].items()]
+            # hypotheses on the frame, grouped by utterance: [(utt, [(tokens, entry), ...])]
+            cur = [(u, list(hyps[u].items())) for u in active if hyps[u]]
             nxt: list[dict[tuple[int, ...], list]] = [{} for _ in range(n)]
             for step in range(self.max_sym_per_frame):
                 if not cur:
                     break
                 last = step == self.max_sym_per_frame - 1
-                cur, store_pred, store_state = self._step(
-                    model, enc_t, cur, nxt, contexts, last, biased, store_pred, store_state
-                )
+                cur = self._step(model, enc_t, cur, nxt, contexts, last, biased, store)
             for u in active:
                 hyps[u] = nxt[u]
-            # keep only the rows of the hypotheses of the next frame; run the predictor on
-            # those that moved there with a token (none for utterances that end here)
+            # run the predictor on the hypotheses that moved to the next frame with a token
+            # (none for utterances that end here); now and then drop the rows of the others
             live = [e for u in active if t + 1 < lens[u] for e in hyps[u].values()]
-            kept = [e for e in live if e[1] >= 0]
             todo = [e for e in live if e[1] < 0]
-            idx = torch.tensor([e[1] for e in kept], dtype=torch.long, device=dev)
-            new_pred = store_pred.index_select(0, idx)
-            new_state = [[s.index_select(0, idx) for s in layer] for layer in store_state]
             if todo:
-                out, nst = self._predict(model, todo, store_state)
-                new_pred = torch.cat([new_pred, out])
-                new_state = [
-                    [torch.cat([s, ns]) for s, ns in zip(layer, nlayer, strict=True)]
-                    for layer, nlayer in zip(new_state, nst, strict=True)
-                ]
-            store_pred, store_state = new_pred, new_state
-            for j, e in enumerate(kept + todo):
-                e[1] = j
+                m = store.append(*self._predict(model, todo, store))
+                for j, e in enumerate(todo):
+                    e[1] = m + j
+            if store.size > _COMPACT_FACTOR * len(live) + _COMPACT_SLACK:
+                store.compact([e[1] for e in live])
+                for j, e in enumerate(live):
+                    e[1] = j
         out: list[list[Hypothesis]] = []
         lb = self.length_bonus
         for u, context in enumerate(contexts):
@@ -247,86 +239,94 @@ class ModifiedBeamSearch(SearchMethod):
             out.append(sorted(nbest, key=lambda hyp: -hyp.total))
         return out
 
-    def _step(self, model, enc_t, cur, nxt, contexts, last, biased, store_pred, store_state):
-        """One symbol step of one frame for every utterance: score ``cur`` (list of (utt,
-        tokens, entry)), keep the beam per utterance (with what ``nxt`` holds), merge the
-        blank-extended (and at the ``last`` step also the token-extended) hypotheses into
-        ``nxt`` (their predictor runs at the end of the frame), run the predictor on those that
-        stay on the frame. Returns the hypotheses still on the frame and the grown store."""
+    def _step(self, model, enc_t, cur, nxt, contexts, last, biased, store):
+        """One symbol step of one frame for every utterance: score ``cur`` (per utterance:
+        (utt, [(tokens, entry), ...])), keep the beam per utterance (with what ``nxt`` holds),
+        merge the blank-extended (and at the ``last`` step also the token-extended) hypotheses
+        into ``nxt`` (their predictor runs at the end of the frame), run the predictor on those
+        that stay on the frame (their rows appended to ``store``). Returns the hypotheses still
+        on the frame, grouped as ``cur``."""
         dev = enc_t.device
         blank_id = model.blank_id
-        r = len(cur)
-        rows = torch.tensor([e[1] for _, _, e in cur], dtype=torch.long, device=dev)
-        utts = torch.tensor([u for u, _, _ in cur], dtype=torch.long, device=dev)
-        preds = store_pred.index_select(0, rows)  # (R, J)
-        encs = enc_t.index_select(0, utts)  # (R, J)
-        ones = torch.ones(r, dtype=torch.long, device=dev)
-        logits, _, _ = model.join(encs[:, None], ones, preds[:, None], ones)
-        logp = logits[:, 0, 0].log_softmax(-1)  # (R, V)
+        lb = self.length_bonus
+        counts = [len(g) for _, g in cur]
+        flat = [e for _, g in cur for _, e in g]
+        r = len(flat)
+        # one tensor for the store rows and utterances of the R rows, one for their scores
+        ids = torch.tensor(
+            [e[1] for e in flat] + [u for u, g in cur for _ in g],
+            dtype=torch.long,
+            device=dev,
+        )
+        preds = store.pred.index_select(0, ids[:r])  # (R, J)
+        encs = enc_t.index_select(0, ids[r:])  # (R, J)
+        logp = self._join(model, encs, preds)  # (R, V)
         v = logp.shape[1]
-        base = torch.tensor([e[0] for _, _, e in cur], dtype=logp.dtype, device=dev)
-        am = base[:, None] + logp  # (R, V)
-        total = am
-        if self.length_bonus:  # per token of the hypothesis after this step
-            lens = torch.tensor([len(h) for _, h, _ in cur], dtype=am.dtype, device=dev)
-            grow = torch.ones(v, dtype=am.dtype, device=dev)
-            grow[blank_id] = 0.0
-            total = total + self.length_bonus * (lens[:, None] + grow)
+        if lb:
+            lens = [float(len(h)) for _, g in cur for h, _ in g]
+            both = torch.tensor([e[0] for e in flat] + lens, dtype=logp.dtype, device=dev)
+            am = both[:r, None] + logp  # (R, V)
+            if self._grow is None or self._grow.shape[0] != v:  # 1 per non-blank token
+                self._grow = torch.ones(v, dtype=am.dtype, device=dev)
+                self._grow[blank_id] = 0.0
+            # per token of the hypothesis after this step
+            total = am + lb * (both[r:, None] + self._grow)
+        else:
+            base = torch.tensor([e[0] for e in flat], dtype=logp.dtype, device=dev)
+            am = total = base[:, None] + logp  # (R, V)
         if biased:
             zeros = torch.zeros(v, dtype=torch.float32)
             bonus = [
                 zeros if e[2] is None else contexts[u].step_scores(e[2][1], v, blank_id)
-                for u, _, e in cur
+                for u, g in cur
+                for _, e in g
             ]
-            earned = torch.tensor([0.0 if e[2] is None else e[2][0] for _, _, e in cur])
+            earned = torch.tensor([0.0 if e[2] is None else e[2][0] for e in flat])
             total = total + (earned[:, None] + torch.stack(bonus)).to(dev)
-        # per utterance: slot a, first row, row count; next-frame hypotheses so far
-        groups: list[tuple[int, int, int]] = []  # (utt, first row, count)
-        for i, (u, _, _) in enumerate(cur):
-            if groups and groups[-1][0] == u:
-                groups[-1] = (u, groups[-1][1], groups[-1][2] + 1)
-            else:
-                groups.append((u, i, 1))
-        a_n = len(groups)
-        kmax = max(c for _, _, c in groups)
-        pos = [a * kmax + i for a, (_, _, c) in enumerate(groups) for i in range(c)]
-        pos_t = torch.tensor(pos, dtype=torch.long, device=dev)
-        olds = [list(nxt[u].items()) for u, _, _ in groups]
+        # per utterance a row of kmax * V candidates (-inf padded) + its next-frame hypotheses
+        a_n = len(cur)
+        kmax = max(counts)
+        olds = [list(nxt[u].items()) for u, _ in cur]
         n_old = max(len(o) for o in olds)
         width = kmax * v
-
-        def padded(x: torch.Tensor, old_scores: list[list[float]]) -> torch.Tensor:
-            mat = torch.full((a_n * kmax, v), -math.inf, dtype=x.dtype, device=dev)
-            mat.index_copy_(0, pos_t, x)
-            mat = mat.view(a_n, width)
-            if n_old:
-                tail = [s + [-math.inf] * (n_old - len(s)) for s in old_scores]
-                mat = torch.cat([mat, torch.tensor(tail, dtype=x.dtype, device=dev)], 1)
-            return mat
-
         old_am = [[e[0] for _, e in o] for o in olds]
-        shaped = biased or self.length_bonus != 0  # the pruning score is not the am score
-        old_total = old_am
-        if shaped:
-            lb = self.length_bonus
-            old_total = [
-                [e[0] + (0.0 if e[2] is None else e[2][0]) + lb * len(h) for h, e in o]
-                for o in olds
-            ]
+        shaped = biased or lb != 0  # the pruning score is not the am score
+        scores, old_scores = [total], [old_am]
+        if shaped:  # the pruning score, then the am score
+            scores.append(am)
+            old_scores.insert(
+                0,
+                [
+                    [e[0] + (0.0 if e[2] is None else e[2][0]) + lb * len(h) for h, e in o]
+                    for o in olds
+                ],
+            )
+        x = torch.stack(scores)  # (S, R, V)
+        if r == a_n * kmax:  # every utterance has kmax rows: no padding
+            mat = x.view(len(scores), a_n, width)
+        else:
+            pos = [a * kmax + i for a, c in enumerate(counts) for i in range(c)]
+            mat = torch.full((len(scores), a_n * kmax, v), -math.inf, dtype=x.dtype, device=dev)
+            mat.index_copy_(1, torch.tensor(pos, dtype=torch.long, device=dev), x)
+            mat = mat.view(len(scores), a_n, width)
+        if n_old:
+            pad = [[sc + [-math.inf] * (n_old - len(sc)) for sc in s_] for s_ in old_scores]
+            mat = torch.cat([mat, torch.tensor(pad, dtype=x.dtype, device=dev)], 2)
         k = min(self.beam, width + n_old)
-        top = padded(total, old_total).topk(k, dim=1)
+        top = mat[0].topk(k, dim=1)
         top_total = top.values.tolist()
-        top_am = padded(am, old_am).gather(1, top.indices).tolist() if shaped else top_total
+        top_am = mat[1].gather(1, top.indices).tolist() if shaped else top_total
         top_i = top.indices.tolist()
-        new_cur: dict[tuple[int, tuple[int, ...]], list] = {}
+        new_cur: list[tuple[int, list]] = []
         pending: list[list] = []  # entries staying on the frame: the predictor runs now
-        for a, (u, first, _) in enumerate(groups):
+        ninf = -math.inf
+        for a, (u, g) in enumerate(cur):
             context = contexts[u]
             old = olds[a]
             merged: dict[tuple[int, ...], list] = {}
             stay: dict[tuple[int, ...], list] = {}
             for total_s, score, idx in zip(top_total[a], top_am[a], top_i[a], strict=True):
-                if total_s == -math.inf:  # padding: fewer candidates than the beam
+                if total_s == ninf:  # padding: fewer candidates than the beam
                     break
                 if idx >= width:  # already on the next frame (its own float, not the top-k's)
                     h, e = old[idx - width]
@@ -336,55 +336,119 @@ class ModifiedBeamSearch(SearchMethod):
                     else:
                         got[0] = logaddexp(got[0], e[0])
                     continue
-                else:
-                    p, tok = divmod(idx, v)
-                    _, h0, e0 = cur[first + p]
-                    if tok == blank_id:
-                        h, target, ctx, parent, tok = h0, merged, e0[2], e0[1], -1
+                p, tok = divmod(idx, v)
+                h0, e0 = g[p]
+                if tok == blank_id:  # to the next frame, same tokens, same predictor row
+                    got = merged.get(h0)
+                    if got is None:
+                        merged[h0] = [score, e0[1], e0[2], -1, -1]
                     else:
-                        h = h0 + (tok,)
-                        target, parent = (merged if last else stay), e0[1]
-                        ctx = None
-                        if context is not None and h not in target:
-                            earned, node = e0[2]
-                            delta, node, _ = context.forward_one_step(node, tok)
-                            ctx = (earned + delta, node)
+                        got[0] = logaddexp(got[0], score)
+                    continue
+                h = h0 + (tok,)
+                target = merged if last else stay
                 got = target.get(h)
                 if got is not None:
                     got[0] = logaddexp(got[0], score)
                     continue
-                if tok < 0:
-                    target[h] = [score, parent, ctx, -1, -1]
-                else:  # the predictor runs at the end of the step (frame) for stay (merged)
-                    entry = target[h] = [score, -1, ctx, parent, tok]
-                    if target is stay:
-                        pending.append(entry)
+                ctx = None
+                if context is not None:
+                    earned, node = e0[2]
+                    delta, node, _ = context.forward_one_step(node, tok)
+                    ctx = (earned + delta, node)
+                # the predictor runs at the end of the step (stay) or of the frame (merged)
+                entry = target[h] = [score, -1, ctx, e0[1], tok]
+                if not last:
+                    pending.append(entry)
             nxt[u] = merged
-            for h, e in stay.items():
-                new_cur[(u, h)] = e
+            if stay:
+                new_cur.append((u, list(stay.items())))
         if pending:
-            out, nst = self._predict(model, pending, store_state)
-            m = store_pred.shape[0]
-            store_pred = torch.cat([store_pred, out])
-            store_state = [
-                [torch.cat([s, ns]) for s, ns in zip(layer, nlayer, strict=True)]
-                for layer, nlayer in zip(store_state, nst, strict=True)
-            ]
+            m = store.append(*self._predict(model, pending, store))
             for j, entry in enumerate(pending):
                 entry[1] = m + j
-        return [(u, h, e) for (u, h), e in new_cur.items()], store_pred, store_state
+        return new_cur
 
-    def _predict(self, model, entries: list[list], store_state):
+    def _join(self, model, encs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+        """Joiner log-probabilities (R, V) of R (encoder frame, predictor output) pairs: the
+        torchaudio ``_Joiner``'s layers called on (R, J) directly (``model.join`` otherwise)."""
+        joiner = getattr(model, "joiner", None)
+        if isinstance(joiner, _Joiner) and not joiner.training:
+            return joiner.linear(joiner.activation(encs + preds)).log_softmax(-1)
+        ones = torch.ones(encs.shape[0], dtype=torch.long, device=encs.device)
+        logits, _, _ = model.join(encs[:, None], ones, preds[:, None], ones)
+        return logits[:, 0, 0].log_softmax(-1)
+
+    def _predict(self, model, entries: list[list], store: _Store):
         """Predictor outputs (P, J) and states of ``entries`` (parent row, token)."""
-        dev = store_state[0][0].device
+        dev = store.pred.device
+        store_state = store.state
+        if self._gates is not None:
+            # the recurrent projection depends on the parent alone: once per distinct parent
+            uniq: dict[int, int] = {}
+            inv = [uniq.setdefault(e[3], len(uniq)) for e in entries]
+            ids = torch.tensor(
+                list(uniq) + inv + [e[4] for e in entries], dtype=torch.long, device=dev
+            )
+            n_u, n_p = len(uniq), len(entries)
+            parents, toks = ids[:n_u], ids[n_u + n_p :]
+            back = None if n_u == n_p else ids[n_u : n_u + n_p]
+            st = [[s.index_select(0, parents) for s in layer] for layer in store_state]
+            return _lstm_predict(model.predictor, self._gates, toks, st, back)
         parents = torch.tensor([e[3] for e in entries], dtype=torch.long, device=dev)
         toks = torch.tensor([e[4] for e in entries], dtype=torch.long, device=dev)
         st = [[s.index_select(0, parents) for s in layer] for layer in store_state]
-        if self._gates is not None:
-            return _lstm_predict(model.predictor, self._gates, toks, st)
         ones = torch.ones(len(entries), dtype=torch.long, device=dev)
         out, _, nst = model.predict(toks[:, None], ones, st)
         return out[:, 0], nst
+
+
+#: The search drops the predictor rows of dead hypotheses once the store holds more than
+#: ``_COMPACT_FACTOR`` x (live hypotheses) + ``_COMPACT_SLACK`` rows (not every frame: a
+#: compaction copies every live row).
+_COMPACT_FACTOR, _COMPACT_SLACK = 8, 256
+
+
+class _Store:
+    """Predictor outputs (rows of ``pred``, (capacity, J)) and states (rows of each tensor of
+    ``state``, per layer [h, c]) of search hypotheses, in buffers that grow by doubling; rows
+    ``[0, size)`` are used. A hypothesis refers to its row number until :meth:`compact`."""
+
+    def __init__(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> None:
+        self.size = 0
+        self.pred = pred.new_empty((0, pred.shape[1]))
+        self.state = [[s.new_empty((0, s.shape[1])) for s in layer] for layer in state]
+        self.append(pred, state)
+
+    def _buffers(self):
+        return [self.pred] + [s for layer in self.state for s in layer]
+
+    def append(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> int:
+        """Add rows; returns the number of the first."""
+        m, p = self.size, pred.shape[0]
+        if m + p > self.pred.shape[0]:
+            cap = max(2 * self.pred.shape[0], m + p, 256)
+            grown = []
+            for buf in self._buffers():
+                new = buf.new_empty((cap, buf.shape[1]))
+                new[:m] = buf[:m]
+                grown.append(new)
+            self._set(grown)
+        for buf, x in zip(self._buffers(), [pred] + [s for ly in state for s in ly], strict=True):
+            buf[m : m + p] = x
+        self.size = m + p
+        return m
+
+    def compact(self, rows: list[int]) -> None:
+        """Keep only ``rows``, renumbered 0.. in this order."""
+        idx = torch.tensor(rows, dtype=torch.long, device=self.pred.device)
+        for buf in self._buffers():
+            buf[: len(rows)] = buf.index_select(0, idx)
+        self.size = len(rows)
+
+    def _set(self, bufs: list[torch.Tensor]) -> None:
+        self.pred, it = bufs[0], iter(bufs[1:])
+        self.state = [[next(it) for _ in layer] for layer in self.state]
 
 
 def _token_gates(model) -> torch.Tensor | None:
@@ -398,9 +462,12 @@ def _token_gates(model) -> torch.Tensor | None:
     return pred.lstm_layers[0].x2g(pred.input_layer_norm(pred.embedding.weight))
 
 
-def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state):
+def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state, back=None):
     """``_Predictor.forward`` for one step of tokens ``toks`` (P,) from ``state``, with the
     first layer's input gates looked up in ``gates0`` (see :func:`_token_gates`).
+
+    ``back`` (P,): row ``i`` continues parent ``back[i]`` of ``state`` (rows = distinct parents,
+    whose recurrent projections are computed once); None: ``state`` has one row per token.
 
     Returns:
         output (P, J), new state (list per layer of [h, c]).
@@ -409,8 +476,11 @@ def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state):
     new_state = []
     for li, lstm in enumerate(pred.lstm_layers):
         h, c = state[li]
+        rec = F.linear(h, lstm.p2g.weight)
+        if back is not None:
+            rec, c = rec.index_select(0, back), c.index_select(0, back)
         g = gates0.index_select(0, toks) if li == 0 else lstm.x2g(x)
-        g = lstm.g_norm(g + F.linear(h, lstm.p2g.weight))
+        g = lstm.g_norm(g + rec)
         i_g, f_g, c_g, o_g = g.chunk(4, 1)
         c = f_g.sigmoid() * c + i_g.sigmoid() * c_g.tanh()
         c = lstm.c_norm(c)

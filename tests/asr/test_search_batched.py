@@ -284,3 +284,43 @@ def test_lstm_step_with_token_gates_is_the_predictor(random_model):
         for g, w in zip(g_layer, w_layer, strict=True):
             torch.testing.assert_close(g, w)
     assert _token_gates(FrameModel(1)) is None  # other models: model.predict
+
+
+def test_store_appends_grows_and_compacts():
+    from asr.search import _Store
+
+    rows = lambda n, start: torch.arange(start, start + n, dtype=torch.float32)[:, None]  # noqa: E731
+    store = _Store(rows(1, 0).repeat(1, 3), [[rows(1, 0).repeat(1, 2), rows(1, 0)]])
+    for start in range(1, 300, 7):  # past the first capacity (256): the buffers double
+        assert (
+            store.append(
+                rows(7, start).repeat(1, 3), [[rows(7, start).repeat(1, 2), rows(7, start)]]
+            )
+            == start
+        )
+    assert store.size == 302 and store.pred.shape[0] >= 302
+    store.compact([5, 300, 0])
+    assert store.size == 3
+    assert store.pred[:3, 0].tolist() == [5.0, 300.0, 0.0]
+    assert (
+        store.state[0][0][:3, 1].tolist() == store.state[0][1][:3, 0].tolist() == [5.0, 300.0, 0.0]
+    )
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_compacting_the_store_every_frame_changes_nothing(random_model, monkeypatch, biased):
+    import asr.search as search_mod
+
+    model, feats, lens, _, _ = random_model
+    search = ModifiedBeamSearch(beam=6, max_sym_per_frame=2, length_bonus=0.3)
+    contexts = None
+    if biased:
+        graph = _graph(search(model, feats, lens))
+        contexts = [graph, None, graph, graph]
+    lazy = search(model, feats, lens, contexts=contexts)
+    monkeypatch.setattr(search_mod, "_COMPACT_FACTOR", 0)
+    monkeypatch.setattr(search_mod, "_COMPACT_SLACK", 0)
+    eager = search(model, feats, lens, contexts=contexts)
+    assert [[(h.tokens, h.score, h.total) for h in nb] for nb in eager] == [
+        [(h.tokens, h.score, h.total) for h in nb] for nb in lazy
+    ]
