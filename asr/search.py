@@ -481,10 +481,11 @@ def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state, back=No
             rec, c = rec.index_select(0, back), c.index_select(0, back)
         g = gates0.index_select(0, toks) if li == 0 else lstm.x2g(x)
         g = lstm.g_norm(g + rec)
-        i_g, f_g, c_g, o_g = g.chunk(4, 1)
-        c = f_g.sigmoid() * c + i_g.sigmoid() * c_g.tanh()
+        i_g, f_g, _, o_g = g.sigmoid().chunk(4, 1)  # one call for the three gates
+        c_g = g[:, 2 * c.shape[1] : 3 * c.shape[1]].tanh()
+        c = f_g * c + i_g * c_g
         c = lstm.c_norm(c)
-        x = o_g.sigmoid() * c.tanh()
+        x = o_g * c.tanh()
         new_state.append([x, c])
     return pred.output_layer_norm(pred.linear(x)), new_state
 

@@ -283,6 +283,19 @@ def test_lstm_step_with_token_gates_is_the_predictor(random_model):
     for g_layer, w_layer in zip(got_state, want_state, strict=True):
         for g, w in zip(g_layer, w_layer, strict=True):
             torch.testing.assert_close(g, w)
+    # four children of two distinct parents (rows 1 and 3 of state): each parent's recurrent
+    # projection computed once, then routed to its children by ``back``
+    back = torch.tensor([1, 0, 1, 0])
+    parents = torch.tensor([1, 3])
+    with torch.no_grad():
+        uniq = [[s.index_select(0, parents) for s in layer] for layer in state]
+        full = [[s.index_select(0, back) for s in layer] for layer in uniq]
+        want, _, want_state = model.predict(toks[:, None], ones, full)
+        got, got_state = _lstm_predict(model.predictor, gates, toks, uniq, back)
+    torch.testing.assert_close(got, want[:, 0])
+    for g_layer, w_layer in zip(got_state, want_state, strict=True):
+        for g, w in zip(g_layer, w_layer, strict=True):
+            torch.testing.assert_close(g, w)
     assert _token_gates(FrameModel(1)) is None  # other models: model.predict
 
 
