@@ -113,6 +113,11 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: Duration of a text-only NLU supervision (no recording; Lhotse requires > 0): the NLU rows of
+#: ``prepare-slurp``, of ``prepare-snips --render-nlu-only false`` and of ``pseudo-label``.
+NLU_DURATION = 1.0
+
+
 def write_manifest(path: str | Path, manifest: typing.Iterable[Any]) -> int:
     """Write a Lhotse manifest (any iterable of objects with ``to_dict()``) as JSON lines.
 

@@ -66,7 +66,7 @@ from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, Sup
 from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, open_text, write_manifest
+from common.io import NLU_DURATION, InputError, atomic_write, open_text, write_manifest
 from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
 from data_prep.slurp_jsonl import SlurpRow, read_slurp_jsonl
 
@@ -79,8 +79,6 @@ MICS = ("all", "headset", "farfield")
 #: upstream audio folder of each split and the release archive that holds it
 AUDIO_FOLDERS = {"real": "slurp_real", "synthetic": "slurp_synth"}
 AUDIO_URL = "https://zenodo.org/record/4274930"
-#: duration of a text-only NLU supervision (Lhotse requires > 0; it has no audio)
-NLU_DURATION = 1.0
 
 
 @dataclass

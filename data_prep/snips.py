@@ -94,9 +94,8 @@ from lhotse.qa import validate_recordings_and_supervisions
 from lhotse.utils import resumable_download
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, write_manifest
+from common.io import NLU_DURATION, InputError, atomic_write, write_manifest
 from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
-from data_prep.slurp import NLU_DURATION
 from data_prep.snips_tsv import SPLITS, NluRow, find_split_file, read_snips_tsv
 from data_prep.tts import (
     SAMPLE_RATE,

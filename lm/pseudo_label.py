@@ -77,7 +77,7 @@ from lhotse import SupervisionSegment
 from tqdm import tqdm
 
 from common.cli import run_cli
-from common.io import InputError, atomic_write, dir_lock, file_sha256, open_text
+from common.io import NLU_DURATION, InputError, atomic_write, dir_lock, file_sha256, open_text
 from common.trainer import write_if_changed
 from lm.data import Utterance, read_nlu
 from lm.scorer import LMScorer, NluPrediction
@@ -86,8 +86,6 @@ from lm.tokenizer import UNK_ID
 CONFIDENCE_RULE = "intent_prob * exp(slot_logprob / num_words)"
 #: format of the work chunks; bump to invalidate chunks written by an older version
 CHUNK_FORMAT = 1
-#: text-only supervision duration (Lhotse requires > 0), as the NLU manifests of prepare-slurp
-NLU_DURATION = 1.0
 SKIP_REASONS = ("empty", "duplicate", "dev_sentence", "excluded", "unknown_chars", "too_long")
 _SHOWN_SKIPS = 3  # skipped lines logged per reason
 

@@ -148,7 +148,7 @@ def test_render_nlu_only_false_synthesizes_the_asr_subset_alone(prepared, tmp_pa
 
     from lhotse import load_manifest
 
-    from data_prep.slurp import NLU_DURATION
+    from common.io import NLU_DURATION
     from data_prep.validate import ValidateOptions, validate_manifests
 
     plan = "train=espeak-ng,flite:awb;dev=espeak-ng;test=espeak-ng"  # TTS fields in custom
