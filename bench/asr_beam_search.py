@@ -75,7 +75,8 @@ def run_method(search, model, batches, tok, nbest_n, graphs=None) -> dict:
         kw = {} if graphs is None else {"contexts": [graphs] * len(b["ids"])}
         t0 = time.perf_counter()
         if split:
-            enc, enc_lens = model.transcribe(b["feats"], b["feat_lens"])
+            with torch.no_grad():  # as the searches' own __call__
+                enc, enc_lens = model.transcribe(b["feats"], b["feat_lens"])
             t1 = time.perf_counter()
             out = search.search_encoded(model, enc, enc_lens, **kw)
             search_s += time.perf_counter() - t1
