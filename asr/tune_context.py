@@ -27,8 +27,9 @@ OUTPUTS (in --out-dir):
     nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files; the tune
                           set's are copied from its grid point, not decoded again)
 
-A re-run reuses a grid point decoded with the same checkpoint and options (``point.json``,
-written after its decode); any other grid point and the final decodes are run again.
+A re-run reuses a grid point decoded with the same checkpoint, options and decoding code
+(``point.json``, written after its decode: the options, the checkpoint path and a hash of the
+``asr`` and ``common`` sources); any other grid point and the final decodes are run again.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from asr.decode import (
     resolve_checkpoint,
 )
 from common.cli import run_cli, save_config, setup_logging
+from common.env import source_fingerprint
 from common.io import InputError, atomic_path, atomic_write, dir_lock
 
 
@@ -115,10 +117,12 @@ def worse_in_a_row(wers: list[float]) -> int:
 
 
 def _point_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
-    """What a grid point's decode depends on (compared on a re-run)."""
+    """What a grid point's decode depends on (compared on a re-run): the options, the
+    checkpoint and the code (a point decoded by other search code is not reused)."""
     return {
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "ckpt": str(ckpt),
+        "code": source_fingerprint("asr", "common"),
     }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +31,23 @@ def git_sha() -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def source_fingerprint(*packages: str) -> str:
+    """A hash of the Python source of ``packages`` (every ``*.py`` below each package folder,
+    by relative path and content): equal exactly when that code is the same, whatever the git
+    state (an installed copy, uncommitted edits). Caches of computed outputs keep it, so that
+    a code change invalidates them (``tune-context``'s grid points)."""
+    digest = hashlib.sha256()
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"source_fingerprint: {name!r} is not an importable package")
+        for root in map(Path, spec.submodule_search_locations):
+            for path in sorted(root.rglob("*.py")):
+                rel = f"{name}/{path.relative_to(root).as_posix()}"
+                digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def env_info() -> dict[str, str]:

@@ -50,7 +50,13 @@ def _nbest(path: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def test_score_chosen_on_the_tune_set_and_every_set_decoded_with_it(setup, sets, tmp_path, capsys):  # noqa: F811
+def test_score_chosen_on_the_tune_set_and_every_set_decoded_with_it(
+    setup,  # noqa: F811
+    sets,
+    tmp_path,
+    capsys,
+    monkeypatch,
+):
     out = tmp_path / "biased"
     lex = str(setup["lex"] / "global.txt")
     argv = _args(setup, sets, out, "--context-lexicon", lex, "--scores", "0", "3", "0.5")
@@ -78,6 +84,13 @@ def test_score_chosen_on_the_tune_set_and_every_set_decoded_with_it(setup, sets,
     assert code == 0, err
     assert err.count("reusing") == 3
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # other decoding code (a changed source fingerprint): the grid points are decoded again
+    monkeypatch.setattr(tune_context, "source_fingerprint", lambda *packages: "other code")
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    assert "reusing" not in err
+    assert json.loads((out / "tune" / chosen / "point.json").read_text())["code"] == "other code"
+    monkeypatch.undo()
     # other decode options: the grid points are decoded again
     code, err = run_main(tune_context.main, [*argv, "--beam", "2"], capsys)
     assert code == 0, err
