@@ -9,7 +9,8 @@ Writes into ``--out-dir`` (default ``exp-dir/<method>[-beam<B>]``), per set (``d
 ``snips_cuts_dev.jsonl.gz``) and suffix (``<method>[_beam<B>]``):
 ``nbest-{set}.jsonl.gz`` (docs/INTERFACES.md records: best first, identical word sequences
 merged by log-sum-exp of am_score), ``lattices-{set}.ark`` + ``words-{set}.txt`` (see
-:mod:`common.lattice`), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
+:mod:`common.lattice`; a path's score is the hypothesis' first-pass score, ``am_score`` plus
+its ``length_score`` and ``context_score``, so a lattice ranks as the JSONL does), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
 ``oracle-wer-{set}-{suffix}.txt`` and ``decode-summary-{set}-{suffix}.json`` (WER, oracle WER,
 decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set.
 
@@ -261,6 +262,13 @@ def _record_ids(cuts: CutSet) -> list[str]:
     return [c.supervisions[0].id if c.supervisions else c.id for c in cuts]
 
 
+def first_pass_total(hyp: dict) -> float:
+    """The score an n-best record's hypothesis was ranked by: ``am_score`` plus its
+    ``length_score`` and ``context_score`` where present (the lattices' path score; the
+    second pass's ``Hyp.first_pass_score`` reads the same fields)."""
+    return hyp["am_score"] + hyp.get("length_score", 0.0) + hyp.get("context_score", 0.0)
+
+
 def decode_set(
     model: Transducer,
     tok: Tokenizer,
@@ -312,7 +320,7 @@ def decode_set(
         write_nbest_lattices(
             out_dir / f"lattices-{name}.ark",
             out_dir / f"words-{name}.txt",
-            {r["id"]: [(h["words"], h["am_score"]) for h in r["hyps"]] for r in records},
+            {r["id"]: [(h["words"], first_pass_total(h)) for h in r["hyps"]] for r in records},
         )
     stats = write_results(out_dir, name, cfg.suffix, results)
     oracle = oracle_wer(

@@ -14,7 +14,8 @@ Convention (rescoring/README.md, "Lattice convention"):
 * each FST is an acyclic acceptor whose **output labels are word ids** (0 = epsilon, skipped);
   every complete path (start state to a final state) is one hypothesis;
 * the **cost of a path** (its arc weights plus the final weight) is ``-am_score`` (natural-log
-  probability, negated); where the cost sits does not matter. The writer makes linear chains
+  probability, negated; ``decode-asr`` writes the first-pass score the n-best was ranked by,
+  with its length and biasing bonuses); where the cost sits does not matter. The writer makes linear chains
   from the start state, one per hypothesis in n-best order, the cost on the first arc, final
   weight 0; an empty hypothesis is one epsilon arc carrying the cost;
 * the reader merges paths with the same word sequence by log-sum-exp of their am_scores

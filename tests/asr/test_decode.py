@@ -9,7 +9,7 @@ import json
 import torch
 
 from asr.average import AverageConfig, average
-from asr.decode import DecodeConfig, load_transducer, run, to_nbest
+from asr.decode import DecodeConfig, first_pass_total, load_transducer, run, to_nbest
 from asr.search import SEARCH_METHODS, Hypothesis
 from common.lattice import read_lattice_archive as read_nbest_lattices
 
@@ -38,6 +38,25 @@ def test_to_nbest_ranks_by_the_search_score_with_its_length_bonus():
     assert [(h["words"], h["length_score"]) for h in nb] == [("b b", 1.2), ("a", 0.6)]
     assert [h["tokens"] for h in nb] == [[2, 2], [1]]
     assert "length_score" not in to_nbest(hyps, _Tok(), 8)[0]
+
+
+def test_first_pass_total_is_the_ranking_score_of_each_record_form():
+    """The lattices' path score: am_score plus whichever bonuses the search used (and the
+    record therefore carries); the records come out in the order of that total."""
+    for context in (0.0, 1.0):
+        for length in (0.0, 1.0):
+            hyps = [
+                Hypothesis((1,), -0.5, context_score=0.25 * context, length_score=0.6 * length),
+                Hypothesis((2, 2), -1.0, context_score=1.0 * context, length_score=1.2 * length),
+            ]
+            nb = to_nbest(hyps, _Tok(), 8, context=context > 0, length=length > 0)
+            by_words = {"a": hyps[0], "b b": hyps[1]}
+            for h in nb:
+                assert abs(first_pass_total(h) - by_words[h["words"]].total) < 1e-9
+            totals = [first_pass_total(h) for h in nb]
+            assert totals == sorted(totals, reverse=True)
+            # "b b" leads once a bonus is counted: -1.0 + 1.0 > -0.5 + 0.25, -1.0 + 1.2 > -0.5 + 0.6
+            assert nb[0]["words"] == ("a" if context == length == 0 else "b b")
 
 
 def test_search_methods_agree(trained_tiny, asr_data):
@@ -124,7 +143,7 @@ def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_pa
 
     (plain,) = run(cfg(out_dir=tmp_path / "plain"))
     (zero,) = run(cfg(out_dir=tmp_path / "zero", length_bonus=0.0))
-    (long,) = run(cfg(out_dir=tmp_path / "long", length_bonus=2.0))
+    (long,) = run(cfg(out_dir=tmp_path / "long", length_bonus=2.0, lattices=True))
     assert plain["suffix"] == zero["suffix"] == "modified_beam_beam4"
     assert long["suffix"] == "modified_beam_beam4_lb2"
     read = lambda d: gzip.open(tmp_path / d / f"nbest-{plain['set']}.jsonl.gz", "rt").read()  # noqa: E731
@@ -135,6 +154,17 @@ def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_pa
         assert [h["length_score"] for h in hyps] == [2.0 * len(h["tokens"]) for h in hyps]
         totals = [h["am_score"] + h["length_score"] for h in hyps]
         assert totals == sorted(totals, reverse=True)
+    # the lattices hold the same ranking: a path's score is am_score + length_score
+    name = long["set"]
+    lats = read_nbest_lattices(
+        tmp_path / "long" / f"lattices-{name}.ark", tmp_path / "long" / f"words-{name}.txt"
+    )
+    for line in read("long").splitlines():
+        rec = json.loads(line)
+        got = lats[rec["id"]]
+        assert [w for w, _ in got] == [h["words"] for h in rec["hyps"]]
+        for (_, score), h in zip(got, rec["hyps"], strict=True):
+            assert abs(score - (h["am_score"] + h["length_score"])) < 1e-3
     for bad in (dict(method="greedy", length_bonus=1.0), dict(length_bonus=float("nan"))):
         with pytest.raises(InputError, match="--length-bonus"):
             cfg(**bad).validate()
