@@ -22,6 +22,7 @@ Usage:
     cuts = load_cuts("data/fbank/snips_cuts_train.jsonl.gz")
     dl = make_dataloader(cuts, tok, max_duration=80, shuffle=True)
     for batch in dl:  # {"feats": (N, T, 80), "feat_lens", "targets": (N, U), "target_lens", ...}
+    dl = make_decode_dataloader(cuts, tok, max_duration=120)  # longest first, for decoding
 """
 
 from __future__ import annotations
@@ -348,6 +349,21 @@ def make_sampler(
         rank=rank,
         seed=seed,
     )
+
+
+def make_decode_dataloader(
+    cuts: CutSet, tok: Tokenizer, max_duration: float, waveform: bool = False
+) -> DataLoader:
+    """Batches for decoding: the cuts sorted by duration, longest first, then batched in that
+    order, so that utterances of similar length share a batch (icefall decodes from duration
+    buckets for the same reason). A batched search runs every frame of its longest utterance;
+    on the first 200 SNIPS dev utterances (120 s batches) sorting halves the frames it runs
+    (1,054 -> 526) for the same 14,772 utterance-frames. The batches' order is not the
+    manifest's: callers key results by utterance id (``decode-asr`` sorts its records). The
+    Conformer's convolutions see the padding, so an utterance's hypotheses depend a little on
+    its batch (asr/README.md)."""
+    ordered = cuts.sort_by_duration(ascending=False)
+    return make_dataloader(ordered, tok, max_duration, shuffle=False, waveform=waveform)
 
 
 def make_dataloader(

@@ -58,7 +58,7 @@ from lhotse import CutSet
 
 from asr.config import ModelConfig
 from asr.context_graph import MAX_PHRASES, ContextBiasing, ContextGraph
-from asr.data import Tokenizer, check_model_input, load_cuts, make_dataloader
+from asr.data import Tokenizer, check_model_input, load_cuts, make_decode_dataloader
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
 from common.checkpoint import (
@@ -289,9 +289,7 @@ def decode_set(
         max_sym_per_frame=cfg.max_sym_per_frame,
         length_bonus=cfg.length_bonus,
     )
-    dl = make_dataloader(
-        cuts, tok, cfg.max_duration, shuffle=False, waveform=model.cfg.waveform_input
-    )
+    dl = make_decode_dataloader(cuts, tok, cfg.max_duration, waveform=model.cfg.waveform_input)
     records, results = [], []
     audio_s = sum(c.duration for c in cuts)
     graphs: dict[str, ContextGraph | None] = {}

@@ -17,6 +17,10 @@ constructor has them. With ``--context-lexicon`` (a phrase
 list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
 with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.
 
+The batches are those ``decode-asr`` decodes: the utterances sorted by duration, longest first
+(``--batch-order manifest``: in the manifest's order, which pads every batch to a long
+utterance; RNNTBeamSearch, one utterance at a time, does not depend on it).
+
 Run from the recipe folder (cut manifests hold relative feature paths).
 
 Usage:
@@ -38,7 +42,7 @@ import torch
 from _common import write_report
 
 from asr.context_graph import ContextBiasing
-from asr.data import Tokenizer, load_cuts, make_dataloader
+from asr.data import Tokenizer, load_cuts, make_dataloader, make_decode_dataloader
 from asr.decode import load_transducer, to_nbest
 from asr.search import SEARCH_METHODS, _options, build_search
 from common.wer import compute_wer, oracle_wer
@@ -114,6 +118,13 @@ def main() -> None:
     p.add_argument("--nbest", type=int, default=8)
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument(
+        "--batch-order",
+        choices=["duration", "manifest"],
+        default="duration",
+        help="duration: longest first, the batches decode-asr uses "
+        "(asr.data.make_decode_dataloader); manifest: the manifest's order",
+    )
+    p.add_argument(
         "--length-bonus", type=float, default=0.0, help="methods that take it (modified_beam)"
     )
     p.add_argument("--step-max-tokens", type=int, default=10, help="RNNTBeamSearch per-frame cap")
@@ -132,11 +143,12 @@ def main() -> None:
     tok = Tokenizer(args.bpe_model)
     cuts = load_cuts(args.cuts).subset(first=args.num_utts)
     audio_s = sum(c.duration for c in cuts)
-    batches = list(
-        make_dataloader(
-            cuts, tok, args.max_duration, shuffle=False, waveform=model.cfg.waveform_input
-        )
-    )
+    waveform = model.cfg.waveform_input
+    if args.batch_order == "duration":
+        dl = make_decode_dataloader(cuts, tok, args.max_duration, waveform=waveform)
+    else:
+        dl = make_dataloader(cuts, tok, args.max_duration, shuffle=False, waveform=waveform)
+    batches = list(dl)
     graph = None
     if args.context_lexicon is not None:
         biasing = ContextBiasing.load(args.context_lexicon, tok, args.context_score)
@@ -152,6 +164,7 @@ def main() -> None:
         "utterances": len(cuts),
         "audio_s": round(audio_s, 2),
         "batches": len(batches),
+        "batch_order": args.batch_order,
         "beam": args.beam,
         "max_sym_per_frame": args.max_sym_per_frame,
         "nbest": args.nbest,

@@ -133,3 +133,13 @@ def test_beam_search_bench(bench, asr_data, trained_tiny):
     for m in r["methods"].values():
         assert 0 <= m["oracle_wer"] <= m["wer"]
         assert 0 <= m["search_seconds"] <= m["seconds"]
+    assert r["batch_order"] == "duration"
+    # smaller batches in manifest order (their hypotheses may differ: the padding differs)
+    m = bench(
+        "asr_beam_search",
+        *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
+        *("--cuts", asr_data["cuts"], "--num-utts", 4, "--beam", 2, "--nbest", 2),
+        *("--methods", "modified_beam", "--batch-order", "manifest", "--max-duration", 5),
+    )
+    assert m["batch_order"] == "manifest" and m["batches"] > r["batches"]
+    assert 0 <= m["methods"]["modified_beam"]["oracle_wer"] <= m["methods"]["modified_beam"]["wer"]

@@ -122,6 +122,24 @@ def test_decode_writes_results_nbest_and_lattices(trained_tiny, asr_data, tmp_pa
         assert all(abs(s - h["am_score"]) < 1e-3 for (_, s), h in zip(got, r["hyps"], strict=True))
 
 
+def test_decode_batches_longest_first(asr_data):
+    """decode-asr batches the cuts by duration, longest first: every cut once, no batch over
+    the limit. (Its hypotheses are not exactly those of other batches: the Conformer's
+    convolutions see the padding; asr/README.md, "Decoding and the lattice convention".)"""
+    from asr.data import Tokenizer, load_cuts, make_decode_dataloader
+
+    cuts = load_cuts(asr_data["cuts"])
+    tok = Tokenizer(asr_data["bpe_model"])
+    batches = list(make_decode_dataloader(cuts, tok, 8.0))
+    durs = {c.supervisions[0].id: c.duration for c in cuts}
+    order = [uid for b in batches for uid in b["ids"]]
+    assert sorted(order) == sorted(durs)
+    assert [durs[u] for u in order] == sorted(durs.values(), reverse=True)
+    assert len(batches) > 1 and order != [c.supervisions[0].id for c in cuts]
+    for b in batches:
+        assert sum(durs[u] for u in b["ids"]) <= 8.0 or len(b["ids"]) == 1
+
+
 def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
     import pytest
 
