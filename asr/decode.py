@@ -10,9 +10,11 @@ Writes into ``--out-dir`` (default ``exp-dir/<method>[-beam<B>]``), per set (``d
 ``nbest-{set}.jsonl.gz`` (docs/INTERFACES.md records: best first, identical word sequences
 merged by log-sum-exp of am_score), ``lattices-{set}.ark`` + ``words-{set}.txt`` (see
 :mod:`common.lattice`; a path's score is the hypothesis' first-pass score, ``am_score`` plus
-its ``length_score`` and ``context_score``, so a lattice ranks as the JSONL does), ``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
+its ``length_score`` and ``context_score``, so a lattice ranks as the JSONL does),
+``recogs-``/``errs-``/``wer-summary-{set}-{suffix}.txt`` of the 1-best,
 ``oracle-wer-{set}-{suffix}.txt`` and ``decode-summary-{set}-{suffix}.json`` (WER, oracle WER,
-decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set.
+decode seconds, audio seconds, RTF). The log carries a Kaldi ``%WER`` line per set. The cuts
+are decoded in batches sorted by duration, longest first (:func:`asr.data.make_decode_dataloader`).
 
 Every input is checked before the first set is decoded: a missing, corrupt or non-RNN-T
 checkpoint (e.g. a ``train-lm`` one), a missing or non-sentencepiece BPE model of another size
