@@ -116,18 +116,19 @@ def worse_in_a_row(wers: list[float]) -> int:
     return n
 
 
-def _point_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
+def _point_record(cfg: TuneContextConfig, ckpt: Path, code: str) -> dict:
     """What a grid point's decode depends on (compared on a re-run): the options, the
-    checkpoint and the code (a point decoded by other search code is not reused)."""
+    checkpoint and the code (``source_fingerprint`` of the decoding sources; a point decoded
+    by other search code is not reused)."""
     return {
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "ckpt": str(ckpt),
-        "code": source_fingerprint("asr", "common"),
+        "code": code,
     }
 
 
 def _grid_point(
-    out: Path, tune: str, suffix: str, cfg: TuneContextConfig, ckpt: Path
+    out: Path, tune: str, suffix: str, cfg: TuneContextConfig, ckpt: Path, code: str
 ) -> dict | None:
     """The summary of an earlier decode of this grid point, if it was made with ``cfg``."""
     path = out / f"decode-summary-{tune}-{suffix}.json"
@@ -137,7 +138,7 @@ def _grid_point(
         record = json.loads((out / "point.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if record != _point_record(cfg, ckpt):
+    if record != _point_record(cfg, ckpt, code):
         return None
     lists = None if cfg.context_lists is None else str(cfg.context_lists)
     if ctx.get("lexicon") != str(cfg.context_lexicon) or ctx.get("utterance_lists") != lists:
@@ -162,6 +163,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
     if cfg.tune_set not in names:
         raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
     ckpt_path = resolve_checkpoint(cfg)
+    code = source_fingerprint("asr", "common")  # the code this process decodes with
     scores = list(cfg.scores) if cfg.score_from is None else [chosen_score_of(cfg.score_from)]
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
     with dir_lock(out_dir, "output folder"):
@@ -180,7 +182,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         for i, score in enumerate(scores):
             point = dataclasses.replace(cfg, context_score=float(score))
             folder = out_dir / "tune" / f"ctx{score:g}"
-            summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path)
+            summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path, code)
             if summary is None:
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "point.json").unlink(missing_ok=True)
@@ -189,7 +191,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
                     model, tok, tune_path, point, folder, loaded[cfg.tune_set][0], scored
                 )
                 with atomic_write(folder / "point.json") as f:
-                    json.dump(_point_record(point, ckpt_path), f, indent=2)
+                    json.dump(_point_record(point, ckpt_path, code), f, indent=2)
             else:
                 logging.info("score %g: reusing %s", score, folder)
             points[float(score)] = (folder, summary)

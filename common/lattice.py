@@ -15,9 +15,9 @@ Convention (rescoring/README.md, "Lattice convention"):
   every complete path (start state to a final state) is one hypothesis;
 * the **cost of a path** (its arc weights plus the final weight) is ``-am_score`` (natural-log
   probability, negated; ``decode-asr`` writes the first-pass score the n-best was ranked by,
-  with its length and biasing bonuses); where the cost sits does not matter. The writer makes linear chains
-  from the start state, one per hypothesis in n-best order, the cost on the first arc, final
-  weight 0; an empty hypothesis is one epsilon arc carrying the cost;
+  with its length and biasing bonuses); where the cost sits does not matter. The writer makes
+  linear chains from the start state, one per hypothesis in n-best order, the cost on the first
+  arc, final weight 0; an empty hypothesis is one epsilon arc carrying the cost;
 * the reader merges paths with the same word sequence by log-sum-exp of their am_scores
   (:func:`common.numeric.logsumexp`) and returns hypotheses best first; equal scores keep the
   order of the paths' arcs (so the writer's n-best comes back in its own order). Weights are
