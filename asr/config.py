@@ -43,6 +43,14 @@ class ModelConfig:
     ffn_dim: int = field(default=576, metadata={"help": "Conformer feed-forward dimension"})
     conv_kernel_size: int = field(default=15, metadata={"help": "depthwise conv kernel (odd)"})
     dropout: float = field(default=0.1, metadata={"help": "encoder dropout"})
+    mask_padding: bool = field(
+        default=True,
+        metadata={
+            "help": "zero the padded frames before each Conformer convolution (as icefall), so "
+            "an utterance's output does not depend on its batch; false = torchaudio's "
+            "Conformer as is (checkpoints saved before this option)"
+        },
+    )
     embed_dim: int = field(default=128, metadata={"help": "predictor symbol embedding size"})
     predictor_layers: int = field(default=1, metadata={"help": "predictor LSTM layers"})
     predictor_hidden: int = field(default=256, metadata={"help": "predictor LSTM size"})
@@ -92,6 +100,8 @@ class ModelConfig:
             raise CheckpointError(
                 f"{path}: not a train-asr checkpoint (its model config fields: {found})"
             )
+        if "mask_padding" not in saved:  # saved before the option: trained without the mask
+            saved = {**saved, "mask_padding": False}
         try:
             cfg = cls(**saved)
             cfg.validate()

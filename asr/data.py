@@ -359,9 +359,9 @@ def make_decode_dataloader(
     buckets for the same reason). A batched search runs every frame of its longest utterance;
     on the first 200 SNIPS dev utterances (120 s batches) sorting halves the frames it runs
     (1,054 -> 526) for the same 14,772 utterance-frames. The batches' order is not the
-    manifest's: callers key results by utterance id (``decode-asr`` sorts its records). The
-    Conformer's convolutions see the padding, so an utterance's hypotheses depend a little on
-    its batch (asr/README.md)."""
+    manifest's: callers key results by utterance id (``decode-asr`` sorts its records). With
+    ``ModelConfig.mask_padding`` (the default) the hypotheses do not depend on the batch; a
+    checkpoint trained before that option sees the padding (asr/README.md)."""
     ordered = cuts.sort_by_duration(ascending=False)
     return make_dataloader(ordered, tok, max_duration, shuffle=False, waveform=waveform)
 

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 from torchaudio.models import RNNT, Conformer
+from torchaudio.models.conformer import ConformerLayer
 from torchaudio.models.rnnt import _Joiner, _Predictor
 
 from asr.config import ModelConfig
@@ -74,6 +75,67 @@ class Conv2dSubsampling(nn.Module):
         return x, self.output_lengths(lengths).clamp(max=t)
 
 
+def _padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(N,) lengths -> (N, T) bool, True on padded frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+class MaskedConformer(Conformer):
+    """``torchaudio.models.Conformer`` whose convolution modules do not see padded frames.
+
+    torchaudio masks the padded frames in self-attention only; its depthwise convolution reads
+    whatever the padded positions hold, so the output for an utterance depended on the length
+    (and content) of the other utterances in its batch. As icefall's ``ConvolutionModule``
+    does, the padded frames are set to zero after the GLU, right before the depthwise
+    convolution (the only module that mixes frames besides attention). Parameters and
+    state-dict keys are torchaudio's; ``mask_padding=False`` is torchaudio's computation
+    exactly (checkpoints trained before this option).
+    """
+
+    def __init__(self, *args, mask_padding: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_padding = mask_padding
+
+    def forward(
+        self, input: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, T, D), (N,) -> (N, T, D), (N,); padded output frames are not meaningful."""
+        if not self.mask_padding:
+            return super().forward(input, lengths)
+        pad = _padding_mask(lengths, input.size(1))  # (N, T)
+        x = input.transpose(0, 1)  # (T, N, D), as torchaudio's layers take it
+        for layer in self.conformer_layers:
+            x = _layer_forward(layer, x, pad)
+        return x.transpose(0, 1), lengths
+
+
+def _layer_forward(layer: ConformerLayer, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """``ConformerLayer.forward`` (torchaudio 2.x) with the convolution module masked."""
+    x = layer.ffn1(x) * 0.5 + x
+    if layer.convolution_first:
+        x = x + _masked_conv(layer.conv_module, x, pad)
+    residual = x
+    y = layer.self_attn_layer_norm(x)
+    y, _ = layer.self_attn(query=y, key=y, value=y, key_padding_mask=pad, need_weights=False)
+    x = layer.self_attn_dropout(y) + residual
+    if not layer.convolution_first:
+        x = x + _masked_conv(layer.conv_module, x, pad)
+    x = layer.ffn2(x) * 0.5 + x
+    return layer.final_layer_norm(x)
+
+
+def _masked_conv(module: nn.Module, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """torchaudio's ``_ConvolutionModule`` on (T, N, D) with padded frames zeroed before the
+    depthwise convolution; returns (T, N, D) (without the residual)."""
+    seq = module.sequential  # pointwise conv, GLU, depthwise conv, norm, SiLU, pointwise, dropout
+    y = module.layer_norm(x).permute(1, 2, 0)  # (N, D, T)
+    y = seq[1](seq[0](y))
+    y = y.masked_fill(pad.unsqueeze(1), 0.0)
+    for m in seq[2:]:
+        y = m(y)
+    return y.permute(2, 0, 1)
+
+
 class ConformerTranscriber(nn.Module):
     """Transcriber for :class:`torchaudio.models.RNNT`: CMVN -> Conv2d subsampling ->
     Conformer -> linear to the joiner dimension; with an SSL front-end
@@ -97,13 +159,14 @@ class ConformerTranscriber(nn.Module):
                 cfg.feature_dim, cfg.encoder_dim, cfg.subsampling_factor, cfg.subsampling_channels
             )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.conformer = Conformer(
+        self.conformer = MaskedConformer(
             input_dim=cfg.encoder_dim,
             num_heads=cfg.num_heads,
             ffn_dim=cfg.ffn_dim,
             num_layers=cfg.num_encoder_layers,
             depthwise_conv_kernel_size=cfg.conv_kernel_size,
             dropout=cfg.dropout,
+            mask_padding=cfg.mask_padding,
         )
         self.output = nn.Linear(cfg.encoder_dim, cfg.joiner_dim)
 

@@ -124,8 +124,7 @@ def test_decode_writes_results_nbest_and_lattices(trained_tiny, asr_data, tmp_pa
 
 def test_decode_batches_longest_first(asr_data):
     """decode-asr batches the cuts by duration, longest first: every cut once, no batch over
-    the limit. (Its hypotheses are not exactly those of other batches: the Conformer's
-    convolutions see the padding; asr/README.md, "Decoding and the lattice convention".)"""
+    the limit."""
     from asr.data import Tokenizer, load_cuts, make_decode_dataloader
 
     cuts = load_cuts(asr_data["cuts"])
@@ -138,6 +137,36 @@ def test_decode_batches_longest_first(asr_data):
     assert len(batches) > 1 and order != [c.supervisions[0].id for c in cuts]
     for b in batches:
         assert sum(durs[u] for u in b["ids"]) <= 8.0 or len(b["ids"]) == 1
+
+
+def test_hypotheses_do_not_depend_on_the_batches(trained_tiny, asr_data, tmp_path):
+    """The Conformer masks the padding (``--mask-padding``): one batch of all the utterances and
+    batches of about one utterance decode every utterance to the same n-best."""
+    import json
+
+    def decode(out, max_duration):
+        cfg = DecodeConfig(
+            exp_dir=trained_tiny,
+            checkpoint=trained_tiny / "epoch-60.pt",
+            bpe_model=asr_data["bpe_model"],
+            cuts=[asr_data["cuts"]],
+            out_dir=tmp_path / out,
+            method="modified_beam",
+            beam=4,
+            nbest=4,
+            lattices=False,
+            max_duration=max_duration,
+        )
+        (summary,) = run(cfg)
+        path = tmp_path / out / f"nbest-{summary['set']}.jsonl.gz"
+        return [json.loads(line) for line in gzip.open(path, "rt")]
+
+    one, many = decode("one", 1000.0), decode("many", 2.0)
+    assert [r["id"] for r in one] == [r["id"] for r in many] and len(one) == 20
+    for a, b in zip(one, many, strict=True):
+        assert [h["words"] for h in a["hyps"]] == [h["words"] for h in b["hyps"]], a["id"]
+        for ha, hb in zip(a["hyps"], b["hyps"], strict=True):
+            assert abs(ha["am_score"] - hb["am_score"]) < 1e-4, a["id"]
 
 
 def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
