@@ -7,16 +7,19 @@ module knows none of them. For every system folder ``<rescore-dir>/<system>/`` i
 ``sweep-{tune_set}.tsv`` (``tune-rescoring``), and ``cmd.sh`` (the exact commands, written by
 ``rescore-systems``) through :mod:`rescoring.results`, which verifies every file against its set
 manifest. A system that was not run is listed as "not run". ``--done-dir`` adds the recipe's
-stage-time table, made from its ``.done`` markers by :func:`common.stages.stage_table`.
+stage-time table, made from its ``.done`` markers by :func:`common.stages.stage_table`;
+``--asr-log-dir`` the RNN-T's learning curve (:mod:`rescoring.report_curve`).
 
 Usage:
     make-report --systems conf/systems.toml --rescore-dir exp/rescore --out RESULTS.md \\
         --title "<corpus> (default preset)" --cmd-files 'exp/asr/*/cmd.sh' 'exp/lm/*/cmd.sh' \\
-        --done-dir .done --parallel 6-8,17-21 9-16 --decode-dir exp/asr/<model>/decode
+        --done-dir .done --parallel 6-8,17-21 9-16 --decode-dir exp/asr/<model>/decode \
+        --asr-log-dir exp/asr/<model>/log
 
 OUTPUTS:
     RESULTS.md, results.json (system -> set -> metric -> {value, ci95}; the paired tests), and
-    beside them plots/lambda-sweep-{tune_set}.png, plots/{eval_set}-wer.png
+    beside them plots/lambda-sweep-{tune_set}.png, plots/{eval_set}-wer.png (and
+    plots/asr-learning-curve.png with --asr-log-dir)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from common.io import InputError, atomic_write
 from common.stages import parse_ranges, stage_table
 from rescoring.experiments import load_experiments
 from rescoring.outputs import check_writable
+from rescoring.report_curve import curve_md, plot_curve, read_learning_curve
 from rescoring.report_plots import plot
 from rescoring.report_tables import (
     commands_md,
@@ -114,6 +118,14 @@ class ReportConfig:
             "named under the stage times (with --done-dir)"
         },
     )
+    asr_log_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "train-asr's log folder (log/valid.csv, log/monitor.csv): adds the RNN-T "
+            "learning curve, greedy WER of dev and of each --monitor-cuts set (e.g. the "
+            "held-out TTS engine) against steps and training minutes, table and plot"
+        },
+    )
     extra_md: tuple[Path, ...] = field(
         default=(),
         metadata={"help": "markdown files appended as further sections (e.g. diagnostics)"},
@@ -141,10 +153,13 @@ def make_report(cfg: ReportConfig) -> dict:
     if not cfg.rescore_dir.is_dir():
         raise InputError(f"{cfg.rescore_dir}: no such folder (run the rescoring stages first)")
     check_writable(cfg.out.parent)
+    curve = None if cfg.asr_log_dir is None else read_learning_curve(cfg.asr_log_dir)
     results = collect(cfg.rescore_dir, exps)
     pairs = PairedTests(cfg.rescore_dir, results, exps.eval_set)
     tests = pairs.comparisons(exps)
     plots = plot(cfg.rescore_dir, results, exps, cfg.out.parent / "plots")
+    if curve is not None:
+        plots.append(plot_curve(curve, cfg.out.parent / "plots"))
     md = [
         f"# {cfg.title}",
         "",
@@ -168,6 +183,8 @@ def make_report(cfg: ReportConfig) -> dict:
     md += paired_md(tests, exps)
     md += per_intent_md(results, exps)
     md += per_engine_md(results, exps)
+    if curve is not None:
+        md += curve_md(curve)
     if plots:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     cmds = [(str(p.parent), p) for pattern in cfg.cmd_files for p in glob(pattern) if p.is_file()]

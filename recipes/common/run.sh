@@ -358,6 +358,7 @@ run_stage 24 "Write RESULTS.md" ".done/stage22 .done/stage23 $systems_toml" "RES
     --title "$corpus_title recipe results ($preset preset)" \
     --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' 'exp/lm/*/seed*/config.json' \
     --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' 'exp/lm/*/seed*/cmd.sh' \
-    --done-dir .done $report_parallel --decode-dir $decode_dir --extra-md exp/coverage/coverage-test.md
+    --done-dir .done $report_parallel --decode-dir $decode_dir --asr-log-dir "$asr_dir/log" \
+    --extra-md exp/coverage/coverage-test.md
 
 log "All requested stages done."

@@ -121,6 +121,8 @@ def test_tiny_recipe_killed_resumed_and_rerun(
     monitor = (work / "exp/asr/conformer_rnnt/log/monitor.csv").read_text().splitlines()
     assert monitor[0].startswith("step,epoch,set,greedy_wer") and len(monitor) > 1
     assert all(",test_unseen_engine," in row for row in monitor[1:])
+    assert "## RNN-T learning curve" in md and "test_unseen_engine WER |" in md  # make-report
+    assert (work / "plots/asr-learning-curve.png").is_file()
     # conf/tiny.sh speed_perturb="0.9 1.1": stage 2 stored the copies, stage 6 trained on them
     cmd = (work / "exp/asr/conformer_rnnt/cmd.sh").read_text()
     for f in ("0.9", "1.1"):
