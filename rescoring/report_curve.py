@@ -2,7 +2,7 @@
 (e.g. the held-out TTS engine) against training steps and minutes, from ``train-asr``'s logs.
 
 ``train-asr`` writes ``log/valid.csv`` (step, epoch, lr, dev_loss, dev_greedy_wer, elapsed_s) at
-every dev check and ``log/monitor.csv`` (step, epoch, set, greedy_wer, elapsed_s) beside it when
+every dev check (``dev_loss`` empty except at an epoch's end) and ``log/monitor.csv`` (step, epoch, set, greedy_wer, elapsed_s) beside it when
 it has monitor sets. This module reads them as plain CSV (rescoring imports no ASR code).
 
 Usage:
@@ -27,7 +27,7 @@ VALID_LOG, MONITOR_LOG = "valid.csv", "monitor.csv"
 class CurvePoint:
     step: int
     minutes: float  # training wall time at the check (train-asr's elapsed_s / 60)
-    dev_loss: float
+    dev_loss: float  # NaN at the checks without one (between epoch ends)
     wer: dict[str, float] = field(default_factory=dict)  # set -> greedy WER (%); "dev" first
 
 
@@ -78,11 +78,10 @@ def read_learning_curve(log_dir: Path) -> LearningCurve:
     points: dict[int, CurvePoint] = {}
     for lineno, row in _rows(valid, ("step", "dev_loss", "dev_greedy_wer", "elapsed_s")):
         step = _num(valid, lineno, row, "step", int)
-        p = CurvePoint(
-            step,
-            _num(valid, lineno, row, "elapsed_s") / 60,
-            _num(valid, lineno, row, "dev_loss"),
-        )
+        # the checks every --valid-interval steps log the greedy WER only; the dev loss (all of
+        # dev) is computed at each epoch's end
+        loss = _num(valid, lineno, row, "dev_loss") if row["dev_loss"] != "" else math.nan
+        p = CurvePoint(step, _num(valid, lineno, row, "elapsed_s") / 60, loss)
         p.wer["dev"] = _num(valid, lineno, row, "dev_greedy_wer")
         points[step] = p
     if not points:
@@ -115,7 +114,7 @@ def curve_md(curve: LearningCurve) -> list[str]:
         + (f" and `{MONITOR_LOG}`" if len(sets) > 1 else "")
         + " (each set's first `--valid-wer-cuts` utterances, the model at that step; the "
         "systems above decode the averaged model with beam search, so their WERs are not "
-        "these). Minutes are training time.",
+        "these). The dev loss (all of dev) is computed at epoch ends only. Minutes are training time.",
         "",
         "| step | minutes | dev loss | " + " | ".join(f"{s} WER" for s in sets) + " |",
         "|---|---|---|" + "---|" * len(sets),

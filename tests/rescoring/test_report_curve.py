@@ -6,7 +6,9 @@ import math
 
 import pytest
 
+from asr.train import AsrTrainer
 from common.io import InputError
+from common.trainer import MetricsLog
 from rescoring.report_curve import curve_md, plot_curve, read_learning_curve
 
 VALID = """step,epoch,lr,dev_loss,dev_greedy_wer,elapsed_s
@@ -49,6 +51,24 @@ def test_dev_and_monitor_joined_on_the_step(tmp_path):
     assert png.name == "asr-learning-curve.png" and png.stat().st_size > 1000
 
 
+def test_reads_what_train_asr_writes(tmp_path):
+    """The log as train-asr writes it (its writer, its fields): the checks every
+    --valid-interval steps have the greedy WER only, the epoch ends the dev loss too."""
+    d = tmp_path / "log"
+    log = MetricsLog(
+        d / "valid.csv", ["step", "epoch", "lr", *AsrTrainer.dev_log_fields, "elapsed_s"]
+    )
+    log.write(step=200, epoch=1, lr=1.3e-3, dev_greedy_wer=97.72, elapsed_s=212.1)  # after_step
+    log.write(step=351, epoch=1, lr=1.8e-3, dev_loss=4.834, dev_greedy_wer=95.6, elapsed_s=413.5)
+    log.close()
+    curve = read_learning_curve(d)
+    assert [p.step for p in curve.points] == [200, 351]
+    assert math.isnan(curve.points[0].dev_loss) and curve.points[0].wer == {"dev": 97.72}
+    assert curve.points[1].dev_loss == pytest.approx(4.834)
+    md = "\n".join(curve_md(curve))
+    assert "| 200 | 3.5 |  | 97.72 |" in md and "| 351 | 6.9 | 4.834 | 95.60 * |" in md
+
+
 def test_without_monitor_sets(tmp_path):
     curve = read_learning_curve(_logs(tmp_path, monitor=None))
     assert curve.sets == ["dev"] and len(curve.points) == 3
@@ -63,6 +83,7 @@ def test_without_monitor_sets(tmp_path):
         ("step,epoch,lr,dev_loss,elapsed_s\n1,1,0.1,2.0,3.0\n", None, "no column dev_greedy_wer"),
         (VALID.replace("80.25", "x"), None, r"valid.csv:3: dev_greedy_wer 'x' is not a number"),
         (VALID.replace("80.25", "nan"), None, r"valid.csv:3: dev_greedy_wer is nan"),
+        (VALID.replace("2.1", "x"), None, r"valid.csv:3: dev_loss 'x' is not a number"),
         (VALID, MONITOR.replace("400,1,unseen", "400,1,"), r"monitor.csv:3: set name ''"),
         (VALID, MONITOR.replace("90.5", ""), r"monitor.csv:3: greedy_wer '' is not a number"),
     ],
