@@ -157,6 +157,20 @@ def _mean_or_none(vals: list) -> float | None:
     return None if any(v is None for v in vals) else float(np.mean(vals))
 
 
+def _group_seed_mean(tables: list[dict]) -> dict:
+    """Per group (a gold intent, a TTS engine) of the seeds' tables: the utterance count and
+    the seed means of WER and rare-word WER (None where a seed lacks the value); no interval."""
+    return {
+        g: {
+            "utterances": tables[0][g]["utterances"],
+            **{
+                k: _mean_or_none([t.get(g, {}).get(k) for t in tables]) for k in ("wer", "rare_wer")
+            },
+        }
+        for g in tables[0]
+    }
+
+
 def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
     """The entry of a seeded system: per set and metric the seed mean (``value``), its sample
     standard deviation (``sd``), the per-seed values (``seeds``) and an interval that resamples
@@ -174,19 +188,11 @@ def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
         counts = [u for _, u in per_utt]
         first = have[min(have)]
         entry = {k: first[k] for k in ("utterances", "nlu_utterances", "slot_utterances")}
-        entry["per_intent"] = None  # per seed only (seed{N}/metrics-<set>.json)
-        if all(r.get("per_engine") for r in have.values()):  # seed means, no interval
-            engines = first["per_engine"]
-            entry["per_engine"] = {
-                e: {
-                    "utterances": engines[e]["utterances"],
-                    **{
-                        k: _mean_or_none([r["per_engine"].get(e, {}).get(k) for r in have.values()])
-                        for k in ("wer", "rare_wer")
-                    },
-                }
-                for e in engines
-            }
+        for group in ("per_intent", "per_engine"):  # seed means, no interval
+            if all(r.get(group) for r in have.values()):
+                entry[group] = _group_seed_mean([r[group] for r in have.values()])
+            elif group == "per_intent":
+                entry[group] = None
         for k in (*METRICS, "rare_share"):
             keys = [str(seed) for seed in sorted(have)]
             vals = [have[seed][k]["value"] for seed in sorted(have)]

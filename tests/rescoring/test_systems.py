@@ -307,6 +307,16 @@ def test_seeded_system_runs_once_per_seed_and_reports_mean_sd_and_seeds(work):
         t for t in res["paired_bootstrap"] if (t["a"], t["b"], t["metric"]) == ("lm", "mt", "wer")
     )
     assert pair["a_value"] == pytest.approx(cell["value"])
+    # per gold intent: the seed mean too (the per-intent table had n/a for seeded systems)
+    seed_intents = [
+        json.loads((rd / f"seed{k}" / "metrics-test.json").read_text())["per_intent"]
+        for k in (1, 2)
+    ]
+    per_intent = lm["test"]["per_intent"]
+    assert set(per_intent) == set(seed_intents[0]) and per_intent
+    for intent, v in per_intent.items():
+        assert v["utterances"] == seed_intents[0][intent]["utterances"]
+        assert v["wer"] == pytest.approx(sum(t[intent]["wer"] for t in seed_intents) / 2)
     md = (work / "RESULTS.md").read_text()
     assert (
         "## LM seeds" in md and "| + LM | test | 2 |" in md and "| + LM | test | mean ± sd |" in md
