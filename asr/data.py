@@ -352,7 +352,11 @@ def make_sampler(
 
 
 def make_decode_dataloader(
-    cuts: CutSet, tok: Tokenizer, max_duration: float, waveform: bool = False
+    cuts: CutSet,
+    tok: Tokenizer,
+    max_duration: float,
+    waveform: bool = False,
+    num_workers: int = 0,
 ) -> DataLoader:
     """Batches for decoding: the cuts sorted by duration, longest first, then batched in that
     order, so that utterances of similar length share a batch (icefall decodes from duration
@@ -361,9 +365,12 @@ def make_decode_dataloader(
     (1,054 -> 526) for the same 14,772 utterance-frames. The batches' order is not the
     manifest's: callers key results by utterance id (``decode-asr`` sorts its records). With
     ``ModelConfig.mask_padding`` (the default) the hypotheses do not depend on the batch; a
-    checkpoint trained before that option sees the padding (asr/README.md)."""
+    checkpoint trained before that option sees the padding (asr/README.md). ``train-asr``'s
+    dev checks (loss, greedy WER, ``--monitor-cuts``) use these batches too."""
     ordered = cuts.sort_by_duration(ascending=False)
-    return make_dataloader(ordered, tok, max_duration, shuffle=False, waveform=waveform)
+    return make_dataloader(
+        ordered, tok, max_duration, shuffle=False, waveform=waveform, num_workers=num_workers
+    )
 
 
 def make_dataloader(

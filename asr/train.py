@@ -89,6 +89,7 @@ from asr.data import (
     load_cuts,
     load_train_cuts,
     make_dataloader,
+    make_decode_dataloader,
 )
 from asr.model import Transducer, build_model, num_params
 from asr.objective import TransducerForward, compute_loss, greedy_wer, validate
@@ -228,30 +229,26 @@ class AsrTrainer(Trainer):
             else fwd
         )
         waveform = model.cfg.waveform_input
-        self.valid_dl = make_dataloader(
-            dev_cuts,
-            self.tok,
-            cfg.max_duration,
-            shuffle=False,
-            num_workers=cfg.num_workers,
-            waveform=waveform,
+        # the checks batch by duration, longest first, as decode-asr does: fewer padded frames
+        # (the greedy search runs every frame of a batch's longest utterance); with
+        # --mask-padding their values do not depend on the batches
+        self.valid_dl = make_decode_dataloader(
+            dev_cuts, self.tok, cfg.max_duration, waveform=waveform, num_workers=cfg.num_workers
         )
-        self.wer_dl = make_dataloader(
+        self.wer_dl = make_decode_dataloader(
             dev_cuts.subset(first=min(cfg.valid_wer_cuts, len(dev_cuts))),
             self.tok,
             cfg.max_duration,
-            shuffle=False,
             waveform=waveform,
         )
         self.monitor_dls = {}  # name -> greedy-WER loader (--monitor-cuts)
         for name, path in parse_monitor_cuts(cfg.monitor_cuts):
             cuts = load_cuts(path)
             check_model_input(cuts, model.cfg, path)
-            self.monitor_dls[name] = make_dataloader(
+            self.monitor_dls[name] = make_decode_dataloader(
                 cuts.subset(first=min(cfg.valid_wer_cuts, len(cuts))),
                 self.tok,
                 cfg.max_duration,
-                shuffle=False,
                 waveform=waveform,
             )
         self.monitor_log, self.monitor_step = None, -1

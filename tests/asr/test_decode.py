@@ -13,6 +13,8 @@ from asr.decode import DecodeConfig, first_pass_total, load_transducer, run, to_
 from asr.search import SEARCH_METHODS, Hypothesis
 from common.lattice import read_lattice_archive as read_nbest_lattices
 
+from .conftest import tiny_cfg
+
 
 class _Tok:
     def decode(self, ids):
@@ -167,6 +169,31 @@ def test_hypotheses_do_not_depend_on_the_batches(trained_tiny, asr_data, tmp_pat
         assert [h["words"] for h in a["hyps"]] == [h["words"] for h in b["hyps"]], a["id"]
         for ha, hb in zip(a["hyps"], b["hyps"], strict=True):
             assert abs(ha["am_score"] - hb["am_score"]) < 1e-4, a["id"]
+
+
+def test_dev_checks_do_not_depend_on_the_batches(trained_tiny, asr_data):
+    """train-asr's dev checks batch by duration (make_decode_dataloader): dev loss and greedy
+    WER equal those of the manifest's order, one utterance per batch or all in one."""
+    import pytest
+
+    from asr.data import Tokenizer, load_cuts, make_dataloader, make_decode_dataloader
+    from asr.objective import greedy_wer, validate
+
+    model, _ = load_transducer(trained_tiny / "epoch-60.pt")
+    _, cfg = tiny_cfg(asr_data, trained_tiny)
+    tok, cuts = Tokenizer(asr_data["bpe_model"]), load_cuts(asr_data["cuts"])
+    loaders = [
+        make_decode_dataloader(cuts, tok, 1000.0),
+        make_decode_dataloader(cuts, tok, 2.0),
+        make_dataloader(cuts, tok, 5.0, shuffle=False),
+    ]
+    assert len(list(loaders[1])) > len(list(loaders[2])) > len(list(loaders[0])) == 1
+    losses = [validate(model, dl, cfg, "cpu") for dl in loaders]
+    wers = [greedy_wer(model, dl, tok, "cpu") for dl in loaders]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4) and losses[2] == pytest.approx(
+        losses[0], rel=1e-4
+    )
+    assert wers[0] == wers[1] == wers[2]
 
 
 def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
