@@ -8,7 +8,10 @@ if the same command on the same inputs would be run and every promised output st
 - no marker, or a marker whose outputs are gone: the stage runs (it resumes where it can);
 - a marker made by another command, other variable values or other inputs (another preset,
   other options, an earlier stage that was redone): the stage stops with a message listing
-  what differs, or re-runs with ``--on-change rerun``.
+  what differs, or re-runs with ``--on-change rerun``;
+- ``--on-change always``: every stage in the range runs again, done or not. The markers record
+  commands, variables and inputs, not the Python code, so this is the way to redo stages after
+  the code changed (e.g. the report after a fix to ``make-report``).
 
 ``stage-marker table`` turns the markers into the stage-time table of RESULTS.md (Python, not
 bash arithmetic); ``stage-marker holders`` names the processes that keep a work dir's lock.
@@ -164,6 +167,10 @@ def check(args: argparse.Namespace) -> int:
     old = StageRecord.read(marker)
     if old is None:
         print(f"{marker}: marker from an older version of the recipe; running the stage again")
+        return TO_RUN
+    if args.on_change == "always":
+        print(f"stage {args.stage} ({old.desc}) is done; running it again (--on-change always)")
+        marker.unlink()
         return TO_RUN
     new = _current(args)
     missing = [o for o in old.outputs if not Path(o).exists()]
@@ -341,9 +348,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "check":
             p.add_argument(
                 "--on-change",
-                choices=("stop", "rerun"),
+                choices=("stop", "rerun", "always"),
                 default="stop",
-                help="a marker made by another configuration: stop (exit 3) or run the stage again",
+                help="a marker made by another configuration: stop (exit 3) or run the stage "
+                "again; always: run it again even if its marker matches (after a code change)",
             )
         else:
             p.add_argument("--seconds", type=float, default=None, help="stage wall-clock time")

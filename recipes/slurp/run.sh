@@ -2,7 +2,7 @@
 # SLURP recipe: RNN-T ASR with NLU-aware multitask-LM n-best rescoring on real speech.
 #
 # Usage: ./run.sh --corpus-dir DIR [--preset default|gpu|tiny] [--stage N] [--stop-stage M]
-#                 [--work-dir DIR] [--lm-text-dir DIR] [--on-change stop|rerun]
+#                 [--work-dir DIR] [--lm-text-dir DIR] [--on-change stop|rerun|always]
 #
 # --corpus-dir is a clone of github.com/pswietojanski/slurp (dataset/slurp/*.jsonl) with the
 # audio of its Zenodo release (record 4274930: slurp_real.tar.gz, slurp_synth.tar.gz, about

@@ -2,13 +2,15 @@
 # SNIPS recipe: RNN-T ASR with NLU-aware multitask-LM n-best rescoring.
 #
 # Usage: ./run.sh [--preset default|tiny] [--stage N] [--stop-stage M] [--work-dir DIR]
-#                 [--corpus-dir DIR] [--lm-text-dir DIR] [--on-change stop|rerun]
+#                 [--corpus-dir DIR] [--lm-text-dir DIR] [--on-change stop|rerun|always]
 #
 # Every stage is one installed entry point (see its --help). A finished stage leaves
 # $work_dir/.done/stageN recording what made it (command, preset variables, input fingerprints,
 # promised outputs; see `stage-marker --help`). A re-run skips a stage only when that record
 # matches; a stage done by another preset/options/inputs stops the run with the differences
-# (--on-change rerun redoes it instead), a stage whose outputs are gone runs again.
+# (--on-change rerun redoes it instead), a stage whose outputs are gone runs again. The records
+# hold commands and inputs, not the Python code: --on-change always redoes every stage from
+# --stage to --stop-stage (e.g. --stage 24 --stop-stage 24 after a fix to make-report).
 # One run.sh at a time per work dir: a second one (or a re-run while the stages of a killed
 # run.sh are still alive) stops and names the processes that hold the work dir.
 #

@@ -49,6 +49,20 @@ def test_check_write_cycle(tmp_path, capsys):
     assert not (tmp_path / ".done/stage3").exists()
 
 
+def test_on_change_always_reruns_a_matching_stage(tmp_path, capsys):
+    """The markers do not fingerprint the Python code: --on-change always redoes a stage whose
+    marker matches (and one made by another configuration)."""
+    out = tmp_path / "out.txt"
+    out.write_text("x")
+    assert _marker(tmp_path, "write", "prog", outputs=[out]) == DONE
+    assert _marker(tmp_path, "check", "prog", outputs=[out]) == DONE
+    assert _marker(tmp_path, "check", "prog", outputs=[out], on_change="always") == TO_RUN
+    assert "running it again (--on-change always)" in capsys.readouterr().out
+    assert not (tmp_path / ".done/stage3").exists()
+    assert _marker(tmp_path, "write", "prog", outputs=[out]) == DONE
+    assert _marker(tmp_path, "check", "other", outputs=[out], on_change="always") == TO_RUN
+
+
 def test_missing_output_reruns_and_write_refuses_without_outputs(tmp_path, capsys):
     out = tmp_path / "out.txt"
     out.write_text("x")

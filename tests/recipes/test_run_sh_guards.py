@@ -33,7 +33,7 @@ def data_work(tmp_path_factory, snips_tiny_data_work, mini_snips_dir, mini_lm_te
     [
         (("--stage", "abc"), "--stage must be a stage number, got 'abc'"),
         (("--stop-stage", "-1"), "--stop-stage must be a stage number"),
-        (("--on-change", "maybe"), "--on-change must be stop or rerun"),
+        (("--on-change", "maybe"), "--on-change must be stop, rerun or always"),
         (("--preset", "nope"), "no preset file"),
     ],
 )
