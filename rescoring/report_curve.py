@@ -2,8 +2,8 @@
 (e.g. the held-out TTS engine) against training steps and minutes, from ``train-asr``'s logs.
 
 ``train-asr`` writes ``log/valid.csv`` (step, epoch, lr, dev_loss, dev_greedy_wer, elapsed_s) at
-every dev check (``dev_loss`` empty except at an epoch's end) and ``log/monitor.csv`` (step, epoch, set, greedy_wer, elapsed_s) beside it when
-it has monitor sets. This module reads them as plain CSV (rescoring imports no ASR code).
+every dev check (``dev_loss`` empty except at an epoch's end) and ``log/monitor.csv`` (step,
+epoch, set, greedy_wer, elapsed_s) beside it when it has monitor sets. This module reads them as plain CSV (rescoring imports no ASR code).
 
 Usage:
     curve = read_learning_curve(Path("exp/asr/conformer_rnnt/log"))
@@ -114,7 +114,8 @@ def curve_md(curve: LearningCurve) -> list[str]:
         + (f" and `{MONITOR_LOG}`" if len(sets) > 1 else "")
         + " (each set's first `--valid-wer-cuts` utterances, the model at that step; the "
         "systems above decode the averaged model with beam search, so their WERs are not "
-        "these). The dev loss (all of dev) is computed at epoch ends only. Minutes are training time.",
+        "these). The dev loss (all of dev) is computed at epoch ends only. Minutes are "
+        "training time.",
         "",
         "| step | minutes | dev loss | " + " | ".join(f"{s} WER" for s in sets) + " |",
         "|---|---|---|" + "---|" * len(sets),

@@ -188,11 +188,10 @@ def _seed_mean(runs: dict[int, dict], d: Path, sets: tuple[str, ...]) -> dict:
         counts = [u for _, u in per_utt]
         first = have[min(have)]
         entry = {k: first[k] for k in ("utterances", "nlu_utterances", "slot_utterances")}
+        entry["per_intent"] = None  # as a run's entry without it; per_engine: absent
         for group in ("per_intent", "per_engine"):  # seed means, no interval
             if all(r.get(group) for r in have.values()):
                 entry[group] = _group_seed_mean([r[group] for r in have.values()])
-            elif group == "per_intent":
-                entry[group] = None
         for k in (*METRICS, "rare_share"):
             keys = [str(seed) for seed in sorted(have)]
             vals = [have[seed][k]["value"] for seed in sorted(have)]

@@ -33,7 +33,10 @@ done
 for v in stage stop_stage; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} must be a stage number, got '${!v}'" >&2; exit 2; }
 done
-case $on_change in stop|rerun|always) ;; *) echo "$0: --on-change must be stop, rerun or always" >&2; exit 2 ;; esac
+case $on_change in
+  stop|rerun|always) ;;
+  *) echo "$0: --on-change must be stop, rerun or always" >&2; exit 2 ;;
+esac
 # The project's read-only data copies (not part of the repository; used only where they exist):
 # the external LM text when no --lm-text-dir (and the corpus's own copies, see its run.sh).
 shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
