@@ -71,7 +71,7 @@ from common.checkpoint import (
 )
 from common.cli import run_cli, save_config, setup_logging
 from common.io import InputError, atomic_write, dir_lock, write_jsonl
-from common.lattice import write_nbest_lattices
+from common.lattice import first_pass_score, write_nbest_lattices
 from common.numeric import logaddexp
 from common.wer import oracle_wer, write_results
 
@@ -268,7 +268,7 @@ def first_pass_total(hyp: dict) -> float:
     """The score an n-best record's hypothesis was ranked by: ``am_score`` plus its
     ``length_score`` and ``context_score`` where present (the lattices' path score; the
     second pass's ``Hyp.first_pass_score`` reads the same fields)."""
-    return hyp["am_score"] + hyp.get("length_score", 0.0) + hyp.get("context_score", 0.0)
+    return first_pass_score(hyp["am_score"], hyp.get("length_score"), hyp.get("context_score"))
 
 
 def decode_set(

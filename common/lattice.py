@@ -49,6 +49,16 @@ MAX_PATHS = 100_000  # an n-best lattice holds N paths; more means this is not o
 Nbest = dict[str, list[tuple[str, float]]]  # utterance id -> [(word string, am_score)], best first
 
 
+def first_pass_score(
+    am_score: float, length_score: float | None = None, context_score: float | None = None
+) -> float:
+    """The score a first pass ranked a hypothesis by, and the negated cost of its lattice path:
+    ``am_score`` plus its contextual-biasing and length bonuses (None or absent: 0). The one
+    formula of ``asr.decode.first_pass_total`` (n-best records) and
+    ``rescoring.nbest.Hyp.first_pass_score``."""
+    return am_score + (context_score or 0.0) + (length_score or 0.0)  # asr.search's order
+
+
 # ---------------------------------------------------------------------------------- writing
 
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.io import InputError, open_text, read_jsonl, write_jsonl
-from common.lattice import read_lattice_archive
+from common.lattice import first_pass_score, read_lattice_archive
 from rescoring.fields import at, first_seen, get_list, get_number, get_str, shown
 
 #: Most hypotheses one utterance may have (``--max-hyps``); more means this is not an n-best list.
@@ -58,7 +58,7 @@ class Hyp:
     def first_pass_score(self) -> float:
         """The score the first pass ranked by: ``am_score`` plus its biasing and length
         bonuses, if any."""
-        return self.am_score + (self.context_score or 0.0) + (self.length_score or 0.0)
+        return first_pass_score(self.am_score, self.length_score, self.context_score)
 
 
 @dataclass

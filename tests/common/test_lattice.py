@@ -7,7 +7,7 @@ import kaldifst
 import pytest
 
 from common.io import InputError
-from common.lattice import read_lattice_archive, write_nbest_lattices
+from common.lattice import first_pass_score, read_lattice_archive, write_nbest_lattices
 from rescoring.nbest import load_nbest
 
 WORDS = {"<eps>": 0, "play": 1, "jazz": 2, "jas": 3, "stop": 4}
@@ -120,3 +120,11 @@ def test_writer_round_trip_keeps_ties_in_nbest_order(tmp_path):
     for k, hyps in nbest.items():
         assert [w for w, _ in got[k]] == [w for w, _ in hyps]
         assert [s for _, s in got[k]] == pytest.approx([s for _, s in hyps], rel=1e-6)
+
+
+def test_first_pass_score_adds_the_bonuses_present():
+    """am + context + length, in the order of asr.search.Hypothesis.total; None = no bonus."""
+    assert first_pass_score(-1.5) == -1.5
+    assert first_pass_score(-1.5, None, 0.25) == -1.5 + 0.25
+    assert first_pass_score(-1.5, 1.0) == -1.5 + 1.0
+    assert first_pass_score(0.1, 0.2, 0.6) == (0.1 + 0.6) + 0.2  # not 0.1 + 0.2 + 0.6: 0.9
