@@ -13,7 +13,10 @@ and decodes one utterance at a time, hence the small default utterance count.
 A method is ``name`` or ``name:option=value,...`` (options of its constructor, e.g.
 ``modified_beam:max_sym_per_frame=2,beam=16,length_bonus=0.5``); ``--beam``,
 ``--max-sym-per-frame`` and ``--length-bonus`` are the defaults each method takes if its
-constructor has them. With ``--context-lexicon`` (a phrase
+constructor has them. One option belongs to the bench, not to a constructor: ``max_duration=S``
+decodes that method's batches with S seconds of audio each instead of ``--max-duration`` (so
+batch sizes compare in one run, round-robin: ``modified_beam modified_beam:max_duration=300``).
+With ``--context-lexicon`` (a phrase
 list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
 with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.
 
@@ -50,13 +53,17 @@ from common.wer import compute_wer, oracle_wer
 REFERENCE = "torchaudio_beam"
 
 
+#: a method spec's option that sets the bench's batches, not the search's constructor
+BATCH_OPTION = "max_duration"
+
+
 def parse_method(spec: str, defaults: dict[str, object]) -> tuple[str, dict[str, object]]:
-    """``name[:k=v,...]`` -> (name, constructor options): ``defaults`` the constructor takes,
-    overridden by the spec's (ints, floats or strings)."""
+    """``name[:k=v,...]`` -> (name, options): ``defaults`` the constructor takes, overridden by
+    the spec's (ints, floats or strings); ``max_duration`` (:data:`BATCH_OPTION`) is kept too."""
     name, _, rest = spec.partition(":")
     if name not in SEARCH_METHODS:
         raise SystemExit(f"unknown method {name!r}; choose from {sorted(SEARCH_METHODS)}")
-    takes = _options(SEARCH_METHODS[name])
+    takes = _options(SEARCH_METHODS[name]) | {BATCH_OPTION}
     opts = {k: v for k, v in defaults.items() if k in takes}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
@@ -144,11 +151,18 @@ def main() -> None:
     cuts = load_cuts(args.cuts).subset(first=args.num_utts)
     audio_s = sum(c.duration for c in cuts)
     waveform = model.cfg.waveform_input
-    if args.batch_order == "duration":
-        dl = make_decode_dataloader(cuts, tok, args.max_duration, waveform=waveform)
-    else:
-        dl = make_dataloader(cuts, tok, args.max_duration, shuffle=False, waveform=waveform)
-    batches = list(dl)
+    batch_sets: dict[float, list] = {}
+
+    def batches_of(max_duration: float) -> list:
+        if max_duration not in batch_sets:
+            if args.batch_order == "duration":
+                dl = make_decode_dataloader(cuts, tok, max_duration, waveform=waveform)
+            else:
+                dl = make_dataloader(cuts, tok, max_duration, shuffle=False, waveform=waveform)
+            batch_sets[max_duration] = list(dl)
+        return batch_sets[max_duration]
+
+    batches = batches_of(args.max_duration)
     graph = None
     if args.context_lexicon is not None:
         biasing = ContextBiasing.load(args.context_lexicon, tok, args.context_score)
@@ -178,13 +192,16 @@ def main() -> None:
             "phrases": graph.num_phrases,
             "nodes": graph.num_nodes,
         }
-    runs = []  # (spec, biased, method name, options, search)
+    runs = []  # (spec, biased, options, search, its batches)
     for spec in args.methods:
         name, opts = parse_method(spec, defaults)
-        search = build_search(name, **opts)
-        runs.append((spec, False, name, opts, search))
+        own = float(opts.get(BATCH_OPTION, args.max_duration))
+        if own <= 0:
+            p.error(f"{spec}: {BATCH_OPTION} must be > 0")
+        search = build_search(name, **{k: v for k, v in opts.items() if k != BATCH_OPTION})
+        runs.append((spec, False, opts, search, batches_of(own)))
         if graph is not None and search.supports_context:
-            runs.append((spec, True, name, opts, search))
+            runs.append((spec, True, opts, search, batches_of(own)))
     enc_single = math.inf
     found: dict[tuple[str, bool], dict] = {}
     for rnd in range(args.repeats):
@@ -197,8 +214,8 @@ def main() -> None:
                     n = int(b["feat_lens"][i])
                     model.transcribe(b["feats"][i : i + 1, :n], b["feat_lens"][i : i + 1])
             enc_single = min(enc_single, time.perf_counter() - t0)
-        for spec, biased, _, _, search in runs:
-            res = run_method(search, model, batches, tok, args.nbest, graph if biased else None)
+        for spec, biased, _, search, own_batches in runs:
+            res = run_method(search, model, own_batches, tok, args.nbest, graph if biased else None)
             first = found.setdefault((spec, biased), res)
             for key in ("seconds", "search_seconds", "encoder_seconds"):
                 if key in res:
@@ -209,8 +226,9 @@ def main() -> None:
         "batched": round(min(batched), 2) if batched else None,
         "per_utt": round(enc_single, 2),
     }
-    for spec, biased, _, opts, _ in runs:
+    for spec, biased, opts, _, own_batches in runs:
         res = found[(spec, biased)]
+        res["batches"] = len(own_batches)
         if "search_seconds" not in res:  # RNNTBeamSearch: its seconds minus its encoder's
             res["search_seconds"] = max(res["seconds"] - enc_single, 0.0)
         res["rtf"] = round(res["seconds"] / audio_s, 4)

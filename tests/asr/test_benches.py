@@ -124,10 +124,21 @@ def test_beam_search_bench(bench, asr_data, trained_tiny):
         "asr_beam_search",
         *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
         *("--cuts", asr_data["cuts"], "--num-utts", 4, "--beam", 2, "--nbest", 2),
-        *("--methods", "greedy", "modified_beam", "torchaudio_beam", "--repeats", 2),
+        *("--methods", "greedy", "modified_beam", "torchaudio_beam"),
+        *("modified_beam:max_duration=5", "--repeats", 2),  # the same search, smaller batches
     )
     assert r["utterances"] == 4
-    assert set(r["methods"]) == {"greedy", "modified_beam", "torchaudio_beam"}
+    assert set(r["methods"]) == {
+        "greedy",
+        "modified_beam",
+        "modified_beam:max_duration=5",
+        "torchaudio_beam",
+    }
+    small, big = r["methods"]["modified_beam:max_duration=5"], r["methods"]["modified_beam"]
+    assert small["batches"] > big["batches"] == r["batches"]
+    assert small["options"]["max_duration"] == 5
+    # the padding is masked: the batches change the time, not the hypotheses
+    assert (small["wer"], small["oracle_wer"]) == (big["wer"], big["oracle_wer"])
     ref = r["methods"]["torchaudio_beam"]
     assert ref["speed_vs_torchaudio"] == 1.0 and ref["wer_minus_torchaudio"] == 0.0
     for m in r["methods"].values():
