@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import re
 import sys
 import time
@@ -258,6 +259,20 @@ def _legacy_record(path: Path) -> StageRecord | None:
         return None
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (the first ``model name`` of ``cpuinfo``; ``platform.processor()``
+    where there is none, e.g. not Linux); "unknown" if neither says."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def stage_table(
     done_dir: str | Path, parallel: list[set[int]] | None = None, cores: int | None = None
 ) -> str:
@@ -277,6 +292,9 @@ def stage_table(
     preset = recs[0].preset if recs else "?"
     lines = [
         f"## Stage times ({preset} preset, {cores or os.cpu_count()} CPU cores)",
+        "",
+        f"Host CPU when this report was made: {cpu_model()} (the seconds below depend on the "
+        "host).",
         "",
         "| stage | what | seconds | peak RSS (MiB) |",
         "|---|---|---|---|",

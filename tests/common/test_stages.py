@@ -2,10 +2,20 @@
 
 import json
 import os
+import platform
 
 import pytest
 
-from common.stages import CHANGED, DONE, TO_RUN, fingerprint, main, referenced_vars, stage_table
+from common.stages import (
+    CHANGED,
+    DONE,
+    TO_RUN,
+    cpu_model,
+    fingerprint,
+    main,
+    referenced_vars,
+    stage_table,
+)
 
 
 def _marker(tmp_path, cmd, *argv, inputs=(), outputs=(), body="", on_change="stop"):
@@ -119,6 +129,19 @@ def test_stage_table_counts_the_longer_parallel_group(tmp_path):
     assert "| 6 | s6 | 100 | 4 |" in md and "(tiny preset, 2 CPU cores)" in md
     assert "**118 s (2 min)**" in md  # 158 - min(105, 40)
     assert "the sum of all stage times is 158 s" in md
+    assert f"Host CPU when this report was made: {cpu_model()} (" in md
+
+
+def test_cpu_model_reads_the_first_model_name(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\n"
+        "processor\t: 1\nmodel name\t: Other\n"
+    )
+    assert cpu_model(info) == "AMD EPYC 7B13"
+    info.write_text("processor\t: 0\nmodel name\t:\n")  # no value: platform's answer
+    assert cpu_model(info) == (platform.processor() or "unknown")
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or "unknown")
 
 
 def test_stage_table_shows_markers_of_the_older_format(tmp_path):
