@@ -22,12 +22,13 @@ asr_lm_parallel=true     # stages 6-8 + 17-21 (RNN-T, biased decoding) and 9-16 
 # exp/*/config.json and listed in RESULTS.md ("Resolved configurations").
 asr_preset=default
 asr_bpe=128
-# Training budget: a step count, so a run's model does not depend on its host's speed (two runs of
-# identical training under a 75-minute budget stopped at steps 3,552 and 3,233 on two hosts of
-# this machine type: test WER 43.88 against 46.30, RESULTS.md Discussion). 3,400 steps took 72-79
-# min on those hosts; --max-minutes is only the cap that keeps a slower host within the recipe's 2 h
-# (the run then stops before step 3,400, and RESULTS.md's learning curve shows where). The LMs
-# (stages 9-16, 3 seeds, ~95 min) train on the other core.
+# Training budget: a step count, so how long the model trains does not depend on the host's speed
+# (two runs of identical training under a 75-minute budget stopped at steps 3,552 and 3,233 on two
+# hosts of this machine type: test WER 43.88 against 46.30). 3,400 steps took 65.2 min in the
+# d9ec6f7 run and would take about 72-79 min at those two hosts' step rates; --max-minutes is only
+# the cap that keeps a slower host within the recipe's 2 h (the run then stops before step 3,400,
+# and RESULTS.md's learning curve shows where). The LMs (stages 9-16, 3 seeds) train on the other
+# core.
 asr_train_opts="--max-steps 3400 --max-minutes 80"
 # Speed perturbation (e.g. "0.9 1.1"): stage 2 stores the features of speed-perturbed copies of
 # train, stage 6 draws the original or a copy per utterance and epoch (train-asr --speed-cuts).
