@@ -3,7 +3,8 @@
 
 ``train-asr`` writes ``log/valid.csv`` (step, epoch, lr, dev_loss, dev_greedy_wer, elapsed_s) at
 every dev check (``dev_loss`` empty except at an epoch's end) and ``log/monitor.csv`` (step,
-epoch, set, greedy_wer, elapsed_s) beside it when it has monitor sets. This module reads them as plain CSV (rescoring imports no ASR code).
+epoch, set, greedy_wer, elapsed_s) beside it when it has monitor sets. This module reads them
+as plain CSV (rescoring imports no ASR code).
 
 Usage:
     curve = read_learning_curve(Path("exp/asr/conformer_rnnt/log"))
