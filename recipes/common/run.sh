@@ -70,14 +70,10 @@ log() {
 }
 
 # Every stage process runs in the background and is waited for, so a signal to run.sh is
-# handled at once; on any exit run.sh can see (error, Ctrl-C, kill) it kills its stage processes.
-# kill_tree PID: PID and all its descendants (train-asr runs under time + bash -c).
-kill_tree() {
-  local c
-  for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done
-  kill "$1" 2> /dev/null || true
-}
-kill_children() { local c; for c in $(pgrep -P $$ 2> /dev/null); do kill_tree "$c"; done; }
+# handled at once; on any exit run.sh can see (error, Ctrl-C, kill) it kills its stage processes
+# and all their descendants (train-asr runs under time + bash -c): kill_children, proc.sh.
+# shellcheck source=proc.sh
+. "$recipe_dir/../common/proc.sh"
 
 # run_stage N "description" "inputs" "outputs" command...: runs unless its .done marker matches,
 # then writes the marker (command, variables, input fingerprints, time, peak memory).
@@ -126,7 +122,8 @@ mkdir -p "$work_dir" && cd "$work_dir"
 exec 9>> .run.lock
 if ! flock -n 9; then
   echo "$0: $work_dir is in use by another run.sh, or by the stages of one that was killed:" >&2
-  stage-marker holders .run.lock | sed 's/^/  /' >&2
+  exec 9>&-  # not a holder itself (nor the listing below, which would inherit it)
+  stage-marker holders .run.lock | sed "s/^/  /" >&2
   echo "Wait for them to finish or stop them (kill <pid>), then re-run." >&2
   exit 2
 fi
@@ -194,7 +191,7 @@ systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 
 report_parallel=
 [ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21 9-16"
 
-export -f log logged kill_tree stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
+export -f log logged kill_tree wait_stopped _proc_stat proc_state proc_start stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh

@@ -4,6 +4,8 @@ rescoring -> RESULTS.md), then re-run once more, which does nothing. The data st
 the session's run.sh run (tests/recipes/conftest.py, shared with test_run_sh_guards.py): the
 test starts from a copy of that work dir."""
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -43,13 +45,15 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
     # Like `kill <pid of run.sh>`: only the script gets the signal; it must take the RNN-T
     # training it started in the background (and the LM training in the foreground) with it.
     os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
-    deadline = time.time() + 20
-    while _processes_using(work) and time.time() < deadline:
-        time.sleep(0.2)
+    proc.wait(timeout=120)
+    # run.sh returns only once its stages have exited (recipes/common/proc.sh, kill_children),
+    # so at once: nothing of the run is left and its lock is free for the re-run
     left = _processes_using(work)
-    os.killpg(proc.pid, signal.SIGKILL)  # clean up whatever survived, then fail
+    with contextlib.suppress(ProcessLookupError):  # an empty group (all reaped) is not an error
+        os.killpg(proc.pid, signal.SIGKILL)  # clean up whatever survived, then fail
     assert not left, f"still running after run.sh was killed: {left}"
+    with (work / ".run.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a stage still holds it
     assert not (work / ".done/stage6").exists()
 
 
