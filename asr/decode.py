@@ -42,6 +42,11 @@ The n-best is ranked by that same score: each hypothesis carries ``length_score`
 tokens) beside the model's ``am_score``, as a biased one carries ``context_score``. The suffix
 gains ``_lb<B>``; 0 decodes exactly as without it.
 
+``--score-beam S`` (``modified_beam``): besides the ``--beam`` best, a hypothesis must score
+within ``S`` nats of its utterance's best at that step (the score the beam is pruned on), so
+unlikely hypotheses stop costing joiner and predictor rows; a wider ``--beam`` then costs little
+(asr/README.md, "Score beam"). The suffix gains ``_sb<S>``; inf (the default) is off.
+
     decode-asr ... --method modified_beam --beam 8 --context-lexicon data/lang/lexicons \
         --context-score 1.5 --context-lists exp/slu/predicted-lists-dev.tsv
 """
@@ -109,6 +114,13 @@ class DecodeConfig:
             "length_score beside the model's am_score (0 = off)"
         },
     )
+    score_beam: float = field(
+        default=math.inf,
+        metadata={
+            "help": "modified_beam: at each step keep only hypotheses whose score (the one the "
+            "beam is pruned on) is within this many nats of the utterance's best (inf = off)"
+        },
+    )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
     lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
@@ -150,6 +162,12 @@ class DecodeConfig:
             raise InputError(
                 f"--length-bonus: search method {self.method!r} has none (use modified_beam)"
             )
+        if not self.score_beam > 0:
+            raise InputError(f"--score-beam must be > 0, got {self.score_beam}")
+        if math.isfinite(self.score_beam) and self.method != "modified_beam":
+            raise InputError(
+                f"--score-beam: search method {self.method!r} has none (use modified_beam)"
+            )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")
@@ -172,6 +190,8 @@ class DecodeConfig:
         suffix = self.method if self.method == "greedy" else f"{self.method}_beam{self.beam}"
         if self.length_bonus:
             suffix += f"_lb{self.length_bonus:g}"
+        if math.isfinite(self.score_beam):
+            suffix += f"_sb{self.score_beam:g}"
         return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
@@ -290,6 +310,7 @@ def decode_set(
         beam=cfg.beam,
         max_sym_per_frame=cfg.max_sym_per_frame,
         length_bonus=cfg.length_bonus,
+        score_beam=cfg.score_beam,
     )
     dl = make_decode_dataloader(cuts, tok, cfg.max_duration, waveform=model.cfg.waveform_input)
     records, results = [], []

@@ -137,6 +137,10 @@ class ModifiedBeamSearch(SearchMethod):
     next frame, whatever step or path brought them there) are merged by log-sum-exp. Utterances
     past their last frame keep their hypotheses unchanged.
 
+    ``score_beam``: of the ``beam`` best candidates of a step, only those whose pruning score is
+    within ``score_beam`` of the utterance's best candidate survive (a beam in score as in
+    Kaldi's and k2's searches, besides the beam in number; ``inf``: the ``beam`` best, always).
+
     Contextual biasing: see the module docstring (icefall's
     ``modified_beam_search(context_graph=...)``, bonus added before the top-k).
     """
@@ -145,13 +149,20 @@ class ModifiedBeamSearch(SearchMethod):
     supports_context = True
 
     def __init__(
-        self, beam: int = 8, max_sym_per_frame: int = 1, length_bonus: float = 0.0
+        self,
+        beam: int = 8,
+        max_sym_per_frame: int = 1,
+        length_bonus: float = 0.0,
+        score_beam: float = math.inf,
     ) -> None:
         if beam < 1 or max_sym_per_frame < 1:
             raise ValueError("beam and max_sym_per_frame must be >= 1")
         if not math.isfinite(length_bonus):
             raise ValueError(f"length_bonus must be finite, got {length_bonus}")
+        if not score_beam > 0:
+            raise ValueError(f"score_beam must be > 0, got {score_beam}")
         self.beam = beam
+        self.score_beam = score_beam
         self.max_sym_per_frame = max_sym_per_frame
         self.length_bonus = length_bonus
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
@@ -196,7 +207,10 @@ class ModifiedBeamSearch(SearchMethod):
         self._gates = _token_gates(model)
         self._grow = None
         # the predictor outputs and states of the hypotheses; a hypothesis holds its row
-        store = _Store(pred0[:, 0], [list(layer) for layer in state0])
+        rec_weights = None  # torchaudio's LSTM predictor: recurrent projections kept per row
+        if self._gates is not None:
+            rec_weights = [lstm.p2g.weight for lstm in model.predictor.lstm_layers]
+        store = _Store(pred0[:, 0], [list(layer) for layer in state0], rec_weights)
         # per utterance: tokens -> [am score, store row, (bonus earned, graph state) or None,
         # parent row, token]; store row -1: the predictor has not run yet (parent, token)
         hyps: list[dict[tuple[int, ...], list]] = [
@@ -325,8 +339,9 @@ class ModifiedBeamSearch(SearchMethod):
             old = olds[a]
             merged: dict[tuple[int, ...], list] = {}
             stay: dict[tuple[int, ...], list] = {}
+            floor = top_total[a][0] - self.score_beam
             for total_s, score, idx in zip(top_total[a], top_am[a], top_i[a], strict=True):
-                if total_s == ninf:  # padding: fewer candidates than the beam
+                if total_s < floor or total_s == ninf:  # too far below the best; padding
                     break
                 if idx >= width:  # already on the next frame (its own float, not the top-k's)
                     h, e = old[idx - width]
@@ -393,8 +408,9 @@ class ModifiedBeamSearch(SearchMethod):
             n_u, n_p = len(uniq), len(entries)
             parents, toks = ids[:n_u], ids[n_u + n_p :]
             back = None if n_u == n_p else ids[n_u : n_u + n_p]
-            st = [[s.index_select(0, parents) for s in layer] for layer in store_state]
-            return _lstm_predict(model.predictor, self._gates, toks, st, back)
+            cells = [[None, c.index_select(0, parents)] for _, c in store_state]
+            rec = store.recurrent(parents)
+            return _lstm_predict(model.predictor, self._gates, toks, cells, back, rec)
         parents = torch.tensor([e[3] for e in entries], dtype=torch.long, device=dev)
         toks = torch.tensor([e[4] for e in entries], dtype=torch.long, device=dev)
         st = [[s.index_select(0, parents) for s in layer] for layer in store_state]
@@ -412,16 +428,29 @@ _COMPACT_FACTOR, _COMPACT_SLACK = 8, 256
 class _Store:
     """Predictor outputs (rows of ``pred``, (capacity, J)) and states (rows of each tensor of
     ``state``, per layer [h, c]) of search hypotheses, in buffers that grow by doubling; rows
-    ``[0, size)`` are used. A hypothesis refers to its row number until :meth:`compact`."""
+    ``[0, size)`` are used. A hypothesis refers to its row number until :meth:`compact`.
 
-    def __init__(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> None:
+    With ``rec_weights`` (per LSTM layer, the (4H, H) recurrent weights ``p2g``), the store also
+    keeps each row's recurrent projections ``h @ p2g.T``, computed the first time the row is a
+    parent (:meth:`recurrent`) and then reused: a hypothesis is extended on many frames, and the
+    projection, the predictor's largest matrix product, depends on its state alone."""
+
+    def __init__(
+        self,
+        pred: torch.Tensor,
+        state: list[list[torch.Tensor]],
+        rec_weights: list[torch.Tensor] | None = None,
+    ) -> None:
         self.size = 0
         self.pred = pred.new_empty((0, pred.shape[1]))
         self.state = [[s.new_empty((0, s.shape[1])) for s in layer] for layer in state]
+        self.rec_weights = rec_weights or []
+        self.rec = [pred.new_empty((0, w.shape[0])) for w in self.rec_weights]
+        self.has_rec = torch.zeros(0, dtype=torch.bool, device=pred.device)
         self.append(pred, state)
 
     def _buffers(self):
-        return [self.pred] + [s for layer in self.state for s in layer]
+        return [self.pred] + [s for layer in self.state for s in layer] + self.rec + [self.has_rec]
 
     def append(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> int:
         """Add rows; returns the number of the first."""
@@ -430,14 +459,26 @@ class _Store:
             cap = max(2 * self.pred.shape[0], m + p, 256)
             grown = []
             for buf in self._buffers():
-                new = buf.new_empty((cap, buf.shape[1]))
+                new = buf.new_empty((cap, *buf.shape[1:]))
                 new[:m] = buf[:m]
                 grown.append(new)
             self._set(grown)
-        for buf, x in zip(self._buffers(), [pred] + [s for ly in state for s in ly], strict=True):
+        for buf, x in zip(self._buffers(), [pred] + [s for ly in state for s in ly], strict=False):
             buf[m : m + p] = x
+        self.has_rec[m : m + p] = False
         self.size = m + p
         return m
+
+    def recurrent(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer, the recurrent projections (len(rows), 4H) of ``rows`` (needs
+        ``rec_weights``); those not computed yet are computed now, once."""
+        need = rows[~self.has_rec.index_select(0, rows)]
+        if need.numel():
+            need = need.unique()  # a row may be asked for twice
+            for (h, _), w, rec in zip(self.state, self.rec_weights, self.rec, strict=True):
+                rec.index_copy_(0, need, F.linear(h.index_select(0, need), w))
+            self.has_rec.index_fill_(0, need, True)
+        return [rec.index_select(0, rows) for rec in self.rec]
 
     def compact(self, rows: list[int]) -> None:
         """Keep only ``rows``, renumbered 0.. in this order."""
@@ -447,8 +488,12 @@ class _Store:
         self.size = len(rows)
 
     def _set(self, bufs: list[torch.Tensor]) -> None:
-        self.pred, it = bufs[0], iter(bufs[1:])
+        it = iter(bufs)
+        self.pred = next(it)
         self.state = [[next(it) for _ in layer] for layer in self.state]
+        self.rec = [next(it) for _ in self.rec]
+        self.has_rec = next(it)
+        assert next(it, None) is None
 
 
 def _token_gates(model) -> torch.Tensor | None:
@@ -462,12 +507,14 @@ def _token_gates(model) -> torch.Tensor | None:
     return pred.lstm_layers[0].x2g(pred.input_layer_norm(pred.embedding.weight))
 
 
-def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state, back=None):
+def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state, back=None, rec=None):
     """``_Predictor.forward`` for one step of tokens ``toks`` (P,) from ``state``, with the
     first layer's input gates looked up in ``gates0`` (see :func:`_token_gates`).
 
     ``back`` (P,): row ``i`` continues parent ``back[i]`` of ``state`` (rows = distinct parents,
     whose recurrent projections are computed once); None: ``state`` has one row per token.
+    ``rec``: per layer the parents' recurrent projections ``h @ p2g.T``, already computed
+    (:meth:`_Store.recurrent`; ``state``'s ``h`` is then not read).
 
     Returns:
         output (P, J), new state (list per layer of [h, c]).
@@ -476,11 +523,11 @@ def _lstm_predict(pred, gates0: torch.Tensor, toks: torch.Tensor, state, back=No
     new_state = []
     for li, lstm in enumerate(pred.lstm_layers):
         h, c = state[li]
-        rec = F.linear(h, lstm.p2g.weight)
+        r = F.linear(h, lstm.p2g.weight) if rec is None else rec[li]
         if back is not None:
-            rec, c = rec.index_select(0, back), c.index_select(0, back)
+            r, c = r.index_select(0, back), c.index_select(0, back)
         g = gates0.index_select(0, toks) if li == 0 else lstm.x2g(x)
-        g = lstm.g_norm(g + rec)
+        g = lstm.g_norm(g + r)
         i_g, f_g, _, o_g = g.sigmoid().chunk(4, 1)  # one call for the three gates
         c_g = g[:, 2 * c.shape[1] : 3 * c.shape[1]].tanh()
         c = f_g * c + i_g * c_g

@@ -12,8 +12,8 @@ and decodes one utterance at a time, hence the small default utterance count.
 
 A method is ``name`` or ``name:option=value,...`` (options of its constructor, e.g.
 ``modified_beam:max_sym_per_frame=2,beam=16,length_bonus=0.5``); ``--beam``,
-``--max-sym-per-frame`` and ``--length-bonus`` are the defaults each method takes if its
-constructor has them. One option belongs to the bench, not to a constructor: ``max_duration=S``
+``--max-sym-per-frame``, ``--length-bonus`` and ``--score-beam`` are the defaults each method
+takes if its constructor has them. One option belongs to the bench, not to a constructor: ``max_duration=S``
 decodes that method's batches with S seconds of audio each instead of ``--max-duration`` (so
 batch sizes compare in one run, round-robin: ``modified_beam modified_beam:max_duration=300``).
 With ``--context-lexicon`` (a phrase
@@ -134,6 +134,9 @@ def main() -> None:
     p.add_argument(
         "--length-bonus", type=float, default=0.0, help="methods that take it (modified_beam)"
     )
+    p.add_argument(
+        "--score-beam", type=float, default=math.inf, help="methods that take it (modified_beam)"
+    )
     p.add_argument("--step-max-tokens", type=int, default=10, help="RNNTBeamSearch per-frame cap")
     p.add_argument("--methods", nargs="+", default=["greedy", "modified_beam", REFERENCE])
     p.add_argument("--context-lexicon", type=Path, default=None, help="biasing phrase list")
@@ -172,6 +175,7 @@ def main() -> None:
         "max_sym_per_frame": args.max_sym_per_frame,
         "step_max_tokens": args.step_max_tokens,
         "length_bonus": args.length_bonus,
+        "score_beam": args.score_beam,
     }
     report: dict = {
         "checkpoint": str(args.checkpoint),

@@ -243,3 +243,44 @@ def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_pa
     for bad in (dict(method="greedy", length_bonus=1.0), dict(length_bonus=float("nan"))):
         with pytest.raises(InputError, match="--length-bonus"):
             cfg(**bad).validate()
+
+
+def test_score_beam_decodes_into_its_own_suffix_and_prunes(trained_tiny, asr_data, tmp_path):
+    import pytest
+
+    from common.io import InputError
+
+    def cfg(**kw):
+        base = dict(
+            exp_dir=trained_tiny,
+            checkpoint=trained_tiny / "epoch-60.pt",
+            bpe_model=asr_data["bpe_model"],
+            cuts=[asr_data["cuts"]],
+            method="modified_beam",
+            beam=8,
+            nbest=8,
+            max_utts=6,
+            lattices=False,
+        )
+        return DecodeConfig(**{**base, **kw})
+
+    (plain,) = run(cfg(out_dir=tmp_path / "plain"))
+    (wide,) = run(cfg(out_dir=tmp_path / "wide", score_beam=1e9))
+    (narrow,) = run(cfg(out_dir=tmp_path / "narrow", score_beam=0.5))
+    assert plain["suffix"] == "modified_beam_beam8"
+    assert narrow["suffix"] == "modified_beam_beam8_sb0.5"
+    read = lambda d: [  # noqa: E731
+        json.loads(line)["hyps"]
+        for line in gzip.open(tmp_path / d / f"nbest-{plain['set']}.jsonl.gz", "rt")
+    ]
+    assert read("plain") == read("wide")  # a score beam nothing falls out of changes nothing
+    # 0.5 nats: fewer hypotheses survive (not every final one is within 0.5 of the best: merging
+    # paths later adds to a hypothesis's score)
+    assert sum(map(len, read("narrow"))) < sum(map(len, read("plain")))
+    for bad in (
+        dict(score_beam=0.0),
+        dict(score_beam=float("nan")),
+        dict(method="greedy", score_beam=4.0),
+    ):
+        with pytest.raises(InputError, match="--score-beam"):
+            cfg(**bad).validate()

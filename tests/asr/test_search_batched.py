@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asr.config import get_model_preset
 from asr.context_graph import ContextGraph, ContextState
@@ -125,9 +126,14 @@ def test_max_sym_1_is_the_former_per_utterance_search(random_model, beam, biased
 @pytest.mark.parametrize("max_sym", [1, 2])
 @pytest.mark.parametrize("biased", [False, True])
 @pytest.mark.parametrize("length_bonus", [0.0, 0.7])
-def test_batch_equals_one_utterance_at_a_time(random_model, max_sym, biased, length_bonus):
+@pytest.mark.parametrize("score_beam", [math.inf, 1.5])
+def test_batch_equals_one_utterance_at_a_time(
+    random_model, max_sym, biased, length_bonus, score_beam
+):
     model, feats, lens, enc, enc_lens = random_model
-    search = ModifiedBeamSearch(beam=6, max_sym_per_frame=max_sym, length_bonus=length_bonus)
+    search = ModifiedBeamSearch(
+        beam=6, max_sym_per_frame=max_sym, length_bonus=length_bonus, score_beam=score_beam
+    )
     contexts = [None] * len(lens)
     if biased:
         graph = _graph(search(model, feats, lens))
@@ -205,6 +211,38 @@ def test_two_symbols_on_one_frame_by_hand():
     assert [h.tokens for h in two] == [(), (3,), (3, 3)]
     want = [math.log(0.6), math.log(0.18), math.log(0.09)]
     assert [h.score for h in two] == pytest.approx(want, abs=1e-5)
+
+
+def test_score_beam_by_hand():
+    """One frame, beam 3: () (blank, log 0.6), (3,) (log 0.3), (4,) (log 0.1). A score beam of
+    1 nat drops (4,) (log 6 = 1.79 below the best) and keeps (3,) (log 2 = 0.69 below)."""
+    model = FrameModel(1)
+    feats, lens = torch.zeros(1, 1, 1), torch.tensor([1])
+    for score_beam, want in (
+        (math.inf, [(), (3,), (4,)]),
+        (2.0, [(), (3,), (4,)]),
+        (1.0, [(), (3,)]),
+        (0.5, [()]),
+    ):
+        (nb,) = ModifiedBeamSearch(beam=3, score_beam=score_beam)(model, feats, lens)
+        assert [h.tokens for h in nb] == want, score_beam
+    # the pruning score is the one with the length bonus, 0.8 per token: (3,) (log 0.3 + 0.8)
+    # is now the best, () 0.11 below it and (4,) 1.10 below: dropped
+    (nb,) = ModifiedBeamSearch(beam=3, length_bonus=0.8, score_beam=1.0)(model, feats, lens)
+    assert [h.tokens for h in nb] == [(3,), ()]
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="score_beam"):
+            ModifiedBeamSearch(score_beam=bad)
+
+
+def test_huge_score_beam_is_bit_identical(random_model):
+    model, feats, lens, _, _ = random_model
+    plain = ModifiedBeamSearch(beam=6, max_sym_per_frame=2, length_bonus=0.5)(model, feats, lens)
+    wide = ModifiedBeamSearch(beam=6, max_sym_per_frame=2, length_bonus=0.5, score_beam=1e9)(
+        model, feats, lens
+    )
+    key = lambda out: [[(h.tokens, h.score, h.length_score) for h in nb] for nb in out]  # noqa: E731
+    assert key(wide) == key(plain)
 
 
 def test_length_bonus_prunes_by_hand_and_keeps_the_acoustic_score():
@@ -318,6 +356,38 @@ def test_store_appends_grows_and_compacts():
     assert (
         store.state[0][0][:3, 1].tolist() == store.state[0][1][:3, 0].tolist() == [5.0, 300.0, 0.0]
     )
+
+
+def test_store_computes_each_recurrent_projection_once():
+    from asr.search import _Store
+
+    torch.manual_seed(0)
+    h, c, w = torch.randn(3, 4), torch.randn(3, 4), torch.randn(8, 4)
+    store = _Store(torch.randn(3, 5), [[h, c]], [w])
+    calls = []
+    real_linear = F.linear
+
+    def counting(x, weight, *a):
+        calls.append(x.shape[0])
+        return real_linear(x, weight, *a)
+
+    rows = torch.tensor([2, 0, 2])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("asr.search.F.linear", counting)
+        (got,) = store.recurrent(rows)
+        torch.testing.assert_close(got, h[rows] @ w.T)
+        assert calls == [2]  # rows 0 and 2, once each
+        (got,) = store.recurrent(torch.tensor([0, 1]))
+        assert calls == [2, 1]  # only row 1 is new
+        torch.testing.assert_close(got, h[[0, 1]] @ w.T)
+        # new rows (past the first capacity: the buffers grow) have none yet; compact keeps
+        # what was computed, renumbered
+        h2 = torch.randn(300, 4)
+        first = store.append(torch.randn(300, 5), [[h2, torch.randn(300, 4)]])
+        store.compact([2, first + 299, 0])
+        (got,) = store.recurrent(torch.tensor([0, 1, 2]))
+        assert calls == [2, 1, 1]  # only the appended row
+        torch.testing.assert_close(got, torch.stack([h[2], h2[299], h[0]]) @ w.T)
 
 
 @pytest.mark.parametrize("biased", [False, True])
