@@ -197,10 +197,8 @@ def test_dev_checks_do_not_depend_on_the_batches(trained_tiny, asr_data):
     assert wers[0] == wers[1] == wers[2]
 
 
-def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
-    import pytest
-
-    from common.io import InputError
+def _beam_cfg(trained_tiny, asr_data, beam: int):
+    """DecodeConfig(**overrides) for modified_beam with ``beam`` (= n-best) on 6 utterances."""
 
     def cfg(**kw):
         base = dict(
@@ -209,12 +207,22 @@ def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_pa
             bpe_model=asr_data["bpe_model"],
             cuts=[asr_data["cuts"]],
             method="modified_beam",
-            beam=4,
-            nbest=4,
+            beam=beam,
+            nbest=beam,
             max_utts=6,
             lattices=False,
         )
         return DecodeConfig(**{**base, **kw})
+
+    return cfg
+
+
+def test_length_bonus_decodes_into_its_own_suffix(trained_tiny, asr_data, tmp_path):
+    import pytest
+
+    from common.io import InputError
+
+    cfg = _beam_cfg(trained_tiny, asr_data, beam=4)
 
     (plain,) = run(cfg(out_dir=tmp_path / "plain"))
     (zero,) = run(cfg(out_dir=tmp_path / "zero", length_bonus=0.0))
@@ -250,19 +258,7 @@ def test_score_beam_decodes_into_its_own_suffix_and_prunes(trained_tiny, asr_dat
 
     from common.io import InputError
 
-    def cfg(**kw):
-        base = dict(
-            exp_dir=trained_tiny,
-            checkpoint=trained_tiny / "epoch-60.pt",
-            bpe_model=asr_data["bpe_model"],
-            cuts=[asr_data["cuts"]],
-            method="modified_beam",
-            beam=8,
-            nbest=8,
-            max_utts=6,
-            lattices=False,
-        )
-        return DecodeConfig(**{**base, **kw})
+    cfg = _beam_cfg(trained_tiny, asr_data, beam=8)
 
     (plain,) = run(cfg(out_dir=tmp_path / "plain"))
     (wide,) = run(cfg(out_dir=tmp_path / "wide", score_beam=1e9))
