@@ -308,7 +308,8 @@ class AsrTrainer(Trainer):
         return self.train_dl
 
     def train_step(self, batch: dict) -> StepOutput:
-        amp = self.cfg.use_amp and self.device.type == "cuda"
+        cuda = self.device.type == "cuda"
+        amp = self.cfg.use_amp if cuda else self.cfg.cpu_bf16
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             loss, st = compute_loss(self.fwd, batch, self.cfg, self.device)
         aug_skipped = batch.get("aug_skipped", ())

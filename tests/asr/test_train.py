@@ -149,3 +149,23 @@ def test_monitor_cuts_bad_items():
             parse_monitor_cuts(bad)
     with pytest.raises(InputError, match="twice"):
         parse_monitor_cuts(("a=x", "a=y"))
+
+
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_cpu_bf16_autocasts_the_training_steps_only(asr_data, tmp_path, monkeypatch, cpu_bf16):
+    import asr.train as train_mod
+
+    seen = []
+
+    def recording(model, batch, cfg, device):
+        loss, st = compute_loss(model, batch, cfg, device)
+        seen.append((torch.is_autocast_enabled("cpu"), loss.dtype))
+        return loss, st
+
+    monkeypatch.setattr(train_mod, "compute_loss", recording)
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path, num_epochs=1, max_steps=3, cpu_bf16=cpu_bf16)
+    run(0, 1, model_cfg, cfg)
+    assert seen == [(cpu_bf16, torch.float32)] * 3  # the loss itself stays fp32
+    state = load_checkpoint(tmp_path / "epoch-1.pt")["model"]
+    assert all(v.dtype != torch.bfloat16 for v in state.values())  # fp32 weights either way
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
