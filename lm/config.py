@@ -182,6 +182,14 @@ class TrainConfig:
         },
     )
     seed: int = field(default=42, metadata={"help": "random seed (data order, init, rwm)"})
+    cpu_bf16: bool = field(
+        default=False,
+        metadata={
+            "help": "bf16 autocast of the training steps (LSTM/attention and linear layers in "
+            "bf16, the losses in fp32): faster on a CPU with avx512_bf16, slower on one "
+            "without (lm/README.md, 'bf16 on the CPU')"
+        },
+    )
     num_threads: int = field(
         default=1,
         metadata={

@@ -33,17 +33,20 @@ def compute_loss(
     need_nlu = model.has_nlu_heads and (weights[1] > 0 or weights[2] > 0)
     out = model(batch.inputs, batch.lengths, batch.word_pos, nlu=need_nlu, word_end=batch.word_end)
     v = model.vocab_size
-    lm = F.cross_entropy(out["lm"].reshape(-1, v), batch.targets.reshape(-1), ignore_index=IGNORE)
+    # .float(): fp32 losses under bf16 autocast (--cpu-bf16); a no-op in fp32
+    lm = F.cross_entropy(
+        out["lm"].float().reshape(-1, v), batch.targets.reshape(-1), ignore_index=IGNORE
+    )
     loss = weights[0] * lm
     stats = {"lm": lm.item()}
     if need_nlu:
         if (batch.intents != IGNORE).any():
-            li = F.cross_entropy(out["intent"], batch.intents, ignore_index=IGNORE)
+            li = F.cross_entropy(out["intent"].float(), batch.intents, ignore_index=IGNORE)
             loss = loss + weights[1] * li
             stats["intent"] = li.item()
         if (batch.slots != IGNORE).any():
             ls = F.cross_entropy(
-                out["slot"].reshape(-1, model.num_slot_tags),
+                out["slot"].float().reshape(-1, model.num_slot_tags),
                 batch.slots.reshape(-1),
                 ignore_index=IGNORE,
             )

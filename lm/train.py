@@ -163,7 +163,8 @@ class LmTrainer(Trainer):
             )
             self.model.train()
         w = self.sched.weights(step)
-        loss, stats = compute_loss(self.model, batch, w)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.cpu_bf16):
+            loss, stats = compute_loss(self.model, batch, w)
         logged = {t: (v, 1.0) for t, v in stats.items()}
         logged.update({f"w_{t}": (x, 1.0) for t, x in zip(TASKS, w, strict=True)})
         return StepOutput(loss, logged)

@@ -1,5 +1,6 @@
 """Tiny end-to-end LM training: pre-train, multitask fine-tune, resume, every mode, the CLI."""
 
+import dataclasses
 import json
 
 import pytest
@@ -151,3 +152,25 @@ def test_cli_builds_typed_config_and_saves_it(lm_data, monkeypatch, capsys):
             main(["--preset", "tiny", *argv])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "train-lm: error: " in err and message in err, err
+
+
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_cpu_bf16_autocasts_the_training_steps_only(lm_data, tmp_path, monkeypatch, cpu_bf16):
+    import lm.train as train_mod
+
+    seen = []
+    real = train_mod.compute_loss
+
+    def recording(model, batch, weights):
+        loss, stats = real(model, batch, weights)
+        seen.append((torch.is_autocast_enabled("cpu"), loss.dtype))
+        return loss, stats
+
+    monkeypatch.setattr(train_mod, "compute_loss", recording)
+    model_cfg, cfg = tiny_configs(lm_data, "pretrain", "bf16", cpu_bf16=cpu_bf16, epochs=1)
+    cfg = dataclasses.replace(cfg, exp_dir=tmp_path / "exp")
+    run(model_cfg, cfg)
+    assert seen and set(seen) == {(cpu_bf16, torch.float32)}  # the losses stay fp32
+    state = load_checkpoint(tmp_path / "exp" / "best.pt")["model"]
+    assert all(v.dtype != torch.bfloat16 for v in state.values())  # fp32 weights either way
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
