@@ -3,6 +3,7 @@ children while it is being killed, and kill_children returns only when its proce
 (test_tiny_recipe_killed_resumed_and_rerun failed now and then: its re-run found the killed
 run's lock still held by a train-asr that was still exiting after run.sh had ended)."""
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -68,8 +69,9 @@ def test_kill_tree_misses_no_child_of_a_parent_that_keeps_starting_them():
         assert parent.returncode == -signal.SIGTERM
         left = _wait_until_gone(parent.pid)
         assert not left, f"{len(left)} descendants outlived kill_tree"
-    finally:
-        os.killpg(parent.pid, signal.SIGKILL)
+    finally:  # clean-up; the group is empty once init has reaped every zombie of it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
 
 
 def test_kill_tree_of_a_finished_process_and_kill_children():
