@@ -13,9 +13,10 @@ and decodes one utterance at a time, hence the small default utterance count.
 A method is ``name`` or ``name:option=value,...`` (options of its constructor, e.g.
 ``modified_beam:max_sym_per_frame=2,beam=16,length_bonus=0.5``); ``--beam``,
 ``--max-sym-per-frame``, ``--length-bonus`` and ``--score-beam`` are the defaults each method
-takes if its constructor has them. One option belongs to the bench, not to a constructor: ``max_duration=S``
-decodes that method's batches with S seconds of audio each instead of ``--max-duration`` (so
-batch sizes compare in one run, round-robin: ``modified_beam modified_beam:max_duration=300``).
+takes if its constructor has them. One option belongs to the bench, not to a constructor:
+``max_duration=S`` decodes that method's batches with S seconds of audio each instead of
+``--max-duration`` (so batch sizes compare in one run, round-robin: ``modified_beam
+modified_beam:max_duration=300``).
 With ``--context-lexicon`` (a phrase
 list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
 with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.

@@ -44,13 +44,14 @@ wait_stopped() {
 # still tearing down its memory and closing its files, e.g. the lock of run.sh, has neither
 # state), at most SECONDS. Prints the "pid:start" of those still running, if any (status 1).
 wait_exited() {
-  local deadline=$((SECONDS + $1)) p left
+  local deadline=$((SECONDS + $1)) p left _stat
   shift
   while :; do
     left=()
     for p; do
-      [ "$(proc_start "${p%%:*}")" = "${p#*:}" ] || continue  # gone (or its pid reused)
-      case $(proc_state "${p%%:*}") in Z | X | '') continue ;; esac
+      _proc_stat "${p%%:*}" || continue  # gone
+      [ "${_stat[19]}" = "${p#*:}" ] || continue  # its pid reused by another process
+      case ${_stat[0]} in Z | X) continue ;; esac
       left+=("$p")
     done
     [ ${#left[@]} -gt 0 ] || return 0

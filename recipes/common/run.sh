@@ -191,7 +191,7 @@ systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 
 report_parallel=
 [ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21 9-16"
 
-export -f log logged kill_tree wait_stopped _proc_stat proc_state proc_start stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
+export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
