@@ -43,6 +43,8 @@ shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
 [ -n "$lm_text_dir" ] || [ ! -d "$shared_data/lm_text" ] || lm_text_dir=$shared_data/lm_text
 conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
+# shellcheck source=host.sh
+. "$recipe_dir/../common/host.sh"  # cpu_has_bf16, for presets that choose by host
 # shellcheck source=conf/default.sh
 . "$conf"
 asr_lm_parallel=${asr_lm_parallel:-false}  # older conf files: stages one after another

@@ -1,0 +1,79 @@
+"""recipes/common/host.sh: cpu_has_bf16 reads the CPU flags (the SNIPS preset turns on bf16
+autocast for both trainings only where it says yes)."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_SH = ROOT / "recipes" / "common" / "host.sh"
+
+_FLAGS = "fpu vme de pse avx2 avx512f avx512bw"
+
+
+def _has_bf16(*args: str) -> bool:
+    rc = subprocess.run(
+        ["bash", "-c", '. "$0"; cpu_has_bf16 "$@"', str(HOST_SH), *args], timeout=30
+    ).returncode
+    assert rc in (0, 1)
+    return rc == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (_FLAGS, False),
+        (_FLAGS + " avx512_bf16", True),
+        ("avx512_bf16 " + _FLAGS, True),
+        (_FLAGS + " amx_bf16 amx_tile", True),
+        (_FLAGS + " avx512_bf16x", False),  # a longer flag name is not the flag
+        (_FLAGS + " xavx512_bf16", False),
+    ],
+)
+def test_cpu_has_bf16_reads_the_flags_line(tmp_path: Path, flags: str, expected: bool) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n")
+    assert _has_bf16(str(info)) is expected
+
+
+def test_cpu_has_bf16_ignores_the_flag_outside_the_flags_line(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"model name\t: avx512_bf16 edition\nflags\t\t: {_FLAGS}\n")
+    assert not _has_bf16(str(info))
+
+
+def test_cpu_has_bf16_is_no_for_a_missing_file(tmp_path: Path) -> None:
+    assert not _has_bf16(str(tmp_path / "absent"))
+
+
+def test_snips_default_preset_chooses_bf16_by_host(tmp_path: Path) -> None:
+    """The preset's trainings follow cpu_has_bf16: bf16 with 4,800 RNN-T steps, or fp32 with
+    3,400 steps; the tiny preset (tests) is fp32 everywhere."""
+    conf = ROOT / "recipes" / "snips" / "conf"
+    for answer, steps, bf16 in (("0", "4800", True), ("1", "3400", False)):
+        out = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'cpu_has_bf16() {{ return {answer}; }}; . "$0"; '
+                'echo "$asr_train_opts"; echo "$lm_opts"',
+                str(conf / "default.sh"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.splitlines()
+        asr_opts, lm_opts = out
+        assert f"--max-steps {steps}" in asr_opts
+        assert ("--cpu-bf16 true" in asr_opts) is bf16
+        assert ("--cpu-bf16 true" in lm_opts) is bf16
+    tiny = subprocess.run(
+        ["bash", "-c", '. "$0"; echo "$asr_train_opts $lm_opts"', str(conf / "tiny.sh")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "bf16" not in tiny
