@@ -48,10 +48,10 @@ def test_cpu_has_bf16_is_no_for_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_snips_default_preset_chooses_bf16_by_host(tmp_path: Path) -> None:
-    """The preset's trainings follow cpu_has_bf16: bf16 with 4,800 RNN-T steps, or fp32 with
+    """The preset's trainings follow cpu_has_bf16: bf16 with 7,000 RNN-T steps, or fp32 with
     3,400 steps; the tiny preset (tests) is fp32 everywhere."""
     conf = ROOT / "recipes" / "snips" / "conf"
-    for answer, steps, bf16 in (("0", "4800", True), ("1", "3400", False)):
+    for answer, steps, bf16 in (("0", "7000", True), ("1", "3400", False)):
         out = subprocess.run(
             [
                 "bash",
