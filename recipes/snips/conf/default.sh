@@ -35,11 +35,13 @@ lm_opts=""
 # under bf16 autocast (--cpu-bf16; losses, weights and dev checks stay fp32): 1.41x faster RNN-T
 # steps and 1.65x faster LM steps on this machine type (asr/README.md, lm/README.md). In the
 # recipe, next to the bf16 LM branch, the first 1,600 RNN-T steps took 0.57 s each with the dev
-# checks (2026-12-04, a run of edb3fc6 stopped there), so 7,000 steps fit in about 70 min. The
-# LMs, whose budgets are minutes or epochs, reach their epoch caps sooner. Elsewhere bf16 is
-# emulated and slower: fp32, 3,400 steps.
+# checks (2026-12-04, a run of edb3fc6 stopped there), so 7,000 steps fit in about 70 min; the
+# preset's 14 epochs end at step 4,913 (the a1dca08 run stopped there), so the cap is raised to
+# 30 epochs (about 351 steps each) and the step count ends the training. The LMs, whose budgets
+# are minutes or epochs, reach their epoch caps sooner. Elsewhere bf16 is emulated and slower:
+# fp32, 3,400 steps.
 if cpu_has_bf16; then
-  asr_train_opts="--max-steps 7000 --max-minutes 80 --cpu-bf16 true"
+  asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 80 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
 fi
 # Speed perturbation (e.g. "0.9 1.1"): stage 2 stores the features of speed-perturbed copies of
