@@ -27,9 +27,12 @@ OUTPUTS (in --out-dir):
     nbest-<set>.jsonl.gz ... every set decoded at the chosen score (decode-asr's files; the tune
                           set's are copied from its grid point, not decoded again)
 
-A re-run reuses a grid point decoded with the same checkpoint, options and decoding code
-(``point.json``, written after its decode: the options, the checkpoint path and a hash of the
-``asr`` and ``common`` sources); any other grid point and the final decodes are run again.
+A re-run reuses a grid point decoded with the same checkpoint, options, inputs and decoding code
+(``point.json``, written after its decode: the options, the checkpoint's path and SHA-256, the
+size and modification time of the lexicon (every file of a lexicon folder), the per-utterance
+lists and the tune set's cuts, and a hash of the ``asr`` and ``common`` sources); any other grid
+point and the final decodes are run again. (Before the SHA-256, a checkpoint retrained in place,
+as a recipe re-run with a longer training does, left the old model's grid points reused.)
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ from asr.decode import (
 )
 from common.cli import run_cli, save_config, setup_logging
 from common.env import source_fingerprint
-from common.io import InputError, atomic_path, atomic_write, dir_lock
+from common.io import InputError, atomic_path, atomic_write, dir_lock, file_sha256
+from common.stages import fingerprint
 
 
 @dataclass
@@ -116,19 +120,38 @@ def worse_in_a_row(wers: list[float]) -> int:
     return n
 
 
-def _point_record(cfg: TuneContextConfig, ckpt: Path, code: str) -> dict:
+def _inputs_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
+    """What a grid point's decode reads besides its options: the checkpoint's bytes (SHA-256)
+    and the size and mtime of the lexicon, the per-utterance lists and the tune set's cuts
+    (``common.stages.fingerprint``; a rewritten file with the same bytes only costs a decode)."""
+    tune = cfg.cuts[check_set_names(cfg).index(cfg.tune_set)]
+    files = {"lexicon": cfg.context_lexicon, "lists": cfg.context_lists, "tune_cuts": tune}
+    return {
+        "ckpt_sha256": file_sha256(ckpt),
+        **{k: None if v is None else fingerprint(v) for k, v in files.items()},
+    }
+
+
+def _point_record(cfg: TuneContextConfig, ckpt: Path, code: str, inputs: dict) -> dict:
     """What a grid point's decode depends on (compared on a re-run): the options, the
-    checkpoint and the code (``source_fingerprint`` of the decoding sources; a point decoded
-    by other search code is not reused)."""
+    checkpoint, the inputs (:func:`_inputs_record`) and the code (``source_fingerprint`` of the
+    decoding sources; a point decoded by other search code is not reused)."""
     return {
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "ckpt": str(ckpt),
+        "inputs": inputs,
         "code": code,
     }
 
 
 def _grid_point(
-    out: Path, tune: str, suffix: str, cfg: TuneContextConfig, ckpt: Path, code: str
+    out: Path,
+    tune: str,
+    suffix: str,
+    cfg: TuneContextConfig,
+    ckpt: Path,
+    code: str,
+    inputs: dict,
 ) -> dict | None:
     """The summary of an earlier decode of this grid point, if it was made with ``cfg``."""
     path = out / f"decode-summary-{tune}-{suffix}.json"
@@ -138,7 +161,7 @@ def _grid_point(
         record = json.loads((out / "point.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if record != _point_record(cfg, ckpt, code):
+    if record != _point_record(cfg, ckpt, code, inputs):
         return None
     lists = None if cfg.context_lists is None else str(cfg.context_lists)
     if ctx.get("lexicon") != str(cfg.context_lexicon) or ctx.get("utterance_lists") != lists:
@@ -164,6 +187,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
     ckpt_path = resolve_checkpoint(cfg)
     code = source_fingerprint("asr", "common")  # the code this process decodes with
+    inputs = _inputs_record(cfg, ckpt_path)
     scores = list(cfg.scores) if cfg.score_from is None else [chosen_score_of(cfg.score_from)]
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
     with dir_lock(out_dir, "output folder"):
@@ -182,7 +206,9 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         for i, score in enumerate(scores):
             point = dataclasses.replace(cfg, context_score=float(score))
             folder = out_dir / "tune" / f"ctx{score:g}"
-            summary = _grid_point(folder, cfg.tune_set, point.suffix, point, ckpt_path, code)
+            summary = _grid_point(
+                folder, cfg.tune_set, point.suffix, point, ckpt_path, code, inputs
+            )
             if summary is None:
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "point.json").unlink(missing_ok=True)
@@ -191,7 +217,7 @@ def tune_context(cfg: TuneContextConfig) -> dict:
                     model, tok, tune_path, point, folder, loaded[cfg.tune_set][0], scored
                 )
                 with atomic_write(folder / "point.json") as f:
-                    json.dump(_point_record(point, ckpt_path, code), f, indent=2)
+                    json.dump(_point_record(point, ckpt_path, code, inputs), f, indent=2)
             else:
                 logging.info("score %g: reusing %s", score, folder)
             points[float(score)] = (folder, summary)

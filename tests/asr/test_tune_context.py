@@ -97,6 +97,49 @@ def test_score_chosen_on_the_tune_set_and_every_set_decoded_with_it(
     assert "reusing" not in err
 
 
+def test_grid_points_decoded_again_when_the_checkpoint_or_lexicon_changes_in_place(
+    setup,  # noqa: F811
+    sets,
+    tmp_path,
+    capsys,
+):
+    """The recipe retrains avg.pt in place (same path) when its training budget grows: the
+    grid points of the old model must not be reused (the 2d84205 re-run reused them: its dev
+    biased numbers were the old model's)."""
+    import torch
+
+    from tests.asr.faults import write_asr_checkpoint
+
+    ckpt = tmp_path / "avg.pt"
+    shutil.copy(setup["ckpt"], ckpt)
+    lex = tmp_path / "lex"
+    shutil.copytree(setup["lex"], lex)
+    out = tmp_path / "biased"
+    argv = _args(setup, sets, out, "--context-lexicon", str(lex / "global.txt"), "--scores", "0.5")
+    argv[argv.index(str(setup["ckpt"]))] = str(ckpt)
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    assert err.count("reusing") == 1
+    before = json.loads((out / "tune" / "ctx0.5" / "point.json").read_text())
+    torch.manual_seed(1234)
+    write_asr_checkpoint(ckpt)  # other weights, same path
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    assert "reusing" not in err
+    after = json.loads((out / "tune" / "ctx0.5" / "point.json").read_text())
+    assert after["ckpt"] == before["ckpt"]
+    assert after["inputs"]["ckpt_sha256"] != before["inputs"]["ckpt_sha256"]
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    assert err.count("reusing") == 1
+    (lex / "global.txt").write_text("play some jazz\n")  # a lexicon edited in place
+    code, err = run_main(tune_context.main, argv, capsys)
+    assert code == 0, err
+    assert "reusing" not in err
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
