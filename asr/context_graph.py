@@ -347,6 +347,22 @@ def lexicon_files(path: str | Path) -> dict[str, Path]:
     return files
 
 
+def _log_absent(
+    lists_path: str | Path, utt_lists: dict, utt_ids: Iterable[str], has_global: bool
+) -> None:
+    """Counts the utterances to decode that ``lists_path`` does not name (the documented rule
+    gives them the global list, or no biasing): logged, and a warning when it names none of
+    them (e.g. a map of the test set given with dev cuts)."""
+    ids = list(utt_ids)
+    absent = sum(1 for u in ids if u not in utt_lists)
+    if not ids or not absent:
+        return
+    fallback = f"the {GLOBAL_LIST!r} list" if has_global else "no biasing"
+    msg = "%s: %d of %d utterances to decode are not in the map: %s"
+    level = logging.WARNING if absent == len(ids) else logging.INFO
+    logging.log(level, msg, lists_path, absent, len(ids), fallback)
+
+
 @dataclass
 class ContextBiasing:
     """The phrase lists of a decode and which of them bias each utterance.
@@ -382,6 +398,8 @@ class ContextBiasing:
             if not phrases:
                 logging.warning("context list %r (%s) is empty", name, lexicon)
         utt_lists = None if lists_path is None else read_context_map(lists_path, lists, utt_ids)
+        if utt_lists is not None:
+            _log_absent(lists_path, utt_lists, utt_ids, GLOBAL_LIST in lists)
         return cls(lists, bonus, utt_lists)
 
     def lists_for(self, utt_id: str) -> tuple[str, ...]:

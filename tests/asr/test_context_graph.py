@@ -282,6 +282,39 @@ def test_read_context_map(tmp_path):
         assert f"{path}:{line}:" in str(e.value)
 
 
+def test_utterances_absent_from_the_map_are_counted(asr_data, tmp_path, caplog):
+    """The documented rule (absent: the global list) applies, and is logged with a count; a map
+    that names none of the decoded utterances (a dev run given the test set's map: how a
+    hand-made dev sweep of session 19 was biased with the global list alone) is a warning."""
+    from asr.data import Tokenizer
+
+    tok = Tokenizer(asr_data["bpe_model"])
+    lex = tmp_path / "lex"
+    lex.mkdir()
+    _write(lex / "global.txt", "play jazz\n")
+    _write(lex / "music.txt", "play jazz\n")
+    path = _write(tmp_path / "map.tsv", "u1\tmusic\n")
+    with caplog.at_level(logging.INFO):
+        b = ContextBiasing.load(lex, tok, 1.0, path, utt_ids=["u1", "u2", "u3"])
+    assert b.lists_for("u2") == ("global",)
+    infos = [r for r in caplog.records if "not in the map" in r.getMessage()]
+    assert [r.levelno for r in infos] == [logging.INFO]
+    assert f"{path}: 2 of 3 utterances" in infos[0].getMessage()
+    assert "'global' list" in infos[0].getMessage()
+    caplog.clear()
+    _write(path, "")
+    with caplog.at_level(logging.INFO):
+        ContextBiasing.load(lex, tok, 1.0, path, utt_ids=["u1", "u2"])
+    warned = [r for r in caplog.records if "not in the map" in r.getMessage()]
+    assert [r.levelno for r in warned] == [logging.WARNING]
+    assert "2 of 2 utterances" in warned[0].getMessage()
+    caplog.clear()
+    _write(path, "u1\tmusic\nu2\t\n")  # every utterance named: nothing to say
+    with caplog.at_level(logging.INFO):
+        ContextBiasing.load(lex, tok, 1.0, path, utt_ids=["u1", "u2"])
+    assert "not in the map" not in caplog.text
+
+
 def test_lexicon_files(tmp_path):
     (tmp_path / "lex").mkdir()
     _write(tmp_path / "lex" / "global.txt", "")
