@@ -347,13 +347,10 @@ def lexicon_files(path: str | Path) -> dict[str, Path]:
     return files
 
 
-def _log_absent(
-    lists_path: str | Path, utt_lists: dict, utt_ids: Iterable[str], has_global: bool
-) -> None:
+def _log_absent(lists_path: str | Path, utt_lists: dict, ids: list[str], has_global: bool) -> None:
     """Counts the utterances to decode that ``lists_path`` does not name (the documented rule
     gives them the global list, or no biasing): logged, and a warning when it names none of
     them (e.g. a map of the test set given with dev cuts)."""
-    ids = list(utt_ids)
     absent = sum(1 for u in ids if u not in utt_lists)
     if not ids or not absent:
         return
@@ -397,9 +394,10 @@ class ContextBiasing:
         for name, phrases in lists.items():
             if not phrases:
                 logging.warning("context list %r (%s) is empty", name, lexicon)
-        utt_lists = None if lists_path is None else read_context_map(lists_path, lists, utt_ids)
+        ids = list(utt_ids)  # read twice: by the map's check and by the count of the absent
+        utt_lists = None if lists_path is None else read_context_map(lists_path, lists, ids)
         if utt_lists is not None:
-            _log_absent(lists_path, utt_lists, utt_ids, GLOBAL_LIST in lists)
+            _log_absent(lists_path, utt_lists, ids, GLOBAL_LIST in lists)
         return cls(lists, bonus, utt_lists)
 
     def lists_for(self, utt_id: str) -> tuple[str, ...]:

@@ -449,8 +449,12 @@ class _Store:
         self.has_rec = torch.zeros(0, dtype=torch.bool, device=pred.device)
         self.append(pred, state)
 
+    def _row_buffers(self):
+        """The buffers :meth:`append` is given rows of: ``pred``, then ``state``."""
+        return [self.pred] + [s for layer in self.state for s in layer]
+
     def _buffers(self):
-        return [self.pred] + [s for layer in self.state for s in layer] + self.rec + [self.has_rec]
+        return self._row_buffers() + self.rec + [self.has_rec]
 
     def append(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> int:
         """Add rows; returns the number of the first."""
@@ -463,7 +467,9 @@ class _Store:
                 new[:m] = buf[:m]
                 grown.append(new)
             self._set(grown)
-        for buf, x in zip(self._buffers(), [pred] + [s for ly in state for s in ly], strict=False):
+        for buf, x in zip(
+            self._row_buffers(), [pred] + [s for ly in state for s in ly], strict=True
+        ):
             buf[m : m + p] = x
         self.has_rec[m : m + p] = False
         self.size = m + p

@@ -120,12 +120,11 @@ def worse_in_a_row(wers: list[float]) -> int:
     return n
 
 
-def _inputs_record(cfg: TuneContextConfig, ckpt: Path) -> dict:
+def _inputs_record(cfg: TuneContextConfig, ckpt: Path, tune_cuts: Path) -> dict:
     """What a grid point's decode reads besides its options: the checkpoint's bytes (SHA-256)
     and the size and mtime of the lexicon, the per-utterance lists and the tune set's cuts
     (``common.stages.fingerprint``; a rewritten file with the same bytes only costs a decode)."""
-    tune = cfg.cuts[check_set_names(cfg).index(cfg.tune_set)]
-    files = {"lexicon": cfg.context_lexicon, "lists": cfg.context_lists, "tune_cuts": tune}
+    files = {"lexicon": cfg.context_lexicon, "lists": cfg.context_lists, "tune_cuts": tune_cuts}
     return {
         "ckpt_sha256": file_sha256(ckpt),
         **{k: None if v is None else fingerprint(v) for k, v in files.items()},
@@ -187,7 +186,8 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         raise InputError(f"--tune-set {cfg.tune_set!r} is none of the --cuts sets {names}")
     ckpt_path = resolve_checkpoint(cfg)
     code = source_fingerprint("asr", "common")  # the code this process decodes with
-    inputs = _inputs_record(cfg, ckpt_path)
+    tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
+    inputs = _inputs_record(cfg, ckpt_path, tune_path)
     scores = list(cfg.scores) if cfg.score_from is None else [chosen_score_of(cfg.score_from)]
     out_dir = cfg.out_dir or Path(cfg.exp_dir) / "decode_biased"
     with dir_lock(out_dir, "output folder"):
@@ -199,7 +199,6 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         utt_ids = [uid for _, ids in loaded.values() for uid in ids]
         biasing = load_biasing(cfg, tok, utt_ids, 0.0)  # the bonus is set per grid point
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
-        tune_path = Path(cfg.cuts[names.index(cfg.tune_set)])
         if cfg.score_from is not None:
             logging.info("context score %g from %s (no grid)", scores[0], cfg.score_from)
         grid, points, not_tried = [], {}, []
