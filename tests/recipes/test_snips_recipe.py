@@ -48,13 +48,29 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
     proc.wait(timeout=120)
     # run.sh returns only once its stages have exited (recipes/common/proc.sh, kill_children),
     # so at once: nothing of the run is left and its lock is free for the re-run
-    left = _processes_using(work)
+    left = _processes_using(work) + _group_members(proc.pid)
     with contextlib.suppress(ProcessLookupError):  # an empty group (all reaped) is not an error
         os.killpg(proc.pid, signal.SIGKILL)  # clean up whatever survived, then fail
     assert not left, f"still running after run.sh was killed: {left}"
     with (work / ".run.lock").open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a stage still holds it
     assert not (work / ".done/stage6").exists()
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Live (not zombie) processes of run.sh's process group, whatever their command line (a
+    ``sleep`` or ``sed`` of a stage inherits the lock too, and names no work dir)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":  # fields after the name: state, ppid, pgrp
+            cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{pid} (group, {stat[0]}): {cmdline[:200]}")
+    return found
 
 
 def _processes_using(work: Path) -> list[str]:
