@@ -30,6 +30,21 @@ _proc_stat() {
 proc_state() { local _stat; _proc_stat "$1" || return 1; echo "${_stat[0]}"; }
 proc_start() { local _stat; _proc_stat "$1" || return 1; echo "${_stat[19]}"; }
 
+# threads_live PID: status 0 while a thread of PID has not exited. /proc/PID/stat is the main
+# thread's: when it has ended before the others (a torch process's worker pool, still tearing
+# down after TERM), it shows Z while those threads still hold the process's open files, run.sh's
+# lock among them. A thread closes its files before it turns Z, so once none is left but
+# zombies, the files are closed.
+threads_live() {
+  local t s
+  for t in "/proc/$1/task/"*/stat; do
+    { read -r s < "$t"; } 2> /dev/null || continue
+    s=${s##*) }
+    case ${s%% *} in Z | X) ;; *) return 0 ;; esac
+  done
+  return 1
+}
+
 # wait_stopped PID: until PID is stopped, a zombie or gone (at most about 5 s: a process in an
 # uninterruptible wait stops when it leaves it).
 wait_stopped() {
@@ -40,9 +55,9 @@ wait_stopped() {
   done
 }
 
-# wait_exited SECONDS PID:START...: until every process has exited (a zombie or gone; a process
-# still tearing down its memory and closing its files, e.g. the lock of run.sh, has neither
-# state), at most SECONDS. Prints the "pid:start" of those still running, if any (status 1).
+# wait_exited SECONDS PID:START...: until every process has exited (gone, or a zombie with no
+# live thread; a process still tearing down its memory and closing its files, e.g. the lock of
+# run.sh, is neither), at most SECONDS. Prints the "pid:start" of those still running, if any (status 1).
 wait_exited() {
   local deadline=$((SECONDS + $1)) p left _stat
   shift
@@ -51,7 +66,7 @@ wait_exited() {
     for p; do
       _proc_stat "${p%%:*}" || continue  # gone
       [ "${_stat[19]}" = "${p#*:}" ] || continue  # its pid reused by another process
-      case ${_stat[0]} in Z | X) continue ;; esac
+      case ${_stat[0]} in Z | X) threads_live "${p%%:*}" || continue ;; esac
       left+=("$p")
     done
     [ ${#left[@]} -gt 0 ] || return 0

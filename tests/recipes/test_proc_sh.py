@@ -110,3 +110,37 @@ def test_kill_children_kills_what_ignores_term_after_kill_wait_s(tmp_path):
     )
     assert r.returncode == 0 and r.stdout == "exited\n", r.stderr
     assert "still running after TERM: KILL" in r.stderr
+
+
+# A process whose main thread has ended while another thread runs: /proc/PID/stat shows Z, yet
+# the process still holds its files (here a lock, as a train-asr holds run.sh's). The other
+# thread ignores TERM, so only KILL (after kill_wait_s) ends it.
+_ZOMBIE_LEADER = """
+import ctypes, fcntl, signal, sys, threading, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+threading.Thread(target=time.sleep, args=(600,)).start()
+open(sys.argv[2], "w").close()
+ctypes.CDLL(None).pthread_exit(None)  # the main thread ends; the process lives on
+"""
+
+
+def test_kill_children_waits_for_every_thread_of_a_zombie_main_thread(tmp_path):
+    lock, ready, script = tmp_path / "lock", tmp_path / "ready", tmp_path / "zombie_leader.py"
+    script.write_text(_ZOMBIE_LEADER)
+    r = _bash(  # its output goes elsewhere, so that a survivor does not keep ours open
+        f"python3 {script} {lock} {ready} > /dev/null 2>&1 & p=$!; echo $p; "
+        f"until [ -e {ready} ] && [ $(proc_state $p) = Z ]; do sleep 0.05; done; "
+        "threads_live $p && echo live; kill_wait_s=1 kill_children; "
+        "threads_live $p || echo gone"
+    )
+    pid, *out = r.stdout.split("\n")
+    try:
+        assert r.returncode == 0 and out == ["live", "gone", ""], r.stdout + r.stderr
+        assert "still running after TERM: KILL" in r.stderr
+        with lock.open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
