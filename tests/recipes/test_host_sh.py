@@ -77,3 +77,34 @@ def test_snips_default_preset_chooses_bf16_by_host(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "bf16" not in tiny
+
+
+def _preset_vars(path: Path) -> dict[str, str]:
+    """The shell variables a preset sets (cpu_has_bf16 answering yes)."""
+    out = subprocess.run(
+        ["bash", "-c", 'cpu_has_bf16() { return 0; }; . "$0"; set -o posix; set', str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_snips_one_train_engine_preset_changes_only_the_training_engines() -> None:
+    """conf/one_train_engine.sh (the engine-count curve of issue 13): the default preset with
+    espeak-ng alone in train, the same dev / test / held-out sets, a step budget added."""
+    conf = ROOT / "recipes" / "snips" / "conf"
+    default, one = _preset_vars(conf / "default.sh"), _preset_vars(conf / "one_train_engine.sh")
+    changed = {k for k in default.keys() | one.keys() if default.get(k) != one.get(k)}
+    assert changed - {"BASH_SOURCE", "BASH_LINENO", "FUNCNAME", "_"} == {
+        "tts_plan",
+        "asr_train_opts",
+    }
+    splits = dict(s.split("=", 1) for s in one["tts_plan"].strip("'\"").split(";"))
+    default_splits = dict(s.split("=", 1) for s in default["tts_plan"].strip("'\"").split(";"))
+    assert splits.pop("train") == "espeak-ng" and "flite" in default_splits.pop("train")
+    assert splits == default_splits
+    assert one["asr_train_opts"].strip("'\"") == (
+        default["asr_train_opts"].strip("'\"") + " --max-steps 2400"
+    )
