@@ -154,3 +154,39 @@ def test_beam_search_bench(bench, asr_data, trained_tiny):
     )
     assert m["batch_order"] == "manifest" and m["batches"] > r["batches"]
     assert 0 <= m["methods"]["modified_beam"]["oracle_wer"] <= m["methods"]["modified_beam"]["wer"]
+
+
+def _train_log(d: Path, rows: list[tuple[int, float, float]]) -> Path:
+    """A train-asr log folder: (step, dev greedy WER, held-out greedy WER) per check."""
+    d.mkdir(parents=True)
+    valid = ["step,epoch,lr,dev_loss,dev_greedy_wer,elapsed_s"]
+    monitor = ["step,epoch,set,greedy_wer,elapsed_s"]
+    for step, dev, held in rows:
+        valid.append(f"{step},1,0.001,,{dev},{step / 2}")
+        monitor.append(f"{step},1,test_unseen_engine,{held},{step / 2}")
+    (d / "valid.csv").write_text("\n".join(valid) + "\n")
+    (d / "monitor.csv").write_text("\n".join(monitor) + "\n")
+    return d
+
+
+def test_asr_curves_compares_runs_at_their_common_steps(bench, tmp_path, capsys):
+    two = _train_log(tmp_path / "two", [(200, 90.0, 95.0), (400, 80.0, 85.0), (600, 70.0, 75.0)])
+    one = _train_log(tmp_path / "one", [(200, 91.0, 99.0), (400, 79.0, 97.0), (500, 1.0, 1.0)])
+    report = bench("asr_curves", "--run", f"2 engines={two}", "--run", f"1 engine={one}",
+                   "--last", "2")  # fmt: skip
+    assert report["sets"] == ["dev", "test_unseen_engine"] and report["steps"] == [200, 400]
+    assert report["wer"]["1 engine"]["test_unseen_engine"] == [99.0, 97.0]  # not step 500's
+    assert report["mean_last"]["2 engines"] == {"dev": 85.0, "test_unseen_engine": 90.0}
+    assert report["mean_last"]["1 engine"] == {"dev": 85.0, "test_unseen_engine": 98.0}
+    md = capsys.readouterr().out
+    assert "| 400 | 80.00 | 79.00 | 85.00 | 97.00 |" in md
+    assert "| mean of steps 200, 400 | **85.00** | **85.00** | **90.00** | **98.00** |" in md
+
+
+def test_asr_curves_names_runs_without_a_common_check(bench, tmp_path):
+    a = _train_log(tmp_path / "a", [(200, 90.0, 95.0)])
+    b = _train_log(tmp_path / "b", [(300, 90.0, 95.0)])
+    with pytest.raises(SystemExit, match="have no check at a common step"):
+        bench("asr_curves", "--run", f"a={a}", "--run", f"b={b}")
+    with pytest.raises(SystemExit, match="valid.csv: no such file"):
+        bench("asr_curves", "--run", f"a={a}", "--run", f"b={tmp_path / 'absent'}")
