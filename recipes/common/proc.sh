@@ -57,7 +57,8 @@ wait_stopped() {
 
 # wait_exited SECONDS PID:START...: until every process has exited (gone, or a zombie with no
 # live thread; a process still tearing down its memory and closing its files, e.g. the lock of
-# run.sh, is neither), at most SECONDS. Prints the "pid:start" of those still running, if any (status 1).
+# run.sh, is neither), at most SECONDS. Prints the "pid:start" of those still running, if any
+# (status 1).
 wait_exited() {
   local deadline=$((SECONDS + $1)) p left _stat
   shift

@@ -8,6 +8,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_kill_children_waits_for_every_thread_of_a_zombie_main_thread(tmp_path):
     lock, ready, script = tmp_path / "lock", tmp_path / "ready", tmp_path / "zombie_leader.py"
     script.write_text(_ZOMBIE_LEADER)
     r = _bash(  # its output goes elsewhere, so that a survivor does not keep ours open
-        f"python3 {script} {lock} {ready} > /dev/null 2>&1 & p=$!; echo $p; "
+        f"{sys.executable} {script} {lock} {ready} > /dev/null 2>&1 & p=$!; echo $p; "
         f"until [ -e {ready} ] && [ $(proc_state $p) = Z ]; do sleep 0.05; done; "
         "threads_live $p && echo live; kill_wait_s=1 kill_children; "
         "threads_live $p || echo gone"
