@@ -19,14 +19,18 @@ kill_tree() {
   killed_procs+=("$1:$start")
 }
 
-# proc_state PID / proc_start PID: the state letter (R, S, D, T, Z...) / the start time (clock
-# ticks after boot: with the pid, a process's identity) of PID; status 1 if there is none.
-_proc_stat() {
+# _stat_file FILE / _proc_stat PID: the fields of a /proc stat file (a thread's; PID's main
+# thread's) into the caller's _stat; status 1 if there is none.
+_stat_file() {
   local s
-  { read -r s < "/proc/$1/stat"; } 2> /dev/null || return 1
+  { read -r s < "$1"; } 2> /dev/null || return 1
   # the fields after the command name, which may hold spaces and parentheses
   read -r -a _stat <<< "${s##*) }"
 }
+_proc_stat() { _stat_file "/proc/$1/stat"; }
+
+# proc_state PID / proc_start PID: the state letter (R, S, D, T, Z...) / the start time (clock
+# ticks after boot: with the pid, a process's identity) of PID; status 1 if there is none.
 proc_state() { local _stat; _proc_stat "$1" || return 1; echo "${_stat[0]}"; }
 proc_start() { local _stat; _proc_stat "$1" || return 1; echo "${_stat[19]}"; }
 
@@ -36,11 +40,10 @@ proc_start() { local _stat; _proc_stat "$1" || return 1; echo "${_stat[19]}"; }
 # lock among them. A thread closes its files before it turns Z, so once none is left but
 # zombies, the files are closed.
 threads_live() {
-  local t s
+  local t _stat
   for t in "/proc/$1/task/"*/stat; do
-    { read -r s < "$t"; } 2> /dev/null || continue
-    s=${s##*) }
-    case ${s%% *} in Z | X) ;; *) return 0 ;; esac
+    _stat_file "$t" || continue
+    case ${_stat[0]} in Z | X) ;; *) return 0 ;; esac
   done
   return 1
 }

@@ -12,20 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from tests.recipes.procs import group_members
+
 PROC_SH = Path(__file__).resolve().parents[2] / "recipes" / "common" / "proc.sh"
-
-
-def _members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[2]) == pgid and stat[0] != "Z":  # fields after the name: state, ppid, pgrp
-            found.append(int(pid))
-    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -46,11 +35,11 @@ def _wait_until_gone(pgid: int) -> list[int]:
     """Members of ``pgid`` left once they stop disappearing (TERM takes a moment to act); the
     wait ends early as soon as none is left, so it never decides the outcome by itself."""
     for _ in range(300):
-        left = _members(pgid)
+        left = group_members(pgid)
         if not left:
             return []
         time.sleep(0.1)
-    return _members(pgid)
+    return group_members(pgid)
 
 
 def test_kill_tree_misses_no_child_of_a_parent_that_keeps_starting_them():

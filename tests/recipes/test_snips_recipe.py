@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.recipes.conftest import copy_work_dir, snips_args
+from tests.recipes.procs import cmdline, group_members, threads_live
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 NUM_STAGES = 25
@@ -60,45 +61,16 @@ def _kill_during_asr_training(work: Path, *args: str) -> None:
 def _group_members(pgid: int) -> list[str]:
     """Live processes (a thread not exited) of run.sh's group, whatever their command line (a
     ``sleep`` or ``sed`` of a stage inherits the lock too, and names no work dir)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[2]) == pgid and _live(pid):  # fields after the name: state, ppid, pgrp
-            cmdline = _cmdline(pid)
-            found.append(f"{pid} (group, {stat[0]}): {cmdline[:200]}")
-    return found
-
-
-def _live(pid: str) -> bool:
-    """Whether a thread of ``pid`` has not exited: a process whose main thread ended first shows
-    Z in /proc/PID/stat while its other threads still hold its files (recipes/common/proc.sh,
-    threads_live)."""
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        with contextlib.suppress(OSError):
-            if stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                return True
-    return False
-
-
-def _cmdline(pid: str) -> str:
-    """The command line of ``pid``; a zombie main thread has none, so that of a live thread."""
-    for path in [Path(f"/proc/{pid}/cmdline"), *Path(f"/proc/{pid}/task").glob("*/cmdline")]:
-        with contextlib.suppress(OSError):
-            if raw := path.read_bytes():
-                return raw.replace(b"\0", b" ").decode(errors="replace")
-    return ""
+    return [f"{pid} (group): {cmdline(pid)[:200]}" for pid in group_members(pgid)]
 
 
 def _processes_using(work: Path) -> list[str]:
     """Command lines of live processes that mention ``work`` (our train-asr / train-lm)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        cmdline = _cmdline(pid)
-        if str(work) in cmdline and _live(pid):
-            found.append(f"{pid}: {cmdline[:200]}")
+        cmd = cmdline(pid)
+        if str(work) in cmd and threads_live(pid):
+            found.append(f"{pid}: {cmd[:200]}")
     return found
 
 
