@@ -201,6 +201,15 @@ class TrainConfig:
             "features are read (--aug-speed computes them on the fly: slower); none = off"
         },
     )
+    render_cuts: tuple[Path, ...] = field(
+        default=(),
+        metadata={
+            "help": "stored features of other TTS renderings of the train utterances and their "
+            "speed copies (prepare-snips --train-renders, compute-fbank: <prefix>_cuts_"
+            "train_renders[_sp<f>].jsonl.gz; ids <id>_r<k>[_sp<f>]): drawn from with the "
+            "original and its --speed-cuts copies, uniformly per utterance and epoch; none = off"
+        },
+    )
     aug_reverb_prob: float = field(
         default=0.0,
         metadata={

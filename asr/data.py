@@ -16,6 +16,9 @@ uniformly from a generator seeded by (seed, epoch, cut id), so a resumed run dra
 The draw happens before the sampler: an epoch has as many utterances as without copies, and
 batches are bucketed by the drawn cuts' own durations (drawing per batch instead pads every
 batch to its slowest copy: 7% more time per step, measured).
+Other TTS renderings of the train utterances (``train-asr --render-cuts``, ids
+``<id>_r<k>`` and their speed copies ``<id>_r<k>_sp<f>``) are copies of the same kind: drawn
+with the speed copies, uniformly.
 
 Usage:
     tok = Tokenizer("data/lang_bpe_128/bpe.model")
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -43,7 +47,7 @@ from asr.augment import AudioAugment, AugmentSpec
 from asr.config import ModelConfig
 from asr.frontend import SAMPLE_RATE, ssl_frames
 from common.io import InputError
-from common.speed import SPEED_COPY_ID
+from common.speed import RENDER_COPY_ID, SPEED_COPY_ID
 
 
 class Tokenizer:
@@ -163,62 +167,81 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, model_cfg: ModelConfig) -> CutSet:
 
 
 class SpeedCopies:
-    """Stored speed-perturbed copies of the train cuts (original cut id -> copies), and the
-    per-epoch draw of :meth:`choose`."""
+    """Stored copies of the train cuts (original cut id -> copies): speed-perturbed copies
+    (``--speed-cuts``) and other TTS renderings with their speed copies (``--render-cuts``),
+    and the per-epoch draw of :meth:`choose`."""
 
     def __init__(self, copies: dict[str, list]) -> None:
         self.copies = copies
 
     @classmethod
     def load(
-        cls, paths: tuple[Path, ...], train_cuts: CutSet, tok: Tokenizer, model_cfg: ModelConfig
+        cls,
+        paths: tuple[Path, ...],
+        train_cuts: CutSet,
+        tok: Tokenizer,
+        model_cfg: ModelConfig,
+        render_paths: tuple[Path, ...] = (),
     ) -> SpeedCopies:
-        """Read the copy CutSets of ``paths`` and match them to ``train_cuts`` by cut id.
+        """Read the copy CutSets of ``paths`` (speed copies, cut ids ``<orig cut
+        id>_sp<factor>``) and ``render_paths`` (renderings, supervision ids ``<utterance>_r<k>``
+        or ``<utterance>_r<k>_sp<factor>``) and match them to the cuts of ``train_cuts``.
 
         A copy whose original is not among ``train_cuts`` (left out by :func:`filter_cuts`, or
         not in the training subset) is skipped, counted and logged, and so is a copy
         :func:`filter_cuts` drops (too few frames for its labels at a faster speed).
 
         Raises:
-            InputError: naming the file and cut: a cut id without Lhotse's ``_sp<factor>``
-                suffix, a copy given twice, a file none of whose cuts copies a train cut, or
-                cuts without what the model reads (:func:`check_model_input`).
+            InputError: naming the file and cut: a cut id without the suffix of its kind, a
+                copy given twice, a file none of whose cuts copies a train cut, or cuts
+                without what the model reads (:func:`check_model_input`).
         """
         train_ids = {c.id for c in train_cuts}
+        # a rendering is another recording, so its cut id is not the original's plus a suffix
+        # (Lhotse: <recording id>-<n>); its supervision id is: <utterance id>_r<k>[_sp<f>]
+        cut_of_utt = {c.supervisions[0].id: c.id for c in train_cuts if c.supervisions}
         copies: dict[str, list] = {}
         seen: dict[str, Path] = {}
-        for path in paths:
+        kinds = [(p, SPEED_COPY_ID, "speed-perturbed copies") for p in paths]
+        kinds += [(p, RENDER_COPY_ID, "renderings") for p in render_paths]
+        for path, pattern, what in kinds:
             cuts = load_cuts(path)
             check_model_input(cuts, model_cfg, path)
-            orig_of, orphans, factors = {}, 0, Counter()
+            orig_of, orphans, variants = {}, 0, Counter()
             for c in cuts:
-                m = SPEED_COPY_ID.match(c.id)
+                render = pattern is RENDER_COPY_ID
+                m = pattern.match(c.supervisions[0].id if render and c.supervisions else c.id)
                 if m is None:
-                    raise InputError(
-                        f"{path}: cut {c.id} is not a speed-perturbed copy (no _sp<factor> "
-                        "suffix): give the copies of compute-fbank --speed-perturb"
+                    hint = (
+                        "no _sp<factor> suffix): give the copies of compute-fbank --speed-perturb"
+                        if pattern is SPEED_COPY_ID
+                        else "its supervision id has no _r<k> suffix): give the train_renders "
+                        "cuts of prepare-snips --train-renders"
                     )
+                    raise InputError(f"{path}: cut {c.id} is not one of the {what} ({hint}")
                 if c.id in seen:
                     raise InputError(f"{path}: cut {c.id} given twice (also in {seen[c.id]})")
                 seen[c.id] = path
-                if m["orig"] not in train_ids:
+                orig = cut_of_utt.get(m["orig"]) if render else m["orig"]
+                if orig not in train_ids:
                     orphans += 1
                     continue
-                orig_of[c.id] = m["orig"]
-                factors[m["factor"]] += 1
+                orig_of[c.id] = orig
+                variants[_variant(m)] += 1
             if not orig_of:
                 raise InputError(
-                    f"{path}: none of its {len(cuts)} cuts is a copy of a train cut (copies of "
+                    f"{path}: none of its {len(cuts)} cuts is a copy of a train cut ({what} of "
                     "another train CutSet?)"
                 )
             kept = filter_cuts(cuts.subset(cut_ids=list(orig_of)), tok, model_cfg)
             for c in kept:
                 copies.setdefault(orig_of[c.id], []).append(c)
             logging.info(
-                "%s: %d speed-perturbed copies (x%s) of train cuts%s",
+                "%s: %d %s (%s) of train cuts%s",
                 path,
                 len(kept),
-                "/".join(sorted(factors)),
+                what,
+                "/".join(sorted(variants)),
                 f"; {orphans} copies of cuts not in the train set skipped" if orphans else "",
             )
         return cls(copies)
@@ -230,6 +253,13 @@ class SpeedCopies:
         return CutSet.from_cuts(
             random.Random(f"{key}:{c.id}").choice([c, *self.copies.get(c.id, ())]) for c in cuts
         )
+
+
+def _variant(m: re.Match) -> str:
+    """What a copy id's match names: ``x0.9`` (speed), ``r2`` or ``r2x0.9`` (rendering)."""
+    groups = m.groupdict()
+    render = f"r{groups['render']}" if groups.get("render") else ""
+    return render + (f"x{groups['factor']}" if groups.get("factor") else "")
 
 
 def load_train_cuts(

@@ -57,6 +57,14 @@ asr/README.md). An epoch still has one draw per training utterance.
     train-asr ... --speed-cuts data/fbank/snips_cuts_train_sp0.9.jsonl.gz \\
         data/fbank/snips_cuts_train_sp1.1.jsonl.gz
 
+Other TTS renderings of the train utterances (``--render-cuts``; ``prepare-snips
+--train-renders 2``: each sentence also spoken by a voice of another engine) join the same
+draw: per utterance and epoch one of (original, its speed copies, its renderings and their
+speed copies), uniformly. The paired text is unchanged; an epoch has as many utterances.
+
+    train-asr ... --speed-cuts ... --render-cuts data/fbank/snips_cuts_train_renders.jsonl.gz \\
+        data/fbank/snips_cuts_train_renders_sp0.9.jsonl.gz ...
+
     train-asr --preset default --frontend wav2vec2_base --frontend-checkpoint w2v2_base.pt \\
         --frontend-layers 6 ...
 
@@ -198,9 +206,13 @@ class AsrTrainer(Trainer):
             cfg.train_cuts, cfg.dev_cuts, self.tok, model.cfg
         )
         self.speed_copies = None
-        if cfg.speed_cuts:  # stored speed-perturbed copies (compute-fbank --speed-perturb)
+        if cfg.speed_cuts or cfg.render_cuts:  # stored copies: speed-perturbed, other voices
             self.speed_copies = SpeedCopies.load(
-                tuple(cfg.speed_cuts), self.train_cuts, self.tok, model.cfg
+                tuple(cfg.speed_cuts),
+                self.train_cuts,
+                self.tok,
+                model.cfg,
+                render_paths=tuple(cfg.render_cuts),
             )
         spec = self.augment_spec
         logging.info("audio augmentation of train batches: %s", spec.describe())

@@ -21,6 +21,10 @@ original or one of the copies, so a training step reads stored features, as with
 perturbation (``train-asr --aug-speed`` computes them on the fly instead: 12% more time per
 step against 4-7% with the stored copies, measured; asr/README.md). 2 x 6,000 default-preset
 train cuts take 85 s (2 jobs). Each copy manifest is skipped when it exists, like a split.
+With the split ``train_renders`` in ``--splits`` (``prepare-snips --train-renders``: other TTS
+renderings of the train utterances), its speed-perturbed copies are stored as well
+(``<prefix>_cuts_train_renders_sp<f>``; cut ids ``<id>_r<k>_sp<f>``), for ``train-asr
+--render-cuts``.
 
 Usage:
     compute-fbank --manifest-dir data/manifests --output-dir data/fbank --splits train dev test
@@ -29,6 +33,7 @@ OUTPUTS:
     data/fbank/snips_cuts_{split}.jsonl.gz   CutSet with features
     data/fbank/snips_feats_{split}.lca       lilcom feature archive
     data/fbank/snips_cuts_train_sp{f}.jsonl.gz  speed-perturbed copies of train (--speed-perturb f)
+    data/fbank/snips_cuts_train_renders_sp{f}.jsonl.gz  ... and of train_renders, when computed
     data/fbank/skipped-{split}.txt           "<cut id> TAB <recording id> TAB <reason>" per
                                              skipped cut (--skip-bad-audio only)
     data/fbank/.done                         written when every split is complete
@@ -54,7 +59,7 @@ from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write, write_manifest
-from common.speed import SPEED_RANGE
+from common.speed import RENDER_SPLIT, SPEED_RANGE
 from data_prep.checks import check_writable_dir, load_lhotse_manifest, recording_audio_problems
 
 # Each worker process must not spawn its own pool of torch threads on a 2-core machine.
@@ -63,8 +68,10 @@ torch.set_num_interop_threads(1)
 
 #: How many bad cuts are listed in the log before the run stops (all are counted).
 SHOWN_PROBLEMS = 20
-#: the split whose speed-perturbed copies ``--speed-perturb`` stores
+#: the split whose speed-perturbed copies ``--speed-perturb`` stores; those of the other
+#: renderings of its utterances (``RENDER_SPLIT``) are stored too when it is in ``--splits``
 SPEED_SPLIT = "train"
+SPEED_SPLITS = (SPEED_SPLIT, RENDER_SPLIT)
 
 
 def speed_cuts_path(output_dir: Path, prefix: str, factor: float, split: str = SPEED_SPLIT) -> Path:
@@ -87,9 +94,10 @@ class FbankOptions:
     speed_perturb: tuple[float, ...] = field(
         default=(),
         metadata={
-            "help": "also store the features of speed-perturbed copies of the train split, one "
-            "manifest per factor (e.g. 0.9 1.1: <prefix>_cuts_train_sp0.9.jsonl.gz, ...), for "
-            "train-asr --speed-cuts; none = off"
+            "help": "also store the features of speed-perturbed copies of the train split "
+            "(and of train_renders when in --splits), one manifest per factor (e.g. 0.9 1.1: "
+            "<prefix>_cuts_train_sp0.9.jsonl.gz, ...), for train-asr --speed-cuts "
+            "(--render-cuts); none = off"
         },
     )
     skip_bad_audio: bool = field(
@@ -223,16 +231,18 @@ def compute_fbank(opts: FbankOptions) -> dict[str, Path]:
             time.time() - t0,
         )
     if opts.speed_perturb:
-        _store_speed_copies(opts, extractor, out[SPEED_SPLIT])
+        for split in SPEED_SPLITS:
+            if split in out:
+                _store_speed_copies(opts, extractor, split, out[split])
     (opts.output_dir / ".done").touch()
     return out
 
 
-def _store_speed_copies(opts: FbankOptions, extractor: Fbank, split_cuts: Path) -> None:
-    """Features of the ``--speed-perturb`` copies of the train split's (kept) cuts."""
+def _store_speed_copies(opts: FbankOptions, extractor: Fbank, split: str, split_cuts: Path) -> None:
+    """Features of the ``--speed-perturb`` copies of ``split``'s (kept) cuts."""
     todo = {}
     for f in opts.speed_perturb:
-        path = speed_cuts_path(opts.output_dir, opts.prefix, f)
+        path = speed_cuts_path(opts.output_dir, opts.prefix, f, split)
         if path.is_file():
             logging.info("%s exists: skipping speed x%g", path, f)
         else:
@@ -245,7 +255,7 @@ def _store_speed_copies(opts: FbankOptions, extractor: Fbank, split_cuts: Path) 
         copies = CutSet.from_cuts(c.drop_features().perturb_speed(f) for c in source)
         cuts = copies.compute_and_store_features(
             extractor=extractor,
-            storage_path=opts.output_dir / f"{opts.prefix}_feats_{SPEED_SPLIT}_sp{f:g}",
+            storage_path=opts.output_dir / f"{opts.prefix}_feats_{split}_sp{f:g}",
             num_jobs=opts.num_jobs,
             storage_type=LilcomChunkyWriter,
         ).to_eager()
@@ -258,7 +268,7 @@ def _store_speed_copies(opts: FbankOptions, extractor: Fbank, split_cuts: Path) 
         write_manifest(path, cuts)
         logging.info(
             "%s x%g: %d cuts, %.2f h of audio, features in %.1f s -> %s",
-            SPEED_SPLIT,
+            split,
             f,
             len(cuts),
             sum(c.duration for c in cuts) / 3600,

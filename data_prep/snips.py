@@ -57,6 +57,9 @@ OUTPUTS (in ``--output-dir``, default ``data/manifests``):
     snips_intents.txt, snips_slot_tags.txt       label inventories
     snips_{recordings,supervisions,nlu}_test_unseen_engine.jsonl.gz   with that plan split
     snips_tts_voices.json                        with --tts-plan: the voices of each split
+    snips_{recordings,supervisions}_train_renders.jsonl.gz   with --train-renders N > 1: the
+                                                 other N - 1 renderings of each ASR train
+                                                 utterance (ids <id>_r<k>, custom source_id)
 
 ``--asr-train-subset N`` picks the N train utterances the RNN-T is trained on (seeded, nested:
 a larger N contains a smaller one), the benchmark's limited-paired-data setting. By default every
@@ -67,6 +70,14 @@ other train rows become text-only NLU supervisions in ``snips_nlu_train`` (no re
 a 1 s placeholder, as SLURP's NLU rows: Lhotse requires > 0), ``snips_recordings_train_all`` is
 not written, and the ASR subset's audio is the same files either way (voices are drawn per
 utterance id). Validate such manifests with ``validate-manifests --text-only-nlu true``.
+
+``--train-renders N`` (N > 1) renders each ASR train utterance N - 1 more times, by other
+voices: rendering k (``<id>_r<k>``) is spoken by the engine k - 1 places after the first
+rendering's in the train split's sorted engines (so with 2 engines and N = 2 each sentence is
+heard once from each), with a voice, rate and pitch drawn from the seed and its id
+(:func:`data_prep.tts_plan.sample_render_voice`). They form the split ``train_renders``, whose
+features ``train-asr --render-cuts`` draws from per utterance and epoch, as it does the speed
+copies: the paired *text* stays the ASR subset, only its sound varies.
 
 Usage:
     prepare-snips --corpus-dir download/snips --output-dir data/manifests \\
@@ -95,6 +106,7 @@ from lhotse.utils import resumable_download
 
 from common.cli import run_cli
 from common.io import NLU_DURATION, InputError, atomic_write, write_manifest
+from common.speed import RENDER_SPLIT, render_id
 from data_prep.checks import AudioProblem, check_writable_dir, read_audio_header
 from data_prep.snips_tsv import SPLITS, NluRow, find_split_file, read_snips_tsv
 from data_prep.tts import (
@@ -112,6 +124,7 @@ from data_prep.tts_plan import (
     load_tts_plan,
     resolve_tts_plan,
     sample_plan_voice,
+    sample_render_voice,
 )
 
 #: suffix of the ids of the test_unseen_engine split (unique over every recording)
@@ -237,6 +250,14 @@ class PrepareSnipsConfig:
         metadata={
             "help": "also synthesize the train rows outside --asr-train-subset (false: they "
             "are text-only NLU supervisions with a 1 s placeholder duration, no audio)"
+        },
+    )
+    train_renders: int = field(
+        default=1,
+        metadata={
+            "help": "renderings of each ASR train utterance: N > 1 adds N - 1 more by other "
+            "voices (the next engines of the train split first), written as the split "
+            "train_renders (ids <id>_r<k>) for train-asr --render-cuts; 1 = off"
         },
     )
     seed: int = field(default=13, metadata={"help": "seed for voices, rates, pitches, subset"})
@@ -369,21 +390,31 @@ def _tts_voice_sets(
     return plan, backends, resolve_tts_plan(plan, backends, cfg.seed)
 
 
-def _custom(row: NluRow, split: str, voice: tuple[str, str] | None, plan: TTSPlan | None) -> dict:
+def _custom(
+    row: NluRow,
+    split: str,
+    voice: tuple[str, str] | None,
+    plan: TTSPlan | None,
+    render_of: dict[str, tuple[str, int]],
+) -> dict:
     """A supervision's ``custom``: intent and slots; with a plan also its TTS engine and
-    voice (a text-only row, ``voice`` None, has none), and in the unseen-engine split the id of
-    the test utterance it repeats."""
+    voice (a text-only row, ``voice`` None, has none), and in the unseen-engine and
+    train_renders splits the id of the test / train utterance it repeats."""
     custom: dict = {"intent": row.intent, "slots": row.slots}
     if plan is not None and voice is not None:
         custom["tts_engine"], custom["tts_voice"] = voice
     if split == UNSEEN_SPLIT:
         custom["source_id"] = row.id.removesuffix(UNSEEN_ID_SUFFIX)
+    if split == RENDER_SPLIT:
+        custom["source_id"] = render_of[row.id][0]
     return custom
 
 
 def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     """Run the whole preparation (see module docstring). Returns the written paths per split."""
     t0 = time.time()
+    if cfg.train_renders < 1:
+        raise InputError(f"--train-renders must be >= 1, got {cfg.train_renders}")
     corpus_dir = (
         Path(cfg.corpus_dir)
         if cfg.corpus_dir
@@ -411,6 +442,17 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         else {r.id for r in rows}
         for split, rows in rows_by_split.items()
     }
+    # the other renderings of the ASR train utterances: rendering k of utterance u is u_r<k>
+    render_of: dict[str, tuple[str, int]] = {}
+    if cfg.train_renders > 1:
+        rows_by_split[RENDER_SPLIT] = []
+        for k in range(2, cfg.train_renders + 1):
+            for r in rows_by_split["train"]:
+                if r.id in asr_ids_by_split["train"]:
+                    rid = render_id(r.id, k)
+                    render_of[rid] = (r.id, k)
+                    rows_by_split[RENDER_SPLIT].append(dataclasses.replace(r, id=rid))
+        asr_ids_by_split[RENDER_SPLIT] = set(render_of)
     # the rows that get audio: the ASR's, and with --render-nlu-only every train row
     with_audio = dict(asr_ids_by_split)
     if cfg.render_nlu_only:
@@ -428,7 +470,10 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
                 a.paths[r.id] = have[polly_voice]
                 a.voices[r.id] = ("polly", polly_voice)
                 continue
-            voice = sample_plan_voice(voice_sets[split], r.id, cfg.seed)
+            if split == RENDER_SPLIT:
+                voice = sample_render_voice(voice_sets["train"], *render_of[r.id], cfg.seed)
+            else:
+                voice = sample_plan_voice(voice_sets[split], r.id, cfg.seed)
             # with a plan the voice is in the name: a changed plan never reuses another's audio
             name = f"{r.id}.wav" if plan is None else f"{r.id}.{voice.engine}.{voice.name}.wav"
             wav = cfg.audio_dir / split / name
@@ -469,7 +514,7 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
                 channel=0,
                 text=" ".join(r.words),
                 language="English",
-                custom=_custom(r, split, audio[split].voices.get(r.id), plan),
+                custom=_custom(r, split, audio[split].voices.get(r.id), plan, render_of),
             )
             for r in rows
         )
@@ -484,7 +529,10 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
     out: dict[str, dict[str, Path]] = {}
     for split, (recordings, supervisions) in manifests.items():
         rows = rows_by_split[split]
-        paths = {"nlu": cfg.output_dir / f"snips_nlu_{split}.jsonl.gz"}
+        # the renders are audio of train sentences: the NLU set is train's
+        paths = (
+            {} if split == RENDER_SPLIT else {"nlu": cfg.output_dir / f"snips_nlu_{split}.jsonl.gz"}
+        )
         ids = asr_ids_by_split[split]
         asr_ids = [r.id for r in rows if r.id in ids]
         if split == "train" and cfg.render_nlu_only:
@@ -494,7 +542,8 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
         asr_sup = SupervisionSet.from_segments(s for s in supervisions if s.id in ids)
         paths["recordings"] = cfg.output_dir / f"snips_recordings_{split}.jsonl.gz"
         paths["supervisions"] = cfg.output_dir / f"snips_supervisions_{split}.jsonl.gz"
-        write_manifest(paths["nlu"], supervisions)
+        if "nlu" in paths:
+            write_manifest(paths["nlu"], supervisions)
         write_manifest(paths["recordings"], asr_rec)
         write_manifest(paths["supervisions"], asr_sup)
         hours = sum(recordings[i].duration for i in asr_ids) / 3600
@@ -505,9 +554,15 @@ def prepare_snips(cfg: PrepareSnipsConfig) -> dict[str, dict[str, Path]]:
             len(rows) - len(recordings),
             len(asr_ids),
             hours,
-            sum(len(v) for v in voice_sets[split].values()),
+            sum(len(v) for v in voice_sets.get(split, voice_sets["train"]).values()),
         )
         out[split] = paths
+    if cfg.train_renders <= 1:  # an earlier run's renders: not this run's output
+        for kind in ("recordings", "supervisions"):
+            stale = cfg.output_dir / f"snips_{kind}_{RENDER_SPLIT}.jsonl.gz"
+            if stale.exists():
+                logging.info("%s: from an earlier --train-renders run; removed", stale)
+                stale.unlink()
     if plan is not None:
         with atomic_write(cfg.output_dir / "snips_tts_voices.json") as f:
             json.dump({"plan": plan.to_spec(), "voices": voice_sets}, f, indent=2)

@@ -33,6 +33,7 @@ Usage:
     plan = load_tts_plan("train=espeak-ng,flite;dev=espeak-ng,flite;test=festival")
     voice_sets = resolve_tts_plan(plan, {e: get_tts_backend(e) for e in plan.engines}, seed=13)
     voice = sample_plan_voice(voice_sets["train"], "snips-train-7", seed=13)
+    voice2 = sample_render_voice(voice_sets["train"], "snips-train-7", 2, seed=13)  # _r2
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.io import InputError
+from common.speed import render_id
 from data_prep.tts import TTS_BACKENDS, TTSBackend, TTSError, Voice
 
 REQUIRED_SPLITS = ("train", "dev", "test")
@@ -252,5 +254,26 @@ def sample_plan_voice(
     rng = random.Random(f"{seed}:{utt_id}")
     engines = sorted(voice_set)
     engine = engines[0] if len(engines) == 1 else rng.choice(engines)
+    name = rng.choice(voice_set[engine])
+    return Voice(name, rng.randint(*rate_range), rng.randint(*pitch_range), engine)
+
+
+def sample_render_voice(
+    voice_set: Mapping[str, list[str]],
+    utt_id: str,
+    k: int,
+    seed: int,
+    rate_range: tuple[int, int] = (140, 200),
+    pitch_range: tuple[int, int] = (30, 70),
+) -> Voice:
+    """The voice of rendering ``k`` (>= 2) of ``utt_id`` (``prepare-snips --train-renders``):
+    the engine ``k - 1`` places after that of the first rendering (:func:`sample_plan_voice`)
+    in the sorted engines of ``voice_set``, so that with as many renderings as engines each
+    engine speaks the sentence once; then a voice of that engine, a rate and a pitch, drawn
+    from ``seed`` and the rendering's id (``<utt_id>_r<k>``)."""
+    rng = random.Random(f"{seed}:{render_id(utt_id, k)}")  # raises for k < 2
+    engines = sorted(voice_set)
+    first = sample_plan_voice(voice_set, utt_id, seed, rate_range, pitch_range).engine
+    engine = engines[(engines.index(first) + k - 1) % len(engines)]
     name = rng.choice(voice_set[engine])
     return Voice(name, rng.randint(*rate_range), rng.randint(*pitch_range), engine)

@@ -13,6 +13,8 @@ Checks, per split, on each recordings / supervisions pair:
 With ``--text-only-nlu true`` (SLURP: one NLU supervision per sentence, several recordings
 per sentence) the ``<prefix>_nlu_<split>`` manifests have no recordings: they get the NLU field
 checks alone, and the recordings are validated through the supervisions manifests.
+The split ``train_renders`` (``prepare-snips --train-renders``: other renderings of the train
+utterances) has no NLU manifest of its own: its recordings / supervisions pair is checked.
 
 Every problem is collected; the first ``--max-errors`` are logged, each naming the manifest,
 the recording or utterance id and the file, and the run then fails (exit status 2).
@@ -33,6 +35,7 @@ from lhotse.qa import validate_recordings_and_supervisions
 
 from common.cli import run_cli
 from common.io import InputError, open_text
+from common.speed import RENDER_SPLIT
 from data_prep.checks import load_lhotse_manifest, recording_audio_problems
 
 _BIO_RE = re.compile(r"^O$|^[BI]-\S+$")
@@ -131,7 +134,9 @@ def validate_manifests(opts: ValidateOptions) -> int:
     n_checked = 0
     for split in opts.splits:
         pairs = [(f"{p}_recordings_{split}", f"{p}_supervisions_{split}")]
-        if opts.text_only_nlu:
+        if split == RENDER_SPLIT:
+            pass  # other renderings of train utterances: the pair only (the NLU set is train's)
+        elif opts.text_only_nlu:
             nlu_path = md / f"{p}_nlu_{split}.jsonl.gz"
             try:
                 nlu = load_lhotse_manifest(nlu_path, SupervisionSet)

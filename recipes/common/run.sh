@@ -65,6 +65,16 @@ exclude_systems= stage14_done=.done/stage14
 # utterance and epoch the original or one copy (train-asr --speed-cuts); asr/README.md.
 speed_perturb=${speed_perturb:-}
 speed_cuts=$(for f in $speed_perturb; do printf "data/fbank/%s_cuts_train_sp%g.jsonl.gz " "$corpus" "$f"; done)
+# Other TTS renderings of the train utterances (conf train_renders N > 1, corpora whose stage 0
+# synthesizes audio): stage 0 renders each ASR train sentence N - 1 more times by other voices
+# (split train_renders), stage 2 stores their features (and speed copies), and stage 6 draws
+# them with the speed copies (train-asr --render-cuts); data_prep/snips.py.
+train_renders=${train_renders:-1}
+render_split= render_cuts=
+if [ "$train_renders" -gt 1 ]; then
+  render_split=train_renders
+  render_cuts=$(for f in "" $speed_perturb; do printf "data/fbank/%s_cuts_train_renders%s.jsonl.gz " "$corpus" "${f:+_sp$f}"; done)
+fi
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -155,7 +165,8 @@ stage_train_asr() {
   logged $asr_dir ${asr_launcher:-train-asr} --preset "$asr_preset" --exp-dir $asr_dir \
     --train-cuts data/fbank/${corpus}_cuts_train.jsonl.gz --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz \
     --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --vocab-size "$asr_bpe" \
-    ${monitor[@]:+--monitor-cuts "${monitor[@]}"} ${speed_cuts:+--speed-cuts $speed_cuts} $asr_train_opts
+    ${monitor[@]:+--monitor-cuts "${monitor[@]}"} ${speed_cuts:+--speed-cuts $speed_cuts} \
+    ${render_cuts:+--render-cuts $render_cuts} $asr_train_opts
 }
 stage_decode() {
   logged $asr_dir decode-asr --preset "$asr_preset" --exp-dir $asr_dir --checkpoint $asr_dir/avg.pt \
@@ -199,12 +210,12 @@ m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
 # shellcheck disable=SC2086
 run_stage 1 "Validate manifests" "$m $audio_in" "" validate-manifests --manifest-dir data/manifests --prefix "$corpus" \
-  --splits train $eval_sets $validate_opts
+  --splits train $render_split $eval_sets $validate_opts
 # shellcheck disable=SC2086
 run_stage 2 "Compute fbank features" "$m $audio_in" \
-  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train $eval_sets)$speed_cuts" \
+  "$(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " train $eval_sets)$speed_cuts$render_cuts" \
   compute-fbank --manifest-dir data/manifests --prefix "$corpus" --output-dir data/fbank --num-jobs "$nj" \
-    --splits train $eval_sets ${speed_perturb:+--speed-perturb $speed_perturb}
+    --splits train $render_split $eval_sets ${speed_perturb:+--speed-perturb $speed_perturb}
 run_stage 3 "Train BPE models ($bpe_sizes)" "$m" "$(printf 'data/lang_bpe_%s/bpe.model ' $bpe_sizes)" stage_bpe
 run_stage 4 "Prepare leak-free LM text" "$m ${lm_text_dir:-}" "data/lm/pretrain.txt data/lm/finetune.txt" \
   prepare-lm-text --manifest-dir data/manifests --prefix "$corpus" --output-dir data/lm \

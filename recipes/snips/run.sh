@@ -78,11 +78,11 @@ stage_prepare_corpus() {
   [ "$render" = true ] || validate_opts="--text-only-nlu true"
   run_stage 0 "Prepare SNIPS manifests and synthesize audio" \
     "${corpus_dir:-}" \
-    "$m/${corpus}_supervisions_train.jsonl.gz $m/${corpus}_nlu_test.jsonl.gz $m/${corpus}_intents.txt data/audio" \
+    "$m/${corpus}_supervisions_train.jsonl.gz $m/${corpus}_nlu_test.jsonl.gz $m/${corpus}_intents.txt data/audio${render_split:+ $m/${corpus}_supervisions_$render_split.jsonl.gz}" \
     prepare-snips ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir download/snips \
       ${snips_local_copy:+--local-copy-dir "$snips_local_copy"} \
       --output-dir data/manifests --audio-dir data/audio --asr-train-subset "$asr_train_subset" \
       --max-per-split "$max_per_split" --render-nlu-only "$render" --seed "$seed" --num-jobs "$nj" \
-      "${tts[@]}"
+      --train-renders "$train_renders" "${tts[@]}"
 }
 . "$recipe_dir/../common/run.sh"

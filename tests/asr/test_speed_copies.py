@@ -84,7 +84,7 @@ def test_a_drawn_copy_reads_its_stored_features_equal_to_on_the_fly_speed(copy_p
 
 def test_bad_copy_files_name_file_and_cut(copy_paths, cuts, tok, asr_data, tmp_path, caplog):
     with pytest.raises(
-        InputError, match=r"cuts\.jsonl\.gz: cut utt00-0 is not a speed-perturbed copy"
+        InputError, match=r"cuts\.jsonl\.gz: cut utt00-0 is not one of the speed-perturbed copies"
     ):
         _load((asr_data["cuts"],), cuts, tok)
     with pytest.raises(InputError, match=r"cuts_sp0\.9\.jsonl\.gz: cut utt00-0_sp0\.9 given twice"):
@@ -134,3 +134,70 @@ def test_tiny_preset_trains_on_the_drawn_cuts(asr_data, copy_paths, tmp_path, ca
         c.id for c in load_cuts(asr_data["cuts"])
     )
     assert all("_sp" not in i for shuffle, ids in given if not shuffle for i in ids)
+
+
+def _as_rendering(cut, k=2):
+    """``cut`` (utterance u, cut id ``u-<n>[_sp<f>]``) as rendering ``k`` of u would be stored:
+    cut id ``u_r<k>-<n>[_sp<f>]`` (Lhotse's, from its recording), supervision
+    ``u_r<k>[_sp<f>]``."""
+    sup = cut.supervisions[0]
+    utt = sup.id.split("_sp")[0]
+    sup_id = sup.id.replace(utt, f"{utt}_r{k}", 1)
+    cut_id = cut.id.replace(utt, f"{utt}_r{k}", 1)
+    return dataclasses.replace(
+        cut, id=cut_id, supervisions=[dataclasses.replace(sup, id=sup_id, recording_id=cut_id)]
+    )
+
+
+@pytest.fixture(scope="module")
+def render_paths(copy_paths, cuts, tmp_path_factory):
+    """Renderings as train-asr --render-cuts reads them: rendering 2 of the first 8 utterances
+    (here their own features) and the x0.9 copies of the first 4 of those."""
+    root = tmp_path_factory.mktemp("renders")
+    renders = CutSet.from_cuts(_as_rendering(c) for c in cuts.subset(first=8))
+    slow = CutSet.from_cuts(  # the x0.9 copies are of the first 12 cuts, in order
+        _as_rendering(c) for c in load_cuts(copy_paths[0]).subset(first=4)
+    )
+    paths = (root / "cuts_train_renders.jsonl.gz", root / "cuts_train_renders_sp0.9.jsonl.gz")
+    renders.to_file(paths[0])
+    slow.to_file(paths[1])
+    return paths
+
+
+def test_renderings_join_the_speed_copies_of_their_utterance(copy_paths, render_paths, cuts, tok):
+    """--render-cuts: the cuts of utterances ``<u>_r<k>`` and ``<u>_r<k>_sp<f>`` are copies of
+    the cut of ``<u>``, drawn with its speed copies, uniformly per (seed, epoch, cut id)."""
+    tiny = get_model_preset("tiny")
+    sc = SpeedCopies.load(copy_paths, cuts, tok, tiny, render_paths=render_paths)
+    first = [c.id for c in cuts.subset(first=12)]
+    assert sorted(sc.copies) == sorted(first)
+    for i, orig in enumerate(first):  # cut ids <utterance>-<n>
+        utt, n = orig.rsplit("-", 1)
+        want = [f"{orig}_sp0.9", f"{orig}_sp1.1"]
+        want += [f"{utt}_r2-{n}"] if i < 8 else []
+        want += [f"{utt}_r2-{n}_sp0.9"] if i < 4 else []
+        assert sorted(c.id for c in sc.copies[orig]) == sorted(want)
+    # renderings alone (no speed copies) are copies too
+    only = SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1])
+    assert sorted(only.copies) == sorted(first[:8])
+    batch = cuts.subset(first=4)  # 5 options each: original, 2 speeds, rendering, its x0.9
+    drawn = Counter()
+    for epoch in range(100):
+        for c, orig in zip(sc.choose(batch, 3, epoch), batch, strict=True):
+            utt = orig.supervisions[0].id
+            assert c.supervisions[0].id.startswith(utt)
+            drawn[c.supervisions[0].id[len(utt) :] or "x1"] += 1
+    assert set(drawn) == {"x1", "_sp0.9", "_sp1.1", "_r2", "_r2_sp0.9"}
+    assert all(50 < n < 110 for n in drawn.values()), drawn  # 80 each expected
+
+
+def test_bad_render_files_name_file_and_cut(copy_paths, render_paths, cuts, tok, caplog):
+    tiny = get_model_preset("tiny")
+    with pytest.raises(InputError, match=r"cuts_sp0\.9\.jsonl\.gz: cut utt00-0_sp0\.9 is not one "):
+        SpeedCopies.load((), cuts, tok, tiny, render_paths=copy_paths[:1])
+    with pytest.raises(InputError, match=r"cut utt00_r2-\d+ given twice"):
+        SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1] * 2)
+    with caplog.at_level(logging.INFO):
+        SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths)
+    assert "8 renderings (r2) of train cuts" in caplog.text
+    assert "4 renderings (r2x0.9) of train cuts" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from lhotse import load_manifest
 
@@ -67,3 +69,35 @@ def test_bad_speed_factors_are_refused_before_anything_is_written(
     with pytest.raises(InputError, match=match):
         compute_fbank(opts)
     assert not opts.output_dir.exists() or not list(opts.output_dir.iterdir())
+
+
+def test_the_train_renders_split_gets_its_speed_copies_too(tiny_manifests, tmp_path):
+    """prepare-snips --train-renders writes the split train_renders (ids <id>_r<k>); with it in
+    --splits, its speed copies are stored beside train's (ids <id>_r<k>_sp<f>), and the
+    manifests pass validate-manifests (its pair only: the NLU set is train's)."""
+    from lhotse import RecordingSet, SupervisionSet
+
+    from data_prep.validate import ValidateOptions, validate_manifests
+
+    md = tiny_manifests
+    recs = load_manifest(md / "snips_recordings_train.jsonl.gz")
+    sups = load_manifest(md / "snips_supervisions_train.jsonl.gz")
+    RecordingSet.from_recordings(dataclasses.replace(r, id=f"{r.id}_r2") for r in recs).to_file(
+        md / "snips_recordings_train_renders.jsonl.gz"
+    )
+    SupervisionSet.from_segments(
+        dataclasses.replace(s, id=f"{s.id}_r2", recording_id=f"{s.recording_id}_r2") for s in sups
+    ).to_file(md / "snips_supervisions_train_renders.jsonl.gz")
+    splits = ("train", "train_renders", "dev", "test")
+    assert validate_manifests(ValidateOptions(manifest_dir=md, splits=splits)) > 0
+    opts = _opts(md, tmp_path, splits=splits, speed_perturb=(0.9,))
+    out = compute_fbank(opts)
+    renders = load_manifest(out["train_renders"])
+    utts = sorted(c.supervisions[0].id for c in renders)
+    assert utts == sorted(f"{c.supervisions[0].id}_r2" for c in load_manifest(out["train"]))
+    path = speed_cuts_path(opts.output_dir, "snips", 0.9, "train_renders")
+    assert path.name == "snips_cuts_train_renders_sp0.9.jsonl.gz"
+    slow = load_manifest(path)
+    assert sorted(c.id for c in slow) == sorted(f"{c.id}_sp0.9" for c in renders)
+    assert sorted(c.supervisions[0].id for c in slow) == [f"{u}_sp0.9" for u in utts]
+    assert speed_cuts_path(opts.output_dir, "snips", 0.9).is_file()

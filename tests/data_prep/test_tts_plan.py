@@ -1,5 +1,6 @@
 """TTS plans: the spec and TOML parsers (good and bad plans, clear errors), disjoint voices
-across splits, deterministic assignment, and prepare-snips with a plan and an unseen-engine set."""
+across splits, deterministic assignment, the voices of further renderings (another engine
+first), and prepare-snips with a plan, an unseen-engine set and --train-renders."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from data_prep.tts_plan import (
     parse_tts_plan,
     resolve_tts_plan,
     sample_plan_voice,
+    sample_render_voice,
 )
 
 
@@ -255,3 +257,87 @@ def test_tts_backend_and_plan_are_exclusive(tmp_path, mini_snips_dir):
     )
     with pytest.raises(InputError, match="--tts-backend flite and --tts-plan"):
         prepare_snips(cfg)
+
+
+def test_render_voices_take_the_next_engine_then_a_seeded_voice():
+    sets = resolve_tts_plan(
+        parse_tts_plan("train=espeak-ng,flite:awb,flite:rms;dev=espeak-ng;test=espeak-ng"),
+        BACKENDS,
+        seed=13,
+    )
+    train = sets["train"]
+    engines = sorted(train)
+    seen = set()
+    for i in range(60):
+        uid = f"snips-train-{i}"
+        first = sample_plan_voice(train, uid, 13)
+        second = sample_render_voice(train, uid, 2, 13)
+        third = sample_render_voice(train, uid, 3, 13)
+        assert second.engine != first.engine  # two engines: each speaks the sentence once
+        assert third.engine == first.engine  # and the third rendering wraps around
+        assert second.name in train[second.engine] and third.name in train[third.engine]
+        assert second == sample_render_voice(train, uid, 2, 13)  # a function of (seed, id, k)
+        seen.add((second.engine, second.name, second.rate, second.pitch))
+        assert engines.index(second.engine) == (engines.index(first.engine) + 1) % 2
+    assert len({e for e, *_ in seen}) == 2 and len(seen) > 30
+    # one engine: another voice draw of the same engine
+    one = {"espeak-ng": train["espeak-ng"]}
+    assert {sample_render_voice(one, f"u{i}", 2, 13).engine for i in range(10)} == {"espeak-ng"}
+    with pytest.raises(ValueError, match="rendering 1"):
+        sample_render_voice(train, "u", 1, 13)
+
+
+def test_prepare_snips_train_renders(tmp_path, mini_snips_dir):
+    """--train-renders 2: every ASR train utterance once more, by the other engine, as the
+    split train_renders (ids <id>_r2, same text and labels, custom source_id); the other
+    splits are those of --train-renders 1, byte for byte; back to 1 removes the renders."""
+    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("flite or espeak-ng not installed (make system-deps installs them)")
+    import dataclasses
+
+    from common.io import InputError
+    from data_prep.snips import PrepareSnipsConfig, prepare_snips
+
+    base = PrepareSnipsConfig(
+        corpus_dir=mini_snips_dir,
+        output_dir=tmp_path / "one",
+        audio_dir=tmp_path / "audio",
+        max_per_split=4,
+        asr_train_subset=3,
+        render_nlu_only=False,
+        num_jobs=1,
+        tts_plan="train=espeak-ng,flite:awb;dev=espeak-ng;test=espeak-ng",
+    )
+    prepare_snips(base)
+    cfg = dataclasses.replace(base, output_dir=tmp_path / "two", train_renders=2)
+    prepare_snips(cfg)
+    m = cfg.output_dir
+    train = load_manifest(m / "snips_supervisions_train.jsonl.gz")
+    renders = load_manifest(m / "snips_supervisions_train_renders.jsonl.gz")
+    recs = load_manifest(m / "snips_recordings_train_renders.jsonl.gz")
+    assert len(train) == 3
+    assert sorted(s.id for s in renders) == sorted(f"{s.id}_r2" for s in train)
+    assert sorted(r.id for r in recs) == sorted(s.id for s in renders)
+    for s in train:
+        r = renders[f"{s.id}_r2"]
+        assert r.custom["source_id"] == s.id
+        assert (r.text, r.custom["intent"], r.custom["slots"]) == (
+            s.text,
+            s.custom["intent"],
+            s.custom["slots"],
+        )
+        assert r.custom["tts_engine"] != s.custom["tts_engine"]
+        assert (
+            recs[r.id]
+            .sources[0]
+            .source.endswith(f"{r.id}.{r.custom['tts_engine']}.{r.custom['tts_voice']}.wav")
+        )
+    assert not (m / "snips_nlu_train_renders.jsonl.gz").exists()  # the NLU set is train's
+    one = {p.name: p.read_bytes() for p in base.output_dir.glob("*.jsonl.gz")}
+    two = {p.name: p.read_bytes() for p in m.glob("*.jsonl.gz") if "renders" not in p.name}
+    assert one == two
+    # back to one rendering: the renders of the earlier run are not left behind
+    prepare_snips(dataclasses.replace(cfg, train_renders=1))
+    assert not list(m.glob("*train_renders*"))
+    with pytest.raises(InputError, match="--train-renders must be >= 1, got 0"):
+        prepare_snips(dataclasses.replace(cfg, train_renders=0))

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,15 @@ def test_tiny_recipe_killed_resumed_and_rerun(
     for f in ("0.9", "1.1"):
         assert (work / f"data/fbank/snips_cuts_train_sp{f}.jsonl.gz").is_file()
         assert f"data/fbank/snips_cuts_train_sp{f}.jsonl.gz" in cmd.split("--speed-cuts", 1)[1]
+    # conf/tiny.sh train_renders=2: every train sentence rendered again by the other engine,
+    # its features and speed copies stored, and stage 6 drew from them (--render-cuts)
+    renders = cmd.split("--render-cuts", 1)[1]
+    for f in ("", "_sp0.9", "_sp1.1"):
+        assert (work / f"data/fbank/snips_cuts_train_renders{f}.jsonl.gz").is_file()
+        assert f"data/fbank/snips_cuts_train_renders{f}.jsonl.gz" in renders
+    train_log = (work / "exp/asr/conformer_rnnt/log/log-train.txt").read_text()
+    for v in ("r2", "r2x0.9", "r2x1.1"):
+        assert re.search(rf"train_renders\S*: [1-9][0-9]* renderings \({v}\) of train", train_log)
     assert "## LM seeds" in md and "| + LM rescoring (LM objective only) | test | 43 |" in md
     pseudo = json.loads((work / "data/lm/pseudo_nlu.stats.json").read_text())
     assert pseudo["kept"] > 0

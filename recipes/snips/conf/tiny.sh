@@ -16,6 +16,7 @@ asr_preset=tiny
 asr_bpe=64
 asr_train_opts="--num-epochs 2"
 speed_perturb="0.9 1.1"   # stored speed-perturbed train copies (as in the default preset)
+train_renders=2           # each train sentence also rendered by another engine (as the default)
 asr_avg=1
 decode_opts="--method modified_beam --beam 4 --nbest 4 --max-sym-per-frame 2"
 lm_preset=tiny
