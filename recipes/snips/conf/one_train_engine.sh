@@ -8,5 +8,4 @@
 # not a recipe default (recipes/snips/RESULTS.md, "Number of training engines").
 . "$(dirname "${BASH_SOURCE[0]}")/default.sh"
 tts_plan="train=espeak-ng;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
-train_renders=1   # one rendering per sentence, as the default of 89f138b it was compared with
 asr_train_opts="$asr_train_opts --max-steps 2400"
