@@ -57,7 +57,8 @@ speed_perturb="0.9 1.1"
 # in a fresh-clone run of 89f1e21 against the 89f138b run without it (same steps, seed, data
 # otherwise): dev loss 1.78 against 1.85 (mean of the last 5 epoch ends), but no better WER
 # (test 41.13 against 40.70, held-out engine 52.57 against 51.69, paired bootstrap p(better)
-# 0.27 and 0.13), for +90 s of TTS and +33 s of features (RESULTS.md, "Train renders"). Off.
+# 0.74 and 0.85: the share of resamples in which it is not better), for +90 s of TTS and +33 s
+# of features (RESULTS.md, "Train renders"). Off.
 train_renders=1
 asr_avg=3
 # bench/asr_beam_search.py (dev): 2 symbols per frame beat 1 and 3; a length bonus of 0.5 per token
