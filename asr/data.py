@@ -35,6 +35,7 @@ import random
 import re
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import sentencepiece as spm
 import torch
@@ -197,32 +198,28 @@ class SpeedCopies:
                 without what the model reads (:func:`check_model_input`).
         """
         train_ids = {c.id for c in train_cuts}
-        # a rendering is another recording, so its cut id is not the original's plus a suffix
-        # (Lhotse: <recording id>-<n>); its supervision id is: <utterance id>_r<k>[_sp<f>]
-        cut_of_utt = {c.supervisions[0].id: c.id for c in train_cuts if c.supervisions}
+        cut_of_utt = (
+            {c.supervisions[0].id: c.id for c in train_cuts if c.supervisions}
+            if render_paths
+            else {}
+        )
         copies: dict[str, list] = {}
         seen: dict[str, Path] = {}
-        kinds = [(p, SPEED_COPY_ID, "speed-perturbed copies") for p in paths]
-        kinds += [(p, RENDER_COPY_ID, "renderings") for p in render_paths]
-        for path, pattern, what in kinds:
+        kinds = [(p, _SPEED_COPIES) for p in paths] + [(p, _RENDERINGS) for p in render_paths]
+        for path, kind in kinds:
+            what = kind.what
             cuts = load_cuts(path)
             check_model_input(cuts, model_cfg, path)
             orig_of, orphans, variants = {}, 0, Counter()
             for c in cuts:
-                render = pattern is RENDER_COPY_ID
-                m = pattern.match(c.supervisions[0].id if render and c.supervisions else c.id)
+                by_utt = kind.by_utterance and c.supervisions
+                m = kind.pattern.match(c.supervisions[0].id if by_utt else c.id)
                 if m is None:
-                    hint = (
-                        "no _sp<factor> suffix): give the copies of compute-fbank --speed-perturb"
-                        if pattern is SPEED_COPY_ID
-                        else "its supervision id has no _r<k> suffix): give the train_renders "
-                        "cuts of prepare-snips --train-renders"
-                    )
-                    raise InputError(f"{path}: cut {c.id} is not one of the {what} ({hint}")
+                    raise InputError(f"{path}: cut {c.id} is not one of the {what} ({kind.hint}")
                 if c.id in seen:
                     raise InputError(f"{path}: cut {c.id} given twice (also in {seen[c.id]})")
                 seen[c.id] = path
-                orig = cut_of_utt.get(m["orig"]) if render else m["orig"]
+                orig = cut_of_utt.get(m["orig"]) if kind.by_utterance else m["orig"]
                 if orig not in train_ids:
                     orphans += 1
                     continue
@@ -253,6 +250,32 @@ class SpeedCopies:
         return CutSet.from_cuts(
             random.Random(f"{key}:{c.id}").choice([c, *self.copies.get(c.id, ())]) for c in cuts
         )
+
+
+class _CopyKind(NamedTuple):
+    """A kind of stored copy :meth:`SpeedCopies.load` reads."""
+
+    what: str  # plural, for messages
+    pattern: re.Pattern  # of the id that names the original
+    #: matched by supervision (utterance) id: a rendering is another recording, so its cut id
+    #: is Lhotse's ``<recording id>-<n>``, not the original cut's id plus a suffix
+    by_utterance: bool
+    hint: str  # the end of the error message for an id that does not match
+
+
+_SPEED_COPIES = _CopyKind(
+    "speed-perturbed copies",
+    SPEED_COPY_ID,
+    False,
+    "no _sp<factor> suffix): give the copies of compute-fbank --speed-perturb",
+)
+_RENDERINGS = _CopyKind(
+    "renderings",
+    RENDER_COPY_ID,
+    True,
+    "its supervision id has no _r<k> suffix): give the train_renders cuts of prepare-snips "
+    "--train-renders",
+)
 
 
 def _variant(m: re.Match) -> str:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.recipes.presets import preset_vars
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST_SH = ROOT / "recipes" / "common" / "host.sh"
 
@@ -47,64 +49,29 @@ def test_cpu_has_bf16_is_no_for_a_missing_file(tmp_path: Path) -> None:
     assert not _has_bf16(str(tmp_path / "absent"))
 
 
-def test_snips_default_preset_chooses_bf16_by_host(tmp_path: Path) -> None:
+def test_snips_default_preset_chooses_bf16_by_host() -> None:
     """The preset's trainings follow cpu_has_bf16: bf16 with 7,000 RNN-T steps, or fp32 with
     3,400 steps; the tiny preset (tests) is fp32 everywhere."""
     conf = ROOT / "recipes" / "snips" / "conf"
-    for answer, steps, bf16 in (("0", "7000", True), ("1", "3400", False)):
-        out = subprocess.run(
-            [
-                "bash",
-                "-c",
-                f'cpu_has_bf16() {{ return {answer}; }}; . "$0"; '
-                'echo "$asr_train_opts"; echo "$lm_opts"',
-                str(conf / "default.sh"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.splitlines()
-        asr_opts, lm_opts = out
+    for steps, bf16 in (("7000", True), ("3400", False)):
+        v = preset_vars(conf / "default.sh", bf16)
+        asr_opts, lm_opts = v["asr_train_opts"], v["lm_opts"]
         assert f"--max-steps {steps}" in asr_opts
         assert ("--cpu-bf16 true" in asr_opts) is bf16
         assert ("--cpu-bf16 true" in lm_opts) is bf16
-    tiny = subprocess.run(
-        ["bash", "-c", '. "$0"; echo "$asr_train_opts $lm_opts"', str(conf / "tiny.sh")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    assert "bf16" not in tiny
-
-
-def _preset_vars(path: Path) -> dict[str, str]:
-    """The shell variables a preset sets (cpu_has_bf16 answering yes)."""
-    out = subprocess.run(
-        ["bash", "-c", 'cpu_has_bf16() { return 0; }; . "$0"; set -o posix; set', str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        tiny = preset_vars(conf / "tiny.sh", bf16)
+        assert "bf16" not in f"{tiny['asr_train_opts']} {tiny['lm_opts']}"
 
 
 def test_snips_one_train_engine_preset_changes_only_the_training_engines() -> None:
     """conf/one_train_engine.sh (the engine-count curve of issue 13): the default preset with
     espeak-ng alone in train, the same dev / test / held-out sets, a step budget added."""
     conf = ROOT / "recipes" / "snips" / "conf"
-    default, one = _preset_vars(conf / "default.sh"), _preset_vars(conf / "one_train_engine.sh")
+    default, one = preset_vars(conf / "default.sh"), preset_vars(conf / "one_train_engine.sh")
     changed = {k for k in default.keys() | one.keys() if default.get(k) != one.get(k)}
-    assert changed - {"BASH_SOURCE", "BASH_LINENO", "FUNCNAME", "_"} == {
-        "tts_plan",
-        "asr_train_opts",
-    }
-    splits = dict(s.split("=", 1) for s in one["tts_plan"].strip("'\"").split(";"))
-    default_splits = dict(s.split("=", 1) for s in default["tts_plan"].strip("'\"").split(";"))
+    assert changed == {"tts_plan", "asr_train_opts"}
+    splits = dict(s.split("=", 1) for s in one["tts_plan"].split(";"))
+    default_splits = dict(s.split("=", 1) for s in default["tts_plan"].split(";"))
     assert splits.pop("train") == "espeak-ng" and "flite" in default_splits.pop("train")
     assert splits == default_splits
-    assert one["asr_train_opts"].strip("'\"") == (
-        default["asr_train_opts"].strip("'\"") + " --max-steps 2400"
-    )
+    assert one["asr_train_opts"] == default["asr_train_opts"] + " --max-steps 2400"

@@ -7,12 +7,12 @@ preset otherwise fails an hour into a run (SLURP's presets cannot be run here at
 from __future__ import annotations
 
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import common.cli
+from tests.recipes.presets import preset_vars
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted(ROOT.glob("recipes/*/conf/*.sh"))
@@ -24,18 +24,6 @@ RUN_CLI_OPTS = {
     "tune_opts": ("rescoring.systems",),
     "prepare_opts": ("data_prep.slurp",),
 }
-
-
-def _preset_vars(path: Path, bf16: bool) -> dict[str, str]:
-    """The preset's variables (as a stage sees them) with cpu_has_bf16 answering ``bf16``."""
-    names = ["asr_preset", "asr_train_opts", "lm_preset", "lm_opts", *RUN_CLI_OPTS]
-    script = f'cpu_has_bf16() {{ return {0 if bf16 else 1}; }}; . "$0"; ' + "; ".join(
-        f'printf "%s\\0" "${{{n}-}}"' for n in names
-    )
-    out = subprocess.run(
-        ["bash", "-c", script, str(path)], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-    return dict(zip(names, out.split("\0")[:-1], strict=True))
 
 
 def _parsed_by_run_cli(module: str, argv: list[str], monkeypatch) -> object:
@@ -60,17 +48,17 @@ def test_preset_options_are_accepted_by_their_entry_points(preset, bf16, monkeyp
     from asr.train import CLI as ASR_CLI
     from lm.train import CLI as LM_CLI
 
-    v = _preset_vars(preset, bf16)
-    if v["asr_preset"]:
+    v = preset_vars(preset, bf16)
+    if v.get("asr_preset"):
         _, train_cfg = ASR_CLI.configs(
-            ["--preset", v["asr_preset"], *shlex.split(v["asr_train_opts"])]
+            ["--preset", v["asr_preset"], *shlex.split(v.get("asr_train_opts", ""))]
         )
         train_cfg.validate()
-    if v["lm_preset"]:
-        LM_CLI.configs(["--preset", v["lm_preset"], *shlex.split(v["lm_opts"])])
+    if v.get("lm_preset"):
+        LM_CLI.configs(["--preset", v["lm_preset"], *shlex.split(v.get("lm_opts", ""))])
     checked = 0
     for name, modules in RUN_CLI_OPTS.items():
-        if not v[name]:
+        if not v.get(name):
             continue
         for module in modules:
             cfg = _parsed_by_run_cli(module, shlex.split(v[name]), monkeypatch)
@@ -84,9 +72,7 @@ def test_a_misspelt_preset_option_fails_the_check(tmp_path, monkeypatch):
     bad = tmp_path / "bad.sh"
     bad.write_text('decode_opts="--method modified_beam --beem 8"\n')
     with pytest.raises(SystemExit) as e:
-        _parsed_by_run_cli(
-            "asr.decode", shlex.split(_preset_vars(bad, False)["decode_opts"]), monkeypatch
-        )
+        _parsed_by_run_cli("asr.decode", shlex.split(preset_vars(bad)["decode_opts"]), monkeypatch)
     assert e.value.code == 2
     from asr.train import CLI as ASR_CLI
 
