@@ -20,7 +20,7 @@ Per utterance, in this order (each drawn independently):
    ``ReverbWithImpulseResponse`` transform, output energy normalised, length kept) with one of
    ``--aug-reverb-rooms`` synthetic room impulse responses of Lhotse's
    ``FastRandomRIRGenerator`` (Luo et al. 2022, arXiv:2208.04101), generated once per process
-   from ``--seed`` (:func:`rir_bank`): generating one costs ~0.2 s, the convolution ~2 ms.
+   from ``--seed`` (:func:`rir_bank`): generating one costs ~15-30 ms, the convolution ~2 ms.
    ``--aug-reverb-rooms 0`` generates a new room per utterance (``cut.reverb_rir()`` without
    a RIR, seeded by our generator: Lhotse's transform draws the seeds from ``uuid4``).
 3. additive noise (``--aug-noise-prob``, ``--aug-noise-types``, ``--aug-snr``): one type of
@@ -185,7 +185,7 @@ def memory_recording(samples: np.ndarray, sampling_rate: int, recording_id: str)
 def rir_bank(seed: int, sampling_rate: int, size: int) -> list[Recording]:
     """``size`` room impulse responses of Lhotse's ``FastRandomRIRGenerator`` (random rooms
     and source distances, seeded by ``seed``), as in-memory recordings; built once per process
-    (~0.2 s each on one CPU thread, which is what a new room per utterance would cost)."""
+    (~15-30 ms each on one CPU thread, which is what a new room per utterance costs)."""
     key = (seed, sampling_rate, size)
     if key not in _RIR_BANKS:
         t0 = time.perf_counter()

@@ -221,7 +221,7 @@ class TrainConfig:
         default=100,
         metadata={
             "help": "synthetic room impulse responses generated once (from --seed) to draw "
-            "from; 0 = a new room per utterance (~0.2 s each on one CPU thread)"
+            "from; 0 = a new room per utterance (~15-30 ms each on one CPU thread)"
         },
     )
     aug_noise_prob: float = field(

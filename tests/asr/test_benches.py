@@ -107,6 +107,29 @@ def test_speed_copies_step_bench(bench, asr_data, copy_paths):
     assert set(r["copies_over_original"]) == {"load_s", "compute_s", "frames"}
 
 
+def test_augment_cost_bench(bench, asr_data):
+    r = bench(
+        "asr_augment_cost",
+        *("--cuts", asr_data["cuts"], "--preset", "tiny", "--batches", 2, "--all", 0.25),
+    )
+    assert 1 <= r["batches"] <= 2 and r["median_batch_audio_s"] > 0 and r["threads"] == 1
+    rows = r["variants"]
+    assert list(rows) == [
+        "stored features",
+        "fbank on the fly, no augmentation",
+        "speed 0.9/1.1",
+        "reverb (room bank)",
+        "white noise",
+        "pink noise",
+        "babble noise",
+        "volume",
+        "narrowband",
+        "all at p=0.25 (speed 0.9/1/1.1)",
+    ]
+    assert rows["stored features"]["x_stored"] == 1.0
+    assert all(v["ms_per_batch"] > 0 and v["ms_per_audio_second"] > 0 for v in rows.values())
+
+
 def test_batch_padding_bench_with_timed_steps(bench, asr_data):
     r = bench(
         "asr_batch_padding",
