@@ -134,9 +134,9 @@ def validate_manifests(opts: ValidateOptions) -> int:
     n_checked = 0
     for split in opts.splits:
         pairs = [(f"{p}_recordings_{split}", f"{p}_supervisions_{split}")]
-        if split == RENDER_SPLIT:
-            pass  # other renderings of train utterances: the pair only (the NLU set is train's)
-        elif opts.text_only_nlu:
+        # other renderings of train utterances have no NLU set (theirs is train's): the pair only
+        has_nlu = split != RENDER_SPLIT
+        if has_nlu and opts.text_only_nlu:
             nlu_path = md / f"{p}_nlu_{split}.jsonl.gz"
             try:
                 nlu = load_lhotse_manifest(nlu_path, SupervisionSet)
@@ -144,7 +144,7 @@ def validate_manifests(opts: ValidateOptions) -> int:
                 n_checked += len(nlu)
             except InputError as e:
                 problems.append(str(e))
-        else:
+        elif has_nlu:
             pairs.append(
                 (
                     f"{p}_recordings_{split}_all"
