@@ -4,6 +4,7 @@ and write the report they print; their shared training step is train-asr's step.
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import runpy
 import sys
@@ -128,6 +129,73 @@ def test_augment_cost_bench(bench, asr_data):
     ]
     assert rows["stored features"]["x_stored"] == 1.0
     assert all(v["ms_per_batch"] > 0 and v["ms_per_audio_second"] > 0 for v in rows.values())
+
+
+def _per_voice_data(root: Path, hyps: dict[str, dict[str, str]]) -> None:
+    """A supervisions manifest of 4 utterances (2 espeak-ng variants, 2 flite:slt) and one
+    decode folder per entry of ``hyps`` (utterance id -> 1-best words)."""
+    refs = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
+    custom = {
+        "a": {"tts_engine": "espeak-ng", "tts_voice": "en-us+m3"},
+        "b": {"tts_engine": "espeak-ng", "tts_voice": "en+f2"},
+        "c": {"tts_engine": "flite", "tts_voice": "slt"},
+        "d": {"tts_engine": "flite", "tts_voice": "slt"},
+    }
+    (root / "manifests").mkdir()
+    with gzip.open(root / "manifests" / "snips_supervisions_dev.jsonl.gz", "wt") as f:
+        for u in refs:
+            f.write(json.dumps({"id": u, "text": refs[u], "custom": custom[u]}) + "\n")
+    (root / "word_counts.txt").write_text("play 9\nsome 9\njazz 9\nbook 9\na 9\ntable 9\n")
+    for name, hyp in hyps.items():
+        (root / name).mkdir()
+        with gzip.open(root / name / "nbest-dev.jsonl.gz", "wt") as f:
+            for u, words in hyp.items():
+                rows = [{"words": words, "score": 0.0}] if words is not None else []
+                f.write(json.dumps({"id": u, "ref": refs[u], "hyps": rows}) + "\n")
+
+
+def test_per_voice_bench(bench, tmp_path):
+    good = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
+    _per_voice_data(
+        tmp_path,
+        {
+            "base1": good,
+            "base2": {**good, "c": "rate the book"},  # 1 substitution
+            "new": {**good, "d": None},  # no hypothesis: 2 deletions, both rare
+        },
+    )
+    r = bench(
+        "asr_per_voice",
+        *("--manifest-dir", tmp_path / "manifests", "--words", tmp_path / "word_counts.txt"),
+        *("--sets", "dev", "--bootstrap-samples", 50),
+        *("--system", f"base={tmp_path / 'base1'},{tmp_path / 'base2'}"),
+        *("--system", f"new={tmp_path / 'new'}"),
+    )
+    dev = r["sets"]["dev"]
+    assert set(dev) == {"(all)", "espeak-ng", "flite:slt"}
+    assert dev["espeak-ng"]["utterances"] == 2 and dev["flite:slt"]["utterances"] == 2
+    # seed mean by pooled counts: base has 0 and 1 errors of 11 words -> 1 / 22
+    assert dev["(all)"]["base"]["wer"] == round(100 / 22, 2)
+    assert dev["(all)"]["base"]["seeds_wer"] == [0.0, round(100 / 11, 2)]
+    assert dev["flite:slt"]["new"]["wer"] == 40.0  # 2 of 5 words
+    assert dev["flite:slt"]["new"]["rare_wer"] == 50.0  # 2 of rate, this, add, zorba
+    assert dev["espeak-ng"]["new"]["wer"] == 0.0
+    test = dev["flite:slt"]["new"]["wer_vs_base"]
+    assert test["diff"] == round(40.0 - 10.0, 2) and 0.0 <= test["p_not_better"] <= 1.0
+    assert "wer_vs_base" not in dev["flite:slt"]["base"]
+
+
+def test_per_voice_bench_names_a_decode_missing_utterances(bench, tmp_path):
+    good = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
+    short = {k: v for k, v in good.items() if k != "d"}
+    _per_voice_data(tmp_path, {"base": good, "short": short})
+    with pytest.raises(SystemExit, match=r"short/nbest-dev.jsonl.gz: 3 utterances, not the 4"):
+        bench(
+            "asr_per_voice",
+            *("--manifest-dir", tmp_path / "manifests", "--words", tmp_path / "word_counts.txt"),
+            *("--sets", "dev", "--system", f"base={tmp_path / 'base'}"),
+            *("--system", f"short={tmp_path / 'short'}"),
+        )
 
 
 def test_batch_padding_bench_with_timed_steps(bench, asr_data):
