@@ -253,6 +253,13 @@ class TrainConfig:
             "band-limited to 4 kHz)"
         },
     )
+    aug_from_epoch: int = field(
+        default=1,
+        metadata={
+            "help": "first epoch in which the --aug-* audio augmentations apply (earlier "
+            "epochs read the stored features, as without them; 1 = every epoch)"
+        },
+    )
     cmvn_cuts: int = field(default=500, metadata={"help": "train cuts for global CMVN stats"})
     valid_interval: int = field(
         default=200, metadata={"help": "steps between dev greedy-WER checks (0 = epoch end only)"}
@@ -316,6 +323,8 @@ class TrainConfig:
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise InputError(f"--{name.replace('_', '-')} must be in [0, 1], got {p}")
+        if self.aug_from_epoch < 1:
+            raise InputError(f"--aug-from-epoch must be >= 1, got {self.aug_from_epoch}")
         if self.aug_reverb_rooms < 0:
             raise InputError(f"--aug-reverb-rooms must be >= 0, got {self.aug_reverb_rooms}")
         if self.speed_perturb and self.aug_speed:

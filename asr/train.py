@@ -215,7 +215,10 @@ class AsrTrainer(Trainer):
                 render_paths=tuple(cfg.render_cuts),
             )
         spec = self.augment_spec
-        logging.info("audio augmentation of train batches: %s", spec.describe())
+        start = (
+            f" from epoch {cfg.aug_from_epoch}" if spec.active and cfg.aug_from_epoch > 1 else ""
+        )
+        logging.info("audio augmentation of train batches%s: %s", start, spec.describe())
         if spec.active:
             check_augmentable(self.train_cuts, cfg.train_cuts, spec)
         if not resumed and not model.cfg.waveform_input:
@@ -278,7 +281,10 @@ class AsrTrainer(Trainer):
     def train_batches(self, epoch: int, skip: int) -> Any:
         cfg = self.cfg
         augment = None
-        if self.augment_spec.active:  # seeded per batch from (seed, epoch, cut ids)
+        if self.augment_spec.active and epoch >= cfg.aug_from_epoch:
+            if epoch == cfg.aug_from_epoch > 1:
+                logging.info("epoch %d: audio augmentation of train batches starts", epoch)
+            # seeded per batch from (seed, epoch, cut ids)
             augment = AudioAugment(
                 self.augment_spec, seed=cfg.seed, epoch=epoch, train_cuts=self.train_cuts
             )

@@ -287,3 +287,31 @@ def test_tiny_preset_trains_with_every_augmentation(asr_data, tmp_path, caplog):
     assert ckpt["step"] == 2 and ckpt["aug_skipped"] == 0
     saved = json.loads((tmp_path / "config.json").read_text())["config"]
     assert saved["aug_speed"] == [0.9, 1.0, 1.1] and saved["aug_noise_prob"] == 0.5
+
+
+def test_augmentation_starts_at_aug_from_epoch(asr_data, tmp_path, caplog):
+    """Before --aug-from-epoch the epochs are those of a run without augmentation (the same
+    weights, bit for bit); from it on, the augmented batches change the training."""
+    from asr.train import run
+    from common.checkpoint import load_checkpoint
+
+    weights = {}
+    for name, kw in (
+        ("plain", {}),
+        ("late", {"aug_noise_prob": 1.0, "aug_noise_types": ("white",), "aug_from_epoch": 2}),
+    ):
+        model_cfg, cfg = tiny_cfg(asr_data, tmp_path / name, num_epochs=2, **kw)
+        with caplog.at_level(logging.INFO):
+            run(0, 1, model_cfg, cfg)
+        weights[name] = [load_checkpoint(tmp_path / name / f"epoch-{e}.pt") for e in (1, 2)]
+    assert "audio augmentation of train batches from epoch 2: noise p=1 white" in caplog.text
+    assert "epoch 2: audio augmentation of train batches starts" in caplog.text
+    for e, same in ((0, True), (1, False)):
+        a, b = weights["plain"][e]["model"], weights["late"][e]["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a) is same
+
+
+def test_aug_from_epoch_must_be_positive():
+    cfg = dataclasses.replace(TrainConfig(), aug_from_epoch=0)
+    with pytest.raises(InputError, match="--aug-from-epoch must be >= 1, got 0"):
+        cfg.validate()
