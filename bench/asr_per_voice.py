@@ -133,6 +133,12 @@ def main() -> None:
     )
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rows",
+        choices=("voices", "systems"),
+        default="voices",
+        help="table layout: a row per (set, voice), or a row per system",
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     names = [n for n, _ in args.system]
@@ -162,19 +168,35 @@ def main() -> None:
         args.out,
     )
     print()
-    print("| set | voice | utts | " + " | ".join(names) + " |")
-    print("|---|---|---|" + "---|" * len(names))
-    for split, rows in sets.items():
-        for group, row in rows.items():
-            cells = []
-            for n in names:
-                e = row[n]
-                cell = f"{e['wer']:.2f}"
-                t = e.get(f"wer_vs_{names[0]}")
-                if t is not None:
-                    cell += f" ({t['diff']:+.2f}, p={t['p_not_better']:.3f})"
-                cells.append(cell)
-            print(f"| {split} | {group} | {row['utterances']} | " + " | ".join(cells) + " |")
+    print_table(sets, names, args.rows)
+
+
+def print_table(sets: dict, names: list[str], rows: str) -> None:
+    """Markdown: one row per (set, voice) and a column per system (``rows="voices"``), or one
+    row per system and a column per (set, voice) (``"systems"``); a cell is the WER and, for
+    every system but the first, its difference to the first and the test's p."""
+
+    def cell(row: dict, name: str) -> str:
+        e = row[name]
+        text = f"{e['wer']:.2f}"
+        t = e.get(f"wer_vs_{names[0]}")
+        if t is not None:
+            text += f" ({t['diff']:+.2f}, p={t['p_not_better']:.3f})"
+        return text
+
+    groups = [(split, group, row) for split, r in sets.items() for group, row in r.items()]
+    if rows == "voices":
+        print("| set | voice | utts | " + " | ".join(names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
+        for split, group, row in groups:
+            cells = " | ".join(cell(row, n) for n in names)
+            print(f"| {split} | {group} | {row['utterances']} | {cells} |")
+        return
+    head = [f"{split} {group} ({row['utterances']})" for split, group, row in groups]
+    print("| system | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    for n in names:
+        print(f"| {n} | " + " | ".join(cell(row, n) for _, _, row in groups) + " |")
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def _per_voice_data(root: Path, hyps: dict[str, dict[str, str]]) -> None:
                 f.write(json.dumps({"id": u, "ref": refs[u], "hyps": rows}) + "\n")
 
 
-def test_per_voice_bench(bench, tmp_path):
+def test_per_voice_bench(bench, tmp_path, capsys):
     good = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
     _per_voice_data(
         tmp_path,
@@ -183,6 +183,23 @@ def test_per_voice_bench(bench, tmp_path):
     test = dev["flite:slt"]["new"]["wer_vs_base"]
     assert test["diff"] == round(40.0 - 10.0, 2) and 0.0 <= test["p_not_better"] <= 1.0
     assert "wer_vs_base" not in dev["flite:slt"]["base"]
+    table = capsys.readouterr().out.split("\n\n")[-1].splitlines()
+    assert table[0] == "| set | voice | utts | base | new |"
+    assert (
+        table[4]
+        == f"| dev | flite:slt | 2 | 10.00 | 40.00 (+30.00, p={test['p_not_better']:.3f}) |"
+    )
+    bench(
+        "asr_per_voice",
+        *("--manifest-dir", tmp_path / "manifests", "--words", tmp_path / "word_counts.txt"),
+        *("--sets", "dev", "--bootstrap-samples", 50, "--rows", "systems"),
+        *("--system", f"base={tmp_path / 'base1'}", "--system", f"new={tmp_path / 'new'}"),
+    )
+    table = capsys.readouterr().out.split("\n\n")[-1].splitlines()
+    assert table[0] == "| system | dev (all) (4) | dev espeak-ng (2) | dev flite:slt (2) |"
+    assert table[2] == "| base | 0.00 | 0.00 | 0.00 |" and table[3].startswith(
+        "| new | 18.18 (+18.18"
+    )
 
 
 def test_per_voice_bench_names_a_decode_missing_utterances(bench, tmp_path):
