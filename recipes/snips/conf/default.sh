@@ -51,6 +51,11 @@ fi
 # "Augmentation: speed perturbation"); the copies cost +4.8% per step (bench/speed_copies_step.py)
 # and ~85 s in stage 2. "" turns it off.
 speed_perturb="0.9 1.1"
+# The other audio augmentations (train-asr --aug-*: reverb, white/pink/babble noise, narrowband,
+# volume) are off: measured on dev (RESULTS.md, "Augmentation: reverb, noise, narrowband,
+# volume"), noise and reverb lower the held-out engine's WER but raise dev's, narrowband and
+# babble hurt, and volume's dev gain in fine-tuning arms was not repeated by a full training
+# (conf/volume_aug.sh).
 # Renderings per ASR train sentence (prepare-snips --train-renders; train-asr --render-cuts): 2 =
 # each of the 6,000 sentences is also spoken by a voice of the other training engine (espeak-ng
 # <-> flite) and stage 6 draws one of 2 renderings x 3 speeds per utterance and epoch. Measured
