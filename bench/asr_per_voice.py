@@ -28,6 +28,7 @@ from _common import write_report
 
 from common.wer import read_word_counts
 from rescoring.metrics import UttCounts, corpus_metrics, paired_bootstrap_diff_seeds, utt_counts
+from rescoring.nbest import read_nbest_jsonl
 
 ALL = "(all)"
 
@@ -47,18 +48,13 @@ def read_voices(manifest_dir: Path, prefix: str, split: str) -> dict[str, str]:
 
 
 def read_1best(decode_dir: Path, split: str) -> dict[str, tuple[list[str], list[str]]]:
-    """utterance id -> (reference words, 1-best words)."""
+    """utterance id -> (reference words, 1-best words), read with the project's n-best reader
+    (``rescoring.nbest.read_nbest_jsonl``: fields type-checked, a duplicated id is an error
+    naming the file and lines)."""
     path = decode_dir / f"nbest-{split}.jsonl.gz"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")
-    out = {}
-    with gzip.open(path, "rt") as f:
-        for line_no, line in enumerate(f, 1):
-            r = json.loads(line)
-            if r["id"] in out:
-                raise SystemExit(f"{path}:{line_no}: utterance {r['id']} given twice")
-            out[r["id"]] = (r["ref"].split(), r["hyps"][0]["words"].split() if r["hyps"] else [])
-    return out
+    return {r.id: (r.ref.split(), r.hyps[0].words.split()) for r in read_nbest_jsonl(path)}
 
 
 def _round(x: float | None) -> float | None:
@@ -75,12 +71,11 @@ def parse_system(text: str) -> tuple[str, list[Path]]:
 
 def compare(systems, voices, counts, threshold, split, num_samples, seed) -> dict:
     """Per voice of ``split``: each system's metrics and its paired test against the first."""
-    per_sys: dict[str, list[dict[str, tuple[list[str], list[str]]]]] = {
-        name: [read_1best(d, split) for d in dirs] for name, dirs in systems
-    }
     ids = sorted(voices)
-    for name, decodes in per_sys.items():
-        for d, dec in zip(dict(systems)[name], decodes, strict=True):
+    per_sys: dict[str, list[dict[str, tuple[list[str], list[str]]]]] = {}
+    for name, dirs in systems:
+        per_sys[name] = [read_1best(d, split) for d in dirs]
+        for d, dec in zip(dirs, per_sys[name], strict=True):
             if sorted(dec) != ids:
                 raise SystemExit(
                     f"{d}/nbest-{split}.jsonl.gz: {len(dec)} utterances, not the "

@@ -150,8 +150,8 @@ def _per_voice_data(root: Path, hyps: dict[str, dict[str, str]]) -> None:
         (root / name).mkdir()
         with gzip.open(root / name / "nbest-dev.jsonl.gz", "wt") as f:
             for u, words in hyp.items():
-                rows = [{"words": words, "score": 0.0}] if words is not None else []
-                f.write(json.dumps({"id": u, "ref": refs[u], "hyps": rows}) + "\n")
+                hyp = {"words": words, "am_score": 0.0}
+                f.write(json.dumps({"id": u, "ref": refs[u], "hyps": [hyp]}) + "\n")
 
 
 def test_per_voice_bench(bench, tmp_path, capsys):
@@ -161,7 +161,7 @@ def test_per_voice_bench(bench, tmp_path, capsys):
         {
             "base1": good,
             "base2": {**good, "c": "rate the book"},  # 1 substitution
-            "new": {**good, "d": None},  # no hypothesis: 2 deletions, both rare
+            "new": {**good, "d": ""},  # an empty hypothesis: 2 deletions, both rare
         },
     )
     r = bench(
