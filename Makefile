@@ -13,15 +13,19 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) system-deps
 
-# TTS engines (data_prep/tts.py: espeak-ng, flite, festival with its English voices), sox,
-# /usr/bin/time, pgrep (procps) and flock (util-linux)
+# TTS engines (data_prep/tts.py: espeak-ng, flite, festival with its English voices, MBROLA
+# with its English voices, SVOX Pico), sox, /usr/bin/time, pgrep (procps) and flock (util-linux).
+# MBROLA and Pico are in Debian's contrib / non-free components, which
+# recipes/common/apt_contrib_nonfree.sh adds when apt lacks them.
 DEBIAN_PACKAGES := espeak-ng sox time procps util-linux flite festival \
-	festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+	festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils
 
 system-deps:
 	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
 	  echo "Installing Debian packages $(DEBIAN_PACKAGES)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	  $(SUDO) apt-get update -qq && bash recipes/common/apt_contrib_nonfree.sh && \
+	  $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
 $(STAMP): setup.cfg pyproject.toml

@@ -1,4 +1,5 @@
-"""Speech synthesis behind a small, swappable backend interface (espeak-ng, flite, festival).
+"""Speech synthesis behind a small, swappable backend interface (espeak-ng, flite, festival,
+mbrola, pico).
 
 Synthetic speech is our stand-in for recorded audio: every utterance is rendered with a voice
 drawn from its split's voice set, with a random speaking rate and pitch, seeded per utterance
@@ -10,7 +11,10 @@ Backends (``TTS_BACKENDS``; a voice is named ``engine:voice``, e.g. ``flite:slt`
 * ``flite`` (CMU Flite 2; Debian ``flite``): ``kal`` (8 kHz diphone), ``kal16`` (diphone),
   ``awb``, ``rms``, ``slt`` (clustergen); the limited-domain ``awb_time`` is left out;
 * ``festival`` (Festival 2.5; Debian ``festival`` + voice packages ``festvox-kallpc16k``,
-  ``festvox-kdlpc16k``, ``festvox-us-slt-hts``): every installed English voice.
+  ``festvox-kdlpc16k``, ``festvox-us-slt-hts``): every installed English voice;
+* ``mbrola`` (MBROLA diphone voices driven by espeak-ng; Debian ``mbrola``, ``mbrola-us1``,
+  ``-us2``, ``-us3``, ``-en1``, contrib / non-free): ``us1``, ``us2``, ``us3``, ``en1``;
+* ``pico`` (SVOX Pico, HMM-based; Debian ``libttspico-utils``, non-free): ``en-US``, ``en-GB``.
 
 :class:`Voice` carries rate and pitch in espeak-ng's units (words per minute; 0-99, 50 = the
 voice's own pitch). espeak-ng takes them as they are; the other engines stretch durations by
@@ -229,50 +233,56 @@ class EspeakNG(TTSBackend):
         return sorted(f"{lang}+{v}" for lang in self.languages for v in variants)
 
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
-        espeak = subprocess.Popen(
-            [
-                "espeak-ng",
-                "-v",
-                voice.name,
-                "-s",
-                str(voice.rate),
-                "-p",
-                str(voice.pitch),
-                "--stdout",
-                text,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        _espeak_to_wav(voice.name, voice, text, out_path)
+
+
+def _espeak_to_wav(espeak_voice: str, voice: Voice, text: str, out_path: Path) -> None:
+    """``espeak-ng -v espeak_voice`` at ``voice``'s rate and pitch, piped through sox into a
+    16 kHz mono 16-bit WAV at ``out_path`` (an MBROLA voice ``mb-*`` too: espeak-ng drives it)."""
+    espeak = subprocess.Popen(
+        [
+            "espeak-ng",
+            "-v",
+            espeak_voice,
+            "-s",
+            str(voice.rate),
+            "-p",
+            str(voice.pitch),
+            "--stdout",
+            text,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    sox = subprocess.run(
+        [
+            "sox",
+            "-q",
+            "-D",  # no dither: the same text and voice give the same bytes on every run
+            "-t",
+            "wav",
+            "-",
+            "-r",
+            str(SAMPLE_RATE),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-t",
+            "wav",
+            str(out_path),
+        ],
+        stdin=espeak.stdout,
+        capture_output=True,
+    )
+    espeak.stdout.close()
+    err = espeak.stderr.read().decode(errors="replace")
+    espeak.wait()
+    if espeak.returncode != 0 or sox.returncode != 0:
+        raise TTSError(
+            f"espeak-ng/sox failed for voice {espeak_voice}: {err.strip()} "
+            f"{sox.stderr.decode(errors='replace').strip()}"
         )
-        sox = subprocess.run(
-            [
-                "sox",
-                "-q",
-                "-D",  # no dither: the same text and voice give the same bytes on every run
-                "-t",
-                "wav",
-                "-",
-                "-r",
-                str(SAMPLE_RATE),
-                "-c",
-                "1",
-                "-b",
-                "16",
-                "-t",
-                "wav",
-                str(out_path),
-            ],
-            stdin=espeak.stdout,
-            capture_output=True,
-        )
-        espeak.stdout.close()
-        err = espeak.stderr.read().decode(errors="replace")
-        espeak.wait()
-        if espeak.returncode != 0 or sox.returncode != 0:
-            raise TTSError(
-                f"espeak-ng/sox failed for voice {voice.name}: {err.strip()} "
-                f"{sox.stderr.decode(errors='replace').strip()}"
-            )
 
 
 class Flite(TTSBackend):
@@ -407,10 +417,102 @@ class Festival(TTSBackend):
                 to_16k_mono(raw, out_path, pitch_semitones(voice))
 
 
+class Mbrola(TTSBackend):
+    """MBROLA diphone synthesis (Dutoit et al., "The MBROLA project: towards a set of
+    high-quality speech synthesizers free of use for non-commercial purposes", ICSLP 1996)
+    driven by espeak-ng (text analysis and prosody), with the English voices ``us1`` (female),
+    ``us2``, ``us3`` (male, American) and ``en1`` (male, British): concatenated recordings of
+    real speakers, another synthesis method than espeak-ng's formants. Rate and pitch are
+    espeak-ng's. A voice counts only when its MBROLA database is installed (espeak-ng lists
+    its ``mb-*`` voices either way). Debian: ``mbrola`` and ``mbrola-us1`` ... in the
+    ``contrib`` / ``non-free`` components; the voices' licence allows non-commercial,
+    non-military use only (README).
+    """
+
+    name = "mbrola"
+    programs = ("espeak-ng", "mbrola", "sox")
+    debian_packages = (
+        "espeak-ng",
+        "mbrola",
+        "mbrola-us1",
+        "mbrola-us2",
+        "mbrola-us3",
+        "mbrola-en1",
+        "sox",
+    )
+    english = ("en1", "us1", "us2", "us3")
+    database_dir = Path("/usr/share/mbrola")
+
+    def voices(self) -> list[str]:
+        self.check_available()
+        names = [v for v in self.english if (self.database_dir / v / v).is_file()]
+        if not names:
+            raise TTSError(
+                f"TTS engine mbrola has no English voice in {self.database_dir}: install with "
+                f"'apt-get install -y {' '.join(self.debian_packages)}'"
+            )
+        return names
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        _espeak_to_wav(f"mb-{voice.name}", voice, text, out_path)
+
+
+def _pico_markup(text: str) -> str:
+    """``text`` made safe for SVOX Pico's markup parser: ``<`` and ``>`` become spaces (the
+    parser takes ``<...>`` as a tag and reads entities such as ``&lt;`` out letter by letter,
+    so there is no escape; normalised transcripts hold neither)."""
+    return text.replace("<", " ").replace(">", " ")
+
+
+class Pico(TTSBackend):
+    """SVOX Pico (HMM-based parametric synthesis, the Android TTS engine of 2009-2013) through
+    ``pico2wave``, with its English voices ``en-US`` and ``en-GB`` (both female). The rate is
+    Pico's ``<speed level="...">`` markup (100 = the voice's own speed, so ``100 / stretch``);
+    the pitch is shifted with sox as for flite and Festival. Output is 16 kHz. Debian:
+    ``libttspico-utils`` in the ``non-free`` component (Apache-2.0 code and voice data whose
+    sources are not published).
+    """
+
+    name = "pico"
+    programs = ("pico2wave", "sox")
+    debian_packages = ("libttspico-utils", "sox")
+    english = ("en-GB", "en-US")
+    lang_dir = Path("/usr/share/pico/lang")
+
+    def voices(self) -> list[str]:
+        self.check_available()
+        names = [v for v in self.english if (self.lang_dir / f"{v}_ta.bin").is_file()]
+        if not names:
+            raise TTSError(
+                f"TTS engine pico has no English voice in {self.lang_dir}: install with "
+                f"'apt-get install -y {' '.join(self.debian_packages)}'"
+            )
+        return names
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        speed = round(100 / duration_stretch(voice))
+        with tempfile.TemporaryDirectory(prefix="pico-") as tmp:
+            raw = Path(tmp) / "raw.wav"  # pico2wave wants a name ending in .wav
+            _run_tool(
+                [
+                    "pico2wave",
+                    "-l",
+                    voice.name,
+                    "-w",
+                    str(raw),
+                    f'<speed level="{speed}">{_pico_markup(text)}</speed>',
+                ],
+                f"pico2wave (voice {voice.name})",
+            )
+            to_16k_mono(raw, out_path, pitch_semitones(voice))
+
+
 TTS_BACKENDS: dict[str, type[TTSBackend]] = {
     EspeakNG.name: EspeakNG,
     Flite.name: Flite,
     Festival.name: Festival,
+    Mbrola.name: Mbrola,
+    Pico.name: Pico,
 }
 
 

@@ -45,7 +45,7 @@ def test_engine_renders_checked_16k_audio(engine, tmp_path):
         assert 0.5 < info.duration < 5.0
 
 
-@pytest.mark.parametrize("engine", ["espeak-ng", "flite", "festival"])
+@pytest.mark.parametrize("engine", ["espeak-ng", "flite", "festival", "mbrola", "pico"])
 def test_engine_is_deterministic_and_rate_stretches(engine, tmp_path):
     backend = _backend_or_skip(engine)
     voice = backend.voices()[0]
@@ -72,6 +72,33 @@ def test_missing_program_names_debian_package(engine, monkeypatch):
         backend.check_available()
     with pytest.raises(TTSError, match=f"TTS engine {engine}"):
         backend.voices()
+
+
+@pytest.mark.parametrize("engine, attr", [("mbrola", "database_dir"), ("pico", "lang_dir")])
+def test_engine_without_english_voice_data_names_packages(engine, attr, tmp_path, monkeypatch):
+    # the program is there but no English voice data: an error with the install line, not an
+    # empty voice list (espeak-ng lists its mb-* voices whether MBROLA's databases exist or not)
+    backend = get_tts_backend(engine)
+    monkeypatch.setattr("data_prep.tts.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(backend, attr, tmp_path)
+    with pytest.raises(TTSError, match=rf"TTS engine {engine} has no English voice in .*apt-get"):
+        backend.voices()
+
+
+def test_pico_markup_escapes_text():
+    from data_prep.tts import _pico_markup
+
+    assert _pico_markup("rock & roll <3 >") == "rock & roll  3  "
+
+
+def test_pico_does_not_obey_tags_in_text(tmp_path):
+    backend = _backend_or_skip("pico")
+    tagged, bare = tmp_path / "tagged.wav", tmp_path / "bare.wav"
+    voice = Voice("en-US", 175, 50, "pico")
+    backend.synthesize("<speed level='20'>rock and roll</speed>", voice, tagged)
+    backend.synthesize(" speed level='20' rock and roll /speed ", voice, bare)
+    # the brackets went and the tag's words were read out, as in the text without brackets
+    assert tagged.read_bytes() == bare.read_bytes()
 
 
 def test_festival_quotes_text():

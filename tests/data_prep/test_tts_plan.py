@@ -76,7 +76,7 @@ def test_toml_plan_equals_spec(tmp_path):
         ("train=flite;dev=flite;test=flite;eval=flite", "unknown split 'eval'"),
         ("train=flite;train=espeak-ng;dev=flite;test=flite", "split 'train' given twice"),
         ("train=;dev=flite;test=flite", "split train: no voices"),
-        ("train=pico;dev=flite;test=flite", "split train: unknown TTS engine 'pico'"),
+        ("train=rhvoice;dev=flite;test=flite", "split train: unknown TTS engine 'rhvoice'"),
         ("train=flite:;dev=flite;test=flite", "'flite:' has ':' but no voice"),
         ("train=:awb;dev=flite;test=flite", "':awb' names no engine"),
         ("train=flite:awb,flite:awb;dev=flite;test=flite", "split train: flite:awb named twice"),

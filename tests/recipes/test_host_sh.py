@@ -75,3 +75,23 @@ def test_snips_one_train_engine_preset_changes_only_the_training_engines() -> No
     assert splits.pop("train") == "espeak-ng" and "flite" in default_splits.pop("train")
     assert splits == default_splits
     assert one["asr_train_opts"] == default["asr_train_opts"] + " --max-steps 2400"
+
+
+def test_snips_two_train_engines_preset_changes_only_the_training_engines() -> None:
+    """conf/two_train_engines.sh: the default preset with espeak-ng + flite:awb,rms in train
+    (no MBROLA, no Pico), the same dev / test / held-out plan and every other option."""
+    conf = ROOT / "recipes" / "snips" / "conf"
+    default, two = preset_vars(conf / "default.sh"), preset_vars(conf / "two_train_engines.sh")
+    changed = {k for k in default.keys() | two.keys() if default.get(k) != two.get(k)}
+    assert changed == {"tts_plan"}
+    splits = dict(s.split("=", 1) for s in two["tts_plan"].split(";"))
+    default_splits = dict(s.split("=", 1) for s in default["tts_plan"].split(";"))
+    assert splits.pop("train") == "espeak-ng,flite:awb,flite:rms"
+    assert set(default_splits.pop("train").split(",")) == {
+        "espeak-ng",
+        "flite:awb",
+        "flite:rms",
+        "mbrola",
+        "pico",
+    }
+    assert splits == default_splits
