@@ -121,6 +121,14 @@ class DecodeConfig:
             "beam is pruned on) is within this many nats of the utterance's best (inf = off)"
         },
     )
+    blank_skip_threshold: float = field(
+        default=1.0,
+        metadata={
+            "help": "modified_beam: drop the encoder frames whose CTC blank posterior (the "
+            "model's auxiliary CTC head) is above this before the search, as icefall's CTC "
+            "blank-skip decoding (1 = off; asr/README.md, 'Blank skipping')"
+        },
+    )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
     lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
@@ -168,6 +176,15 @@ class DecodeConfig:
             raise InputError(
                 f"--score-beam: search method {self.method!r} has none (use modified_beam)"
             )
+        if not 0 < self.blank_skip_threshold <= 1:
+            raise InputError(
+                f"--blank-skip-threshold must be in (0, 1], got {self.blank_skip_threshold}"
+            )
+        if self.blank_skip_threshold < 1 and self.method != "modified_beam":
+            raise InputError(
+                f"--blank-skip-threshold: search method {self.method!r} has none "
+                "(use modified_beam)"
+            )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")
@@ -192,6 +209,8 @@ class DecodeConfig:
             suffix += f"_lb{self.length_bonus:g}"
         if math.isfinite(self.score_beam):
             suffix += f"_sb{self.score_beam:g}"
+        if self.blank_skip_threshold < 1:
+            suffix += f"_bs{self.blank_skip_threshold:g}"
         return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
@@ -311,6 +330,7 @@ def decode_set(
         max_sym_per_frame=cfg.max_sym_per_frame,
         length_bonus=cfg.length_bonus,
         score_beam=cfg.score_beam,
+        blank_skip_threshold=cfg.blank_skip_threshold,
     )
     dl = make_decode_dataloader(cuts, tok, cfg.max_duration, waveform=model.cfg.waveform_input)
     records, results = [], []

@@ -141,6 +141,9 @@ class ModifiedBeamSearch(SearchMethod):
     within ``score_beam`` of the utterance's best candidate survive (a beam in score as in
     Kaldi's and k2's searches, besides the beam in number; ``inf``: the ``beam`` best, always).
 
+    ``blank_skip_threshold``: encoder frames whose CTC blank posterior (the model's auxiliary
+    CTC head) is above it are dropped before the search (:func:`drop_blank_frames`); 1: none.
+
     Contextual biasing: see the module docstring (icefall's
     ``modified_beam_search(context_graph=...)``, bonus added before the top-k).
     """
@@ -154,15 +157,19 @@ class ModifiedBeamSearch(SearchMethod):
         max_sym_per_frame: int = 1,
         length_bonus: float = 0.0,
         score_beam: float = math.inf,
+        blank_skip_threshold: float = 1.0,
     ) -> None:
         if beam < 1 or max_sym_per_frame < 1:
             raise ValueError("beam and max_sym_per_frame must be >= 1")
+        if not 0.0 < blank_skip_threshold <= 1.0:
+            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
         if not math.isfinite(length_bonus):
             raise ValueError(f"length_bonus must be finite, got {length_bonus}")
         if not score_beam > 0:
             raise ValueError(f"score_beam must be > 0, got {score_beam}")
         self.beam = beam
         self.score_beam = score_beam
+        self.blank_skip_threshold = blank_skip_threshold
         self.max_sym_per_frame = max_sym_per_frame
         self.length_bonus = length_bonus
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
@@ -194,6 +201,8 @@ class ModifiedBeamSearch(SearchMethod):
         contexts: list[ContextGraph | None] | None = None,
     ) -> list[list[Hypothesis]]:
         """enc: (N, T, J), enc_lens: (N,) -> per utterance, hypotheses sorted best first."""
+        if self.blank_skip_threshold < 1.0:
+            enc, enc_lens = drop_blank_frames(model, enc, enc_lens, self.blank_skip_threshold)
         dev = enc.device
         n = enc.shape[0]
         if contexts is None:
@@ -417,6 +426,32 @@ class ModifiedBeamSearch(SearchMethod):
         ones = torch.ones(len(entries), dtype=torch.long, device=dev)
         out, _, nst = model.predict(toks[:, None], ones, st)
         return out[:, 0], nst
+
+
+def drop_blank_frames(
+    model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder frames (N, T, J) whose CTC blank posterior is at most ``threshold``, packed
+    to the left in their order, and their counts (N,): the frame reduction of icefall's
+    CTC blank-skip recipe (``FrameReducer``; Yang et al., "Blank-regularized CTC for frame
+    skipping in neural Transducer", Interspeech 2023) at decoding time only, with the model's
+    auxiliary CTC head (``train-asr --ctc-weight``). The RNN-T search then runs on the kept
+    frames: a frame the CTC head is sure is blank costs no joiner or predictor call. An
+    utterance may keep no frame (empty hypothesis)."""
+    head = getattr(model, "ctc_head", None)
+    if head is None:
+        raise ValueError("blank skipping needs a model with a CTC head (asr.model.Transducer)")
+    t = enc.shape[1]
+    blank = head(enc).log_softmax(-1)[..., model.blank_id]  # (N, T)
+    valid = torch.arange(t, device=enc.device)[None, :] < enc_lens[:, None]
+    keep = valid & (blank <= math.log(threshold))
+    lens = keep.sum(1)
+    # kept frames first, each group in time order (a stable sort of 0 = keep, 1 = drop)
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices
+    t_new = int(lens.max()) if lens.numel() else 0
+    order = order[:, :t_new]
+    packed = enc.gather(1, order[..., None].expand(-1, -1, enc.shape[2]))
+    return packed, lens.to(enc_lens.dtype)
 
 
 #: The search drops the predictor rows of dead hypotheses once the store holds more than
