@@ -5,6 +5,8 @@
 # Does nothing when apt already knows a candidate for both mbrola and libttspico-utils;
 # otherwise adds one deb822 sources file for contrib and non-free of this host's Debian release
 # (same mirror as main) and runs apt-get update. Licences: README, "TTS engines".
+# Environment (tests): OS_RELEASE (default /etc/os-release), APT_SOURCES_DIR (default
+# /etc/apt/sources.list.d).
 set -euo pipefail
 
 has_candidate() {
@@ -13,16 +15,23 @@ has_candidate() {
 if has_candidate mbrola && has_candidate libttspico-utils; then
   exit 0
 fi
-# shellcheck disable=SC1091
-. /etc/os-release
+# shellcheck disable=SC1090
+. "${OS_RELEASE:-/etc/os-release}"
+if [ "${ID:-}" = ubuntu ]; then
+  echo "apt_contrib_nonfree.sh: on Ubuntu, mbrola, its voices and libttspico-utils are in" \
+    "'multiverse': sudo add-apt-repository -y multiverse && sudo apt-get update; or use" \
+    "conf/two_train_engines.sh (no mbrola, no pico)" >&2
+  exit 1
+fi
 if [ "${ID:-}" != debian ] || [ -z "${VERSION_CODENAME:-}" ]; then
   echo "apt_contrib_nonfree.sh: not a Debian release (${PRETTY_NAME:-unknown}); install mbrola," \
-    "its English voices and pico2wave by hand, or use a tts_plan without mbrola and pico" >&2
+    "its English voices (us1 us2 us3 en1) and pico2wave by hand, or use" \
+    "conf/two_train_engines.sh (no mbrola, no pico)" >&2
   exit 1
 fi
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
-dest=/etc/apt/sources.list.d/asr-nlu-contrib-non-free.sources
+dest=${APT_SOURCES_DIR:-/etc/apt/sources.list.d}/asr-nlu-contrib-non-free.sources
 echo "Adding Debian ${VERSION_CODENAME} contrib and non-free to apt ($dest)"
 tmp=$(mktemp)
 cat > "$tmp" <<SRC
