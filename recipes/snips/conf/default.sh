@@ -15,8 +15,10 @@ tts_backend=espeak-ng    # the engine of every split when tts_plan is empty
 # voice no training utterance uses; the extra evaluation set test_unseen_engine is the test text
 # spoken by festival, an engine that neither train nor dev uses (its voices kal_diphone,
 # ked_diphone, cmu_us_slt_arctic_hts). Dev, test and test_unseen_engine are the same audio as
-# with the earlier two-engine plan (train=espeak-ng,flite:awb,flite:rms): one training engine
-# gave 94% held-out WER, two 51.69 (RESULTS.md, "Number of training engines").
+# with the earlier two-engine plan (conf/two_train_engines.sh). Held-out-engine WER: one
+# training engine 94%, two 51.69, four 44.00 (dev 34.62 -> 34.53; every voice unseen in training
+# 3.5-9.5 points better, espeak-ng's own voices 3.5-4.7 worse: RESULTS.md, "Number of training
+# engines" and the Discussion).
 tts_plan="train=espeak-ng,flite:awb,flite:rms,mbrola,pico;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
 seed=13
 nj=2                     # processes for TTS / fbank
