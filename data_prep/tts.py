@@ -128,6 +128,16 @@ class TTSBackend(abc.ABC):
                 "this)"
             )
 
+    def _installed(self, found: list[str], where: Path) -> list[str]:
+        """``found`` (the English voices whose data is in ``where``), or a :class:`TTSError`
+        with the install line when there is none."""
+        if not found:
+            raise TTSError(
+                f"TTS engine {self.name} has no English voice in {where}: install with "
+                f"'apt-get install -y {' '.join(self.debian_packages)}'"
+            )
+        return found
+
     def check_voices(self, names: list[str]) -> None:
         """Raise :class:`TTSError` naming the engine and voice for a voice it does not have."""
         have = set(self.voices())
@@ -445,13 +455,8 @@ class Mbrola(TTSBackend):
 
     def voices(self) -> list[str]:
         self.check_available()
-        names = [v for v in self.english if (self.database_dir / v / v).is_file()]
-        if not names:
-            raise TTSError(
-                f"TTS engine mbrola has no English voice in {self.database_dir}: install with "
-                f"'apt-get install -y {' '.join(self.debian_packages)}'"
-            )
-        return names
+        found = [v for v in self.english if (self.database_dir / v / v).is_file()]
+        return self._installed(found, self.database_dir)
 
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
         _espeak_to_wav(f"mb-{voice.name}", voice, text, out_path)
@@ -481,13 +486,8 @@ class Pico(TTSBackend):
 
     def voices(self) -> list[str]:
         self.check_available()
-        names = [v for v in self.english if (self.lang_dir / f"{v}_ta.bin").is_file()]
-        if not names:
-            raise TTSError(
-                f"TTS engine pico has no English voice in {self.lang_dir}: install with "
-                f"'apt-get install -y {' '.join(self.debian_packages)}'"
-            )
-        return names
+        found = [v for v in self.english if (self.lang_dir / f"{v}_ta.bin").is_file()]
+        return self._installed(found, self.lang_dir)
 
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
         speed = round(100 / duration_stretch(voice))
