@@ -27,7 +27,12 @@ or as a TOML file (a path ending in ``.toml``) with one key per split::
 
 Each utterance draws its engine uniformly among its split's engines (skipped when there is
 one), then a voice of that engine, a rate and a pitch, seeded by ``seed`` and the utterance id
-(:func:`sample_plan_voice`), so a re-run draws the same.
+(:func:`sample_plan_voice`), so a re-run draws the same. A weight after an item, ``*W`` (a
+number > 0; on the engine or on any of its voices, the same on each if given twice), makes the
+engine's draw proportional to it: ``train=espeak-ng*2,flite:awb,flite:rms,mbrola,pico`` gives
+espeak-ng 2/5 of the train utterances and each other engine 1/5. Equal weights draw exactly
+what no weights draw; a weight is not part of the item (``espeak-ng*2`` and ``espeak-ng`` are
+the same item).
 
 Usage:
     plan = load_tts_plan("train=espeak-ng,flite;dev=espeak-ng,flite;test=festival")
@@ -38,10 +43,11 @@ Usage:
 
 from __future__ import annotations
 
+import math
 import random
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.io import InputError
@@ -56,13 +62,26 @@ EVAL_FRACTION = 0.1  # of an engine's voices for each evaluation split that shar
 
 @dataclass(frozen=True)
 class PlanItem:
-    """An engine alone (``voice is None``: its voices shared out) or one of its voices."""
+    """An engine alone (``voice is None``: its voices shared out) or one of its voices, with
+    the engine's draw weight in its split if the item gives one (``engine*2``; not part of
+    the item's identity)."""
 
     engine: str
     voice: str | None = None
+    weight: float | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
-        return self.engine if self.voice is None else f"{self.engine}:{self.voice}"
+        name = self.engine if self.voice is None else f"{self.engine}:{self.voice}"
+        return name if self.weight is None else f"{name}*{self.weight:g}"
+
+
+class VoiceSet(dict):
+    """A split's voices, ``engine -> sorted voice names``, and ``weights``, ``engine -> draw
+    weight`` (1 unless the plan gives one): what :func:`sample_plan_voice` draws from."""
+
+    def __init__(self, voices=(), weights: Mapping[str, float] | None = None) -> None:
+        super().__init__(voices)
+        self.weights: dict[str, float] = dict(weights or {})
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,12 @@ class TTSPlan:
     def engines(self) -> list[str]:
         return sorted({i.engine for items in self.splits.values() for i in items})
 
+    def weights(self, split: str) -> dict[str, float]:
+        """``engine -> draw weight`` of every engine of ``split`` (1 where none is given)."""
+        out = {i.engine: 1.0 for i in self.splits[split]}
+        out.update({i.engine: i.weight for i in self.splits[split] if i.weight is not None})
+        return out
+
     def to_spec(self) -> str:
         return ";".join(f"{s}={','.join(map(str, items))}" for s, items in self.splits.items())
 
@@ -85,15 +110,27 @@ class PlanError(TTSError, InputError):
     input, reported by the entry points as one line without a type name."""
 
 
+def _parse_weight(text: str, where: str) -> float:
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = math.nan
+    if not (math.isfinite(weight) and weight > 0):
+        raise PlanError(f"{where}: weight {text.strip()!r} is not a number > 0")
+    return weight
+
+
 def _parse_item(text: str, where: str) -> PlanItem:
-    engine, sep, voice = (t.strip() for t in text.partition(":"))
+    body, star, weight = text.partition("*")
+    engine, sep, voice = (t.strip() for t in body.partition(":"))
     if not engine:
         raise PlanError(f"{where}: item {text.strip()!r} names no engine (engine or engine:voice)")
     if engine not in TTS_BACKENDS:
         raise PlanError(f"{where}: unknown TTS engine {engine!r}; known: {sorted(TTS_BACKENDS)}")
     if sep and not voice:
         raise PlanError(f"{where}: item {text.strip()!r} has ':' but no voice")
-    return PlanItem(engine, voice or None)
+    item_where = f"{where}: item {text.strip()!r}"
+    return PlanItem(engine, voice or None, _parse_weight(weight, item_where) if star else None)
 
 
 def _build(raw: dict[str, list[str]], source: str) -> TTSPlan:
@@ -113,6 +150,13 @@ def _build(raw: dict[str, list[str]], source: str) -> TTSPlan:
         if not raw[split]:
             raise PlanError(f"{where}: no voices")
         items = tuple(_parse_item(t, where) for t in raw[split])
+        for engine in {i.engine for i in items}:
+            given = sorted({i.weight for i in items if i.engine == engine and i.weight})
+            if len(given) > 1:
+                raise PlanError(
+                    f"{where}: engine {engine} has weights {', '.join(f'{w:g}' for w in given)}; "
+                    "give it one (on any of its items)"
+                )
         for item in items:
             if items.count(item) > 1:
                 raise PlanError(f"{where}: {item} named twice")
@@ -206,14 +250,15 @@ def _share_out(voices: list[str], splits: list[str], seed: int) -> dict[str, lis
 
 def resolve_tts_plan(
     plan: TTSPlan, backends: Mapping[str, TTSBackend], seed: int
-) -> dict[str, dict[str, list[str]]]:
-    """The voices of each split: ``split -> engine -> sorted voice names`` (disjoint).
+) -> dict[str, VoiceSet]:
+    """The voices of each split: ``split -> engine -> sorted voice names`` (disjoint), each
+    split's a :class:`VoiceSet` carrying the plan's engine weights.
 
     Raises:
         TTSError: a voice the engine does not have (naming both), an engine that is not
             installed, or too few voices to give every split naming an engine alone one.
     """
-    out: dict[str, dict[str, list[str]]] = {s: {} for s in plan.splits}
+    out: dict[str, VoiceSet] = {s: VoiceSet(weights=plan.weights(s)) for s in plan.splits}
     for engine in plan.engines:
         backend = backends[engine]
         named = sorted(
@@ -248,12 +293,20 @@ def sample_plan_voice(
     rate_range: tuple[int, int] = (140, 200),
     pitch_range: tuple[int, int] = (30, 70),
 ) -> Voice:
-    """Engine (uniformly, when there are several), voice, rate and pitch of ``utt_id``, drawn
-    from its split's ``voice_set`` (``engine -> voices``) deterministically from ``seed`` and the
-    id; with one engine the draws are those of :func:`data_prep.tts.sample_voice`."""
+    """Engine (when there are several: uniformly, or by the ``weights`` of a :class:`VoiceSet`
+    when they differ), voice, rate and pitch of ``utt_id``, drawn from its split's
+    ``voice_set`` (``engine -> voices``) deterministically from ``seed`` and the id; with one
+    engine the draws are those of :func:`data_prep.tts.sample_voice`, and with equal weights
+    those of a plan without weights."""
     rng = random.Random(f"{seed}:{utt_id}")
     engines = sorted(voice_set)
-    engine = engines[0] if len(engines) == 1 else rng.choice(engines)
+    weights = [getattr(voice_set, "weights", {}).get(e, 1.0) for e in engines]
+    if len(engines) == 1:
+        engine = engines[0]
+    elif len(set(weights)) == 1:
+        engine = rng.choice(engines)
+    else:
+        engine = rng.choices(engines, weights=weights)[0]
     name = rng.choice(voice_set[engine])
     return Voice(name, rng.randint(*rate_range), rng.randint(*pitch_range), engine)
 

@@ -4,6 +4,7 @@ first), and prepare-snips with a plan, an unseen-engine set and --train-renders.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -341,3 +342,59 @@ def test_prepare_snips_train_renders(tmp_path, mini_snips_dir):
     assert not list(m.glob("*train_renders*"))
     with pytest.raises(InputError, match="--train-renders must be >= 1, got 0"):
         prepare_snips(dataclasses.replace(cfg, train_renders=0))
+
+
+def test_engine_weights_parse_round_trip_and_bias_the_draw(tmp_path):
+    spec = "train=espeak-ng*3,flite:awb,flite:rms;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal"
+    plan = parse_tts_plan(spec)
+    assert plan.weights("train") == {"espeak-ng": 3.0, "flite": 1.0}
+    assert plan.weights("dev") == {"espeak-ng": 1.0, "flite": 1.0}
+    assert parse_tts_plan(plan.to_spec()).to_spec() == plan.to_spec() == spec
+    assert PlanItem("espeak-ng", None, 3.0) == PlanItem("espeak-ng")  # weight is not identity
+    toml = tmp_path / "plan.toml"
+    toml.write_text(
+        'train = ["espeak-ng*3", "flite:awb", "flite:rms"]\ndev = ["espeak-ng", "flite:slt"]\n'
+        'test = ["espeak-ng", "flite:kal"]\n'
+    )
+    assert load_tts_plan(str(toml)).to_spec() == spec
+    # a weight on one voice item weighs the engine; the same weight twice is allowed
+    again = parse_tts_plan("train=espeak-ng,flite:awb*2,flite:rms*2;dev=espeak-ng;test=espeak-ng")
+    assert again.weights("train") == {"espeak-ng": 1.0, "flite": 2.0}
+
+    sets = resolve_tts_plan(plan, BACKENDS, seed=13)
+    assert sets["train"].weights == {"espeak-ng": 3.0, "flite": 1.0}
+    ids = [f"u{i}" for i in range(2000)]
+    draws = [sample_plan_voice(sets["train"], u, 13) for u in ids]
+    share = sum(v.engine == "espeak-ng" for v in draws) / len(draws)
+    assert 0.71 < share < 0.79, share  # 3 : 1 (seeded, so the same share on every run)
+    assert all(v.name in sets["train"][v.engine] for v in draws)
+    # equal weights draw exactly what a plan without weights draws
+    plain = resolve_tts_plan(parse_tts_plan(spec.replace("*3", "")), BACKENDS, seed=13)
+    equal = resolve_tts_plan(
+        parse_tts_plan(spec.replace("*3", "*2").replace("flite:awb", "flite:awb*2")),
+        BACKENDS,
+        seed=13,
+    )
+    assert equal["train"] == plain["train"] and equal["train"].weights != plain["train"].weights
+    assert [sample_plan_voice(equal["train"], u, 13) for u in ids[:300]] == [
+        sample_plan_voice(plain["train"], u, 13) for u in ids[:300]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "msg"),
+    [
+        ("train=espeak-ng*0;dev=flite;test=festival", "item 'espeak-ng*0': weight '0' is not"),
+        ("train=espeak-ng*-1;dev=flite;test=festival", "weight '-1' is not a number > 0"),
+        ("train=espeak-ng*x;dev=flite;test=festival", "weight 'x' is not a number > 0"),
+        ("train=espeak-ng*inf;dev=flite;test=festival", "weight 'inf' is not a number > 0"),
+        ("train=espeak-ng*;dev=flite;test=festival", "weight '' is not a number > 0"),
+        (
+            "train=espeak-ng,flite:awb*2,flite:rms*3;dev=espeak-ng;test=espeak-ng",
+            "split train: engine flite has weights 2, 3; give it one",
+        ),
+    ],
+)
+def test_bad_weights_are_clear_errors(spec, msg):
+    with pytest.raises(PlanError, match=re.escape(msg)):
+        parse_tts_plan(spec)
