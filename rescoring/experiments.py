@@ -51,9 +51,11 @@ and file names, so letters, digits and ``._+-`` only)::
     against = "first_pass"
     metric = "rare_wer"
     min_relative_reduction = 5.0             # percent; 0 = "lower" is enough
+    # system = "mt"                          # optional: another system than the headline
+    # set = "test_unseen_engine"             # optional: another set than the evaluation set
 
     [[limits]]                               # RESULTS.md "Targets": absolute bounds
-    system = "biased_mt"                     # on the evaluation set
+    system = "biased_mt"                     # on the evaluation set (or `set = ...`)
     metric = "rare_wer"
     max_value = 65.0                         # met when the value is <= max_value
 
@@ -162,22 +164,26 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Target:
-    """The headline system must lower ``metric`` by at least this much relative to ``against``."""
+    """``system`` (default: the headline) must lower ``metric`` on ``set`` (default: the
+    evaluation set) by at least this much relative to ``against``."""
 
     against: str
     metric: str
     min_relative_reduction: float = 0.0
+    system: str | None = None
+    set: str | None = None
 
 
 @dataclass(frozen=True)
 class Limit:
-    """An absolute bound: ``system``'s ``metric`` on the evaluation set must be <= ``max_value``
-    (or < it with ``strict``)."""
+    """An absolute bound: ``system``'s ``metric`` on ``set`` (default: the evaluation set) must
+    be <= ``max_value`` (or < it with ``strict``)."""
 
     system: str
     metric: str
     max_value: float
     strict: bool = False
+    set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -334,6 +340,9 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
         _typed(
             t.get("min_relative_reduction", 0.0), (int, float), f"{where} min_relative_reduction"
         )
+        for k in ("system", "set"):
+            if k in t:
+                _typed(t[k], str, f"{where} {k}")
         targets.append(Target(**t))
     limits = []
     for i, t in enumerate(_typed(top.pop("limits", []), list, f"{source}: limits")):
@@ -347,6 +356,8 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             raise InputError(f"{where} metric: one of {', '.join(TARGET_METRICS)}")
         _typed(t["max_value"], (int, float), f"{where} max_value")
         _typed(t.get("strict", False), bool, f"{where} strict")
+        if "set" in t:
+            _typed(t["set"], str, f"{where} set")
         limits.append(Limit(**t))
     seeds = tuple(_typed(top.pop("seeds", []), list, f"{source}: seeds"))
     for i, v in enumerate(seeds):
@@ -386,6 +397,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
     refs += [(c.a, f"comparisons[{i}].a") for i, c in enumerate(exps.comparisons)]
     refs += [(c.b, f"comparisons[{i}].b") for i, c in enumerate(exps.comparisons)]
     refs += [(t.against, f"targets[{i}].against") for i, t in enumerate(exps.targets)]
+    refs += [(t.system, f"targets[{i}].system") for i, t in enumerate(exps.targets) if t.system]
     refs += [(t.system, f"limits[{i}].system") for i, t in enumerate(exps.limits)]
     for name, where in refs:
         if name not in systems:
@@ -431,7 +443,7 @@ def exclude_systems(exps: Experiments, names: tuple[str, ...], source: str) -> E
         exps,
         systems={n: s for n, s in exps.systems.items() if n not in drop},
         comparisons=tuple(c for c in exps.comparisons if not {c.a, c.b} & drop),
-        targets=tuple(t for t in exps.targets if t.against not in drop),
+        targets=tuple(t for t in exps.targets if not {t.against, t.system} & drop),
         limits=tuple(t for t in exps.limits if t.system not in drop),
     )
 

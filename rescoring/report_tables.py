@@ -52,15 +52,25 @@ def _cell(cell: dict | None, ci95: bool = True) -> str:
 
 
 def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str]:
-    """The headline checks on the evaluation set: met or not, with the numbers behind them."""
+    """The headline checks on the evaluation set (and the targets and limits on other sets):
+    met or not, with the numbers behind them. ``pairs`` tests on the evaluation set; its
+    ``on(set)`` gives the tests on another set."""
     h, s = exps.headline, exps.eval_set
     if h not in results or s not in results[h]:
         return []
     rows, verdicts = [], []
+
+    def where(system: str | None, set_name: str | None) -> str:
+        """`` of <system>`` unless it is the headline, `` (<set>)`` unless it is the eval set."""
+        return ("" if system in (None, h) else f" of {exps.label(system)}") + (
+            "" if set_name in (None, s) else f" ({set_name})"
+        )
+
     for target in exps.targets:
         a, metric, goal = target.against, target.metric, target.min_relative_reduction
-        what = f"{METRIC_NAMES[metric]} vs {exps.label(a)}"
-        t = pairs.test(a, h, metric)
+        b, on = target.system or h, target.set or s
+        what = f"{METRIC_NAMES[metric]}{where(b, None)} vs {exps.label(a)}{where(None, on)}"
+        t = (pairs if on == s else pairs.on(on)).test(a, b, metric)
         if t is None or t["relative_change"] is None:
             rows.append(f"| {what} | | n/a | | | n/a |")
             verdicts.append(False)
@@ -75,9 +85,9 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
             f"{'**met**' if met else '**NOT met**'} |"
         )
     for lim in exps.limits:
-        what = f"{METRIC_NAMES[lim.metric]} of {exps.label(lim.system)}"
+        what = f"{METRIC_NAMES[lim.metric]} of {exps.label(lim.system)}{where(None, lim.set)}"
         want = f"{'<' if lim.strict else '≤'} {lim.max_value:g}"
-        cell = results.get(lim.system, {}).get(s, {}).get(lim.metric)
+        cell = results.get(lim.system, {}).get(lim.set or s, {}).get(lim.metric)
         value = None if not cell else cell.get("value")
         if value is None:
             rows.append(f"| {what} | {want} | n/a | | | **NOT met** |")

@@ -308,6 +308,12 @@ class PairedTests:
             "p_b_better": d.get("p_b_better"),
         }
 
+    def on(self, set_name: str) -> PairedTests:
+        """The same systems' tests on another set (this object for its own set)."""
+        if set_name == self.set_name:
+            return self
+        return PairedTests(self.rescore_dir, self.results, set_name)
+
     def comparisons(self, exps: Experiments, metrics=("wer", "rare_wer")) -> list[dict]:
         """The matrix's comparisons, in order, each on ``metrics`` (pairs not run are left out)."""
         tests = (self.test(c.a, c.b, m) for c in exps.comparisons for m in metrics)

@@ -10,7 +10,7 @@ import pytest
 
 from rescoring.context_lists import ContextListsConfig, make_lists, nbest_vote
 from rescoring.context_lists import main as lists_main
-from rescoring.experiments import parse_experiments
+from rescoring.experiments import exclude_systems, parse_experiments
 from rescoring.nbest import read_nbest_jsonl
 from rescoring.rescore import main as rescore_main
 from tests.rescoring.conftest import RECIPE_SETS, write_lines
@@ -230,3 +230,62 @@ def test_limits_in_the_targets_table():
     assert "rare-word WER of B | ≤ 70 | 65.00 [60.00, 70.00] (-5.00)" in md and "**met**" in md
     assert "WER of B | < 20 | 20.00 (+0.00) | | | **NOT met**" in md
     assert "1 of 2 targets NOT met" in md
+
+
+def test_targets_and_limits_on_another_set():
+    """Issue 13's checks: a target of another system than the headline and a limit, each on a
+    set beside the evaluation set, read that set's results and paired tests."""
+    from rescoring.report_tables import targets_md
+
+    exps = parse_experiments(
+        MATRIX
+        | {
+            "systems": MATRIX["systems"] | {"c": {"label": "C"}},
+            "targets": [
+                {"against": "a", "metric": "wer"},
+                {"against": "a", "metric": "wer", "set": "held"},
+                {"system": "c", "against": "a", "metric": "wer", "set": "held"},
+            ],
+            "limits": [{"system": "a", "metric": "wer", "max_value": 35, "set": "held"}],
+        }
+    )
+    assert exps.targets[2].system == "c" and exps.limits[0].set == "held"
+    results = {
+        "a": {"test": {"wer": {"value": 30.0}}, "held": {"wer": {"value": 40.0}}},
+        "b": {"test": {"wer": {"value": 29.0}}, "held": {"wer": {"value": 41.0}}},
+        "c": {"held": {"wer": {"value": 38.0}}},
+    }
+
+    class Pairs:
+        def __init__(self, set_name="test"):
+            self.set_name = set_name
+
+        def on(self, set_name):
+            return Pairs(set_name)
+
+        def test(self, a, b, metric):
+            va = results[a][self.set_name][metric]["value"]
+            vb = results[b][self.set_name][metric]["value"]
+            change = 100 * (vb - va) / va
+            return {
+                "a_value": va,
+                "b_value": vb,
+                "relative_change": change,
+                "diff_ci95": None,
+                "p_b_better": None,
+            }
+
+    md = "\n".join(targets_md(results, Pairs(), exps))
+    assert "| WER vs A | lower | 30.00 → 29.00 (-3.3%)" in md
+    assert "| WER vs A (held) | lower | 40.00 → 41.00 (+2.5%)" in md
+    assert "| WER of C vs A (held) | lower | 40.00 → 38.00 (-5.0%)" in md
+    assert "| WER of A (held) | ≤ 35 | 40.00 (+5.00) |" in md
+    assert "2 of 4 targets NOT met" in md
+    for bad, msg in [
+        ({"system": "zz", "against": "a", "metric": "wer"}, r"targets\[0\].system"),
+        ({"against": "a", "metric": "wer", "set": 3}, "set"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            parse_experiments(MATRIX | {"targets": [bad]}, "m.toml")
+    dropped = exclude_systems(exps, ("c",), "m.toml")
+    assert len(dropped.targets) == 2 and all(t.system != "c" for t in dropped.targets)
