@@ -129,6 +129,14 @@ class DecodeConfig:
             "blank-skip decoding (1 = off; asr/README.md, 'Blank skipping')"
         },
     )
+    merge_same_text: bool = field(
+        default=False,
+        metadata={
+            "help": "modified_beam: merge hypotheses whose BPE pieces spell the same text (two "
+            "tokenisations of the same words) and keep --beam distinct texts per step, so the "
+            "n-best list holds distinct word sequences (asr/README.md, 'Same-text merging')"
+        },
+    )
     max_duration: float = field(default=120.0, metadata={"help": "seconds of audio per batch"})
     max_utts: int = field(default=0, metadata={"help": "decode only the first N cuts (0 = all)"})
     lattices: bool = field(default=True, metadata={"help": "also write kaldifst lattices"})
@@ -185,6 +193,10 @@ class DecodeConfig:
                 f"--blank-skip-threshold: search method {self.method!r} has none "
                 "(use modified_beam)"
             )
+        if self.merge_same_text and self.method != "modified_beam":
+            raise InputError(
+                f"--merge-same-text: search method {self.method!r} has none (use modified_beam)"
+            )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")
@@ -211,6 +223,8 @@ class DecodeConfig:
             suffix += f"_sb{self.score_beam:g}"
         if self.blank_skip_threshold < 1:
             suffix += f"_bs{self.blank_skip_threshold:g}"
+        if self.merge_same_text:
+            suffix += "_mt"
         return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
@@ -331,6 +345,7 @@ def decode_set(
         length_bonus=cfg.length_bonus,
         score_beam=cfg.score_beam,
         blank_skip_threshold=cfg.blank_skip_threshold,
+        merge_pieces=tok.text_pieces() if cfg.merge_same_text else None,
     )
     dl = make_decode_dataloader(cuts, tok, cfg.max_duration, waveform=model.cfg.waveform_input)
     records, results = [], []

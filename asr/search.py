@@ -144,6 +144,13 @@ class ModifiedBeamSearch(SearchMethod):
     ``blank_skip_threshold``: encoder frames whose CTC blank posterior (the model's auxiliary
     CTC head) is above it are dropped before the search (:func:`drop_blank_frames`); 1: none.
 
+    ``merge_pieces`` (the text piece of each token id, e.g. the BPE pieces; "" for ids without
+    text): hypotheses of a set whose pieces spell the same text (two tokenisations of the same
+    words) are merged by log-sum-exp into the better one, as equal token sequences are, and a
+    step's top-k takes up to ``2 * beam`` candidates so that ``beam`` hypotheses with distinct
+    text survive: the n-best list then holds up to ``beam`` distinct texts. ``None``: merge equal
+    token sequences only (icefall's rule).
+
     Contextual biasing: see the module docstring (icefall's
     ``modified_beam_search(context_graph=...)``, bonus added before the top-k).
     """
@@ -158,6 +165,7 @@ class ModifiedBeamSearch(SearchMethod):
         length_bonus: float = 0.0,
         score_beam: float = math.inf,
         blank_skip_threshold: float = 1.0,
+        merge_pieces: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         if beam < 1 or max_sym_per_frame < 1:
             raise ValueError("beam and max_sym_per_frame must be >= 1")
@@ -172,6 +180,8 @@ class ModifiedBeamSearch(SearchMethod):
         self.blank_skip_threshold = blank_skip_threshold
         self.max_sym_per_frame = max_sym_per_frame
         self.length_bonus = length_bonus
+        self.merge_pieces = None if merge_pieces is None else tuple(merge_pieces)
+        self._text: dict[tuple[int, ...], str] | None = None  # per search: tokens -> text
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
         self._grow: torch.Tensor | None = None  # (V,): 1 per non-blank token, 0 for blank
 
@@ -215,6 +225,7 @@ class ModifiedBeamSearch(SearchMethod):
         pred0, _, state0 = model.predict(blank, one, None)
         self._gates = _token_gates(model)
         self._grow = None
+        self._text = None if self.merge_pieces is None else {(): ""}
         # the predictor outputs and states of the hypotheses; a hypothesis holds its row
         rec_weights = None  # torchaudio's LSTM predictor: recurrent projections kept per row
         if self._gates is not None:
@@ -335,7 +346,10 @@ class ModifiedBeamSearch(SearchMethod):
         if n_old:
             pad = [[sc + [-math.inf] * (n_old - len(sc)) for sc in s_] for s_ in old_scores]
             mat = torch.cat([mat, torch.tensor(pad, dtype=x.dtype, device=dev)], 2)
-        k = min(self.beam, width + n_old)
+        text, pieces = self._text, self.merge_pieces
+        if pieces is not None and len(pieces) != v:
+            raise ValueError(f"merge_pieces has {len(pieces)} pieces for {v} token ids")
+        k = min(self.beam if text is None else 2 * self.beam, width + n_old)
         top = mat[0].topk(k, dim=1)
         top_total = top.values.tolist()
         top_am = mat[1].gather(1, top.indices).tolist() if shaped else top_total
@@ -348,40 +362,58 @@ class ModifiedBeamSearch(SearchMethod):
             old = olds[a]
             merged: dict[tuple[int, ...], list] = {}
             stay: dict[tuple[int, ...], list] = {}
+            # the entries by merge key: the token sequence, or its text with merge_pieces
+            merged_by: dict = merged if text is None else {}
+            stay_by: dict = stay if text is None else {}
             floor = top_total[a][0] - self.score_beam
             for total_s, score, idx in zip(top_total[a], top_am[a], top_i[a], strict=True):
                 if total_s < floor or total_s == ninf:  # too far below the best; padding
                     break
+                full = text is not None and len(merged) + len(stay) >= self.beam
                 if idx >= width:  # already on the next frame (its own float, not the top-k's)
                     h, e = old[idx - width]
-                    got = merged.get(h)
+                    key = h if text is None else text[h]
+                    got = merged_by.get(key)
                     if got is None:
-                        merged[h] = e
+                        if full:
+                            break
+                        merged[h] = merged_by[key] = e
                     else:
                         got[0] = logaddexp(got[0], e[0])
                     continue
                 p, tok = divmod(idx, v)
                 h0, e0 = g[p]
                 if tok == blank_id:  # to the next frame, same tokens, same predictor row
-                    got = merged.get(h0)
+                    key = h0 if text is None else text[h0]
+                    got = merged_by.get(key)
                     if got is None:
-                        merged[h0] = [score, e0[1], e0[2], -1, -1]
+                        if full:
+                            break
+                        merged[h0] = merged_by[key] = [score, e0[1], e0[2], -1, -1]
                     else:
                         got[0] = logaddexp(got[0], score)
                     continue
                 h = h0 + (tok,)
-                target = merged if last else stay
-                got = target.get(h)
+                target, target_by = (merged, merged_by) if last else (stay, stay_by)
+                if text is None:
+                    key = h
+                else:
+                    key = text.get(h)
+                    if key is None:
+                        key = text[h] = text[h0] + pieces[tok]
+                got = target_by.get(key)
                 if got is not None:
                     got[0] = logaddexp(got[0], score)
                     continue
+                if full:
+                    break
                 ctx = None
                 if context is not None:
                     earned, node = e0[2]
                     delta, node, _ = context.forward_one_step(node, tok)
                     ctx = (earned + delta, node)
                 # the predictor runs at the end of the step (stay) or of the frame (merged)
-                entry = target[h] = [score, -1, ctx, e0[1], tok]
+                entry = target[h] = target_by[key] = [score, -1, ctx, e0[1], tok]
                 if not last:
                     pending.append(entry)
             nxt[u] = merged

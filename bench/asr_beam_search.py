@@ -16,7 +16,8 @@ A method is ``name`` or ``name:option=value,...`` (options of its constructor, e
 takes if its constructor has them. One option belongs to the bench, not to a constructor:
 ``max_duration=S`` decodes that method's batches with S seconds of audio each instead of
 ``--max-duration`` (so batch sizes compare in one run, round-robin: ``modified_beam
-modified_beam:max_duration=300``).
+modified_beam:max_duration=300``). ``merge_same_text=1`` gives the search the BPE model's
+pieces (``decode-asr --merge-same-text``: hypotheses spelling the same text are merged).
 With ``--context-lexicon`` (a phrase
 list, ``phrase[<TAB>count]`` per line) every context-capable method is run a second time biased
 with it (``--context-score`` per token) and ``biasing_time_ratio`` = biased / unbiased seconds.
@@ -56,6 +57,8 @@ REFERENCE = "torchaudio_beam"
 
 #: a method spec's option that sets the bench's batches, not the search's constructor
 BATCH_OPTION = "max_duration"
+#: a method spec's option that becomes ``merge_pieces`` (the BPE model's pieces)
+MERGE_OPTION = "merge_same_text"
 
 
 def parse_method(spec: str, defaults: dict[str, object]) -> tuple[str, dict[str, object]]:
@@ -203,7 +206,10 @@ def main() -> None:
         own = float(opts.get(BATCH_OPTION, args.max_duration))
         if own <= 0:
             p.error(f"{spec}: {BATCH_OPTION} must be > 0")
-        search = build_search(name, **{k: v for k, v in opts.items() if k != BATCH_OPTION})
+        kw = {k: v for k, v in opts.items() if k not in (BATCH_OPTION, MERGE_OPTION)}
+        if opts.get(MERGE_OPTION):
+            kw["merge_pieces"] = tok.text_pieces()
+        search = build_search(name, **kw)
         runs.append((spec, False, opts, search, batches_of(own)))
         if graph is not None and search.supports_context:
             runs.append((spec, True, opts, search, batches_of(own)))

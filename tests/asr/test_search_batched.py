@@ -407,3 +407,46 @@ def test_compacting_the_store_every_frame_changes_nothing(random_model, monkeypa
     assert [[(h.tokens, h.score, h.total) for h in nb] for nb in eager] == [
         [(h.tokens, h.score, h.total) for h in nb] for nb in lazy
     ]
+
+
+def test_same_text_merging_by_hand():
+    """One frame, two symbols; token 3 spells "a", token 4 "aa". Equal token sequences only
+    (beam 4): (), (3,) 0.18, (3, 3) 0.09, (4,) 0.06, of which two spell "aa". Same-text
+    merging: (4,) joins (3, 3) (0.09 + 0.06) and the freed place goes to "aaa" ((3, 4) and
+    (4, 3), 0.03 each, merged too); (4, 4) "aaaa" (0.01) does not fit."""
+    model = FrameModel(1)
+    feats, lens = torch.zeros(1, 1, 1), torch.tensor([1])
+    pieces = ["", "", "", "a", "aa", ""]
+    spell = lambda h: "".join(pieces[t] for t in h)  # noqa: E731
+    (plain,) = ModifiedBeamSearch(beam=4, max_sym_per_frame=2)(model, feats, lens)
+    assert [spell(h.tokens) for h in plain] == ["", "a", "aa", "aa"]
+    (nb,) = ModifiedBeamSearch(beam=4, max_sym_per_frame=2, merge_pieces=pieces)(model, feats, lens)
+    assert [spell(h.tokens) for h in nb] == ["", "a", "aa", "aaa"]
+    assert nb[2].tokens == (3, 3)  # the better tokenisation keeps the place
+    want = [math.log(0.6), math.log(0.18), math.log(0.15), math.log(0.06)]
+    assert [h.score for h in nb] == pytest.approx(want, abs=1e-5)
+    with pytest.raises(ValueError, match="5 pieces for 6"):
+        ModifiedBeamSearch(beam=2, merge_pieces=pieces[:5])(model, feats, lens)
+
+
+@pytest.mark.parametrize("max_sym", [1, 2])
+@pytest.mark.parametrize("biased", [False, True])
+def test_same_text_merging_batched_and_distinct(random_model, max_sym, biased):
+    """Pieces that collide (8 distinct strings over 40 ids; the equal-token-sequence search
+    returns several tokenisations of one text): the batch equals one utterance at a time and
+    every n-best list holds distinct texts."""
+    model, feats, lens, enc, enc_lens = random_model
+    pieces = [""] * 3 + ["xyzw"[i % 4] * (1 + i % 2) for i in range(3, 40)]
+    spell = lambda h: "".join(pieces[t] for t in h)  # noqa: E731
+    search = ModifiedBeamSearch(beam=6, max_sym_per_frame=max_sym, merge_pieces=pieces)
+    contexts = [None] * len(lens)
+    if biased:
+        graph = _graph(search(model, feats, lens))
+        contexts = [graph, None, graph, graph]
+    batched = search(model, feats, lens, contexts=contexts)
+    plain = ModifiedBeamSearch(beam=6, max_sym_per_frame=max_sym)(model, feats, lens)
+    for i, ctx in enumerate(contexts):
+        _assert_same(batched[i], search.search_one(model, enc[i, : int(enc_lens[i])], ctx))
+        texts = [spell(h.tokens) for h in batched[i]]
+        assert len(set(texts)) == len(texts) and 1 <= len(texts) <= 6
+    assert any(len({spell(h.tokens) for h in nb}) < len(nb) for nb in plain)  # collisions
