@@ -95,3 +95,19 @@ def test_snips_two_train_engines_preset_changes_only_the_training_engines() -> N
         "pico",
     }
     assert splits == default_splits
+
+
+def test_snips_espeak_weight2_preset_changes_only_the_training_engine_weights() -> None:
+    """conf/espeak_weight2.sh (experimental): the default preset's plan with espeak-ng weighted
+    2 in train (2/5 of the draws), every other split and option the default's."""
+    from data_prep.tts_plan import parse_tts_plan
+
+    conf = ROOT / "recipes" / "snips" / "conf"
+    default, w2 = preset_vars(conf / "default.sh"), preset_vars(conf / "espeak_weight2.sh")
+    changed = {k for k in default.keys() | w2.keys() if default.get(k) != w2.get(k)}
+    assert changed == {"tts_plan"}
+    plan, default_plan = parse_tts_plan(w2["tts_plan"]), parse_tts_plan(default["tts_plan"])
+    assert plan.splits == default_plan.splits  # a weight is not part of an item's identity
+    weights = plan.weights("train")
+    assert weights["espeak-ng"] == 2 and sum(weights.values()) == 5
+    assert set(default_plan.weights("train").values()) == {1}
