@@ -174,29 +174,23 @@ class DecodeConfig:
             raise InputError("--max-utts must be >= 0 and --max-duration > 0")
         if not math.isfinite(self.length_bonus):
             raise InputError(f"--length-bonus must be finite, got {self.length_bonus}")
-        if self.length_bonus != 0 and self.method != "modified_beam":
-            raise InputError(
-                f"--length-bonus: search method {self.method!r} has none (use modified_beam)"
-            )
         if not self.score_beam > 0:
             raise InputError(f"--score-beam must be > 0, got {self.score_beam}")
-        if math.isfinite(self.score_beam) and self.method != "modified_beam":
-            raise InputError(
-                f"--score-beam: search method {self.method!r} has none (use modified_beam)"
-            )
         if not 0 < self.blank_skip_threshold <= 1:
             raise InputError(
                 f"--blank-skip-threshold must be in (0, 1], got {self.blank_skip_threshold}"
             )
-        if self.blank_skip_threshold < 1 and self.method != "modified_beam":
-            raise InputError(
-                f"--blank-skip-threshold: search method {self.method!r} has none "
-                "(use modified_beam)"
-            )
-        if self.merge_same_text and self.method != "modified_beam":
-            raise InputError(
-                f"--merge-same-text: search method {self.method!r} has none (use modified_beam)"
-            )
+        beam_only = {  # option -> set away from its "off" value
+            "--length-bonus": self.length_bonus != 0,
+            "--score-beam": math.isfinite(self.score_beam),
+            "--blank-skip-threshold": self.blank_skip_threshold < 1,
+            "--merge-same-text": self.merge_same_text,
+        }
+        for option, used in beam_only.items():
+            if used and self.method != "modified_beam":
+                raise InputError(
+                    f"{option}: search method {self.method!r} has none (use modified_beam)"
+                )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")

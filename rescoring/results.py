@@ -258,6 +258,7 @@ class PairedTests:
         self.results = results
         self.set_name = set_name
         self._per_utt: dict[str, tuple[Path, list[str], list[list[UttCounts]]] | None] = {}
+        self._other_sets: dict[str, PairedTests] = {}
 
     def _counts(self, name: str) -> tuple[Path, list[str], list[list[UttCounts]]] | None:
         """The per-utterance counts of each seed of a system (one list for an unseeded one)."""
@@ -309,10 +310,13 @@ class PairedTests:
         }
 
     def on(self, set_name: str) -> PairedTests:
-        """The same systems' tests on another set (this object for its own set)."""
+        """The same systems' tests on ``set_name`` (this object for its own set; one object per
+        other set, so each per-utt file is still read once)."""
         if set_name == self.set_name:
             return self
-        return PairedTests(self.rescore_dir, self.results, set_name)
+        if set_name not in self._other_sets:
+            self._other_sets[set_name] = PairedTests(self.rescore_dir, self.results, set_name)
+        return self._other_sets[set_name]
 
     def comparisons(self, exps: Experiments, metrics=("wer", "rare_wer")) -> list[dict]:
         """The matrix's comparisons, in order, each on ``metrics`` (pairs not run are left out)."""
