@@ -14,12 +14,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: $(STAMP) system-deps
 
 # TTS engines (data_prep/tts.py: espeak-ng, flite, festival with its English voices, MBROLA
-# with its English voices, SVOX Pico), sox, /usr/bin/time, pgrep (procps) and flock (util-linux).
+# with its English voices and the 16 voices of other languages that speak accented English,
+# SVOX Pico), sox, /usr/bin/time, pgrep (procps) and flock (util-linux).
 # MBROLA and Pico are in Debian's contrib / non-free components, which
 # recipes/common/apt_contrib_nonfree.sh adds when apt lacks them.
+MBROLA_ACCENTED := af1 de1 de2 de3 de4 de5 de6 fr1 fr4 gr2 hu1 nl2 pl1 ro1 sw1 sw2
 DEBIAN_PACKAGES := espeak-ng sox time procps util-linux flite festival \
 	festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-	mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils
+	mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils \
+	$(addprefix mbrola-,$(MBROLA_ACCENTED))
 
 system-deps:
 	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \

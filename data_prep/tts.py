@@ -1,5 +1,5 @@
 """Speech synthesis behind a small, swappable backend interface (espeak-ng, flite, festival,
-mbrola, pico).
+mbrola, mbrola-accented, pico).
 
 Synthetic speech is our stand-in for recorded audio: every utterance is rendered with a voice
 drawn from its split's voice set, with a random speaking rate and pitch, seeded per utterance
@@ -14,6 +14,8 @@ Backends (``TTS_BACKENDS``; a voice is named ``engine:voice``, e.g. ``flite:slt`
   ``festvox-kdlpc16k``, ``festvox-us-slt-hts``): every installed English voice;
 * ``mbrola`` (MBROLA diphone voices driven by espeak-ng; Debian ``mbrola``, ``mbrola-us1``,
   ``-us2``, ``-us3``, ``-en1``, contrib / non-free): ``us1``, ``us2``, ``us3``, ``en1``;
+* ``mbrola-accented`` (English through MBROLA's voices of nine other languages, espeak-ng's
+  ``mb-*-en``; Debian ``mbrola-af1`` ... ``mbrola-sw2``): ``af1``, ``de1`` ... ``sw2`` (16);
 * ``pico`` (SVOX Pico, HMM-based; Debian ``libttspico-utils``, non-free): ``en-US``, ``en-GB``.
 
 :class:`Voice` carries rate and pitch in espeak-ng's units (words per minute; 0-99, 50 = the
@@ -435,8 +437,8 @@ class Mbrola(TTSBackend):
     real speakers, another synthesis method than espeak-ng's formants. Rate and pitch are
     espeak-ng's. A voice counts only when its MBROLA database is installed (espeak-ng lists
     its ``mb-*`` voices either way). Debian: ``mbrola`` and ``mbrola-us1`` ... in the
-    ``contrib`` / ``non-free`` components; the voices' licence allows non-commercial,
-    non-military use only (README).
+    ``contrib`` / ``non-free`` components; each voice database has its own licence (use with
+    the MBROLA program only, not sold without its owner's permission: README).
     """
 
     name = "mbrola"
@@ -460,6 +462,43 @@ class Mbrola(TTSBackend):
 
     def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
         _espeak_to_wav(f"mb-{voice.name}", voice, text, out_path)
+
+
+class MbrolaAccented(Mbrola):
+    """English spoken with MBROLA's diphone voices of other languages: espeak-ng's ``mb-*-en``
+    voices map its English phonemes onto the nearest diphones of an Afrikaans, Dutch, French,
+    German, Greek, Hungarian, Polish, Romanian or Swedish speaker, so the result is accented
+    English by 16 more recorded speakers (7 female, 9 male: espeak-ng's list), beside the four native English
+    voices of ``mbrola``. A separate engine, so that the ``mbrola`` engine's voices (and the
+    audio of every plan that names it) do not depend on which packages are installed. Debian:
+    ``mbrola-af1`` ... ``mbrola-sw2`` (contrib / non-free); each database has its own licence
+    (``/usr/share/doc/mbrola-<voice>/copyright``; typically: with the MBROLA program only, not
+    sold nor in a sold product without the owner's permission).
+    """
+
+    name = "mbrola-accented"
+    english = (
+        "af1",  # Afrikaans, male
+        "de1",  # German, female
+        "de2",  # German, male
+        "de3",  # German, female
+        "de4",  # German, male
+        "de5",  # German, female
+        "de6",  # German, male
+        "fr1",  # French, male
+        "fr4",  # French, female
+        "gr2",  # Greek, male
+        "hu1",  # Hungarian, female
+        "nl2",  # Dutch, male
+        "pl1",  # Polish, female
+        "ro1",  # Romanian, male
+        "sw1",  # Swedish, male
+        "sw2",  # Swedish, female
+    )
+    debian_packages = ("espeak-ng", "mbrola", *(f"mbrola-{v}" for v in english), "sox")
+
+    def synthesize(self, text: str, voice: Voice, out_path: Path) -> None:
+        _espeak_to_wav(f"mb-{voice.name}-en", voice, text, out_path)
 
 
 def _pico_markup(text: str) -> str:
@@ -512,6 +551,7 @@ TTS_BACKENDS: dict[str, type[TTSBackend]] = {
     Flite.name: Flite,
     Festival.name: Festival,
     Mbrola.name: Mbrola,
+    MbrolaAccented.name: MbrolaAccented,
     Pico.name: Pico,
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make Debian's contrib and non-free components available to apt (make system-deps runs this
-# before installing): MBROLA and its English voices (mbrola, mbrola-us1/us2/us3/en1) and SVOX
-# Pico (libttspico-utils), two of the recipe's TTS engines (data_prep/tts.py), are not in main.
+# before installing): MBROLA and its voices (mbrola, mbrola-us1/us2/us3/en1, mbrola-de1 ...)
+# and SVOX Pico (libttspico-utils), TTS engines of the recipe (data_prep/tts.py), are not in main.
 # Does nothing when apt already knows a candidate for both mbrola and libttspico-utils;
 # otherwise adds one deb822 sources file for contrib and non-free of this host's Debian release
 # (same mirror as main) and runs apt-get update. Licences: README, "TTS engines".

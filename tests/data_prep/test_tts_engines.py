@@ -4,6 +4,7 @@ rate, no samples), unknown voices and missing programs are clear errors."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def test_engine_renders_checked_16k_audio(engine, tmp_path):
         assert 0.5 < info.duration < 5.0
 
 
-@pytest.mark.parametrize("engine", ["espeak-ng", "flite", "festival", "mbrola", "pico"])
+@pytest.mark.parametrize(
+    "engine", ["espeak-ng", "flite", "festival", "mbrola", "mbrola-accented", "pico"]
+)
 def test_engine_is_deterministic_and_rate_stretches(engine, tmp_path):
     backend = _backend_or_skip(engine)
     voice = backend.voices()[0]
@@ -74,7 +77,10 @@ def test_missing_program_names_debian_package(engine, monkeypatch):
         backend.voices()
 
 
-@pytest.mark.parametrize("engine, attr", [("mbrola", "database_dir"), ("pico", "lang_dir")])
+@pytest.mark.parametrize(
+    "engine, attr",
+    [("mbrola", "database_dir"), ("mbrola-accented", "database_dir"), ("pico", "lang_dir")],
+)
 def test_engine_without_english_voice_data_names_packages(engine, attr, tmp_path, monkeypatch):
     # the program is there but no English voice data: an error with the install line, not an
     # empty voice list (espeak-ng lists its mb-* voices whether MBROLA's databases exist or not)
@@ -83,6 +89,53 @@ def test_engine_without_english_voice_data_names_packages(engine, attr, tmp_path
     monkeypatch.setattr(backend, attr, tmp_path)
     with pytest.raises(TTSError, match=rf"TTS engine {engine} has no English voice in .*apt-get"):
         backend.voices()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_system_deps_installs_every_engine():
+    # `make system-deps` (run by make setup / demo / test) installs what each backend names
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        ["make", "-s", "--eval", "print-deps: ; @echo $(DEBIAN_PACKAGES)", "print-deps"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = set(res.stdout.split())
+    for name, backend in sorted(TTS_BACKENDS.items()):
+        assert set(backend.debian_packages) <= installed, (name, backend.debian_packages)
+
+
+def test_mbrola_engines_keep_their_own_voices(tmp_path, monkeypatch):
+    # with every MBROLA database installed, mbrola keeps its four English voices (the audio of
+    # plans naming it must not depend on which other voices are installed) and mbrola-accented
+    # has the 16 others; each lists only the databases that are there
+    monkeypatch.setattr("data_prep.tts.shutil.which", lambda name: f"/usr/bin/{name}")
+    native, accented = get_tts_backend("mbrola"), get_tts_backend("mbrola-accented")
+    for name in (*native.english, *accented.english):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / name).write_bytes(b"db")
+    for backend in (native, accented):
+        monkeypatch.setattr(backend, "database_dir", tmp_path)
+    assert native.voices() == ["en1", "us1", "us2", "us3"]
+    assert len(accented.voices()) == 16 and not set(accented.voices()) & set(native.voices())
+    (tmp_path / "de1" / "de1").unlink()
+    assert "de1" not in accented.voices() and len(accented.voices()) == 15
+
+
+def test_mbrola_accented_speaks_english_with_a_foreign_voice(tmp_path):
+    backend = _backend_or_skip("mbrola-accented")
+    voice = backend.voices()[0]
+    ours, theirs = tmp_path / "ours.wav", tmp_path / "theirs.wav"
+    backend.synthesize("play some jazz", Voice(voice, 175, 50, "mbrola-accented"), ours)
+    # espeak-ng's mb-<voice>-en (English text analysis), not the voice's own language
+    subprocess.run(
+        ["espeak-ng", "-v", f"mb-{voice}-en", "-w", str(theirs), "play some jazz"],
+        check=True,
+        capture_output=True,
+    )
+    assert sf.info(str(ours)).frames == sf.info(str(theirs)).frames
 
 
 def test_pico_markup_escapes_text():

@@ -111,3 +111,22 @@ def test_snips_espeak_weight2_preset_changes_only_the_training_engine_weights() 
     weights = plan.weights("train")
     assert weights["espeak-ng"] == 2 and sum(weights.values()) == 5
     assert set(default_plan.weights("train").values()) == {1}
+
+
+def test_snips_mbrola_accented_preset_changes_only_the_training_diphone_voices() -> None:
+    """conf/mbrola_accented.sh (experimental): the default's plan with half of MBROLA's training
+    share given to mbrola-accented; every engine's share, every other split and option the
+    default's."""
+    from data_prep.tts_plan import parse_tts_plan
+
+    conf = ROOT / "recipes" / "snips" / "conf"
+    default, acc = preset_vars(conf / "default.sh"), preset_vars(conf / "mbrola_accented.sh")
+    changed = {k for k in default.keys() | acc.keys() if default.get(k) != acc.get(k)}
+    assert changed == {"tts_plan"}
+    plan, default_plan = parse_tts_plan(acc["tts_plan"]), parse_tts_plan(default["tts_plan"])
+    assert {s: plan.splits[s] for s in plan.splits if s != "train"} == {
+        s: default_plan.splits[s] for s in default_plan.splits if s != "train"
+    }
+    weights = plan.weights("train")
+    assert weights.pop("mbrola") == weights.pop("mbrola-accented") == 0.5
+    assert weights == {e: 1 for e in default_plan.weights("train") if e != "mbrola"}
