@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,6 +20,19 @@ from asr.objective import TransducerForward, compute_loss
 from common.io import atomic_write
 
 CPU = torch.device("cpu")
+VOICE_GROUPS = ("family", "engine", "voice")
+
+
+def voice_of(custom: Mapping, group: str = "voice") -> str:
+    """The TTS voice group of a supervision's ``custom`` (``tts_engine`` / ``tts_voice``, "?"
+    where missing): ``"engine"`` the engine alone, ``"voice"`` ``engine:voice``, ``"family"``
+    as ``"voice"`` except that espeak-ng's variants are one group (``espeak-ng``)."""
+    if group not in VOICE_GROUPS:
+        raise ValueError(f"voice group {group!r}: expected one of {VOICE_GROUPS}")
+    engine = str(custom.get("tts_engine", "?"))
+    if group == "engine" or (group == "family" and engine == "espeak-ng"):
+        return engine
+    return f"{engine}:{custom.get('tts_voice', '?')}"
 
 
 def asr_setup(bpe_model: Path, preset: str) -> tuple[Tokenizer, ModelConfig, TrainConfig]:

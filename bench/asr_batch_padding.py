@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import asr_setup, timed_step, write_report
+from _common import asr_setup, timed_step, voice_of, write_report
 
 from asr.data import (
     Tokenizer,
@@ -46,16 +46,11 @@ from asr.data import (
 from asr.model import build_model
 
 
-def voice_of(cut, engine_only: bool = False) -> str:
-    custom = (cut.supervisions[0].custom or {}) if cut.supervisions else {}
-    engine = str(custom.get("tts_engine", "?"))
-    return engine if engine_only else f"{engine}:{custom.get('tts_voice', '?')}"
-
-
 def per_voice(cuts, tok: Tokenizer, model_cfg, engine_only: bool = False) -> dict[str, dict]:
     acc: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0])
     for c in cuts:
-        a = acc[voice_of(c, engine_only)]
+        custom = (c.supervisions[0].custom or {}) if c.supervisions else {}
+        a = acc[voice_of(custom, "engine" if engine_only else "voice")]
         a[0] += 1
         a[1] += c.duration
         a[2] += len(tok.encode(cut_text(c)))

@@ -3,11 +3,11 @@
 Each system is one or more ``decode-asr`` output folders (``nbest-<set>.jsonl.gz``; several
 folders = several training seeds of one system). Per set, and per voice of the set (from the
 supervisions' ``custom["tts_engine"]`` / ``["tts_voice"]``: espeak-ng's variants are grouped as
-one voice, any other engine's voices apart), it reports each system's 1-best WER and rare-word
-WER (seed mean, pooled counts) and, against the first system, the difference with its 95%
-interval and the share of resamples in which the system is *not* better
-(``rescoring.metrics.paired_bootstrap_diff_seeds``: utterances resampled, and each system's
-seeds with replacement). Decodes must cover the same utterances.
+one voice, any other engine's voices apart; ``--group engine``: per engine), it reports each
+system's 1-best WER and rare-word WER (seed mean, pooled counts) and, against the first system,
+the difference with its 95% interval and the share of resamples in which the system is *not*
+better (``rescoring.metrics.paired_bootstrap_diff_seeds``: utterances resampled, and each
+system's seeds with replacement). Decodes must cover the same utterances.
 
 Run from the recipe folder.
 
@@ -24,7 +24,7 @@ import gzip
 import json
 from pathlib import Path
 
-from _common import write_report
+from _common import VOICE_GROUPS, voice_of, write_report
 
 from common.wer import read_word_counts
 from rescoring.metrics import UttCounts, corpus_metrics, paired_bootstrap_diff_seeds, utt_counts
@@ -33,18 +33,15 @@ from rescoring.nbest import read_nbest_jsonl
 ALL = "(all)"
 
 
-def voice_of(custom: dict) -> str:
-    """espeak-ng (its variants are one voice family), else ``engine:voice``."""
-    engine = custom.get("tts_engine", "?")
-    return engine if engine == "espeak-ng" else f"{engine}:{custom.get('tts_voice', '?')}"
-
-
-def read_voices(manifest_dir: Path, prefix: str, split: str) -> dict[str, str]:
+def read_voices(
+    manifest_dir: Path, prefix: str, split: str, group: str = "family"
+) -> dict[str, str]:
+    """utterance id -> its voice group (``_common.voice_of``)."""
     path = manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")
     with gzip.open(path, "rt") as f:
-        return {r["id"]: voice_of(r.get("custom") or {}) for r in map(json.loads, f)}
+        return {r["id"]: voice_of(r.get("custom") or {}, group) for r in map(json.loads, f)}
 
 
 def read_1best(decode_dir: Path, split: str) -> dict[str, tuple[list[str], list[str]]]:
@@ -126,6 +123,13 @@ def main() -> None:
         help="NAME=DIR[,DIR...]: decode folders of one system (one per seed); the first "
         "--system is the baseline of the tests",
     )
+    p.add_argument(
+        "--group",
+        choices=VOICE_GROUPS,
+        default="family",
+        help="rows per voice (espeak-ng's variants as one: family), per engine:voice, or per "
+        "engine",
+    )
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -142,7 +146,7 @@ def main() -> None:
     counts = read_word_counts(args.words)
     sets = {}
     for split in args.sets:
-        voices = read_voices(args.manifest_dir, args.prefix, split)
+        voices = read_voices(args.manifest_dir, args.prefix, split, args.group)
         sets[split] = compare(
             args.system,
             voices,

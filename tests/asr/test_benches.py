@@ -202,6 +202,38 @@ def test_per_voice_bench(bench, tmp_path, capsys):
     )
 
 
+def test_voice_of_groups(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import voice_of
+
+    espeak = {"tts_engine": "espeak-ng", "tts_voice": "en-us+f3"}
+    flite = {"tts_engine": "flite", "tts_voice": "slt"}
+    assert [voice_of(espeak, g) for g in ("family", "voice", "engine")] == [
+        "espeak-ng",
+        "espeak-ng:en-us+f3",
+        "espeak-ng",
+    ]
+    assert [voice_of(flite, g) for g in ("family", "voice", "engine")] == [
+        "flite:slt",
+        "flite:slt",
+        "flite",
+    ]
+    assert voice_of({}) == "?:?"
+    with pytest.raises(ValueError, match="voice group 'speaker'"):
+        voice_of(flite, "speaker")
+
+
+def test_per_voice_bench_groups_by_engine(bench, tmp_path):
+    good = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
+    _per_voice_data(tmp_path, {"base": good})
+    r = bench(
+        "asr_per_voice",
+        *("--manifest-dir", tmp_path / "manifests", "--words", tmp_path / "word_counts.txt"),
+        *("--sets", "dev", "--group", "engine", "--system", f"base={tmp_path / 'base'}"),
+    )
+    assert set(r["sets"]["dev"]) == {"(all)", "espeak-ng", "flite"}
+
+
 def test_per_voice_bench_names_a_decode_missing_utterances(bench, tmp_path):
     good = {"a": "play some jazz", "b": "book a table", "c": "rate this book", "d": "add zorba"}
     short = {k: v for k, v in good.items() if k != "d"}
