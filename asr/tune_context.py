@@ -152,22 +152,16 @@ def _grid_point(
     code: str,
     inputs: dict,
 ) -> dict | None:
-    """The summary of an earlier decode of this grid point, if it was made with ``cfg``."""
+    """The summary of an earlier decode of this grid point, if it was made with ``cfg``: its
+    ``point.json`` (written after the decode's outputs, removed before a new decode) holds the
+    record of every option, the score, lexicon and lists included (:func:`_point_record`)."""
     path = out / f"decode-summary-{tune}-{suffix}.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-        ctx = summary["context"]
         record = json.loads((out / "point.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    if record != _point_record(cfg, ckpt, code, inputs):
-        return None
-    lists = None if cfg.context_lists is None else str(cfg.context_lists)
-    if ctx.get("lexicon") != str(cfg.context_lexicon) or ctx.get("utterance_lists") != lists:
-        return None
-    if ctx.get("score") != cfg.context_score or summary.get("suffix") != suffix:
-        return None
-    return summary
+    return summary if record == _point_record(cfg, ckpt, code, inputs) else None
 
 
 def _copy_outputs(folder: Path, out_dir: Path) -> None:
