@@ -9,7 +9,7 @@ Training with audio augmentation (``AsrDataset(augment=...)``, :mod:`asr.augment
 the features on the fly from the augmented audio (the same Lhotse ``Fbank`` settings as the
 stored features); without it the stored features are read as they are.
 
-Speed perturbation from stored features (:class:`SpeedCopies`, ``train-asr --speed-cuts``):
+Speed perturbation from stored features (:class:`CutCopies`, ``train-asr --speed-cuts``):
 ``compute-fbank --speed-perturb`` stores the features of speed-perturbed copies of the train
 cuts; each epoch then trains on, per utterance, the original or one of its copies, drawn
 uniformly from a generator seeded by (seed, epoch, cut id), so a resumed run draws the same.
@@ -172,7 +172,7 @@ def filter_cuts(cuts: CutSet, tok: Tokenizer, model_cfg: ModelConfig) -> CutSet:
     return CutSet.from_cuts(kept)
 
 
-class SpeedCopies:
+class CutCopies:
     """Stored copies of the train cuts (original cut id -> copies): speed-perturbed copies
     (``--speed-cuts``) and other TTS renderings with their speed copies (``--render-cuts``),
     and the per-epoch draw of :meth:`choose`."""
@@ -188,7 +188,7 @@ class SpeedCopies:
         tok: Tokenizer,
         model_cfg: ModelConfig,
         render_paths: tuple[Path, ...] = (),
-    ) -> SpeedCopies:
+    ) -> CutCopies:
         """Read the copy CutSets of ``paths`` (speed copies, cut ids ``<orig cut
         id>_sp<factor>``) and ``render_paths`` (renderings, supervision ids ``<utterance>_r<k>``
         or ``<utterance>_r<k>_sp<factor>``) and match them to the cuts of ``train_cuts``.
@@ -258,7 +258,7 @@ class SpeedCopies:
 
 
 class _CopyKind(NamedTuple):
-    """A kind of stored copy :meth:`SpeedCopies.load` reads."""
+    """A kind of stored copy :meth:`CutCopies.load` reads."""
 
     what: str  # plural, for messages
     pattern: re.Pattern  # of the id that names the original

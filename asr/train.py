@@ -46,7 +46,7 @@ from the augmented audio (dev never is); seeded per batch by (seed, epoch, cut i
 resumed run sees the same augmentation. An utterance whose augmented audio or features are not
 finite is skipped (masked out of its batch, counted, warned by cut id).
 
-Speed perturbation from stored features (``--speed-cuts``, :class:`asr.data.SpeedCopies`): the
+Speed perturbation from stored features (``--speed-cuts``, :class:`asr.data.CutCopies`): the
 copies ``compute-fbank --speed-perturb 0.9 1.1`` stored; per utterance and epoch the original
 or one copy is drawn uniformly before the sampler buckets the epoch by duration, so a step reads
 stored features: 4-7% more time per step than without perturbation, against 12% for
@@ -91,7 +91,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from asr.augment import AudioAugment, AugmentSpec
 from asr.config import PRESETS, ModelConfig, TrainConfig, get_model_preset, get_train_preset
 from asr.data import (
-    SpeedCopies,
+    CutCopies,
     Tokenizer,
     check_model_input,
     load_cuts,
@@ -207,7 +207,7 @@ class AsrTrainer(Trainer):
         )
         self.speed_copies = None
         if cfg.speed_cuts or cfg.render_cuts:  # stored copies: speed-perturbed, other voices
-            self.speed_copies = SpeedCopies.load(
+            self.speed_copies = CutCopies.load(
                 tuple(cfg.speed_cuts),
                 self.train_cuts,
                 self.tok,

@@ -1,7 +1,7 @@
 """Benchmark: RNN-T training step time on the original train cuts vs with stored speed copies.
 
 One process, two copies of one model (same weights), two loaders of the same epoch: one over
-the train cuts, one over the epoch-1 draw of :class:`asr.data.SpeedCopies` (``train-asr
+the train cuts, one over the epoch-1 draw of :class:`asr.data.CutCopies` (``train-asr
 --speed-cuts``). Steps alternate (A B A B ...), so a load change on the machine hits both alike;
 each step's batch loading (features read and collated) and compute (forward, loss, backward,
 optimiser step) are timed apart, with the batch's frames and tokens. Measure ratios, not
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from _common import asr_setup, next_batch, timed_step, train_loader, write_report
 
-from asr.data import SpeedCopies, load_cuts
+from asr.data import CutCopies, load_cuts
 from asr.model import build_model
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     tok, model_cfg, train_cfg = asr_setup(args.bpe_model, args.preset)
     torch.manual_seed(args.seed)
     train = load_cuts(args.cuts)
-    drawn = SpeedCopies.load(tuple(args.speed_cuts), train, tok, model_cfg).choose(
+    drawn = CutCopies.load(tuple(args.speed_cuts), train, tok, model_cfg).choose(
         train, args.seed, 1
     )
     loaders = {

@@ -1,4 +1,4 @@
-"""Speed perturbation from stored features (asr.data.SpeedCopies, train-asr --speed-cuts):
+"""Speed perturbation from stored features (asr.data.CutCopies, train-asr --speed-cuts):
 copies are matched to their train cuts, each epoch draws the original or a copy per utterance
 (uniformly, reproducibly per (seed, epoch, cut id), whatever else is drawn), the drawn copy's
 stored features equal what on-the-fly --aug-speed computes (up to lilcom), bad copy files name
@@ -17,7 +17,7 @@ from lhotse.dataset.collation import collate_features
 
 from asr.augment import AudioAugment, AugmentSpec
 from asr.config import TrainConfig, get_model_preset
-from asr.data import AsrDataset, SpeedCopies, load_cuts
+from asr.data import AsrDataset, CutCopies, load_cuts
 from common.io import InputError
 
 from .conftest import tiny_cfg
@@ -26,7 +26,7 @@ FACTORS = (0.9, 1.1)  # the copies of the copy_paths fixture (conftest)
 
 
 def _load(copy_paths, cuts, tok):
-    return SpeedCopies.load(copy_paths, cuts, tok, get_model_preset("tiny"))
+    return CutCopies.load(copy_paths, cuts, tok, get_model_preset("tiny"))
 
 
 def test_copies_match_their_train_cuts(copy_paths, cuts, tok):
@@ -67,7 +67,7 @@ def test_a_drawn_copy_reads_its_stored_features_equal_to_on_the_fly_speed(copy_p
     sc = _load(copy_paths, cuts, tok)
     batch_cuts = cuts.subset(first=4)
     # every utterance's x0.9 copy, as a batch draw would give it
-    only_slow = SpeedCopies(
+    only_slow = CutCopies(
         {k: [c for c in v if c.id.endswith("_sp0.9")] for k, v in sc.copies.items()}
     )
     picked = CutSet.from_cuts(next(iter(only_slow.copies[c.id])) for c in batch_cuts)
@@ -168,7 +168,7 @@ def test_renderings_join_the_speed_copies_of_their_utterance(copy_paths, render_
     """--render-cuts: the cuts of utterances ``<u>_r<k>`` and ``<u>_r<k>_sp<f>`` are copies of
     the cut of ``<u>``, drawn with its speed copies, uniformly per (seed, epoch, cut id)."""
     tiny = get_model_preset("tiny")
-    sc = SpeedCopies.load(copy_paths, cuts, tok, tiny, render_paths=render_paths)
+    sc = CutCopies.load(copy_paths, cuts, tok, tiny, render_paths=render_paths)
     first = [c.id for c in cuts.subset(first=12)]
     assert sorted(sc.copies) == sorted(first)
     for i, orig in enumerate(first):  # cut ids <utterance>-<n>
@@ -178,7 +178,7 @@ def test_renderings_join_the_speed_copies_of_their_utterance(copy_paths, render_
         want += [f"{utt}_r2-{n}_sp0.9"] if i < 4 else []
         assert sorted(c.id for c in sc.copies[orig]) == sorted(want)
     # renderings alone (no speed copies) are copies too
-    only = SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1])
+    only = CutCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1])
     assert sorted(only.copies) == sorted(first[:8])
     batch = cuts.subset(first=4)  # 5 options each: original, 2 speeds, rendering, its x0.9
     drawn = Counter()
@@ -194,10 +194,10 @@ def test_renderings_join_the_speed_copies_of_their_utterance(copy_paths, render_
 def test_bad_render_files_name_file_and_cut(copy_paths, render_paths, cuts, tok, caplog):
     tiny = get_model_preset("tiny")
     with pytest.raises(InputError, match=r"cuts_sp0\.9\.jsonl\.gz: cut utt00-0_sp0\.9 is not one "):
-        SpeedCopies.load((), cuts, tok, tiny, render_paths=copy_paths[:1])
+        CutCopies.load((), cuts, tok, tiny, render_paths=copy_paths[:1])
     with pytest.raises(InputError, match=r"cut utt00_r2-\d+ given twice"):
-        SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1] * 2)
+        CutCopies.load((), cuts, tok, tiny, render_paths=render_paths[:1] * 2)
     with caplog.at_level(logging.INFO):
-        SpeedCopies.load((), cuts, tok, tiny, render_paths=render_paths)
+        CutCopies.load((), cuts, tok, tiny, render_paths=render_paths)
     assert "8 renderings (r2) of train cuts" in caplog.text
     assert "4 renderings (r2x0.9) of train cuts" in caplog.text
