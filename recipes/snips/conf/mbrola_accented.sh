@@ -1,4 +1,4 @@
-# EXPERIMENTAL, not measured yet: the default preset with more recorded diphone speakers in
+# EXPERIMENTAL, no full training yet: the default preset with more recorded diphone speakers in
 # training. Half of MBROLA's share of the training sentences (1/8 of them) goes to the engine
 # mbrola-accented: English through MBROLA's 16 voices of nine other languages (espeak-ng's
 # mb-*-en; data_prep/tts.py), so the diphone family has 20 speakers instead of 4 while every
@@ -11,5 +11,8 @@
 # "train=espeak-ng;dev=flite:slt;test=mbrola-accented,mbrola", bench/asr_per_voice.py;
 # 2026-12-05): WER 30.87 on MBROLA's four native voices (its training voices, new sentences),
 # 57.25 on the 16 accented ones (32.4-77.9 per voice): new speakers to that model, not noise.
+# Fine-tuning arms (that model resumed from epoch 17 for three epochs on this preset's training
+# audio against the default's, two seeds; RESULTS.md, "Training voices"): dev -0.45 (p = 0.17),
+# test -1.21 (p = 0.033), held-out engine -0.88 (p = 0.053), mostly on male diphone voices.
 . "$(dirname "${BASH_SOURCE[0]}")/default.sh"
 tts_plan="train=espeak-ng,flite:awb,flite:rms,mbrola*0.5,mbrola-accented*0.5,pico;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
