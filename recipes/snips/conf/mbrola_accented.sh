@@ -12,7 +12,8 @@
 # 2026-12-05): WER 30.87 on MBROLA's four native voices (its training voices, new sentences),
 # 57.25 on the 16 accented ones (32.4-77.9 per voice): new speakers to that model, not noise.
 # Fine-tuning arms (that model resumed from epoch 17 for three epochs on this preset's training
-# audio against the default's, two seeds; RESULTS.md, "Training voices"): dev -0.45 (p = 0.17),
-# test -1.21 (p = 0.033), held-out engine -0.88 (p = 0.053), mostly on male diphone voices.
+# audio against the default plan re-rendered with the same engine per sentence, two seeds each;
+# RESULTS.md, "Training voices"): dev +0.08 (p = 0.56), test -1.26 (p = 0.026), held-out engine
+# -0.58 (p = 0.15; its male diphone voice ked -3.21). Nothing on dev: not the default.
 . "$(dirname "${BASH_SOURCE[0]}")/default.sh"
 tts_plan="train=espeak-ng,flite:awb,flite:rms,mbrola*0.5,mbrola-accented*0.5,pico;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
