@@ -468,12 +468,12 @@ class MbrolaAccented(Mbrola):
     """English spoken with MBROLA's diphone voices of other languages: espeak-ng's ``mb-*-en``
     voices map its English phonemes onto the nearest diphones of an Afrikaans, Dutch, French,
     German, Greek, Hungarian, Polish, Romanian or Swedish speaker, so the result is accented
-    English by 16 more recorded speakers (7 female, 9 male: espeak-ng's list), beside the four native English
-    voices of ``mbrola``. A separate engine, so that the ``mbrola`` engine's voices (and the
-    audio of every plan that names it) do not depend on which packages are installed. Debian:
-    ``mbrola-af1`` ... ``mbrola-sw2`` (contrib / non-free); each database has its own licence
-    (``/usr/share/doc/mbrola-<voice>/copyright``; typically: with the MBROLA program only, not
-    sold nor in a sold product without the owner's permission).
+    English by 16 more recorded speakers (7 female, 9 male: espeak-ng's list), beside the four
+    native English voices of ``mbrola``. A separate engine, so that the ``mbrola`` engine's
+    voices (and the audio of every plan that names it) do not depend on which packages are
+    installed. Debian: ``mbrola-af1`` ... ``mbrola-sw2`` (contrib / non-free); each database
+    has its own licence (``/usr/share/doc/mbrola-<voice>/copyright``; typically: with the
+    MBROLA program only, not sold nor in a sold product without the owner's permission).
     """
 
     name = "mbrola-accented"
