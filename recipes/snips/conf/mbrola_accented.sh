@@ -12,8 +12,9 @@
 # 2026-12-05): WER 30.87 on MBROLA's four native voices (its training voices, new sentences),
 # 57.25 on the 16 accented ones (32.4-77.9 per voice): new speakers to that model, not noise.
 # Fine-tuning arms (that model resumed from epoch 17 for three epochs on this preset's training
-# audio against the default plan re-rendered with the same engine per sentence, two seeds each;
-# RESULTS.md, "Training voices"): dev +0.08 (p = 0.56), test -1.26 (p = 0.026), held-out engine
-# -0.58 (p = 0.15; its male diphone voice ked -3.21). Nothing on dev: not the default.
+# audio against the default plan re-rendered with the same engine per sentence, three seeds
+# each; RESULTS.md, "Training voices"): dev -0.36 (p = 0.23), test -0.68 (p = 0.14), held-out
+# engine -0.03 (p = 0.47; its male diphone voice ked -1.93, p = 0.057). Nothing measurable:
+# not the default.
 . "$(dirname "${BASH_SOURCE[0]}")/default.sh"
 tts_plan="train=espeak-ng,flite:awb,flite:rms,mbrola*0.5,mbrola-accented*0.5,pico;dev=espeak-ng,flite:slt;test=espeak-ng,flite:kal16;test_unseen_engine=festival"
