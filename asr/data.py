@@ -74,6 +74,11 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i > 2])
 
+    def sp_pieces(self) -> list[str]:
+        """Every piece of the model by id (``<blk>``, ``<sos/eos>``, ``<unk>`` included): two
+        BPE models with the same pieces give the same ids."""
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
+
     def text_pieces(self) -> list[str]:
         """The piece of each token id ("" for the ids :meth:`decode` drops): token sequences
         whose pieces concatenate to the same string decode to the same text."""

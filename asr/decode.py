@@ -47,8 +47,17 @@ within ``S`` nats of its utterance's best at that step (the score the beam is pr
 unlikely hypotheses stop costing joiner and predictor rows; a wider ``--beam`` then costs little
 (asr/README.md, "Score beam"). The suffix gains ``_sb<S>``; inf (the default) is off.
 
+LM shallow fusion (``modified_beam``; :mod:`asr.fusion`): ``--fusion-lm`` is a token LM over
+the ASR's BPE ids (``train-token-lm``; trained with another BPE model: an error naming it);
+every BPE token adds ``--lm-scale`` x its LM log-probability, minus ``--ilm-scale`` x the
+RNN-T's internal-LM log-probability, to the score the beam is pruned and the n-best ranked on.
+Each hypothesis carries the sum as ``fusion_score`` beside the model's ``am_score``; the suffix
+gains ``_lm<scale>`` (and ``_ilm<scale>``). Scales 0 decode exactly as without fusion.
+
     decode-asr ... --method modified_beam --beam 8 --context-lexicon data/lang/lexicons \
         --context-score 1.5 --context-lists exp/slu/predicted-lists-dev.tsv
+    decode-asr ... --method modified_beam --beam 20 --fusion-lm exp/asr/token_lm/best.pt \
+        --lm-scale 0.3 --ilm-scale 0.1
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ from lhotse import CutSet
 from asr.config import ModelConfig
 from asr.context_graph import MAX_PHRASES, ContextBiasing, ContextGraph
 from asr.data import Tokenizer, check_model_input, load_cuts, make_decode_dataloader
+from asr.fusion import ShallowFusion, load_token_lm
 from asr.model import Transducer, build_model
 from asr.search import SEARCH_METHODS, Hypothesis, build_search
 from common.checkpoint import (
@@ -161,6 +171,17 @@ class DecodeConfig:
     context_max_phrases: int = field(
         default=MAX_PHRASES, metadata={"help": "most phrases a lexicon file may hold"}
     )
+    fusion_lm: Path | None = field(
+        default=None,
+        metadata={"help": "modified_beam: token LM for shallow fusion (train-token-lm's best.pt)"},
+    )
+    lm_scale: float = field(
+        default=0.0, metadata={"help": "shallow fusion: weight of the LM log-probability"}
+    )
+    ilm_scale: float = field(
+        default=0.0,
+        metadata={"help": "shallow fusion: weight subtracted x the internal-LM log-probability"},
+    )
 
     def validate(self) -> None:
         """Raises :class:`InputError` (a ``ValueError``) naming the offending option."""
@@ -191,6 +212,14 @@ class DecodeConfig:
                 raise InputError(
                     f"{option}: search method {self.method!r} has none (use modified_beam)"
                 )
+        if not (math.isfinite(self.lm_scale) and math.isfinite(self.ilm_scale)):
+            raise InputError("--lm-scale and --ilm-scale must be finite")
+        if self.fusion_lm is None and (self.lm_scale or self.ilm_scale):
+            raise InputError("--lm-scale and --ilm-scale need --fusion-lm")
+        if self.fusion_lm is not None and self.method != "modified_beam":
+            raise InputError(
+                f"--fusion-lm: search method {self.method!r} has none (use modified_beam)"
+            )
         if self.context_lexicon is None:
             if self.context_score != 0 or self.context_lists is not None:
                 raise InputError("--context-score and --context-lists need --context-lexicon")
@@ -219,6 +248,10 @@ class DecodeConfig:
             suffix += f"_bs{self.blank_skip_threshold:g}"
         if self.merge_same_text:
             suffix += "_mt"
+        if self.fusion_lm is not None:
+            suffix += f"_lm{self.lm_scale:g}" + (
+                f"_ilm{self.ilm_scale:g}" if self.ilm_scale else ""
+            )
         return f"{suffix}_ctx{self.context_score:g}" if self.biased else suffix
 
 
@@ -244,31 +277,39 @@ def load_transducer(path: str | Path, device: str = "cpu") -> tuple[Transducer, 
 
 
 def to_nbest(
-    hyps: list[Hypothesis], tok: Tokenizer, n: int, context: bool = False, length: bool = False
+    hyps: list[Hypothesis],
+    tok: Tokenizer,
+    n: int,
+    context: bool = False,
+    length: bool = False,
+    fusion: bool = False,
 ) -> list[dict]:
     """Merge hypotheses with identical word sequences (log-sum-exp of ``am_score``), best first
-    by the score the search ranked by (``am_score + context_score + length_score``), top ``n``.
+    by the score the search ranked by (``am_score + context_score + length_score +
+    fusion_score``), top ``n``.
 
-    With ``context`` (``length``) each record also carries ``context_score`` (``length_score``),
-    the biasing (length) bonus of the merged hypothesis of best total (the tokens kept are that
-    hypothesis' too).
+    With ``context`` (``length``, ``fusion``) each record also carries ``context_score``
+    (``length_score``, ``fusion_score``), the biasing (length, fusion) score of the merged
+    hypothesis of best total (the tokens kept are that hypothesis' too).
     """
     merged: dict[str, dict] = {}
-    bonus: dict[str, tuple[float, float]] = {}
+    bonus: dict[str, tuple[float, float, float]] = {}
     for h in sorted(hyps, key=lambda h: -h.total):
         words = " ".join(tok.decode(list(h.tokens)).split())
         if words not in merged:
             merged[words] = {"words": words, "tokens": list(h.tokens), "am_score": h.score}
-            bonus[words] = (h.context_score, h.length_score)
+            bonus[words] = (h.context_score, h.length_score, h.fusion_score)
         else:
             merged[words]["am_score"] = logaddexp(merged[words]["am_score"], h.score)
     ranked = sorted(merged.values(), key=lambda r: -(r["am_score"] + sum(bonus[r["words"]])))[:n]
     for r in ranked:
-        ctx, lsc = bonus[r["words"]]
+        ctx, lsc, fus = bonus[r["words"]]
         if context:
             r["context_score"] = round(float(ctx), 5)
         if length:
             r["length_score"] = round(float(lsc), 5)
+        if fusion:
+            r["fusion_score"] = round(float(fus), 5)
         r["am_score"] = round(float(r["am_score"]), 5)
     return ranked
 
@@ -313,9 +354,11 @@ def _record_ids(cuts: CutSet) -> list[str]:
 
 def first_pass_total(hyp: dict) -> float:
     """The score an n-best record's hypothesis was ranked by: ``am_score`` plus its
-    ``length_score`` and ``context_score`` where present (the lattices' path score; the
-    second pass's ``Hyp.first_pass_score`` reads the same fields)."""
-    return first_pass_score(hyp["am_score"], hyp.get("length_score"), hyp.get("context_score"))
+    ``length_score``, ``context_score`` and ``fusion_score`` where present (the lattices' path
+    score; the second pass's ``Hyp.first_pass_score`` reads the same fields)."""
+    return first_pass_score(
+        hyp["am_score"], hyp.get("length_score"), hyp.get("context_score"), hyp.get("fusion_score")
+    )
 
 
 def decode_set(
@@ -326,9 +369,11 @@ def decode_set(
     out_dir: Path,
     cuts: CutSet | None = None,
     biasing: ContextBiasing | None = None,
+    fusion: ShallowFusion | None = None,
 ) -> dict:
     """Decode one set (``cuts``, read from ``cuts_path`` if not given) into ``out_dir``,
-    biased with ``biasing``'s graph of each utterance if given."""
+    biased with ``biasing``'s graph of each utterance if given, with LM shallow ``fusion`` if
+    given."""
     if cuts is None:
         cuts = load_decode_cuts(cuts_path, cfg, model.cfg)
     name = set_name(cuts_path)
@@ -340,6 +385,7 @@ def decode_set(
         score_beam=cfg.score_beam,
         blank_skip_threshold=cfg.blank_skip_threshold,
         merge_pieces=tok.text_pieces() if cfg.merge_same_text else None,
+        **({} if fusion is None else {"fusion": fusion}),
     )
     dl = make_decode_dataloader(cuts, tok, cfg.max_duration, waveform=model.cfg.waveform_input)
     records, results = [], []
@@ -359,7 +405,12 @@ def decode_set(
             nbests = search(model, feats, lens, contexts=[graphs[uid] for uid in batch["ids"]])
         for uid, ref, hyps in zip(batch["ids"], batch["texts"], nbests, strict=True):
             nb = to_nbest(
-                hyps, tok, cfg.nbest, context=biasing is not None, length=cfg.length_bonus != 0
+                hyps,
+                tok,
+                cfg.nbest,
+                context=biasing is not None,
+                length=cfg.length_bonus != 0,
+                fusion=fusion is not None,
             )
             records.append({"id": uid, "ref": ref, "hyps": nb})
             results.append((uid, ref.split(), nb[0]["words"].split() if nb else []))
@@ -491,10 +542,14 @@ def run(cfg: DecodeConfig) -> list[dict]:
         if cfg.biased:
             utt_ids = [uid for _, ids in loaded for uid in ids]
             biasing = load_biasing(cfg, tok, utt_ids, cfg.context_score)
+        fusion = None
+        if cfg.fusion_lm is not None:
+            lm = load_token_lm(cfg.fusion_lm, tok.sp_pieces()).to(cfg.device)
+            fusion = ShallowFusion(lm, cfg.lm_scale, cfg.ilm_scale)
         save_config(out_dir / "decode-config.json", cfg, extra={"checkpoint": str(ckpt_path)})
         logging.info("decoding with %s (%s)", ckpt_path, cfg)
         return [
-            decode_set(model, tok, Path(p), cfg, out_dir, cuts, biasing)
+            decode_set(model, tok, Path(p), cfg, out_dir, cuts, biasing, fusion)
             for p, cuts in zip(cfg.cuts, sets, strict=True)
         ]
 

@@ -40,6 +40,7 @@ from torchaudio.models import RNNTBeamSearch
 from torchaudio.models.rnnt import _CustomLSTM, _Joiner, _Predictor
 
 from asr.context_graph import ContextGraph
+from asr.fusion import ShallowFusion
 from asr.model import Transducer
 from common.numeric import logaddexp
 
@@ -50,11 +51,12 @@ class Hypothesis:
     score: float  # natural-log probability (am_score), without any biasing bonus
     context_score: float = 0.0  # contextual-biasing bonus (finalized)
     length_score: float = 0.0  # length bonus x tokens (ModifiedBeamSearch(length_bonus=...))
+    fusion_score: float = 0.0  # LM shallow fusion (ModifiedBeamSearch(fusion=...))
 
     @property
     def total(self) -> float:
         """The score the search ranked by: acoustic score plus every bonus it pruned with."""
-        return self.score + self.context_score + self.length_score
+        return self.score + self.context_score + self.length_score + self.fusion_score
 
 
 def _where_state(mask: torch.Tensor, new, old):
@@ -153,6 +155,14 @@ class ModifiedBeamSearch(SearchMethod):
 
     Contextual biasing: see the module docstring (icefall's
     ``modified_beam_search(context_graph=...)``, bonus added before the top-k).
+
+    ``fusion`` (:class:`asr.fusion.ShallowFusion`): LM shallow fusion with a token LM over the
+    ASR's BPE ids (icefall's ``modified_beam_search_lm_shallow_fusion``, optionally with the
+    internal-LM subtraction): each predictor row also holds the LM state of its token history
+    and the (V,) fusion row of the next token, computed in the same batched call as the
+    predictor; every non-blank candidate adds its fusion score before the top-k, and the
+    hypothesis keeps the sum apart (``fusion_score``). With both scales 0 the search is the
+    unfused one, bit for bit (``tests/asr/test_fusion.py``).
     """
 
     name = "modified_beam"
@@ -166,6 +176,7 @@ class ModifiedBeamSearch(SearchMethod):
         score_beam: float = math.inf,
         blank_skip_threshold: float = 1.0,
         merge_pieces: list[str] | tuple[str, ...] | None = None,
+        fusion: ShallowFusion | None = None,
     ) -> None:
         if beam < 1 or max_sym_per_frame < 1:
             raise ValueError("beam and max_sym_per_frame must be >= 1")
@@ -181,6 +192,7 @@ class ModifiedBeamSearch(SearchMethod):
         self.max_sym_per_frame = max_sym_per_frame
         self.length_bonus = length_bonus
         self.merge_pieces = None if merge_pieces is None else tuple(merge_pieces)
+        self.fusion = fusion
         self._text: dict[tuple[int, ...], str] | None = None  # per search: tokens -> text
         self._gates: torch.Tensor | None = None  # per search: see _token_gates
         self._grow: torch.Tensor | None = None  # (V,): 1 per non-blank token, 0 for blank
@@ -230,11 +242,17 @@ class ModifiedBeamSearch(SearchMethod):
         rec_weights = None  # torchaudio's LSTM predictor: recurrent projections kept per row
         if self._gates is not None:
             rec_weights = [lstm.p2g.weight for lstm in model.predictor.lstm_layers]
-        store = _Store(pred0[:, 0], [list(layer) for layer in state0], rec_weights)
+        extra0 = None
+        if self.fusion is not None:
+            if blank_id != 0:
+                raise ValueError(f"LM shallow fusion needs blank id 0, the model's is {blank_id}")
+            extra0 = self.fusion.start(lambda e, p: self._join(model, e, p), pred0[:, 0])
+        store = _Store(pred0[:, 0], [list(layer) for layer in state0], rec_weights, extra0)
         # per utterance: tokens -> [am score, store row, (bonus earned, graph state) or None,
-        # parent row, token]; store row -1: the predictor has not run yet (parent, token)
+        # parent row, token, fusion score]; store row -1: the predictor has not run yet
+        # (parent, token)
         hyps: list[dict[tuple[int, ...], list]] = [
-            {(): [0.0, 0, None if c is None else (0.0, c.root), -1, -1]} for c in contexts
+            {(): [0.0, 0, None if c is None else (0.0, c.root), -1, -1, 0.0]} for c in contexts
         ]
         t_max = max(lens, default=0)
         for t in range(t_max):
@@ -265,7 +283,10 @@ class ModifiedBeamSearch(SearchMethod):
         out: list[list[Hypothesis]] = []
         lb = self.length_bonus
         for u, context in enumerate(contexts):
-            nbest = [Hypothesis(h, e[0], length_score=lb * len(h)) for h, e in hyps[u].items()]
+            nbest = [
+                Hypothesis(h, e[0], length_score=lb * len(h), fusion_score=e[5])
+                for h, e in hyps[u].items()
+            ]
             if context is not None:
                 for hyp in nbest:
                     earned, node = hyps[u][hyp.tokens][2]
@@ -308,6 +329,11 @@ class ModifiedBeamSearch(SearchMethod):
         else:
             base = torch.tensor([e[0] for e in flat], dtype=logp.dtype, device=dev)
             am = total = base[:, None] + logp  # (R, V)
+        fused = self.fusion is not None
+        if fused:  # the fusion score so far + each token's (blank: 0)
+            earned_f = torch.tensor([e[5] for e in flat], dtype=logp.dtype, device=dev)
+            fus = earned_f[:, None] + store.extra[0].index_select(0, ids[:r]).to(logp.dtype)
+            total = total + fus
         if biased:
             zeros = torch.zeros(v, dtype=torch.float32)
             bonus = [
@@ -324,17 +350,20 @@ class ModifiedBeamSearch(SearchMethod):
         n_old = max(len(o) for o in olds)
         width = kmax * v
         old_am = [[e[0] for _, e in o] for o in olds]
-        shaped = biased or lb != 0  # the pruning score is not the am score
+        shaped = biased or lb != 0 or fused  # the pruning score is not the am score
         scores, old_scores = [total], [old_am]
         if shaped:  # the pruning score, then the am score
             scores.append(am)
             old_scores.insert(
                 0,
                 [
-                    [e[0] + (0.0 if e[2] is None else e[2][0]) + lb * len(h) for h, e in o]
+                    [e[0] + (0.0 if e[2] is None else e[2][0]) + lb * len(h) + e[5] for h, e in o]
                     for o in olds
                 ],
             )
+        if fused:  # then the fusion score
+            scores.append(fus)
+            old_scores.append([[e[5] for _, e in o] for o in olds])
         x = torch.stack(scores)  # (S, R, V)
         if r == a_n * kmax:  # every utterance has kmax rows: no padding
             mat = x.view(len(scores), a_n, width)
@@ -353,6 +382,7 @@ class ModifiedBeamSearch(SearchMethod):
         top = mat[0].topk(k, dim=1)
         top_total = top.values.tolist()
         top_am = mat[1].gather(1, top.indices).tolist() if shaped else top_total
+        top_fus = mat[2].gather(1, top.indices).tolist() if fused else None
         top_i = top.indices.tolist()
         new_cur: list[tuple[int, list]] = []
         pending: list[list] = []  # entries staying on the frame: the predictor runs now
@@ -366,7 +396,8 @@ class ModifiedBeamSearch(SearchMethod):
             merged_by: dict = merged if text is None else {}
             stay_by: dict = stay if text is None else {}
             floor = top_total[a][0] - self.score_beam
-            for total_s, score, idx in zip(top_total[a], top_am[a], top_i[a], strict=True):
+            ranked = zip(top_total[a], top_am[a], top_i[a], strict=True)
+            for j, (total_s, score, idx) in enumerate(ranked):
                 if total_s < floor or total_s == ninf:  # too far below the best; padding
                     break
                 full = text is not None and len(merged) + len(stay) >= self.beam
@@ -389,7 +420,7 @@ class ModifiedBeamSearch(SearchMethod):
                     if got is None:
                         if full:
                             break
-                        merged[h0] = merged_by[key] = [score, e0[1], e0[2], -1, -1]
+                        merged[h0] = merged_by[key] = [score, e0[1], e0[2], -1, -1, e0[5]]
                     else:
                         got[0] = logaddexp(got[0], score)
                     continue
@@ -413,7 +444,8 @@ class ModifiedBeamSearch(SearchMethod):
                     delta, node, _ = context.forward_one_step(node, tok)
                     ctx = (earned + delta, node)
                 # the predictor runs at the end of the step (stay) or of the frame (merged)
-                entry = target[h] = target_by[key] = [score, -1, ctx, e0[1], tok]
+                fus_s = top_fus[a][j] if top_fus is not None else 0.0
+                entry = target[h] = target_by[key] = [score, -1, ctx, e0[1], tok, fus_s]
                 if not last:
                     pending.append(entry)
             nxt[u] = merged
@@ -436,6 +468,19 @@ class ModifiedBeamSearch(SearchMethod):
         return logits[:, 0, 0].log_softmax(-1)
 
     def _predict(self, model, entries: list[list], store: _Store):
+        """Predictor outputs (P, J), states and store extras (the fusion rows) of ``entries``
+        (parent row, token)."""
+        pred, state = self._predictor(model, entries, store)
+        if self.fusion is None:
+            return pred, state, None
+        dev = store.pred.device
+        ids = torch.tensor([e[3] for e in entries] + [e[4] for e in entries], device=dev)
+        parents, toks = ids[: len(entries)], ids[len(entries) :]
+        lm_state = [s.index_select(0, parents) for s in store.extra[1:]]
+        join = lambda e, p: self._join(model, e, p)  # noqa: E731
+        return pred, state, self.fusion.rows(join, pred, toks, lm_state)
+
+    def _predictor(self, model, entries: list[list], store: _Store):
         """Predictor outputs (P, J) and states of ``entries`` (parent row, token)."""
         dev = store.pred.device
         store_state = store.state
@@ -507,24 +552,32 @@ class _Store:
         pred: torch.Tensor,
         state: list[list[torch.Tensor]],
         rec_weights: list[torch.Tensor] | None = None,
+        extra: list[torch.Tensor] | None = None,
     ) -> None:
         self.size = 0
         self.pred = pred.new_empty((0, pred.shape[1]))
         self.state = [[s.new_empty((0, s.shape[1])) for s in layer] for layer in state]
+        self.extra = [x.new_empty((0, *x.shape[1:])) for x in extra or []]
         self.rec_weights = rec_weights or []
         self.rec = [pred.new_empty((0, w.shape[0])) for w in self.rec_weights]
         self.has_rec = torch.zeros(0, dtype=torch.bool, device=pred.device)
-        self.append(pred, state)
+        self.append(pred, state, extra)
 
     def _row_buffers(self):
-        """The buffers :meth:`append` is given rows of: ``pred``, then ``state``."""
-        return [self.pred] + [s for layer in self.state for s in layer]
+        """The buffers :meth:`append` is given rows of: ``pred``, ``state``, ``extra``."""
+        return [self.pred] + [s for layer in self.state for s in layer] + self.extra
 
     def _buffers(self):
         return self._row_buffers() + self.rec + [self.has_rec]
 
-    def append(self, pred: torch.Tensor, state: list[list[torch.Tensor]]) -> int:
-        """Add rows; returns the number of the first."""
+    def append(
+        self,
+        pred: torch.Tensor,
+        state: list[list[torch.Tensor]],
+        extra: list[torch.Tensor] | None = None,
+    ) -> int:
+        """Add rows (``extra``: one tensor per buffer of the constructor's ``extra``); returns
+        the number of the first."""
         m, p = self.size, pred.shape[0]
         if m + p > self.pred.shape[0]:
             cap = max(2 * self.pred.shape[0], m + p, 256)
@@ -534,9 +587,8 @@ class _Store:
                 new[:m] = buf[:m]
                 grown.append(new)
             self._set(grown)
-        for buf, x in zip(
-            self._row_buffers(), [pred] + [s for ly in state for s in ly], strict=True
-        ):
+        rows = [pred] + [s for ly in state for s in ly] + list(extra or [])
+        for buf, x in zip(self._row_buffers(), rows, strict=True):
             buf[m : m + p] = x
         self.has_rec[m : m + p] = False
         self.size = m + p
@@ -564,6 +616,7 @@ class _Store:
         it = iter(bufs)
         self.pred = next(it)
         self.state = [[next(it) for _ in layer] for layer in self.state]
+        self.extra = [next(it) for _ in self.extra]
         self.rec = [next(it) for _ in self.rec]
         self.has_rec = next(it)
         assert next(it, None) is None

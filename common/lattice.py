@@ -50,13 +50,17 @@ Nbest = dict[str, list[tuple[str, float]]]  # utterance id -> [(word string, am_
 
 
 def first_pass_score(
-    am_score: float, length_score: float | None = None, context_score: float | None = None
+    am_score: float,
+    length_score: float | None = None,
+    context_score: float | None = None,
+    fusion_score: float | None = None,
 ) -> float:
     """The score a first pass ranked a hypothesis by, and the negated cost of its lattice path:
-    ``am_score`` plus its contextual-biasing and length bonuses (None or absent: 0). The one
-    formula of ``asr.decode.first_pass_total`` (n-best records) and
+    ``am_score`` plus its contextual-biasing and length bonuses and its LM shallow-fusion score
+    (None or absent: 0). The one formula of ``asr.decode.first_pass_total`` (n-best records) and
     ``rescoring.nbest.Hyp.first_pass_score``."""
-    return am_score + (context_score or 0.0) + (length_score or 0.0)  # asr.search's order
+    # asr.search's order
+    return am_score + (context_score or 0.0) + (length_score or 0.0) + (fusion_score or 0.0)
 
 
 # ---------------------------------------------------------------------------------- writing

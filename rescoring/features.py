@@ -8,8 +8,9 @@ one utterance at a time; tested).
 Features (``x`` of one hypothesis; the log-linear total is ``sum_f w_f x_f``, ``w_am = 1``):
 
 ==================== ===================================================================
-``am``               the first-pass score: ``am_score + context_score + length_score`` (the
-                     score the first pass ranked by; ``rescoring.nbest.Hyp.first_pass_score``)
+``am``               the first-pass score: ``am_score + context_score + length_score +
+                     fusion_score`` (the score the first pass ranked by;
+                     ``rescoring.nbest.Hyp.first_pass_score``)
 ``lm:<name>``        natural-log probability of the sentence (with end of sentence) under the
                      LM ``<name>`` (``--lm <name>=<checkpoint>``, through ``rescoring.scorers``)
 ``num_words``        number of words
@@ -168,7 +169,7 @@ def register(cls: type[Feature]) -> type[Feature]:
 class Am(Feature):
     name = AM
     grid = (1.0, 1.0, 1.0)  # fixed at 1: the scale of the log-linear total
-    help = "first-pass score (am_score + context_score + length_score)"
+    help = "first-pass score (am_score + context_score + length_score + fusion_score)"
 
     def value(self, hyp: Hyp, ctx: Context) -> float:
         return hyp.first_pass_score

@@ -17,7 +17,7 @@ Kaldi-style text file ``utt_id word word ...``.
 Every field is validated at the boundary, by type, never coerced: ``id`` a non-empty string,
 ``ref`` a string, ``hyps`` a non-empty list of objects, ``words`` a string, ``tokens`` (optional)
 a list of integers, ``am_score`` and the optional ``lm_score`` / ``total`` / ``context_score`` /
-``length_score`` finite numbers (a bool
+``length_score`` / ``fusion_score`` finite numbers (a bool
 is not a number). A bad record is an :class:`~common.io.InputError` naming
 ``file:line (utt id)`` and the field; a duplicated id names both lines; text that is not UTF-8
 (UTF-16, Latin-1) names the line. An utterance with more than ``max_hyps`` hypotheses
@@ -53,12 +53,16 @@ class Hyp:
     context_score: float | None = None
     #: length bonus of the first pass (``decode-asr --length-bonus``: bonus x BPE tokens)
     length_score: float | None = None
+    #: LM shallow-fusion score of the first pass (``decode-asr --fusion-lm``)
+    fusion_score: float | None = None
 
     @property
     def first_pass_score(self) -> float:
         """The score the first pass ranked by: ``am_score`` plus its biasing and length
-        bonuses, if any."""
-        return first_pass_score(self.am_score, self.length_score, self.context_score)
+        bonuses and its fusion score, if any."""
+        return first_pass_score(
+            self.am_score, self.length_score, self.context_score, self.fusion_score
+        )
 
 
 @dataclass
@@ -70,7 +74,7 @@ class NbestRecord:
     def to_json(self) -> dict:
         d = asdict(self)
         for h in d["hyps"]:
-            for k in ("lm_score", "total", "context_score", "length_score"):
+            for k in ("lm_score", "total", "context_score", "length_score", "fusion_score"):
                 if h[k] is None:
                     del h[k]
         return d
@@ -108,6 +112,7 @@ def parse_hyp(h: object, where: str, i: int) -> Hyp:
         total=get_number(h, "total", where, name + "total", required=False),
         context_score=get_number(h, "context_score", where, name + "context_score", required=False),
         length_score=get_number(h, "length_score", where, name + "length_score", required=False),
+        fusion_score=get_number(h, "fusion_score", where, name + "fusion_score", required=False),
     )
 
 
