@@ -1,7 +1,7 @@
 """The experiment matrix of a recipe: which systems exist, what they rescore with, how they are
 labelled, which is the headline and what it is compared against.
 
-A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 22 (``rescore-systems``)
+A recipe declares it once (``recipes/<corpus>/conf/systems.toml``); stage 24 (``rescore-systems``)
 and ``make-report`` both read it, so the library knows no corpus's system names.
 
 File format (TOML; paths are relative to the recipe's work dir; system names become folder

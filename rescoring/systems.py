@@ -1,4 +1,4 @@
-"""Rescore and score every system of a recipe's experiment matrix (recipe stage 22).
+"""Rescore and score every system of a recipe's experiment matrix (recipe stage 24).
 
 For each system of ``--systems`` (:mod:`rescoring.experiments`), in declaration order, into
 ``<out-dir>/<system>/``:

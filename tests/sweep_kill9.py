@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_SH = ROOT / "recipes" / "snips" / "run.sh"
-NUM_STAGES = 25
+NUM_STAGES = 27
 
 
 def _env() -> dict[str, str]:

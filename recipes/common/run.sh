@@ -60,6 +60,21 @@ esac
 rwm_sample=${rwm_sample:-true}
 exclude_systems= stage14_done=.done/stage14
 [ "$rwm_sample" = true ] || { exclude_systems=pretrained_multitask_rwm_sample; stage14_done=; }
+# LM shallow fusion in the first pass (conf fusion=true; asr/README.md, "LM shallow fusion"):
+# stage 22 trains a token LM over the ASR's BPE ids on the LM text (train-token-lm, in the LM
+# group), stage 23 decodes with it, the LM scale, internal-LM scale and length bonus tuned on
+# dev (tune-fusion over fusion_grid). Without it the systems named fused_* leave the matrix.
+fusion=${fusion:-false}
+fusion_lm_opts=${fusion_lm_opts:-}
+fusion_grid=${fusion_grid:---lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75}
+fusion_lm_dir=exp/asr/token_lm
+fusion_done=.done/stage23
+if [ "$fusion" != true ]; then
+  fusion_done=
+  for s in $(sed -n 's/^\[systems\.\(fused_[A-Za-z0-9_]*\)\]$/\1/p' "$recipe_dir/conf/systems.toml"); do
+    exclude_systems+="${exclude_systems:+ }$s"
+  done
+fi
 # Speed perturbation from stored features (conf speed_perturb, e.g. "0.9 1.1"; empty = off):
 # stage 2 also stores the features of speed-perturbed copies of train, and stage 6 draws per
 # utterance and epoch the original or one copy (train-asr --speed-cuts); asr/README.md.
@@ -197,12 +212,12 @@ lm_best() {  # lm_best NAME: the best.pt of every seed
 }
 pseudo_nlu=data/lm/pseudo_nlu.jsonl.gz
 pseudo_opts=${pseudo_opts:-}  # pseudo-label-nlu options (conf)
-rescore_jobs=${rescore_jobs:-1}  # stage 22: systems / seeds rescored at once (one process each)
+rescore_jobs=${rescore_jobs:-1}  # stage 24: systems / seeds rescored at once (one process each)
 # The multitask model whose NLU heads pick each utterance's biasing lists and label the LM text.
 context_lm=${context_lm:-exp/lm/pretrained_multitask_rwm/seed${lm_seeds%% *}/best.pt}
 systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 24)
 report_parallel=
-[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21 9-16"
+[ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21${fusion_done:+,23} 9-16${fusion_done:+,22}"
 
 export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
 
@@ -269,6 +284,14 @@ lm_stages() {
     "$lm_in .done/stage9 .done/stage15" "$(lm_best pretrained_multitask_rwm_pseudo)" \
     stage_lm_seeds pretrained_multitask_rwm_pseudo --mode finetune-multitask --scheduler rwm \
       --init-from exp/lm/pretrain/best.pt --nlu-extra "$pseudo_nlu"
+  if [ "$fusion" = true ]; then
+    # shellcheck disable=SC2086
+    run_stage 22 "Fusion LM: token LSTM over the ASR's BPE on the LM text" \
+      "data/lm/pretrain.txt data/lm/finetune.txt data/lang_bpe_$asr_bpe/bpe.model" "$fusion_lm_dir/best.pt" \
+      logged $fusion_lm_dir train-token-lm --text data/lm/pretrain.txt data/lm/finetune.txt \
+        --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --exp-dir $fusion_lm_dir --seed "$seed" $fusion_lm_opts
+  fi
+  touch log/.lm-stage22-passed  # stage 23 (in the RNN-T group) may use the fusion LM now
 }
 # Stages 17-21: the NLU labels in the first pass (contextual biasing with slot lexicons).
 lex_dir=data/lang/lexicons
@@ -289,27 +312,34 @@ stage_biased() {  # stage_biased OUT_DIR tune-context options...
     --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) \
     --scores $context_scores --patience "$context_patience" $decode_opts "$@"
 }
-# wait_for_lm_stage13: in the parallel layout, until the LM group has passed stage 13 (run, done or
-# out of the requested range); fails when the LM group ended without passing it.
-wait_for_lm_stage13() {
+stage_fused() {
+  # shellcheck disable=SC2086
+  logged $asr_dir/decode_fused tune-fusion --preset "$asr_preset" --checkpoint $asr_dir/avg.pt \
+    --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --out-dir $asr_dir/decode_fused --tune-set dev \
+    --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) \
+    $decode_opts --fusion-lm $fusion_lm_dir/best.pt $fusion_grid
+}
+# wait_for_lm_stage N WHO: in the parallel layout, until the LM group has passed stage N (run,
+# done or out of the requested range); fails when the LM group ended without passing it.
+wait_for_lm_stage() {
   [ -n "${lm_pid:-}" ] || return 0
   local said=
-  while [ ! -f log/.lm-stage13-passed ]; do
+  while [ ! -f "log/.lm-stage$1-passed" ]; do
     if ! kill -0 "$lm_pid" 2> /dev/null; then
-      log "ERROR: the LM stages ended before stage 13; stage 18 needs its NLU head"; return 1
+      log "ERROR: the LM stages ended before stage $1; $2 needs its output"; return 1
     fi
-    [ -n "$said" ] || { log "Stage 18 waits for the LM group to pass stage 13"; said=1; }
+    [ -n "$said" ] || { log "$2 waits for the LM group to pass stage $1"; said=1; }
     sleep 5
   done
 }
-export -f stage_context_lists stage_biased wait_for_lm_stage13
+export -f stage_context_lists stage_biased stage_fused wait_for_lm_stage
 first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting for stage 13
   run_stage 17 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
     extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
   run_stage 19 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage17" \
     "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
     stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
-  if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then wait_for_lm_stage13; fi
+  if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then wait_for_lm_stage 13 "Stage 18"; fi
   run_stage 18 "Intent of each utterance for biasing (predicted, gold)" \
     "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
     stage_context_lists
@@ -321,12 +351,17 @@ first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting 
     "$fbank_in .done/stage7 .done/stage18 .done/stage20" "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
     stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv \
       --score-from $asr_dir/decode_biased/context-tuned.json
+  if [ "$fusion" = true ]; then
+    if [ "$stage" -le 23 ] && [ "$stop_stage" -ge 23 ]; then wait_for_lm_stage 22 "Stage 23"; fi
+    run_stage 23 "Fused decoding: LM shallow fusion (LM/ILM scales, length bonus tuned on dev)" \
+      "$fbank_in .done/stage7 .done/stage22" "$asr_dir/decode_fused/nbest-test.jsonl.gz" stage_fused
+  fi
 }
 
 mkdir -p log
-rm -f log/.lm-stage13-passed
+rm -f log/.lm-stage13-passed log/.lm-stage22-passed
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
-  log "Stages 6-8 and 17-21 (RNN-T, biased decoding) run in the background next to stages 9-16 (LMs): tail -f $work_dir/log/asr-stages.log"
+  log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
   { asr_stages; first_pass_stages; } >> log/asr-stages.log 2>&1 &  # (not &&: set -e holds)
@@ -341,7 +376,7 @@ if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 
     log "ERROR: the RNN-T / biased-decoding stages failed; full log: $work_dir/log/asr-stages.log"
     exit 1
   fi
-  grep -h "Stage \(6\|7\|8\|17\|18\|19\|20\|21\):" log/asr-stages.log | tail -n 12 || true
+  grep -h "Stage \(6\|7\|8\|17\|18\|19\|20\|21\|23\):" log/asr-stages.log | tail -n 14 || true
 else
   asr_stages
   lm_stages
@@ -350,22 +385,23 @@ fi
 
 rescore_in="$gold_sets data/lang/word_counts.txt"
 # shellcheck disable=SC2086
-run_stage 22 "Tune on dev, rescore, score every system" \
-  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 16 17 19 20 21) $stage14_done" exp/rescore \
+run_stage 24 "Tune on dev, rescore, score every system" \
+  "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 16 17 19 20 21) $stage14_done $fusion_done" exp/rescore \
   rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
     --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --jobs "$rescore_jobs" \
     --sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_systems} \
     --out-dir exp/rescore \
     $tune_opts
-run_stage 23 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage22" "exp/coverage/coverage-test.md" \
+run_stage 25 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage24" "exp/coverage/coverage-test.md" \
   rare-word-coverage --gold $m/${corpus}_${gold_kind}_test.jsonl.gz --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --lexicon-dir $lex_dir --lists exp/context/predicted.tsv \
     --nbest unbiased=$decode_dir/nbest-test.jsonl.gz biased_global=$asr_dir/decode_biased_global/nbest-test.jsonl.gz \
       biased=$asr_dir/decode_biased/nbest-test.jsonl.gz biased_gold=$asr_dir/decode_biased_gold/nbest-test.jsonl.gz \
+      ${fusion_done:+fused=$asr_dir/decode_fused/nbest-test.jsonl.gz} \
     --out exp/coverage/coverage-test.md
 # shellcheck disable=SC2086
-run_stage 24 "Write RESULTS.md" ".done/stage22 .done/stage23 $systems_toml" "RESULTS.md results.json" \
+run_stage 26 "Write RESULTS.md" ".done/stage24 .done/stage25 $systems_toml" "RESULTS.md results.json" \
   make-report --systems "$systems_toml" --lm-seeds $lm_seeds --sets $eval_sets \
     ${exclude_systems:+--exclude-systems $exclude_systems} --rescore-dir exp/rescore --out RESULTS.md \
     --title "$corpus_title recipe results ($preset preset)" \

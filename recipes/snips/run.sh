@@ -10,7 +10,7 @@
 # matches; a stage done by another preset/options/inputs stops the run with the differences
 # (--on-change rerun redoes it instead), a stage whose outputs are gone runs again. The records
 # hold commands and inputs, not the Python code: --on-change always redoes every stage from
-# --stage to --stop-stage (e.g. --stage 24 --stop-stage 24 after a fix to make-report).
+# --stage to --stop-stage (e.g. --stage 26 --stop-stage 26 after a fix to make-report).
 # One run.sh at a time per work dir: a second one (or a re-run while the stages of a killed
 # run.sh are still alive) stops and names the processes that hold the work dir.
 #
@@ -49,15 +49,19 @@
 #  stage 20 tune-context        biased decoding, the predicted intent's lexicon -> .../decode_biased/
 #  stage 21 tune-context        biased decoding, the gold intent's lexicon, at stage 20's context
 #                               score (the bound of stage 20's system) -> .../decode_biased_gold/
-#  stage 22 rescore-systems     conf/systems.toml (the experiment matrix): every system (each LM
+#  stage 22 train-token-lm      (conf fusion=true) data/lm/{pretrain,finetune}.txt in the ASR's BPE ->
+#                               exp/asr/token_lm/best.pt (the LM of shallow fusion)
+#  stage 23 tune-fusion         (conf fusion=true) LM shallow fusion in the first pass, LM / internal-LM
+#                               scales and length bonus tuned on dev -> $asr_dir/decode_fused/
+#  stage 24 rescore-systems     conf/systems.toml (the experiment matrix): every system (each LM
 #                               seed) -> exp/rescore/<system>[/seed<N>]/ (λ, β tuned on dev only;
 #                               NLU of the chosen hypothesis; a complete, unchanged system is skipped)
-#  stage 23 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
-#                               (unbiased and biased first passes) -> exp/coverage/coverage-test.md
-#  stage 24 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
-#  With asr_lm_parallel=true, stages 6-8 then 17-21 run next to stages 9-16 (one core each).
+#  stage 25 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
+#                               (unbiased, biased and fused first passes) -> exp/coverage/coverage-test.md
+#  stage 26 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
+#  With asr_lm_parallel=true, stages 6-8 then 17-21 and 23 run next to stages 9-16 and 22 (one core each).
 set -euo pipefail
-# The stages 1-24 and the options are shared by every corpus: recipes/common/run.sh.
+# The stages 1-26 and the options are shared by every corpus: recipes/common/run.sh.
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 corpus=snips
 corpus_title=SNIPS

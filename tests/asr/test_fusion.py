@@ -326,3 +326,55 @@ def test_load_token_lm_checks_the_bpe_pieces(setup, asr_data):
     pieces = Tokenizer(asr_data["bpe_model"]).sp_pieces()
     with pytest.raises(CheckpointError, match="another BPE model"):
         load_token_lm(setup["lm"], pieces[:-1] + ["other"])
+
+
+# ---------------------------------------------------------------------------------------------
+# tune-fusion
+
+
+def test_tune_fusion_grid_choice_and_reuse(setup, tmp_path, capsys):
+    from asr import tune_fusion
+
+    out = tmp_path / "fused"
+    base = _args(setup, out, "--fusion-lm", str(setup["lm"]), "--nbest", "4")
+    argv = [
+        *base[: base.index("--cuts")], "--cuts", str(setup["cuts"]), "--tune-set", "cuts",
+        *base[base.index("--cuts") + 2 :], "--lm-scales", "0", "0.5", "--ilm-scales", "0",
+        "--length-bonuses", "0", "1",
+    ]  # fmt: skip
+    code, err = run_main(tune_fusion.main, argv, capsys)
+    assert code == 0, err
+    result = json.loads((out / "fusion-tuned.json").read_text())
+    assert len(result["grid"]) == 4
+    best = min(result["grid"], key=lambda g: (g["wer"], g["lm_scale"], g["length_bonus"]))
+    assert result["chosen"] == {k: best[k] for k in ("lm_scale", "ilm_scale", "length_bonus")}
+    assert result["sets"]["cuts"]["wer"] == best["wer"]
+    recs = _nbest(out)
+    assert recs and all("fusion_score" in h for r in recs for h in r["hyps"])
+    for g in result["grid"]:
+        assert (out / "tune" / tune_fusion.point_name(g["lm_scale"], 0, g["length_bonus"])).is_dir()
+    # a re-run reuses every grid point and chooses the same
+    code, err = run_main(tune_fusion.main, argv, capsys)
+    assert code == 0, err
+    log = (out / "log-tune-fusion.txt").read_text()
+    assert log.count("reusing") == 4
+    assert json.loads((out / "fusion-tuned.json").read_text())["chosen"] == result["chosen"]
+
+
+def test_tune_fusion_bad_options(setup, tmp_path, capsys):
+    from asr import tune_fusion
+
+    lm = str(setup["lm"])
+    cases = [
+        ([], "--fusion-lm"),
+        (["--fusion-lm", lm, "--lm-scale", "0.2"], "--lm-scales"),
+        (["--fusion-lm", lm, "--lm-scales", "nan"], "--lm-scales"),
+        (["--fusion-lm", lm, "--ilm-scales", "-1"], "--ilm-scales"),
+        (["--fusion-lm", lm, "--tune-set", "dev"], "--tune-set"),
+    ]
+    for extra, name in cases:
+        argv = _args(setup, tmp_path / "out", *extra)
+        if "--tune-set" not in extra:
+            argv += ["--tune-set", "cuts"]
+        code, err = run_main(tune_fusion.main, argv, capsys)
+        assert_user_error(code, err, "tune-fusion", name)

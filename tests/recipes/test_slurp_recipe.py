@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.recipes.slurp_fixture import write_slurp_fixture
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "slurp" / "run.sh"
-NUM_STAGES = 24  # stages 0-24 but 14 (conf/tiny.sh: rwm_sample=false)
+NUM_STAGES = 24  # stages 0-26 but 14, 22, 23 (conf/tiny.sh: rwm_sample=false; fusion off)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -77,4 +77,4 @@ def test_corpus_dir_is_required_and_help(tmp_path):
     r = _run("--work-dir", str(tmp_path / "w"))
     assert r.returncode != 0 and "--corpus-dir is required" in r.stdout + r.stderr
     r = subprocess.run(["bash", str(RUN_SH), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "prepare-slurp" in r.stdout and "stage 24" in r.stdout
+    assert r.returncode == 0 and "prepare-slurp" in r.stdout and "stage 26" in r.stdout

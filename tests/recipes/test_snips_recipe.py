@@ -19,7 +19,7 @@ from tests.recipes.conftest import copy_work_dir, snips_args
 from tests.recipes.procs import cmdline, group_members, threads_live
 
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
-NUM_STAGES = 25
+NUM_STAGES = 27  # stages 0-26 (conf/tiny.sh: rwm_sample and fusion on)
 
 
 def _cmd(work: Path, *args: str) -> tuple[list[str], dict]:
@@ -122,7 +122,14 @@ def test_tiny_recipe_killed_resumed_and_rerun(
     assert "Recipe wall-clock time" in md and "ran next to stages 9-16" in md  # parallel preset
     asr_log = (work / "log/asr-stages.log").read_text()
     assert "Stage 8: done" in asr_log and "Stage 21: done" in asr_log  # 17-21 next to the LMs
-    assert "## Rare words: lexicon, beam, 1-best" in md  # stage 23's diagnostics
+    # stages 22-23 (conf/tiny.sh fusion=true): the fusion LM, then the fused first pass
+    assert "Stage 23: done" in asr_log
+    fused = json.loads((work / "exp/asr/conformer_rnnt/decode_fused/fusion-tuned.json").read_text())
+    assert fused["tune_set"] == "dev" and len(fused["grid"]) == 2  # conf/tiny.sh fusion_grid
+    assert fused["chosen"]["lm_scale"] in (0.0, 0.2)
+    assert (work / "exp/asr/token_lm/best.pt").is_file()
+    assert "| fused RNN-T 1-best (LM shallow fusion) |" in md and "| fused + LM rescoring" in md
+    assert "## Rare words: lexicon, beam, 1-best" in md  # stage 25's diagnostics
     # issue 13: the held-out TTS engine (festival) beside test, and the RNN-T's curve on it
     assert "## test vs test_unseen_engine" in md and "## Per TTS engine" in md
     monitor = (work / "exp/asr/conformer_rnnt/log/monitor.csv").read_text().splitlines()
@@ -196,6 +203,6 @@ def test_tiny_recipe_killed_resumed_and_rerun(
 
 def test_help_and_bad_option():
     r = subprocess.run(["bash", str(RUN_SH), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 24" in r.stdout
+    assert r.returncode == 0 and "stage 0" in r.stdout and "stage 26" in r.stdout
     r = subprocess.run(["bash", str(RUN_SH), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option --bogus" in r.stderr

@@ -38,6 +38,8 @@ def test_snips_matrix_loads():
         "biased_pretrained_multitask_rwm",
         "nlu_features",
         "biased_nlu_features",
+        "fused_lm",
+        "fused_pretrained_multitask_rwm",
     ]
     assert e.systems["nlu_features"].kind == "loglinear"
     # issue 14: every LM system is seeded; one checkpoint labels the chosen hypotheses
@@ -47,6 +49,9 @@ def test_snips_matrix_loads():
     assert ("multitask_linear", "multitask_rwm") in [(c.a, c.b) for c in e.comparisons]
     # issue 12's systems: names fixed by results.json's contract
     biased = {n: s.nbest_dir for n, s in e.systems.items() if s.nbest_dir}
+    fused = {n for n, d in biased.items() if d.endswith("decode_fused")}
+    assert fused == {"fused_1best", "fused_oracle", "fused_lm", "fused_pretrained_multitask_rwm"}
+    biased = {n: d for n, d in biased.items() if n not in fused}
     assert set(biased) == {
         "biased_1best",
         "biased_oracle",

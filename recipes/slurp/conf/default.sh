@@ -26,7 +26,7 @@ asr_avg=3
 # is left at 0: it was chosen on synthetic speech and is a property of the model.
 decode_opts="--method modified_beam --beam 20 --nbest 16 --max-sym-per-frame 2 --score-beam 4"
 lm_preset=default
-rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
+rescore_jobs=2   # stage 24: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 lexicon_opts="--min-count 1 --max-phrases 0"
 lm_seeds="42 43 44"

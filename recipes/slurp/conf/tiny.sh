@@ -12,7 +12,7 @@ asr_avg=1
 decode_opts="--method modified_beam --beam 4 --nbest 4 --max-sym-per-frame 2"
 lm_preset=tiny
 lm_opts="--epochs 1"
-rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
+rescore_jobs=2   # stage 24: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-min 0 --word-bonus-max 1 --word-bonus-step 0.5"
 lexicon_opts="--min-count 1 --max-phrases 0"
 # One LM seed and no stage 14 (RWM sampling): the SNIPS tiny preset covers several seeds and

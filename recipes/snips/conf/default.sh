@@ -52,9 +52,20 @@ lm_opts=""
 # (which asked for 10,000 steps: the Noam schedule depends on the step only, so up to the cap it
 # is this preset's training) stopped at the 90-min cap at step 6,471 and the recipe took 103 min
 # (RESULTS.md). On the AMD host 7,000 steps take 57 min.
+# LM shallow fusion in the first pass (stages 22-23, asr/README.md "LM shallow fusion"): a token
+# LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text for 3 epochs (11 min
+# in the LM group, bf16), and the fused search with the LM scale, internal-LM scale and length
+# bonus chosen on dev from fusion_grid (12 points, ~25 s of dev decoding each). On the report
+# model (the 1ffc5e2 run) a dev grid picked LM 0.2, ILM 0.1, bonus 0.75: dev WER 34.56 -> 32.65,
+# test 40.42 -> 39.04, held-out engine 44.71 -> 42.59, rare-word WER -4.8 / -5.4 (RESULTS.md,
+# "LM shallow fusion").
+fusion=true
+fusion_lm_opts="--num-epochs 3"
+fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
 if cpu_has_bf16; then
   asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 90 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
+  fusion_lm_opts="--num-epochs 3 --cpu-bf16 true"
 fi
 # Speed perturbation (e.g. "0.9 1.1"): stage 2 stores the features of speed-perturbed copies of
 # train, stage 6 draws the original or a copy per utterance and epoch (train-asr --speed-cuts).
@@ -87,7 +98,7 @@ decode_opts="--method modified_beam --beam 20 --nbest 16 --max-sym-per-frame 2 -
 # LMs (lm/config.py presets)
 lm_preset=default  # lm_opts: above, with the RNN-T's training budget
 # Rescoring: λ/β grid searched on dev
-rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
+rescore_jobs=2   # stage 24: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1.5 --lm-scale-step 0.05 --word-bonus-min -1 --word-bonus-max 3 --word-bonus-step 0.25"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
 # Contextual biasing (stages 17-21): slot lexicons from the training NLU labels

@@ -21,10 +21,13 @@ asr_avg=1
 decode_opts="--method modified_beam --beam 4 --nbest 4 --max-sym-per-frame 2"
 lm_preset=tiny
 lm_opts="--epochs 1"
-rescore_jobs=2   # stage 22: two systems / seeds at once, one core each
+rescore_jobs=2   # stage 24: two systems / seeds at once, one core each
 tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-min 0 --word-bonus-max 1 --word-bonus-step 0.5"
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
 lexicon_opts="--min-count 1 --max-phrases 0"
 lm_seeds="42 43"
 pseudo_opts="--threshold 0 --max-sentences 200"   # the tiny model reaches no dev precision
 context_scores="0.5 1"
+fusion=true   # stages 22-23: a tiny fusion LM and a 2-point grid (exercises the code)
+fusion_lm_opts="--embed-dim 16 --hidden-dim 32 --num-epochs 1 --batch-tokens 2000"
+fusion_grid="--lm-scales 0 0.2 --ilm-scales 0 --length-bonuses 0"
