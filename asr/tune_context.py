@@ -239,16 +239,14 @@ def tune_context(cfg: TuneContextConfig) -> dict:
         )
         final = dataclasses.replace(cfg, context_score=best["score"])
         chosen = dataclasses.replace(biasing, bonus=best["score"], graphs={})
-        summaries = []
-        for n, p in zip(names, cfg.cuts, strict=True):
-            if n == cfg.tune_set:  # decoded at this score already: its grid point's files
-                folder, summary = points[best["score"]]
-                _copy_outputs(folder, out_dir)
-                summaries.append(summary)
-            else:
-                summaries.append(
-                    decode_set(model, tok, Path(p), final, out_dir, loaded[n][0], chosen)
-                )
+        summaries = final_decodes(
+            cfg,
+            names,
+            points[best["score"]],
+            out_dir,
+            lambda p, cuts: decode_set(model, tok, p, final, out_dir, cuts, chosen),
+            loaded,
+        )
         result = {
             "tune_set": cfg.tune_set,
             "objective": "wer",
@@ -259,31 +257,57 @@ def tune_context(cfg: TuneContextConfig) -> dict:
             "lexicon": str(cfg.context_lexicon),
             "utterance_lists": None if cfg.context_lists is None else str(cfg.context_lists),
             "checkpoint": str(ckpt_path),
-            "sets": {
-                s["set"]: {k: s[k] for k in ("wer", "oracle_wer", "decode_s")} for s in summaries
-            },
+            "sets": set_results(summaries),
         }
-        with atomic_write(out_dir / "context-tuned.json") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        write_tuned(out_dir / "context-tuned.json", result)
         return result
 
 
-def _print(cfg: TuneContextConfig) -> None:
-    print(json.dumps(tune_context(cfg)))
+def final_decodes(
+    cfg, names: list[str], tuned_point: tuple[Path, dict], out_dir: Path, decode, loaded
+):
+    """Every set of ``cfg.cuts`` at the chosen grid point: the tune set's files copied from its
+    grid point folder (``tuned_point`` = (folder, summary)), the others decoded with
+    ``decode(path, cuts)``; returns the summaries in ``names`` order."""
+    summaries = []
+    for n, p in zip(names, cfg.cuts, strict=True):
+        if n == cfg.tune_set:  # decoded at this point already: its grid point's files
+            folder, summary = tuned_point
+            _copy_outputs(folder, out_dir)
+            summaries.append(summary)
+        else:
+            summaries.append(decode(Path(p), loaded[n][0]))
+    return summaries
 
 
-def main(argv: list[str] | None = None) -> None:
+def set_results(summaries: list[dict]) -> dict:
+    """Per set: WER, oracle WER, decode seconds (the ``sets`` of a ``*-tuned.json``)."""
+    return {s["set"]: {k: s[k] for k in ("wer", "oracle_wer", "decode_s")} for s in summaries}
+
+
+def write_tuned(path: Path, result: dict) -> None:
+    with atomic_write(path) as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+
+def tuner_main(prog: str, cls: type, tune, doc: str, argv: list[str] | None) -> None:
+    """The ``main`` of a tuner: ``cls`` (a :class:`DecodeConfig` subclass) over decode-asr's
+    presets; prints ``tune(cfg)`` as JSON."""
     run_cli(
-        "tune-context",
-        TuneContextConfig,
-        _print,
-        __doc__,
+        prog,
+        cls,
+        lambda cfg: print(json.dumps(tune(cfg))),
+        doc,
         argv,
-        presets={k: TuneContextConfig(**dataclasses.asdict(v)) for k, v in DECODE_PRESETS.items()},
+        presets={k: cls(**dataclasses.asdict(v)) for k, v in DECODE_PRESETS.items()},
         preset_help="search sizes as decode-asr's presets (default: default)",
         group_title="decoding and tuning",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    tuner_main("tune-context", TuneContextConfig, tune_context, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.decode import (
-    DECODE_PRESETS,
     DecodeConfig,
     _load_set,
     check_set_names,
@@ -49,8 +48,15 @@ from asr.decode import (
     resolve_checkpoint,
 )
 from asr.fusion import ShallowFusion, load_token_lm
-from asr.tune_context import _copy_outputs, _grid_point, _point_record
-from common.cli import run_cli, save_config, setup_logging
+from asr.tune_context import (
+    _grid_point,
+    _point_record,
+    final_decodes,
+    set_results,
+    tuner_main,
+    write_tuned,
+)
+from common.cli import save_config, setup_logging
 from common.env import source_fingerprint
 from common.io import InputError, atomic_write, dir_lock, file_sha256
 from common.stages import fingerprint
@@ -163,16 +169,14 @@ def tune_fusion(cfg: TuneFusionConfig) -> dict:
         logging.info("chosen %s (%s WER %.2f)", point_name(*key), cfg.tune_set, best["wer"])
         final = dataclasses.replace(cfg, lm_scale=key[0], ilm_scale=key[1], length_bonus=key[2])
         fusion = ShallowFusion(lm, key[0], key[1])
-        summaries = []
-        for n, p in zip(names, cfg.cuts, strict=True):
-            if n == cfg.tune_set:  # decoded at this point already: its grid point's files
-                folder, summary = points[key]
-                _copy_outputs(folder, out_dir)
-                summaries.append(summary)
-            else:
-                summaries.append(
-                    decode_set(model, tok, Path(p), final, out_dir, loaded[n][0], biasing, fusion)
-                )
+        summaries = final_decodes(
+            cfg,
+            names,
+            points[key],
+            out_dir,
+            lambda p, cuts: decode_set(model, tok, p, final, out_dir, cuts, biasing, fusion),
+            loaded,
+        )
         result = {
             "tune_set": cfg.tune_set,
             "objective": "wer",
@@ -180,31 +184,14 @@ def tune_fusion(cfg: TuneFusionConfig) -> dict:
             "chosen": {"lm_scale": key[0], "ilm_scale": key[1], "length_bonus": key[2]},
             "fusion_lm": str(cfg.fusion_lm),
             "checkpoint": str(ckpt_path),
-            "sets": {
-                s["set"]: {k: s[k] for k in ("wer", "oracle_wer", "decode_s")} for s in summaries
-            },
+            "sets": set_results(summaries),
         }
-        with atomic_write(out_dir / "fusion-tuned.json") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        write_tuned(out_dir / "fusion-tuned.json", result)
         return result
 
 
-def _print(cfg: TuneFusionConfig) -> None:
-    print(json.dumps(tune_fusion(cfg)))
-
-
 def main(argv: list[str] | None = None) -> None:
-    run_cli(
-        "tune-fusion",
-        TuneFusionConfig,
-        _print,
-        __doc__,
-        argv,
-        presets={k: TuneFusionConfig(**dataclasses.asdict(v)) for k, v in DECODE_PRESETS.items()},
-        preset_help="search sizes as decode-asr's presets (default: default)",
-        group_title="decoding and tuning",
-    )
+    tuner_main("tune-fusion", TuneFusionConfig, tune_fusion, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,8 @@ n-best; bad input stops with one line naming the file."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ from asr.search import ModifiedBeamSearch
 from common.checkpoint import CheckpointError
 from tests.asr.conftest import SENTENCES
 from tests.asr.faults import assert_user_error, run_main, write_asr_checkpoint
-from tests.asr.test_biasing import FrameModel
+from tests.asr.test_biasing import FrameModel, _args, _nbest
 
 
 @pytest.fixture(scope="module")
@@ -265,20 +263,6 @@ def test_train_token_lm_bad_text(asr_data, tmp_path, capsys, case, text, line, m
 def setup(asr_data, token_lm):
     ckpt = write_asr_checkpoint(token_lm["root"] / "asr.pt")
     return {"ckpt": ckpt, "lm": token_lm["exp"] / "best.pt", **asr_data}
-
-
-def _args(s, out: Path, *extra: str) -> list[str]:
-    return [
-        "--preset", "tiny", "--checkpoint", str(s["ckpt"]), "--bpe-model", str(s["bpe_model"]),
-        "--cuts", str(s["cuts"]), "--max-utts", "4", "--lattices", "false",
-        "--out-dir", str(out), *extra,
-    ]  # fmt: skip
-
-
-def _nbest(out: Path) -> list[dict]:
-    (path,) = out.glob("nbest-*.jsonl.gz")
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f]
 
 
 def test_decode_asr_fusion_outputs_and_zero_scales(setup, tmp_path, capsys):
