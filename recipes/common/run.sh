@@ -406,7 +406,9 @@ run_stage 26 "Write RESULTS.md" ".done/stage24 .done/stage25 $systems_toml" "RES
     ${exclude_systems:+--exclude-systems $exclude_systems} --rescore-dir exp/rescore --out RESULTS.md \
     --title "$corpus_title recipe results ($preset preset)" \
     --config-files "$asr_dir/config.json" 'exp/lm/*/config.json' 'exp/lm/*/seed*/config.json' \
-    --cmd-files "$asr_dir/cmd.sh" 'exp/lm/*/cmd.sh' 'exp/lm/*/seed*/cmd.sh' \
+      ${fusion_done:+"$fusion_lm_dir/config.json"} \
+    --cmd-files "$asr_dir/cmd.sh" "$asr_dir/decode_biased*/cmd.sh" 'exp/lm/*/cmd.sh' 'exp/lm/*/seed*/cmd.sh' \
+      ${fusion_done:+"$fusion_lm_dir/cmd.sh" "$asr_dir/decode_fused/cmd.sh"} \
     --done-dir .done $report_parallel --decode-dir $decode_dir --asr-log-dir "$asr_dir/log" \
     --extra-md exp/coverage/coverage-test.md
 
