@@ -56,9 +56,10 @@ lm_opts=""
 # LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text for 3 epochs (11 min
 # in the LM group, bf16), and the fused search with the LM scale, internal-LM scale and length
 # bonus chosen on dev from fusion_grid (12 points, ~25 s of dev decoding each). On the report
-# model (the 1ffc5e2 run) a dev grid picked LM 0.2, ILM 0.1, bonus 0.75: dev WER 34.56 -> 32.65,
-# test 40.42 -> 39.04, held-out engine 44.71 -> 42.59, rare-word WER -4.8 / -5.4 (RESULTS.md,
-# "LM shallow fusion").
+# model (the 1ffc5e2 run's avg.pt; stages 22-23 run in its work dir) the grid picked LM 0.2, ILM
+# 0.1, bonus 0.5: 1-best dev 34.56 -> 32.79, test 40.42 -> 37.90, held-out engine 44.71 -> 41.91,
+# test rare-word WER 104.86 -> 98.41; + LM rescoring test 37.04, the best system (RESULTS.md,
+# "LM shallow fusion in the first pass").
 fusion=true
 fusion_lm_opts="--num-epochs 3"
 fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
