@@ -5,7 +5,6 @@ n-best; bad input stops with one line naming the file."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -13,26 +12,20 @@ import pytest
 import torch
 
 from asr import decode, train_token_lm
-from asr.config import get_model_preset
 from asr.context_graph import ContextGraph
 from asr.fusion import SOS_ID, ShallowFusion, TokenLM, TokenLMConfig, load_token_lm
-from asr.model import build_model
 from asr.search import ModifiedBeamSearch
 from common.checkpoint import CheckpointError
 from tests.asr.conftest import SENTENCES
 from tests.asr.faults import assert_user_error, run_main, write_asr_checkpoint
-from tests.asr.test_biasing import FrameModel, _args, _nbest
+from tests.asr.test_biasing import FrameModel, _args, _nbest, random_model  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def random_model():
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(get_model_preset("tiny"), vocab_size=40)
-    model = build_model(cfg).eval()
-    feats = torch.randn(3, 80, 80)  # (N, T, C)
-    lens = torch.tensor([80, 64, 48])
-    lm = TokenLM(TokenLMConfig(embed_dim=16, hidden_dim=24), 40).eval()
-    return model, feats, lens, lm
+def fused_setup(random_model):  # noqa: F811 (the fixture imported from test_biasing)
+    """test_biasing's random tiny RNN-T and inputs, and a random tiny token LM."""
+    torch.manual_seed(1)
+    return (*random_model, TokenLM(TokenLMConfig(embed_dim=16, hidden_dim=24), 40).eval())
 
 
 def _rows(nbests, fusion=False):
@@ -55,16 +48,16 @@ SEARCHES = [
 
 
 @pytest.mark.parametrize("opts", SEARCHES)
-def test_zero_scales_are_the_unfused_search_bit_for_bit(random_model, opts):
-    model, feats, lens, lm = random_model
+def test_zero_scales_are_the_unfused_search_bit_for_bit(fused_setup, opts):
+    model, feats, lens, lm = fused_setup
     plain = ModifiedBeamSearch(**opts)(model, feats, lens)
     fused = ModifiedBeamSearch(**opts, fusion=ShallowFusion(lm, 0.0, 0.0))(model, feats, lens)
     assert _rows(fused) == _rows(plain)
     assert all(h.fusion_score == 0.0 for nb in fused for h in nb)
 
 
-def test_zero_scales_with_biasing(random_model):
-    model, feats, lens, lm = random_model
+def test_zero_scales_with_biasing(fused_setup):
+    model, feats, lens, lm = fused_setup
     plain = ModifiedBeamSearch(4)(model, feats, lens)
     phrases = [list(h.tokens[:3]) for nb in plain for h in nb if h.tokens]
     graph = ContextGraph(1.0).build(phrases)
@@ -105,8 +98,8 @@ def _ilm_logprob(model, tokens) -> float:
 
 
 @pytest.mark.parametrize("lm_scale, ilm_scale", [(0.5, 0.0), (0.0, 0.3), (0.4, 0.2)])
-def test_fusion_score_is_the_scaled_lm_and_ilm_logprob(random_model, lm_scale, ilm_scale):
-    model, feats, lens, lm = random_model
+def test_fusion_score_is_the_scaled_lm_and_ilm_logprob(fused_setup, lm_scale, ilm_scale):
+    model, feats, lens, lm = fused_setup
     search = ModifiedBeamSearch(
         4, max_sym_per_frame=2, fusion=ShallowFusion(lm, lm_scale, ilm_scale)
     )
@@ -121,8 +114,8 @@ def test_fusion_score_is_the_scaled_lm_and_ilm_logprob(random_model, lm_scale, i
     assert checked
 
 
-def test_batched_fused_search_equals_one_at_a_time(random_model):
-    model, feats, lens, lm = random_model
+def test_batched_fused_search_equals_one_at_a_time(fused_setup):
+    model, feats, lens, lm = fused_setup
     search = ModifiedBeamSearch(4, max_sym_per_frame=2, fusion=ShallowFusion(lm, 0.5, 0.1))
     batched = search(model, feats, lens)
     single = [search(model, feats[i : i + 1, : int(lens[i])], lens[i : i + 1])[0] for i in range(3)]
@@ -192,8 +185,8 @@ def test_fusion_provably_changes_the_nbest():
     assert fused[1].fusion_score == pytest.approx(math.log(0.97), abs=1e-5)
 
 
-def test_shallow_fusion_rejects_non_finite_scales(random_model):
-    lm = random_model[3]
+def test_shallow_fusion_rejects_non_finite_scales(fused_setup):
+    lm = fused_setup[3]
     for bad in (math.nan, math.inf):
         with pytest.raises(ValueError, match="finite"):
             ShallowFusion(lm, bad)
