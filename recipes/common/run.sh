@@ -370,7 +370,7 @@ if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 
     log "ERROR: the LM stages failed (see above)"
     exit 1
   fi
-  log "Stages 9-16 done; waiting for stages 6-8 and 17-21 (RNN-T, biased decoding)"
+  log "Stages 9-16${fusion_done:+, 22} done; waiting for stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding)"
   if ! wait $asr_pid; then
     tail -n 30 log/asr-stages.log >&2
     log "ERROR: the RNN-T / biased-decoding stages failed; full log: $work_dir/log/asr-stages.log"
