@@ -50,6 +50,7 @@ from asr.decode import (
 from asr.fusion import ShallowFusion, load_token_lm
 from asr.tune_context import (
     _grid_point,
+    _inputs_record,
     _point_record,
     final_decodes,
     set_results,
@@ -59,7 +60,6 @@ from asr.tune_context import (
 from common.cli import save_config, setup_logging
 from common.env import source_fingerprint
 from common.io import InputError, atomic_write, dir_lock, file_sha256
-from common.stages import fingerprint
 
 
 @dataclass
@@ -112,12 +112,9 @@ def tune_fusion(cfg: TuneFusionConfig) -> dict:
         setup_logging(out_dir / "log-tune-fusion.txt")
         model, tok = load_model_and_tokenizer(cfg, ckpt_path)
         lm = load_token_lm(cfg.fusion_lm, tok.sp_pieces()).to(cfg.device)
-        inputs = {
-            "ckpt_sha256": file_sha256(ckpt_path),
+        inputs = {  # tune-context's record (checkpoint, lexicon, lists, cuts) + the fusion LM
+            **_inputs_record(cfg, ckpt_path, tune_path),
             "fusion_lm_sha256": file_sha256(cfg.fusion_lm),
-            "tune_cuts": fingerprint(tune_path),
-            "lexicon": None if cfg.context_lexicon is None else fingerprint(cfg.context_lexicon),
-            "lists": None if cfg.context_lists is None else fingerprint(cfg.context_lists),
         }
         loaded = {
             n: _load_set(Path(p), cfg, model.cfg) for n, p in zip(names, cfg.cuts, strict=True)
