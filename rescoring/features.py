@@ -17,6 +17,9 @@ Features (``x`` of one hypothesis; the log-linear total is ``sum_f w_f x_f``, ``
 ``context``          the biasing bonus ``context_score`` of a biased first pass (0 when absent).
                      It is already inside ``am``: its weight moves the biasing weight to
                      ``1 + w_context``
+``fusion``           the LM shallow-fusion score ``fusion_score`` of a fused first pass (0 when
+                     absent). Also inside ``am``: its weight moves the fusion LM's weight to
+                     ``1 + w_fusion`` times the scales the first pass was tuned with
 ``intent_conf``      posterior of the intent the multitask LM predicts (its max), in (0, 1]
 ``slot_logp``        log-probability of the slot tagger's best valid BIO path, **summed over
                      the words** (``<= 0``; 0 for an empty hypothesis; ``rescoring.nlu_scores``)
@@ -205,6 +208,16 @@ class ContextBonus(Feature):
 
     def value(self, hyp: Hyp, ctx: Context) -> float:
         return hyp.context_score or 0.0
+
+
+@register
+class FusionScore(Feature):
+    name = "fusion"
+    grid = (-1.0, 1.0, 0.1)
+    help = "LM shallow-fusion score of the first pass (0 when absent; already inside am)"
+
+    def value(self, hyp: Hyp, ctx: Context) -> float:
+        return hyp.fusion_score or 0.0
 
 
 @register

@@ -40,6 +40,7 @@ def test_snips_matrix_loads():
         "biased_nlu_features",
         "fused_lm",
         "fused_pretrained_multitask_rwm",
+        "fused_nlu_features",
     ]
     assert e.systems["nlu_features"].kind == "loglinear"
     # issue 14: every LM system is seeded; one checkpoint labels the chosen hypotheses
@@ -50,7 +51,13 @@ def test_snips_matrix_loads():
     # issue 12's systems: names fixed by results.json's contract
     biased = {n: s.nbest_dir for n, s in e.systems.items() if s.nbest_dir}
     fused = {n for n, d in biased.items() if d.endswith("decode_fused")}
-    assert fused == {"fused_1best", "fused_oracle", "fused_lm", "fused_pretrained_multitask_rwm"}
+    assert fused == {
+        "fused_1best",
+        "fused_oracle",
+        "fused_lm",
+        "fused_pretrained_multitask_rwm",
+        "fused_nlu_features",
+    }
     biased = {n: d for n, d in biased.items() if n not in fused}
     assert set(biased) == {
         "biased_1best",

@@ -82,6 +82,7 @@ def _lexicons(d: Path) -> Path:
 def _records(recipe: Path) -> list[NbestRecord]:
     records = load_nbest(recipe / "nbest-dev.jsonl") + load_nbest(recipe / "nbest-test.jsonl")
     records[0].hyps[1].context_score = 1.5  # a biased first pass on one hypothesis
+    records[1].hyps[0].fusion_score = -0.75  # a fused first pass on another
     records.append(NbestRecord("e1", "", [Hyp("", -0.1), Hyp("play", -0.3)]))  # an empty hyp
     return records
 
@@ -102,6 +103,7 @@ def test_batched_extraction_equals_one_at_a_time(recipe, standin):
         "lm:mt",
         "num_words",
         "context",
+        "fusion",
         *NLU_FEATURES,
         "slot_in_lexicon",
     ]
@@ -116,6 +118,9 @@ def test_batched_extraction_equals_one_at_a_time(recipe, standin):
     d1 = batched[0].hyps
     assert d1[1].features["am"] == -1.4 + 1.5 and d1[1].features["context"] == 1.5
     assert d1[0].features["context"] == 0.0
+    d2 = batched[1].hyps[0].features
+    assert d2["fusion"] == -0.75 and d2["context"] == 0.0 and d1[1].features["fusion"] == 0.0
+    assert d2["am"] == pytest.approx(records[1].hyps[0].am_score - 0.75)
     assert d1[0].features["lm:bi"] == BigramLM(recipe / "lm.txt").score(["play hey dude"])[0]
     assert by_words["play hey jude"].features["num_words"] == 3.0
     # "hey jude" is a track of the lexicon; the stand-in tags "play hey dude" as O B-track O:
@@ -139,7 +144,7 @@ def test_extract_features_cli_writes_a_checked_file_with_metadata(recipe, standi
     args += ["--nlu-checkpoint", str(recipe / "mt.jsonl"), "--out", str(out)]
     feats_mod.main(args)
     fs = read_features(out)
-    assert fs.names == ["am", "lm:mt", "num_words", "context", *NLU_FEATURES]
+    assert fs.names == ["am", "lm:mt", "num_words", "context", "fusion", *NLU_FEATURES]
     assert [r.id for r in fs.records] == ["d1", "d2", "d3"]
     assert fs.meta["extraction"]["lm"]["mt"]["scorer"] == "nlm"
     assert fs.meta["nbest"] == str((recipe / "nbest-dev.jsonl").resolve())
