@@ -213,6 +213,9 @@ class TokenLMTrainer(Trainer):
         for b in order[skip:]:
             yield collate([self.train_seqs[i] for i in b])
 
+    def batches_per_epoch(self, epoch: int) -> int:
+        return len(self.batches)
+
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.cpu_bf16):
             loss = token_loss(self.model, *batch)

@@ -353,6 +353,10 @@ class Trainer(abc.ABC):
     def train_batches(self, epoch: int, skip: int) -> Iterable[Any]:
         """The batches of ``epoch`` (same order on every call), without the first ``skip``."""
 
+    def batches_per_epoch(self, epoch: int) -> int | None:
+        """Number of batches of ``epoch`` when known in advance (the progress bar's total)."""
+        return None
+
     @abc.abstractmethod
     def train_step(self, batch: Any) -> StepOutput:
         """Forward one batch and return its loss (the skeleton does backward and the update)."""
@@ -516,7 +520,7 @@ class Trainer(abc.ABC):
         sums: dict[str, list[float]] = {}
         bar = tqdm(
             batches, desc=f"epoch {st.epoch}", initial=st.batch, disable=not self.is_main,
-            mininterval=5, unit="batch",
+            mininterval=5, unit="batch", total=self.batches_per_epoch(st.epoch),
         )  # fmt: skip
         for batch in bar:
             out = self.train_step(batch)

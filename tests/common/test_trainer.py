@@ -278,3 +278,18 @@ def test_train_cli_presets_and_errors(tmp_path, capsys):
         cli.parser().parse_args(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "step budget (0 = off) (default: 0)" in out and "model:" in out
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_progress_bar_total_is_the_epoch_batch_count_when_known(tmp_path, monkeypatch, known):
+    bars, tqdm = [], common.trainer.tqdm
+
+    def spy(*args, **kwargs):
+        bars.append((kwargs.get("total"), kwargs.get("initial")))
+        return tqdm(*args, **kwargs)
+
+    monkeypatch.setattr(common.trainer, "tqdm", spy)
+    if known:
+        monkeypatch.setattr(ToyTrainer, "batches_per_epoch", lambda self, epoch: N // BATCH)
+    train(tmp_path / "exp")
+    assert bars == [(N // BATCH if known else None, 0)] * 2
