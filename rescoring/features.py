@@ -200,24 +200,27 @@ class NumWords(Feature):
         return float(len(hyp.words.split()))
 
 
-@register
-class ContextBonus(Feature):
-    name = "context"
+class FirstPassTerm(Feature):
+    """A term the first pass already added to ``am`` (read from the n-best record; 0 when the
+    first pass had none): its weight moves that term's weight to ``1 + w``."""
+
+    attr: ClassVar[str] = ""
     grid = (-1.0, 1.0, 0.1)
+
+    def value(self, hyp: Hyp, ctx: Context) -> float:
+        return getattr(hyp, self.attr) or 0.0
+
+
+@register
+class ContextBonus(FirstPassTerm):
+    name, attr = "context", "context_score"
     help = "biasing bonus of the first pass (0 when absent; already inside am)"
 
-    def value(self, hyp: Hyp, ctx: Context) -> float:
-        return hyp.context_score or 0.0
-
 
 @register
-class FusionScore(Feature):
-    name = "fusion"
-    grid = (-1.0, 1.0, 0.1)
+class FusionScore(FirstPassTerm):
+    name, attr = "fusion", "fusion_score"
     help = "LM shallow-fusion score of the first pass (0 when absent; already inside am)"
-
-    def value(self, hyp: Hyp, ctx: Context) -> float:
-        return hyp.fusion_score or 0.0
 
 
 @register
