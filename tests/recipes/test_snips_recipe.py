@@ -6,6 +6,7 @@ test starts from a copy of that work dir."""
 
 import contextlib
 import fcntl
+import gzip
 import json
 import os
 import re
@@ -193,6 +194,23 @@ def test_tiny_recipe_killed_resumed_and_rerun(
             res["systems"][system]["test"]["wer"]["value"]
             >= res["systems"]["oracle"]["test"]["wer"]["value"]
         )
+
+    # the fused first pass (stages 22-23) and its rescorings, each no better than its own oracle
+    for system in (
+        "fused_1best",
+        "fused_lm",
+        "fused_pretrained_multitask_rwm",
+        "fused_nlu_features",
+    ):
+        for s in ("dev", "test", "test_unseen_engine"):
+            cell = res["systems"][system][s]
+            assert cell["wer"]["value"] is not None and cell["intent_acc"]["value"] is not None
+            oracle = res["systems"]["fused_oracle"][s]["wer"]["value"]
+            assert cell["wer"]["value"] >= oracle
+    # the log-linear decoder on the fused lists reads their fusion scores (0 at LM scale 0)
+    with gzip.open(work / "exp/rescore/fused_nlu_features/seed42/features-dev.jsonl.gz", "rt") as f:
+        fusion = [h["features"]["fusion"] for line in f for h in json.loads(line)["hyps"]]
+    assert fusion and any(fusion) == (fused["chosen"]["lm_scale"] > 0)
 
     before = (work / "RESULTS.md").stat().st_mtime_ns
     r = _run(work, *args)
