@@ -129,7 +129,8 @@ class LmTrainer(Trainer):
         self.dev = _encode(dev_utts, self.tok, self.model_cfg.max_len, f"Dev data {cfg.nlu_dev}")
         self.dev_words = sum(len(u.words) for u in dev_utts)
         self.rwm_dev = self.dev[: cfg.rwm_dev_sentences]
-        self._num_batches: int | None = None
+        # the progress bar's total: the count does not depend on the epoch's shuffle
+        self._num_batches = num_batches(self.train, cfg.batch_tokens, cfg.max_batch_sentences)
         self.lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=cfg.lr_decay, patience=0
         )
@@ -158,9 +159,6 @@ class LmTrainer(Trainer):
         )
 
     def batches_per_epoch(self, epoch: int) -> int:
-        if self._num_batches is None:  # the count does not depend on the epoch's shuffle
-            c = self.cfg
-            self._num_batches = num_batches(self.train, c.batch_tokens, c.max_batch_sentences)
         return self._num_batches
 
     def train_step(self, batch: Batch) -> StepOutput:

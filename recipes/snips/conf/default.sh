@@ -53,13 +53,14 @@ lm_opts=""
 # is this preset's training) stopped at the 90-min cap at step 6,471 and the recipe took 103 min
 # (RESULTS.md). On the AMD host 7,000 steps take 57 min.
 # LM shallow fusion in the first pass (stages 22-23, asr/README.md "LM shallow fusion"): a token
-# LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 6 epochs,
-# ~22 min in the LM group, which still ends before the RNN-T; elsewhere 3 epochs), and the fused search with the LM scale, internal-LM scale and length
-# bonus chosen on dev from fusion_grid (12 points, ~25 s of dev decoding each). On the report
-# model (the 1ffc5e2 run's avg.pt; stages 22-23 run in its work dir) the grid picked LM 0.2, ILM
-# 0.1, bonus 0.5: 1-best dev 34.56 -> 32.79, test 40.42 -> 37.90, held-out engine 44.71 -> 41.91,
-# test rare-word WER 104.86 -> 98.41; + LM rescoring test 37.04, the best system (RESULTS.md,
-# "LM shallow fusion in the first pass"). 6 epochs instead of 3 (session 27, on the 1f01e5b fresh
+# LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 6
+# epochs, ~22 min in the LM group, which still ends before the RNN-T; elsewhere 3 epochs), and the
+# fused search with the LM scale, internal-LM scale and length bonus chosen on dev from fusion_grid
+# (12 points, ~25 s of dev decoding each). On the report model (the 1ffc5e2 run's avg.pt; stages
+# 22-23 run in its work dir) the grid picked LM 0.2, ILM 0.1, bonus 0.5: 1-best dev 34.56 ->
+# 32.79, test 40.42 -> 37.90, held-out engine 44.71 -> 41.91, test rare-word WER 104.86 -> 98.41;
+# + LM rescoring test 37.04, the best system (RESULTS.md, "LM shallow fusion in the first
+# pass"). 6 epochs instead of 3 (session 27, on the 1f01e5b fresh
 # run's RNN-T, at its chosen point LM 0.2 / ILM 0.1 / bonus 0.75): validation perplexity 4.32 ->
 # 3.96, dev 32.94 -> 32.62 (epoch 5: 32.27); the LM group had 24 min of slack in that run. On the
 # 8c5d83c fresh run's RNN-T, each LM with its own dev-tuned point: dev 33.80 -> 33.20, held-out
