@@ -35,6 +35,7 @@ and file names, so letters, digits and ``._+-`` only)::
     feature_lms = { mt = "exp/lm/mt/best.pt" }   # lm:<name> features; NLU features from
     lexicon_dir = "data/lang/lexicons"       # nlu_checkpoint; slot_in_lexicon from these lists
     folds = 5                                # cross-validation folds on tune_set
+    objective = "mwer"                       # tune-loglinear --objective (default "wer")
     nlu_features_from = "exp/lm/mt/best.pt"  # optional: NLU features of this model instead
 
     [systems.biased_mt]
@@ -87,6 +88,7 @@ from typing import Any
 
 from common.io import InputError
 from rescoring.outputs import NAME_RE
+from rescoring.params import OBJECTIVES
 
 SELECT_CHOICES = ("total", "oracle")
 #: The placeholder of an LM path that makes a system seeded.
@@ -121,6 +123,9 @@ class System:
     lexicon_dir: str | None = None
     #: loglinear: cross-validation folds on the tune set (0: none)
     folds: int = 5
+    #: loglinear: ``tune-loglinear --objective`` (``wer`` coordinate ascent, ``mwer``
+    #: regularised minimum expected WER)
+    objective: str = "wer"
     #: loglinear: the multitask model of its NLU features (may name ``{seed}``); default: the
     #: matrix's ``nlu_checkpoint``
     nlu_features_from: str | None = None
@@ -281,6 +286,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             "kind",
             "lexicon_dir",
             "nlu_features_from",
+            "objective",
         ):
             if k in s:
                 _typed(s[k], str, f"{where} {k}")
@@ -299,8 +305,10 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             f = _typed(s.get("folds", 5), int, f"{where} folds")
             if f < 0 or f == 1:
                 raise InputError(f"{where} folds: 0 (none) or >= 2")
+            if s.get("objective", "wer") not in OBJECTIVES:
+                raise InputError(f"{where} objective: one of {', '.join(OBJECTIVES)}")
         else:
-            for k in ("feature_lms", "lexicon_dir", "folds", "nlu_features_from"):
+            for k in ("feature_lms", "lexicon_dir", "folds", "nlu_features_from", "objective"):
                 if k in s:
                     raise InputError(f'{where}: {k} needs kind = "loglinear"')
         if s.get("select", "total") not in SELECT_CHOICES:

@@ -7,7 +7,8 @@
   summing in the canonical feature order ``am``, ``lm:*``, ``num_words``, ... With only
   ``am``, one ``lm:<x>`` and ``num_words`` weighted it is what ``rescore-nbest`` computes with
   the same λ, β, so it chooses exactly the same hypotheses (tested).
-* **Tuner** (``tune-loglinear``, **dev only**): coordinate ascent on corpus WER.
+* **Tuner** (``tune-loglinear``, **dev only**): ``--objective wer`` (default), coordinate
+  ascent on corpus WER, or ``--objective mwer``, regularised minimum expected WER.
 
   1. Start (``--init grid``) from the (λ, β) of ``tune-rescoring``'s grid search on the first
      ``lm:*`` feature x ``num_words`` (same grids, same tie rule: :func:`rescoring.tune.sweep`,
@@ -22,6 +23,17 @@
      plateau rather than on its edge.
   3. Passes repeat until one changes nothing or ``--passes`` were run. Deterministic (no
      randomness; the dev WER never rises from the start point).
+
+  ``mwer`` starts from the same point ``w0`` (``--init``) and minimises, with L-BFGS, the
+  expected word errors of the n-best under ``p_n ∝ exp(s · total_n)`` (``--mwer-scale`` s,
+  default 1: the totals are log-probabilities) divided by the reference words, plus
+  ``l2/2 · Σ_f (σ_f (w_f − w0_f))²``, σ_f the feature's standard deviation over the
+  hypotheses: smooth, so every feature moves a little instead of one jumping to a grid edge,
+  and pulled toward ``w0``, so weights that only fit dev noise stay small. ``--l2`` with several
+  values picks the one with the fewest pooled held-out errors in ``--folds`` CV on the tuning
+  set (ties: the stronger; ``inf`` = keep ``w0``). Measured on the SNIPS recipe's dev
+  (rescoring/README.md): coordinate ascent overfits (its CV held-out WER no better than the
+  start point's), ``mwer`` with ``l2 = 0.001`` does not.
 
   ``--folds K`` (default 5) cross-validates the whole procedure on dev: utterances are dealt
   into K folds (sorted ids, shuffled with ``--cv-seed``), the tuner runs on K-1 folds and is
@@ -51,7 +63,9 @@ Usage:
 OUTPUTS:
     tune-loglinear     --out (JSON, atomic): ``weights`` {feature: w}, ``features``,
                        ``features_file`` (relative to --out's folder), ``set``, ``extraction``
-                       (checkpoints of the features), ``init``, ``passes``, ``passes_run``,
+                       (checkpoints of the features), ``init``, ``objective``, ``mwer`` (null
+                       for wer; else ``scale``, ``l2_candidates``, ``l2`` (chosen), ``l2_cv``
+                       {l2: CV WER} or null, ``iterations``), ``passes``, ``passes_run``,
                        ``grid`` {feature: {min, max, step, points}}, ``folds``, ``cv_seed``,
                        ``wer``, ``wer_first_pass``, ``wer_init``, ``trace`` (dev WER after
                        each pass), ``cv`` (per fold and pooled; null with --folds 0)
@@ -89,7 +103,7 @@ from rescoring.features import (
 )
 from rescoring.fields import at, check_number, get_str, shown
 from rescoring.outputs import OutputSet, check_name_part, output_folder, verify_output
-from rescoring.params import NUM_WORDS, FeatureArrays, Weights, total_score
+from rescoring.params import NUM_WORDS, OBJECTIVES, FeatureArrays, Weights, total_score
 from rescoring.rescore import load_nlu
 from rescoring.scorers import build_scorer
 from rescoring.tune import MIN_GRID_STEP, best_point, sweep
@@ -214,6 +228,9 @@ class TuneResult:
     first_pass_errors: int
     trace: list[int]  # errors at the start and after each pass
     passes_run: int
+    #: ``mwer``: the chosen ``l2`` (as text, ``inf`` = the start point), the cross-validated
+    #: held-out WER of every candidate (None for one candidate) and the L-BFGS iterations
+    mwer: dict | None = None
 
 
 def initial_weights(
@@ -277,6 +294,127 @@ def coordinate_ascent(
     )
 
 
+class MwerObjective:
+    """The ``mwer`` objective of :func:`mwer_fit` and its gradient, in the standardised
+    coordinates ``v_f = σ_f (w_f - w0_f)`` (so ``v = 0`` is ``w0``)."""
+
+    def __init__(
+        self, arrays: FeatureArrays, names: Sequence[str], w0: Weights, l2: float, scale: float
+    ) -> None:
+        self.free = [n for n in canonical_order(list(names)) if n != AM]
+        self.w0, self.l2, self.scale = w0, l2, scale
+        valid = arrays.valid
+        sd = np.array([float(arrays.x[n][valid].std()) for n in self.free])
+        sd[~(sd > 1e-12)] = 1.0  # a constant feature: unscaled
+        self.sd = sd
+        self.xs = np.stack(
+            [np.where(valid, arrays.x[n], 0.0) / s for n, s in zip(self.free, sd, strict=True)]
+        ).reshape(len(self.free), *valid.shape)
+        self.base = np.where(valid, total_score(arrays.x, w0), -np.inf)
+        self.err = arrays.errors.astype(np.float64)
+        self.words = float(max(1, int(arrays.ref_words.sum())))
+
+    def __call__(self, v: np.ndarray) -> tuple[float, np.ndarray]:
+        """(expected errors / reference words + penalty, gradient) at ``v``."""
+        z = self.scale * (self.base + np.tensordot(v, self.xs, axes=1))
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        expected = (p * self.err).sum(axis=1, keepdims=True)
+        loss = float(expected.sum()) / self.words + 0.5 * self.l2 * float(v @ v)
+        cov = np.tensordot(self.xs, p * (self.err - expected), axes=([1, 2], [0, 1]))
+        return loss, self.scale * cov / self.words + self.l2 * v
+
+    def weights(self, v: np.ndarray) -> Weights:
+        """``w0 + v / σ``, rounded to 6 decimals (as the grids)."""
+        w = self.w0
+        for n, vi, s in zip(self.free, v, self.sd, strict=True):
+            w = w.replace(n, round(self.w0.get(n) + float(vi) / s, 6) + 0.0)
+        return w
+
+
+def mwer_fit(
+    arrays: FeatureArrays,
+    names: Sequence[str],
+    w0: Weights,
+    l2: float,
+    scale: float = 1.0,
+    max_iter: int = 500,
+) -> tuple[Weights, int]:
+    """Minimum expected WER from ``w0`` (module docstring): ``(weights, L-BFGS iterations)``.
+
+    Minimises ``sum_u sum_n p_un e_un / R + l2/2 * sum_f (s_f (w_f - w0_f))^2`` with
+    ``p_u = softmax(scale * total_u)`` over the valid hypotheses of utterance ``u``, ``e`` the
+    word errors, ``R`` the reference words and ``s_f`` the standard deviation of feature ``f``
+    over the hypotheses (1 for a constant feature): the penalty is in units of each feature's
+    spread, so one ``l2`` fits features of any scale. ``l2 = inf`` returns ``w0``.
+    Deterministic (L-BFGS from ``v = 0``, no randomness).
+    """
+    from scipy.optimize import minimize
+
+    if math.isinf(l2) or all(n == AM for n in names):
+        return w0, 0
+    f = MwerObjective(arrays, names, w0, l2, scale)
+    res = minimize(
+        f, np.zeros(len(f.free)), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+    )
+    return f.weights(res.x), int(res.nit)
+
+
+@dataclass(frozen=True)
+class TunerSpec:
+    """How ``tune-loglinear`` tunes (its options): one procedure, run on all of the tuning set
+    and, for the cross-validation report, on each fold's training part."""
+
+    names: tuple[str, ...]
+    grids: Mapping[str, GridSpec]
+    passes: int = 5
+    init: str = "grid"
+    objective: str = "wer"
+    l2: tuple[float, ...] = (0.001,)
+    scale: float = 1.0
+    folds: int = 5  # of the l2 choice (more than one candidate)
+    cv_seed: int = 0
+
+    def tune(self, arrays: FeatureArrays) -> TuneResult:
+        if self.objective == "wer":
+            return coordinate_ascent(arrays, self.names, self.grids, self.passes, self.init)
+        return self._mwer(arrays)
+
+    def _mwer(self, arrays: FeatureArrays) -> TuneResult:
+        """Minimum expected WER from the start point; with several ``l2``, the one with the
+        fewest pooled held-out errors in K-fold CV on ``arrays`` (ties: the stronger)."""
+        names = canonical_order(list(self.names))
+        l2_cv = None
+        l2 = self.l2[0]
+        if len(self.l2) > 1:
+            assign = fold_of(arrays.ids, min(self.folds, len(arrays.ids)), self.cv_seed)
+            errs: dict[float, int] = {}
+            for cand in sorted(self.l2, reverse=True):
+                e = 0
+                for k in np.unique(assign):
+                    train = arrays.subset(np.flatnonzero(assign != k))
+                    w0 = initial_weights(train, names, self.grids, self.init)
+                    w, _ = mwer_fit(train, names, w0, cand, self.scale)
+                    e += arrays.subset(np.flatnonzero(assign == k)).num_errors(w)
+                errs[cand] = e
+            l2 = min(errs, key=lambda c: (errs[c], -c))  # ties: the stronger penalty
+            l2_cv = {f"{c:g}": arrays.wer_of(e) for c, e in errs.items()}
+        w0 = initial_weights(arrays, names, self.grids, self.init)
+        w, iters = mwer_fit(arrays, names, w0, l2, self.scale)
+        e0, e = arrays.num_errors(w0), arrays.num_errors(w)
+        return TuneResult(
+            weights=w,
+            errors=e,
+            init=w0,
+            init_errors=e0,
+            first_pass_errors=arrays.num_errors(Weights.zeros(names)),
+            trace=[e0, e],
+            passes_run=1,
+            mwer={"l2": f"{l2:g}", "l2_cv": l2_cv, "iterations": iters},
+        )
+
+
 def fold_of(ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
     """Fold index of every utterance: sorted ids, shuffled with ``seed``, dealt round-robin."""
     order = sorted(range(len(ids)), key=lambda i: ids[i])
@@ -287,16 +425,9 @@ def fold_of(ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def cross_validate(
-    arrays: FeatureArrays,
-    names: Sequence[str],
-    grids: Mapping[str, GridSpec],
-    passes: int,
-    init: str,
-    folds: int,
-    seed: int,
-) -> dict:
-    """K-fold cross-validation of :func:`coordinate_ascent` on one set (module docstring)."""
+def cross_validate(arrays: FeatureArrays, tuner: TunerSpec, folds: int, seed: int) -> dict:
+    """K-fold cross-validation of the whole tuning procedure ``tuner`` on one set (module
+    docstring; with several ``l2`` the choice among them is redone inside every fold)."""
     if folds < 2 or folds > len(arrays.ids):
         raise InputError(
             f"--folds must be 0 (no cross-validation) or between 2 and the number of "
@@ -308,9 +439,9 @@ def cross_validate(
     for k in range(folds):
         train = arrays.subset(np.flatnonzero(assign != k))
         held = arrays.subset(np.flatnonzero(assign == k))
-        res = coordinate_ascent(train, names, grids, passes, init)
+        res = tuner.tune(train)
         e_tuned, e_init = held.num_errors(res.weights), held.num_errors(res.init)
-        e_first = held.num_errors(Weights.zeros(names))
+        e_first = held.num_errors(Weights.zeros(list(tuner.names)))
         words = int(held.ref_words.sum())
         rows.append(
             {
@@ -322,6 +453,7 @@ def cross_validate(
                 "heldout_wer_init": held.wer_of(e_init),
                 "heldout_wer_first_pass": held.wer_of(e_first),
                 "weights": res.weights.as_dict(),
+                "l2": res.mwer["l2"] if res.mwer else None,
             }
         )
         for key, e in (("tuned", e_tuned), ("init", e_init), ("first_pass", e_first)):
@@ -347,6 +479,8 @@ PARAM_KEYS = (
     "set",
     "extraction",
     "init",
+    "objective",
+    "mwer",
     "passes",
     "passes_run",
     "grid",
@@ -429,6 +563,14 @@ def read_params(path: str | Path) -> LoglinearParams:
         raise InputError(f"{where}: field 'extraction' must be an object or null")
     if obj["init"] not in INITS:
         raise InputError(f"{where}: field 'init' must be one of {INITS}, got {shown(obj['init'])}")
+    if obj["objective"] not in OBJECTIVES:
+        raise InputError(
+            f"{where}: field 'objective' must be one of {OBJECTIVES}, got {shown(obj['objective'])}"
+        )
+    if (obj["mwer"] is None) != (obj["objective"] == "wer"):
+        raise InputError(
+            f"{where}: field 'mwer' must be an object exactly when 'objective' is \"mwer\""
+        )
     for k in ("wer", "wer_first_pass", "wer_init"):
         check_number(obj[k], where, k)
     features_file = get_str(obj, "features_file", where, nonempty=True)
@@ -458,6 +600,23 @@ class TuneLoglinearConfig:
     grid: list[str] = field(
         default_factory=list,
         metadata={"help": "weight grids NAME=MIN:MAX:STEP overriding the registry's defaults"},
+    )
+    objective: str = field(
+        default="wer",
+        metadata={
+            "help": "wer: coordinate ascent on corpus WER; mwer: L2-regularised minimum "
+            "expected WER (L-BFGS) from the same start"
+        },
+    )
+    l2: list[float] = field(
+        default_factory=lambda: [0.001],
+        metadata={
+            "help": "mwer: L2 strength(s) toward the start point, per feature standard "
+            "deviation; several: the one with the lowest --folds CV WER on dev (inf: the start)"
+        },
+    )
+    mwer_scale: float = field(
+        default=1.0, metadata={"help": "mwer: scale of the totals in the hypothesis softmax"}
     )
     passes: int = field(default=5, metadata={"help": "most coordinate-ascent passes"})
     init: str = field(
@@ -498,6 +657,14 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
         raise InputError(f"--init must be one of {INITS}, got {cfg.init!r}")
     if cfg.max_grid_points < 1:
         raise InputError(f"--max-grid-points must be >= 1, got {cfg.max_grid_points}")
+    if cfg.objective not in OBJECTIVES:
+        raise InputError(f"--objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if not cfg.l2 or not all(v >= 0 for v in cfg.l2):  # also refuses nan
+        raise InputError(f"--l2: one or more numbers >= 0 (or inf), got {cfg.l2}")
+    if not (math.isfinite(cfg.mwer_scale) and cfg.mwer_scale > 0):
+        raise InputError(f"--mwer-scale must be a positive number, got {cfg.mwer_scale}")
+    if cfg.objective == "mwer" and len(cfg.l2) > 1 and cfg.folds == 0:
+        raise InputError("--l2 with several values is chosen by cross-validation: --folds >= 2")
     fs = read_features(cfg.features_file)
     if fs.meta is not None and fs.meta.get("nbest"):
         refuse_test_path(fs.meta["nbest"], f"the n-best {cfg.features_file} was extracted from")
@@ -515,12 +682,22 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
             len(arrays.ids),
         )
         cfg = dataclasses.replace(cfg, folds=len(arrays.ids))
-    res = coordinate_ascent(arrays, names, grids, cfg.passes, cfg.init)
-    cv = (
-        cross_validate(arrays, names, grids, cfg.passes, cfg.init, cfg.folds, cfg.cv_seed)
-        if cfg.folds
-        else None
+    tuner = TunerSpec(
+        names=tuple(names),
+        grids=grids,
+        passes=cfg.passes,
+        init=cfg.init,
+        objective=cfg.objective,
+        l2=tuple(dict.fromkeys(float(v) for v in cfg.l2)),
+        scale=cfg.mwer_scale,
+        folds=cfg.folds,
+        cv_seed=cfg.cv_seed,
     )
+    res = tuner.tune(arrays)
+    cv = cross_validate(arrays, tuner, cfg.folds, cfg.cv_seed) if cfg.folds else None
+    mwer = None
+    if res.mwer is not None:
+        mwer = {"scale": cfg.mwer_scale, "l2_candidates": [f"{v:g}" for v in tuner.l2], **res.mwer}
     obj = {
         "weights": res.weights.as_dict(),
         "features": names,
@@ -528,6 +705,8 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
         "set": cfg.set_name,
         "extraction": (fs.meta or {}).get("extraction"),
         "init": cfg.init,
+        "objective": cfg.objective,
+        "mwer": mwer,
         "passes": cfg.passes,
         "passes_run": res.passes_run,
         "grid": {
@@ -543,16 +722,28 @@ def tune_loglinear(cfg: TuneLoglinearConfig) -> dict:
         "cv": cv,
     }
     write_params(cfg.out, obj)
+    how = (
+        f"{res.passes_run} passes"
+        if mwer is None
+        else f"mwer, l2 {mwer['l2']}, {mwer['iterations']} iterations"
+    )
     logging.info(
-        "Tuned %d weights on %s: WER %.2f%% (start %.2f%%, first pass %.2f%%, %d passes) -> %s",
+        "Tuned %d weights on %s: WER %.2f%% (start %.2f%%, first pass %.2f%%, %s) -> %s",
         len(names) - 1,
         cfg.features_file,
         obj["wer"],
         obj["wer_init"],
         obj["wer_first_pass"],
-        res.passes_run,
+        how,
         cfg.out,
     )
+    if mwer is not None and mwer["l2_cv"]:
+        logging.info(
+            "l2 chosen by %d-fold CV on %s (pooled held-out WER): %s",
+            cfg.folds,
+            cfg.set_name,
+            ", ".join(f"{k} {v:.2f}%" for k, v in mwer["l2_cv"].items()),
+        )
     if cv is not None:
         logging.info(
             "%d-fold CV: in-fold WER %.2f%%, held-out %.2f%% (pooled %.2f%%; start point "

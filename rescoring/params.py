@@ -119,6 +119,11 @@ class Weights:
         return Weights(tuple((k, value if k == name else w) for k, w in self.items))
 
 
+#: The tuners of ``tune-loglinear --objective``: ``wer`` (coordinate ascent on corpus WER) and
+#: ``mwer`` (L2-regularised minimum expected WER); rescoring/loglinear.py
+OBJECTIVES = ("wer", "mwer")
+
+
 def total_score(features: Mapping[str, N], weights: Weights) -> N:
     """``am + sum_f w_f x_f``: the one formula of every decoder, on floats (a hypothesis) as on
     numpy arrays (the tuners' ``(U, N)`` arrays).

@@ -288,18 +288,21 @@ def tuned_md(results: dict, exps: Experiments) -> list[str]:
                 if held is None
                 else f"{held:.2f} ({cv.get('pooled_heldout_wer_init', 0):.2f})"
             )
+            mwer = p.get("mwer")
+            tuner = "coordinate ascent" if mwer is None else f"mwer, l2 {mwer['l2']}"
             rows.append(
-                f"| {system.label}{seed} | {weights} | {p['wer']:.2f} | "
+                f"| {system.label}{seed} | {tuner} | {weights} | {p['wer']:.2f} | "
                 f"{p['wer_first_pass']:.2f} | {held_s} |"
             )
     if rows:
         md += [
-            f"Log-linear decoders (rescoring/loglinear.py; am weight 1; coordinate ascent on {s} "
-            "WER; held-out: pooled over the cross-validation folds of "
-            f"{s}, in brackets the λ/β-only start):",
+            f"Log-linear decoders (rescoring/loglinear.py; am weight 1; tuned on {s}: coordinate "
+            "ascent on WER, or mwer = L2-regularised minimum expected WER; held-out: pooled over "
+            f"the cross-validation folds of {s}, in brackets the λ/β-only start):",
             "",
-            f"| system | weights | {s} WER | {s} WER first pass | {s} held-out WER (start) |",
-            "|---|---|---|---|---|",
+            f"| system | tuner | weights | {s} WER | {s} WER first pass | "
+            f"{s} held-out WER (start) |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
         ]

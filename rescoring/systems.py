@@ -281,7 +281,8 @@ def _loglinear_steps(
         Step(
             "tune-loglinear",
             ["--features-file", f"{d}/features-{exps.tune_set}.jsonl.gz", "--out"]
-            + [f"{d}/loglinear.json", "--set-name", exps.tune_set, "--folds", str(system.folds)],
+            + [f"{d}/loglinear.json", "--set-name", exps.tune_set, "--folds", str(system.folds)]
+            + ([] if system.objective == "wer" else ["--objective", system.objective]),
         )
     )
     steps += [

@@ -243,6 +243,15 @@ folds = 2
     assert _run()["nlu"] == "skipped"
     (work / "lex" / "slot-city.txt").write_text("boston\t2\naustin\t1\n")
     assert _run()["nlu"] == "ran"  # a lexicon is an input of the slot_in_lexicon feature
+    assert params["objective"] == "wer" and "--objective" not in (d / "cmd.sh").read_text()
+    toml = (work / "systems.toml").read_text()
+    (work / "systems.toml").write_text(
+        toml.replace("folds = 2\n", 'folds = 2\nobjective = "mwer"\n')
+    )
+    assert _run()["nlu"] == "ran"  # another tuner: re-run
+    params = json.loads((d / "loglinear.json").read_text())
+    assert params["objective"] == "mwer" and params["mwer"]["l2"] == "0.001"
+    assert "--objective mwer" in (d / "cmd.sh").read_text()
 
 
 @pytest.mark.parametrize(
@@ -252,6 +261,8 @@ folds = 2
         ('kind = "loglinear"\nfeature_lms = { mt = 3 }\n', "feature_lms"),
         ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfolds = 1\n', "folds"),
         ('lm_checkpoint = "x"\nfolds = 3\n', 'needs kind = "loglinear"'),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nobjective = "sgd"\n', "objective: one"),
+        ('lm_checkpoint = "x"\nobjective = "mwer"\n', 'needs kind = "loglinear"'),
         ('kind = "mert"\n', "kind: one of"),
     ],
 )
