@@ -36,6 +36,7 @@ and file names, so letters, digits and ``._+-`` only)::
     lexicon_dir = "data/lang/lexicons"       # nlu_checkpoint; slot_in_lexicon from these lists
     folds = 5                                # cross-validation folds on tune_set
     objective = "mwer"                       # tune-loglinear --objective (default "wer")
+    # features = ["am", "lm:mt", "num_words"]  # optional: weight only these (an ablation)
     nlu_features_from = "exp/lm/mt/best.pt"  # optional: NLU features of this model instead
 
     [systems.biased_mt]
@@ -87,6 +88,7 @@ from pathlib import Path
 from typing import Any
 
 from common.io import InputError
+from rescoring.features import LM_PREFIX, make_feature
 from rescoring.outputs import NAME_RE
 from rescoring.params import OBJECTIVES
 
@@ -126,6 +128,9 @@ class System:
     #: loglinear: ``tune-loglinear --objective`` (``wer`` coordinate ascent, ``mwer``
     #: regularised minimum expected WER)
     objective: str = "wer"
+    #: loglinear: the features it weights (``tune-loglinear --features``; ``am`` always in);
+    #: ``None``: every feature extracted (an ablation names a subset)
+    features: tuple[str, ...] | None = None
     #: loglinear: the multitask model of its NLU features (may name ``{seed}``); default: the
     #: matrix's ``nlu_checkpoint``
     nlu_features_from: str | None = None
@@ -307,8 +312,24 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
                 raise InputError(f"{where} folds: 0 (none) or >= 2")
             if s.get("objective", "wer") not in OBJECTIVES:
                 raise InputError(f"{where} objective: one of {', '.join(OBJECTIVES)}")
+            if "features" in s:
+                names = _typed(s["features"], list, f"{where} features")
+                for n in names:
+                    make_feature(_typed(n, str, f"{where} features"), f"{where} features")
+                    if n.startswith(LM_PREFIX) and n[len(LM_PREFIX) :] not in lms:
+                        raise InputError(f"{where} features: {n!r} names no LM of feature_lms")
+                if not names:
+                    raise InputError(f"{where} features: one or more feature names")
+                s = {**s, "features": tuple(names)}
         else:
-            for k in ("feature_lms", "lexicon_dir", "folds", "nlu_features_from", "objective"):
+            for k in (
+                "feature_lms",
+                "lexicon_dir",
+                "folds",
+                "nlu_features_from",
+                "objective",
+                "features",
+            ):
                 if k in s:
                     raise InputError(f'{where}: {k} needs kind = "loglinear"')
         if s.get("select", "total") not in SELECT_CHOICES:

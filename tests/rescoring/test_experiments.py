@@ -37,12 +37,27 @@ def test_snips_matrix_loads():
         "biased_lm",
         "biased_pretrained_multitask_rwm",
         "nlu_features",
+        "lm_features",
         "biased_nlu_features",
         "fused_lm",
         "fused_pretrained_multitask_rwm",
         "fused_nlu_features",
+        "fused_lm_features",
     ]
     assert e.systems["nlu_features"].kind == "loglinear"
+    # the ablations weight the same features but the NLU ones, with the same tuner
+    for full, ablation in (
+        ("nlu_features", "lm_features"),
+        ("fused_nlu_features", "fused_lm_features"),
+    ):
+        a, b = e.systems[full], e.systems[ablation]
+        assert a.features is None and not {"intent_conf", "slot_in_lexicon"} & set(b.features)
+        assert (a.objective, a.feature_lms, a.nbest_dir) == (
+            b.objective,
+            b.feature_lms,
+            b.nbest_dir,
+        )
+        assert a.objective == "mwer" and (ablation, full) in [(c.a, c.b) for c in e.comparisons]
     # issue 14: every LM system is seeded; one checkpoint labels the chosen hypotheses
     assert e.seeds == (42, 43, 44) and "{seed}" not in str(e.nlu_checkpoint)
     assert all(e.systems[n].seeded for n in e.rescoring_systems)
@@ -57,6 +72,7 @@ def test_snips_matrix_loads():
         "fused_lm",
         "fused_pretrained_multitask_rwm",
         "fused_nlu_features",
+        "fused_lm_features",
     }
     biased = {n: d for n, d in biased.items() if n not in fused}
     assert set(biased) == {

@@ -252,6 +252,14 @@ folds = 2
     params = json.loads((d / "loglinear.json").read_text())
     assert params["objective"] == "mwer" and params["mwer"]["l2"] == "0.001"
     assert "--objective mwer" in (d / "cmd.sh").read_text()
+    # an ablation: the same decoder on a subset of the features
+    toml = (work / "systems.toml").read_text()
+    (work / "systems.toml").write_text(
+        toml.replace('objective = "mwer"\n', 'objective = "mwer"\nfeatures = ["lm:mt"]\n')
+    )
+    assert _run()["nlu"] == "ran"
+    params = json.loads((d / "loglinear.json").read_text())
+    assert params["features"] == ["am", "lm:mt"] and set(params["weights"]) == {"am", "lm:mt"}
 
 
 @pytest.mark.parametrize(
@@ -263,6 +271,11 @@ folds = 2
         ('lm_checkpoint = "x"\nfolds = 3\n', 'needs kind = "loglinear"'),
         ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nobjective = "sgd"\n', "objective: one"),
         ('lm_checkpoint = "x"\nobjective = "mwer"\n', 'needs kind = "loglinear"'),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfeatures = ["bogus"]\n', "bogus"),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfeatures = ["lm:lm"]\n', "no LM"),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfeatures = "am"\n', "expected list"),
+        ('kind = "loglinear"\nfeature_lms = { mt = "x" }\nfeatures = []\n', "one or more"),
+        ('lm_checkpoint = "x"\nfeatures = ["am"]\n', 'needs kind = "loglinear"'),
         ('kind = "mert"\n', "kind: one of"),
     ],
 )
