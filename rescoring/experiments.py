@@ -35,7 +35,7 @@ and file names, so letters, digits and ``._+-`` only)::
     feature_lms = { mt = "exp/lm/mt/best.pt" }   # lm:<name> features; NLU features from
     lexicon_dir = "data/lang/lexicons"       # nlu_checkpoint; slot_in_lexicon from these lists
     folds = 5                                # cross-validation folds on tune_set
-    objective = "mwer"                       # tune-loglinear --objective (default "wer")
+    objective = "mwer"                       # tune-loglinear --objective (mwer or wer)
     # features = ["am", "lm:mt", "num_words"]  # optional: weight only these (an ablation)
     nlu_features_from = "exp/lm/mt/best.pt"  # optional: NLU features of this model instead
 
@@ -125,9 +125,9 @@ class System:
     lexicon_dir: str | None = None
     #: loglinear: cross-validation folds on the tune set (0: none)
     folds: int = 5
-    #: loglinear: ``tune-loglinear --objective`` (``wer`` coordinate ascent, ``mwer``
-    #: regularised minimum expected WER)
-    objective: str = "wer"
+    #: loglinear: ``tune-loglinear --objective`` (``mwer``, the default: regularised minimum
+    #: expected WER; ``wer``: coordinate ascent)
+    objective: str = "mwer"
     #: loglinear: the features it weights (``tune-loglinear --features``; ``am`` always in);
     #: ``None``: every feature extracted (an ablation names a subset)
     features: tuple[str, ...] | None = None
@@ -310,7 +310,7 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
             f = _typed(s.get("folds", 5), int, f"{where} folds")
             if f < 0 or f == 1:
                 raise InputError(f"{where} folds: 0 (none) or >= 2")
-            if s.get("objective", "wer") not in OBJECTIVES:
+            if s.get("objective", "mwer") not in OBJECTIVES:
                 raise InputError(f"{where} objective: one of {', '.join(OBJECTIVES)}")
             if "features" in s:
                 names = _typed(s["features"], list, f"{where} features")

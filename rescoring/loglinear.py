@@ -7,8 +7,8 @@
   summing in the canonical feature order ``am``, ``lm:*``, ``num_words``, ... With only
   ``am``, one ``lm:<x>`` and ``num_words`` weighted it is what ``rescore-nbest`` computes with
   the same λ, β, so it chooses exactly the same hypotheses (tested).
-* **Tuner** (``tune-loglinear``, **dev only**): ``--objective wer`` (default), coordinate
-  ascent on corpus WER, or ``--objective mwer``, regularised minimum expected WER.
+* **Tuner** (``tune-loglinear``, **dev only**): ``--objective mwer`` (default), regularised
+  minimum expected WER, or ``--objective wer``, coordinate ascent on corpus WER.
 
   1. Start (``--init grid``) from the (λ, β) of ``tune-rescoring``'s grid search on the first
      ``lm:*`` feature x ``num_words`` (same grids, same tie rule: :func:`rescoring.tune.sweep`,
@@ -370,7 +370,7 @@ class TunerSpec:
     grids: Mapping[str, GridSpec]
     passes: int = 5
     init: str = "grid"
-    objective: str = "wer"
+    objective: str = "mwer"
     l2: tuple[float, ...] = (0.001,)
     scale: float = 1.0
     folds: int = 5  # of the l2 choice (more than one candidate)
@@ -602,10 +602,10 @@ class TuneLoglinearConfig:
         metadata={"help": "weight grids NAME=MIN:MAX:STEP overriding the registry's defaults"},
     )
     objective: str = field(
-        default="wer",
+        default="mwer",
         metadata={
-            "help": "wer: coordinate ascent on corpus WER; mwer: L2-regularised minimum "
-            "expected WER (L-BFGS) from the same start"
+            "help": "mwer: L2-regularised minimum expected WER (L-BFGS); wer: coordinate "
+            "ascent on corpus WER (overfits dev: rescoring/README.md); both from --init"
         },
     )
     l2: list[float] = field(

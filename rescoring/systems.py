@@ -282,7 +282,7 @@ def _loglinear_steps(
             "tune-loglinear",
             ["--features-file", f"{d}/features-{exps.tune_set}.jsonl.gz", "--out"]
             + [f"{d}/loglinear.json", "--set-name", exps.tune_set, "--folds", str(system.folds)]
-            + ([] if system.objective == "wer" else ["--objective", system.objective])
+            + ["--objective", system.objective]
             + (["--features", *system.features] if system.features else []),
         )
     )

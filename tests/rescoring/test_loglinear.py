@@ -356,7 +356,10 @@ def test_tuner_is_deterministic_lowers_dev_wer_and_cross_validates(tmp_path):
     feats = _separable(tmp_path)
     outs = [tmp_path / "a" / "w.json", tmp_path / "b" / "w.json"]
     for out in outs:
-        main_tune(["--features-file", str(feats), "--out", str(out), "--grid", "lm:x=0:1:0.25"])
+        main_tune(
+            ["--features-file", str(feats), "--out", str(out), "--grid", "lm:x=0:1:0.25"]
+            + ["--objective", "wer"]
+        )
     assert outs[0].read_text() == outs[1].read_text()  # deterministic, to the byte
     obj = json.loads(outs[0].read_text())
     assert obj["wer_first_pass"] == pytest.approx(100 * 20 / 120)
@@ -398,6 +401,7 @@ def test_tuner_is_deterministic_lowers_dev_wer_and_cross_validates(tmp_path):
     # --features restricts the weighted features; am is always in
     main_tune(
         ["--features-file", str(feats), "--out", str(outs[0]), "--features", "lm:x", "--folds", "0"]
+        + ["--objective", "wer"]
     )
     obj = json.loads(outs[0].read_text())
     assert obj["features"] == ["am", "lm:x"] and obj["cv"] is None
@@ -452,8 +456,8 @@ def test_mwer_tuner_is_deterministic_learns_and_chooses_l2_by_cv(tmp_path, capsy
     (and re-chosen inside every outer fold), and the file reads back; bad options are errors."""
     feats = _separable(tmp_path)
     outs = [tmp_path / "a" / "w.json", tmp_path / "b" / "w.json"]
-    for out in outs:
-        main_tune(["--features-file", str(feats), "--out", str(out), "--objective", "mwer"])
+    for out, extra in zip(outs, (["--objective", "mwer"], []), strict=True):  # the default
+        main_tune(["--features-file", str(feats), "--out", str(out), *extra])
     assert outs[0].read_text() == outs[1].read_text()
     obj = json.loads(outs[0].read_text())
     assert obj["objective"] == "mwer" and obj["wer"] == 0.0 < obj["wer_init"]
@@ -600,6 +604,7 @@ def test_loglinear_end_to_end_matches_rescore_nbest_and_is_scored(recipe, standi
         ["--features-file", str(recipe / "ll" / "features-dev.jsonl.gz"), "--out", str(w)]
         + ["--features", "lm:bi", "num_words", "intent_conf", "--folds", "0"]
         + ["--grid", "lm:bi=0.4:0.4:1", "num_words=1:1:1", "intent_conf=0:0:1"]
+        + ["--objective", "wer"]  # the one-point grids fix the weights
     )
     assert read_params(w).weights.as_dict() == {
         "am": 1.0,
@@ -731,8 +736,8 @@ def test_extraction_with_the_real_nlu_path(tiny_scorer, recipe, monkeypatch):
 @pytest.mark.parametrize(
     "extra",
     [
+        ["--objective", "wer"],
         [],
-        ["--objective", "mwer"],
         ["--objective", "mwer", "--l2", "inf", "0.1", "0.01", "0.001", "0"],
     ],
     ids=["wer", "mwer", "mwer-cv-l2"],

@@ -243,19 +243,20 @@ folds = 2
     assert _run()["nlu"] == "skipped"
     (work / "lex" / "slot-city.txt").write_text("boston\t2\naustin\t1\n")
     assert _run()["nlu"] == "ran"  # a lexicon is an input of the slot_in_lexicon feature
-    assert params["objective"] == "wer" and "--objective" not in (d / "cmd.sh").read_text()
+    assert params["objective"] == "mwer" and params["mwer"]["l2"] == "0.001"  # the default
+    assert "--objective mwer" in (d / "cmd.sh").read_text()
     toml = (work / "systems.toml").read_text()
     (work / "systems.toml").write_text(
-        toml.replace("folds = 2\n", 'folds = 2\nobjective = "mwer"\n')
+        toml.replace("folds = 2\n", 'folds = 2\nobjective = "wer"\n')
     )
     assert _run()["nlu"] == "ran"  # another tuner: re-run
     params = json.loads((d / "loglinear.json").read_text())
-    assert params["objective"] == "mwer" and params["mwer"]["l2"] == "0.001"
-    assert "--objective mwer" in (d / "cmd.sh").read_text()
+    assert params["objective"] == "wer" and params["mwer"] is None
+    assert "--objective wer" in (d / "cmd.sh").read_text()
     # an ablation: the same decoder on a subset of the features
     toml = (work / "systems.toml").read_text()
     (work / "systems.toml").write_text(
-        toml.replace('objective = "mwer"\n', 'objective = "mwer"\nfeatures = ["lm:mt"]\n')
+        toml.replace('objective = "wer"\n', 'objective = "wer"\nfeatures = ["lm:mt"]\n')
     )
     assert _run()["nlu"] == "ran"
     params = json.loads((d / "loglinear.json").read_text())
