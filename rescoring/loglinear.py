@@ -388,18 +388,15 @@ class TunerSpec:
         l2_cv = None
         l2 = self.l2[0]
         if len(self.l2) > 1:
-            assign = fold_of(arrays.ids, min(self.folds, len(arrays.ids)), self.cv_seed)
-            errs: dict[float, int] = {}
-            for cand in sorted(self.l2, reverse=True):
-                e = 0
-                for k in np.unique(assign):
-                    train = arrays.subset(np.flatnonzero(assign != k))
-                    w0 = initial_weights(train, names, self.grids, self.init)
-                    w, _ = mwer_fit(train, names, w0, cand, self.scale)
-                    e += arrays.subset(np.flatnonzero(assign == k)).num_errors(w)
-                errs[cand] = e
-            l2 = min(errs, key=lambda c: (errs[c], -c))  # ties: the stronger penalty
-            l2_cv = {f"{c:g}": arrays.wer_of(e) for c, e in errs.items()}
+            folds = min(self.folds, len(arrays.ids))
+            wers = {  # pooled held-out WER of each candidate alone (one denominator: errors)
+                c: cross_validate(arrays, dataclasses.replace(self, l2=(c,)), folds, self.cv_seed)[
+                    "pooled_heldout_wer"
+                ]
+                for c in sorted(self.l2, reverse=True)
+            }
+            l2 = min(wers, key=lambda c: (wers[c], -c))  # ties: the stronger penalty
+            l2_cv = {f"{c:g}": w for c, w in wers.items()}
         w0 = initial_weights(arrays, names, self.grids, self.init)
         w, iters = mwer_fit(arrays, names, w0, l2, self.scale)
         e0, e = arrays.num_errors(w0), arrays.num_errors(w)
