@@ -332,3 +332,124 @@ def test_asr_curves_names_runs_without_a_common_check(bench, tmp_path):
         bench("asr_curves", "--run", f"a={a}", "--run", f"b={b}")
     with pytest.raises(SystemExit, match="valid.csv: no such file"):
         bench("asr_curves", "--run", f"a={a}", "--run", f"b={tmp_path / 'absent'}")
+
+
+def test_nbest_expansion_replaces_spans_by_similar_phrases(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from nbest_expansion import expand
+
+    hyps = ["play some jass", "play sum jass"]
+    out = expand(hyps, ["jazz", "some jazz", "rock"], 1, 2, 2, 60.0)
+    # the n-best first, in its order; then each new sentence with its first derivation (spans
+    # by start word, then length): "jass" -> "jazz" gives "play some jazz" again; "rock" and
+    # every span of the second hypothesis are not matched
+    assert out == {
+        "play some jass": "nbest0",
+        "play sum jass": "nbest1",
+        "play some jazz jass": "exp:some->some jazz",  # fuzz.ratio 61.5
+        "play some jazz": "exp:some jass->some jazz",
+    }
+    assert expand(hyps, ["jazz"], 2, 1, 1, 100.0) == {h: f"nbest{k}" for k, h in enumerate(hyps)}
+
+
+def test_nbest_expansion_scores_are_the_transducer_and_fusion_scores(
+    monkeypatch, asr_data, trained_tiny
+):
+    """``am`` is the RNN-T loss over all alignments (torchaudio's, too); ``lm`` / ``ilm`` the
+    token-by-token sums ShallowFusion's rows give; a text scores the same alone or padded."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from nbest_expansion import exact_scores
+
+    from asr.decode import load_transducer
+    from asr.fusion import ShallowFusion, TokenLM, TokenLMConfig
+    from asr.loss import rnnt_loss_torchaudio
+
+    model, _ = load_transducer(trained_tiny / "epoch-60.pt")
+    tok = Tokenizer(asr_data["bpe_model"])
+    torch.manual_seed(0)
+    lm = TokenLM(TokenLMConfig(embed_dim=8, hidden_dim=12, dropout=0.0), tok.vocab_size).eval()
+    batch = next(iter(make_dataloader(load_cuts(asr_data["cuts"]), tok, 5.0, shuffle=False)))
+    with torch.no_grad():
+        enc, lens = model.transcribe(batch["feats"][:1], batch["feat_lens"][:1])
+    enc = enc[:, : int(lens[0])]
+    texts = ["play some jazz", "what is the weather today", "book"]
+    both = exact_scores(model, lm, tok, enc, texts)
+    for k, text in enumerate(texts):
+        one = exact_scores(model, lm, tok, enc, [text])
+        for key in ("am", "lm", "ilm"):
+            assert one[key][0] == pytest.approx(both[key][k], abs=1e-4), (key, text)
+        ids = torch.tensor([tok.encode(text)])
+        assert one["ntok"] == [ids.shape[1]]
+        with torch.no_grad():
+            pred, pl, _ = model.predict(
+                torch.cat([torch.zeros(1, 1, dtype=torch.long), ids], 1),
+                torch.tensor([ids.shape[1] + 1]),
+                None,
+            )
+            logits, _, _ = model.join(enc, torch.tensor([enc.shape[1]]), pred, pl)
+            ref_am = -rnnt_loss_torchaudio(
+                logits, ids, torch.tensor([enc.shape[1]]), torch.tensor([ids.shape[1]])
+            )
+
+            # ShallowFusion's rows, token by token: lm_scale 1 gives log P_LM, ilm_scale 1 -log P_ILM
+            def join(encs, preds):
+                return model.join(
+                    encs[:, None],
+                    torch.ones(len(encs), dtype=torch.long),
+                    preds[:, None],
+                    torch.ones(len(preds), dtype=torch.long),
+                )[0][:, 0, 0].log_softmax(-1)
+
+            lm_sum = ilm_sum = 0.0
+            lm_rows = ShallowFusion(lm, 1.0, 0.0).start(join, pred[:, 0])
+            ilm_rows = ShallowFusion(lm, 0.0, 1.0).start(join, pred[:, 0])
+            for u, t in enumerate(ids[0].tolist()):
+                lm_sum += float(lm_rows[0][0, t])
+                ilm_sum -= float(ilm_rows[0][0, t])
+                step = torch.tensor([t])
+                lm_rows = ShallowFusion(lm, 1.0, 0.0).rows(join, pred[:, u + 1], step, lm_rows[1:])
+                ilm_rows = ShallowFusion(lm, 0.0, 1.0).rows(
+                    join, pred[:, u + 1], step, ilm_rows[1:]
+                )
+        assert one["am"][0] == pytest.approx(float(ref_am[0]), abs=1e-3)
+        assert one["lm"][0] == pytest.approx(lm_sum, abs=1e-4)
+        assert one["ilm"][0] == pytest.approx(ilm_sum, abs=1e-4)
+
+
+def test_nbest_expansion_bench(bench, asr_data, trained_tiny, tmp_path):
+    """Misspelt hypotheses of four utterances, a lexicon holding the right words: every
+    reference enters the expanded list (oracle 0), and the n-best oracle is worse."""
+    cuts = load_cuts(asr_data["cuts"]).subset(first=4)
+    recs, words = [], []
+    for c in cuts:
+        ref = c.supervisions[0].text.split()
+        words.append(ref[-1])
+        wrong = ref[:-1] + [ref[-1][:-1] + ("x" if ref[-1][-1] != "x" else "y")]
+        recs.append(
+            {
+                "id": c.supervisions[0].id,
+                "ref": " ".join(ref),
+                "hyps": [{"words": " ".join(wrong), "tokens": [], "am_score": 0.0}],
+            }
+        )
+    nbest = tmp_path / "nbest-dev.jsonl.gz"
+    with gzip.open(nbest, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in recs)
+    lex = tmp_path / "lexicons"
+    lex.mkdir()
+    (lex / "global.txt").write_text("".join(f"{w}\n" for w in dict.fromkeys(words)))
+    counts = tmp_path / "word_counts.txt"
+    common = {w for c in cuts for w in c.supervisions[0].text.split()} - set(words)
+    # the replaced words are rare, the others common
+    counts.write_text("".join(f"{w} 1\n" for w in words) + "".join(f"{w} 9\n" for w in common))
+    r = bench(
+        "nbest_expansion",
+        *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
+        *("--cuts", asr_data["cuts"], "--nbest", nbest, "--lexicon", lex),
+        *("--word-counts", counts, "--max-utts", 4, "--min-similarity", 50),
+    )
+    assert r["utterances"] == 4 and r["expansions_per_utt"] >= 1
+    assert r["expanded_oracle"]["wer"] == 0.0 < r["nbest_oracle"]["wer"]
+    assert r["rare_token_recall_nbest"] == 0.0 and r["rare_token_recall_expanded"] == 1.0
+    assert r["score_deficit_good_expansions"]["count"] >= 4
+    assert r["first_pass_1best"] == r["nbest_exact_rerank"]  # one hypothesis each
