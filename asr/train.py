@@ -76,6 +76,7 @@ non-finite loss are masked out of the batch, and a step whose gradient is non-fi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -198,6 +199,7 @@ class AsrTrainer(Trainer):
         self.aug_skipped = 0  # utterances whose augmented audio or features were not finite
         self.augment_spec = AugmentSpec.from_train_config(cfg)
         self.sampler_state: dict | None = None  # of a partial epoch, to fast-forward to
+        self._epoch_batches: int | None = None
         self.train_dl: Any = None
 
     def prepare(self, resumed: bool) -> None:
@@ -318,12 +320,19 @@ class AsrTrainer(Trainer):
             augment=augment,
         )
         self.train_dl.sampler.set_epoch(epoch)
+        # the epoch's batch count for the progress bar, drawn from a copy of the fresh sampler
+        # (its own seeded RNG; the real sampler is untouched): 0.8 s for the default 6,000 cuts
+        self._epoch_batches = sum(1 for _ in copy.deepcopy(self.train_dl.sampler))
         if skip:  # the sampler state of the partial epoch's checkpoint holds its position
             if self.sampler_state is None:
                 raise CheckpointError(f"{self.exp_dir}: partial epoch {epoch} without sampler")
             self.train_dl.sampler.load_state_dict(self.sampler_state)
         self.sampler_state = None
         return self.train_dl
+
+    def batches_per_epoch(self, epoch: int) -> int | None:
+        """This rank's batches of ``epoch`` (counted by :meth:`train_batches`)."""
+        return self._epoch_batches
 
     def train_step(self, batch: dict) -> StepOutput:
         cuda = self.device.type == "cuda"

@@ -169,3 +169,17 @@ def test_cpu_bf16_autocasts_the_training_steps_only(asr_data, tmp_path, monkeypa
     state = load_checkpoint(tmp_path / "epoch-1.pt")["model"]
     assert all(v.dtype != torch.bfloat16 for v in state.values())  # fp32 weights either way
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_progress_bar_total_is_the_epochs_batch_count(asr_data, tmp_path, capfd):
+    """The bar's total is counted on a copy of the epoch's sampler: it equals the batches the
+    epoch trains, and counting changes nothing (same weights as the resume test's run)."""
+    import re
+
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path, num_epochs=2, max_duration=4.0)
+    run(0, 1, model_cfg, cfg)
+    err = capfd.readouterr().err
+    steps = [load_checkpoint(tmp_path / f"epoch-{e}.pt")["step"] for e in (1, 2)]
+    for epoch, n in ((1, steps[0]), (2, steps[1] - steps[0])):
+        bars = re.findall(rf"epoch {epoch}: +\d+%\S* (\d+)/(\d+) ", err)
+        assert bars and bars[-1] == (str(n), str(n)), (epoch, n, bars)
