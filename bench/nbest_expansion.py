@@ -48,10 +48,11 @@ from asr.data import Tokenizer, load_cuts, make_decode_dataloader
 from asr.decode import load_transducer
 from asr.fusion import load_token_lm
 from asr.loss import rnnt_loss_torch
-from common.io import InputError, read_jsonl
+from common.io import InputError
 from common.lexicon import read_context_map
 from common.wer import is_rare, num_errors, read_word_counts
 from rescoring.metrics import corpus_metrics, utt_counts
+from rescoring.nbest import read_nbest_jsonl
 
 DEFICITS = (2.0, 4.0, 6.0, 8.0)
 
@@ -87,13 +88,11 @@ def expand(
 @torch.no_grad()
 def exact_scores(model, lm, tok: Tokenizer, enc: torch.Tensor, texts: list[str]) -> dict:
     """Per text: ``am`` (RNN-T log-likelihood over all alignments of ``enc`` (1, T, D)),
-    ``lm`` / ``ilm`` (summed token log-probs; 0 without ``lm``), ``ntok``."""
+    ``lm`` / ``ilm`` (summed token log-probs; 0 without ``lm``), ``ntok``. An empty text
+    scores the all-blank paths, with ``lm`` = ``ilm`` = 0."""
     ids = [tok.encode(t) for t in texts]
-    if any(not x for x in ids):
-        raise InputError(
-            f"a hypothesis tokenises to nothing: {texts[[bool(x) for x in ids].index(False)]!r}"
-        )
-    k, u = len(ids), max(map(len, ids))
+    # an empty hypothesis (all blanks) is scored too: one padding column keeps the shapes
+    k, u = len(ids), max(1, *map(len, ids))
     tg = torch.zeros(k, u, dtype=torch.long)
     for j, x in enumerate(ids):
         tg[j, : len(x)] = torch.tensor(x)
@@ -160,7 +159,7 @@ def main() -> None:
         lm = load_token_lm(args.fusion_lm, tok.sp_pieces())
     files = lexicon_files(args.lexicon)
     lists = {name: [ph for ph, _ in read_lexicon(path)] for name, path in files.items()}
-    nbest = {r["id"]: (r, f"{args.nbest}:{n}") for n, r in read_jsonl(args.nbest)}
+    nbest = {r.id: r for r in read_nbest_jsonl(args.nbest)}  # validated, as rescore-nbest
     cuts = load_cuts(args.cuts)
     if args.max_utts:
         cuts = cuts.subset(first=min(args.max_utts, len(cuts)))
@@ -191,11 +190,9 @@ def main() -> None:
     for batch in tqdm(dl, desc="utterance batches", unit="batch"):
         enc, enc_lens = model.transcribe(batch["feats"], batch["feat_lens"])
         for j, uid in enumerate(batch["ids"]):
-            rec, where = nbest[uid]
-            ref = rec["ref"].split()
-            hyps = [h["words"] for h in rec["hyps"]]
-            if not hyps:
-                raise InputError(f"{where}: utterance {uid!r} has no hypotheses")
+            rec = nbest[uid]
+            ref = rec.ref.split()
+            hyps = [h.words for h in rec.hyps]
             names = utt_lists.get(uid, (GLOBAL_LIST,) if GLOBAL_LIST in lists else ())
             phrases = [ph for name in names for ph in lists[name]]
             cands = expand(

@@ -373,7 +373,13 @@ def test_nbest_expansion_scores_are_the_transducer_and_fusion_scores(
         enc, lens = model.transcribe(batch["feats"][:1], batch["feat_lens"][:1])
     enc = enc[:, : int(lens[0])]
     texts = ["play some jazz", "what is the weather today", "book"]
-    both = exact_scores(model, lm, tok, enc, texts)
+    both = exact_scores(model, lm, tok, enc, [*texts, ""])
+    # the empty hypothesis: every frame emits blank (the loss's U = 0 case), no LM terms
+    with torch.no_grad():
+        pred0, pl0, _ = model.predict(torch.zeros(1, 1, dtype=torch.long), torch.tensor([1]), None)
+        lp0 = model.join(enc, torch.tensor([enc.shape[1]]), pred0, pl0)[0].log_softmax(-1)
+    assert both["am"][3] == pytest.approx(float(lp0[0, :, 0, 0].sum()), abs=1e-3)
+    assert (both["lm"][3], both["ilm"][3], both["ntok"][3]) == (0.0, 0.0, 0)
     for k, text in enumerate(texts):
         one = exact_scores(model, lm, tok, enc, [text])
         for key in ("am", "lm", "ilm"):
@@ -453,3 +459,20 @@ def test_nbest_expansion_bench(bench, asr_data, trained_tiny, tmp_path):
     assert r["rare_token_recall_nbest"] == 0.0 and r["rare_token_recall_expanded"] == 1.0
     assert r["score_deficit_good_expansions"]["count"] >= 4
     assert r["first_pass_1best"] == r["nbest_exact_rerank"]  # one hypothesis each
+
+
+def test_nbest_expansion_bench_names_a_bad_nbest_line(bench, asr_data, trained_tiny, tmp_path):
+    nbest = tmp_path / "nbest.jsonl"
+    nbest.write_text(
+        '{"id": "utt00", "ref": "play some jazz", "hyps": [{"words": "play", "am_score": -1.0}]}\n'
+        '{"id": "utt01", "ref": "what is the weather", "hyps": [{"am_score": -1.0}]}\n'
+    )
+    (tmp_path / "global.txt").write_text("jazz\n")
+    (tmp_path / "counts.txt").write_text("play 9\n")
+    with pytest.raises(ValueError, match=r"nbest.jsonl:2 .*words"):
+        bench(
+            "nbest_expansion",
+            *("--checkpoint", trained_tiny / "epoch-60.pt", "--bpe-model", asr_data["bpe_model"]),
+            *("--cuts", asr_data["cuts"], "--nbest", nbest, "--lexicon", tmp_path / "global.txt"),
+            *("--word-counts", tmp_path / "counts.txt"),
+        )
