@@ -292,6 +292,13 @@ class TrainConfig:
     resume: bool = field(
         default=True, metadata={"help": "continue from the last epoch-N.pt in exp-dir if any"}
     )
+    keep_last_k: int = field(
+        default=0,
+        metadata={
+            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
+            "each epoch); average-checkpoints --avg N needs K >= N; 0 = keep all"
+        },
+    )
     frontend_checkpoint: Path | None = field(
         default=None,
         metadata={
@@ -311,6 +318,8 @@ class TrainConfig:
             raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
         if self.cmvn_cuts < 1:
             raise InputError("--cmvn-cuts must be >= 1")
+        if self.keep_last_k < 0:
+            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
         if self.max_duration <= 0 or self.log_interval < 1 or self.valid_interval < 0:
             raise InputError(
                 "--max-duration must be > 0, --log-interval >= 1 and --valid-interval >= 0"

@@ -182,6 +182,7 @@ class AsrTrainer(Trainer):
             max_minutes=cfg.max_minutes,
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
+            keep_last_k=cfg.keep_last_k,
         )
         extra = {"model": config_dict(model.cfg), "world_size": world_size}
         super().__init__(

@@ -81,6 +81,13 @@ class TokenLMTrainConfig:
     max_minutes: float = field(
         default=0.0, metadata={"help": "stop after this much training time (0 = no cap)"}
     )
+    keep_last_k: int = field(
+        default=0,
+        metadata={
+            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
+            "each epoch; best.pt stays); 0 = keep all"
+        },
+    )
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
     log_interval: int = field(default=50, metadata={"help": "steps between train log rows"})
     seed: int = field(default=42, metadata={"help": "random seed"})
@@ -99,6 +106,8 @@ class TokenLMTrainConfig:
             raise InputError("--lr must be > 0 and --lr-decay in (0, 1]")
         if self.num_epochs < 1 or self.max_steps < 0 or self.max_minutes < 0:
             raise InputError("--num-epochs must be >= 1, --max-steps and --max-minutes >= 0")
+        if self.keep_last_k < 0:
+            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
 
 
 def read_token_text(
@@ -191,6 +200,7 @@ class TokenLMTrainer(Trainer):
             max_minutes=cfg.max_minutes,
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
+            keep_last_k=cfg.keep_last_k,
         )
         super().__init__(
             model,

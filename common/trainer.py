@@ -21,7 +21,8 @@ skeleton owns the rest, identical for every model:
   after the resumed checkpoint (by a run killed before its next one) are dropped, so steps stay
   unique and increasing;
 * ``epoch-N.pt`` and ``best.pt`` (lowest :meth:`Trainer.select_value`), restored on resume if a
-  killed run did not write it; ``config.json`` (:func:`common.cli.save_config`); ``cmd.sh``;
+  killed run did not write it; ``keep_last_k`` > 0 deletes the ``epoch-N.pt`` older than the
+  last k once ``best.pt`` is in place (icefall's ``--keep-last-k``; 0 keeps every one); ``config.json`` (:func:`common.cli.save_config`); ``cmd.sh``;
   the exp-dir lock (:func:`common.io.dir_lock`) and the log file (:func:`training_session`).
 
 The trainers' command line (two typed configs, presets per mode) is :class:`common.cli.TrainCli`,
@@ -67,6 +68,7 @@ from tqdm import tqdm
 from common.checkpoint import (
     CheckpointError,
     find_last_checkpoint,
+    list_epoch_checkpoints,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
@@ -94,6 +96,7 @@ class LoopOptions:
     grad_clip: float = 5.0
     log_interval: int = 20
     patience: int = 0  # evaluations without improvement before stopping; 0 = off
+    keep_last_k: int = 0  # epoch-N.pt files kept (the newest); 0 = keep all
 
 
 @dataclass
@@ -660,6 +663,7 @@ class Trainer(abc.ABC):
             save_checkpoint(path, ckpt)
             if improved:
                 save_checkpoint(self.exp_dir / "best.pt", ckpt)
+            self._prune_checkpoints()
             self.write_outputs()
         else:
             st.elapsed_s, self._t0 = self.elapsed(), time.time()
@@ -667,6 +671,18 @@ class Trainer(abc.ABC):
         if self.world_size > 1:
             dist.barrier()
         return path
+
+    def _prune_checkpoints(self) -> None:
+        """Delete ``epoch-N.pt`` for N <= epoch - keep_last_k (after ``best.pt`` is written, so
+        a run killed here resumes from the newest one and finds ``best.pt`` whole)."""
+        k = self.opts.keep_last_k
+        if k <= 0:
+            return
+        for path in list_epoch_checkpoints(self.exp_dir):
+            n = int(path.stem.split("-", 1)[1])
+            if n <= self.state.epoch - k:
+                path.unlink(missing_ok=True)
+                logging.debug("removed %s (--keep-last-k %d)", path, k)
 
     def _restore(self, resume: Resume) -> None:
         ckpt = resume.ckpt

@@ -162,6 +162,13 @@ class TrainConfig:
     patience: int = field(
         default=3, metadata={"help": "early stopping: dev evaluations in a row without improvement"}
     )
+    keep_last_k: int = field(
+        default=0,
+        metadata={
+            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
+            "each epoch; best.pt stays); 0 = keep all"
+        },
+    )
     select_metric: str = field(
         default="auto",
         metadata={
@@ -249,6 +256,8 @@ class TrainConfig:
             raise InputError("--log-interval and --patience must be >= 1")
         if self.max_steps < 0 or self.max_minutes < 0:
             raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
+        if self.keep_last_k < 0:
+            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
 
 
 def _preset_tables() -> dict[str, tuple[ModelConfig, dict[str, dict]]]:

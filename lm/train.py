@@ -116,6 +116,7 @@ class LmTrainer(Trainer):
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
             patience=cfg.patience,
+            keep_last_k=cfg.keep_last_k,
         )
         extra = {"model": config_dict(self.model_cfg)}
         super().__init__(

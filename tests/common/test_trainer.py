@@ -219,6 +219,27 @@ def test_best_pt_missing_after_a_kill_is_restored(tmp_path, monkeypatch, caplog)
     assert t.state.best_epoch == 2 and load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
 
 
+@pytest.mark.parametrize("keep", [1, 2])
+def test_keep_last_k_deletes_older_epochs_and_resumes_exactly(tmp_path, keep):
+    full = tmp_path / "full"
+    train(full, num_epochs=4)
+    assert sorted(p.name for p in full.glob("epoch-*.pt")) == [
+        f"epoch-{i}.pt" for i in (1, 2, 3, 4)
+    ]
+    kept = tmp_path / "kept"
+    train(kept, num_epochs=3, keep_last_k=keep)
+    assert sorted(p.name for p in kept.glob("epoch-*.pt")) == [
+        f"epoch-{i}.pt" for i in range(4 - keep, 4)
+    ]
+    assert (kept / "best.pt").is_file()
+    train(kept, num_epochs=4, keep_last_k=keep)  # resumes from the newest one kept
+    assert sorted(p.name for p in kept.glob("epoch-*.pt")) == [
+        f"epoch-{i}.pt" for i in range(5 - keep, 5)
+    ]
+    _assert_equal(_weights(kept / "epoch-4.pt"), _weights(full / "epoch-4.pt"))
+    _assert_equal(_weights(kept / "best.pt"), _weights(full / "best.pt"))
+
+
 def test_exp_dir_lock(tmp_path):
     with dir_lock(tmp_path, "exp dir"), pytest.raises(InputError, match="in use"):
         train(tmp_path)
@@ -293,3 +314,14 @@ def test_progress_bar_total_is_the_epoch_batch_count_when_known(tmp_path, monkey
         monkeypatch.setattr(ToyTrainer, "batches_per_epoch", lambda self, epoch: N // BATCH)
     train(tmp_path / "exp")
     assert bars == [(N // BATCH if known else None, 0)] * 2
+
+
+def test_keep_last_k_below_zero_is_refused_by_every_trainer_config():
+    from asr.config import TrainConfig as AsrTrainConfig
+    from asr.train_token_lm import TokenLMTrainConfig
+    from lm.config import TrainConfig as LmTrainConfig
+
+    for cls in (AsrTrainConfig, TokenLMTrainConfig, LmTrainConfig):
+        cls(keep_last_k=3).validate()
+        with pytest.raises(InputError, match="--keep-last-k must be >= 0"):
+            cls(keep_last_k=-1).validate()
