@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.io import CheckpointError, InputError
+from common.malloc import MAX_MEGABYTES
 from common.speed import SPEED_RANGE
 
 PRESETS = ("tiny", "default", "large")
@@ -292,6 +293,14 @@ class TrainConfig:
     resume: bool = field(
         default=True, metadata={"help": "continue from the last epoch-N.pt in exp-dir if any"}
     )
+    malloc_mmap_threshold_mb: int = field(
+        default=0,
+        metadata={
+            "help": "glibc malloc's mmap threshold in MiB (trim threshold twice it; at most "
+            "1023): large tensors are then reused from the heap instead of mmap-ed and "
+            "page-faulted anew every step (common/malloc.py); 0 = leave malloc alone"
+        },
+    )
     keep_last_k: int = field(
         default=0,
         metadata={
@@ -320,6 +329,11 @@ class TrainConfig:
             raise InputError("--cmvn-cuts must be >= 1")
         if self.keep_last_k < 0:
             raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
+        if not 0 <= self.malloc_mmap_threshold_mb <= MAX_MEGABYTES:
+            raise InputError(
+                f"--malloc-mmap-threshold-mb must be in [0, {MAX_MEGABYTES}] (0 = off), "
+                f"got {self.malloc_mmap_threshold_mb}"
+            )
         if self.max_duration <= 0 or self.log_interval < 1 or self.valid_interval < 0:
             raise InputError(
                 "--max-duration must be > 0, --log-interval >= 1 and --valid-interval >= 0"

@@ -106,6 +106,7 @@ from common.checkpoint import CheckpointError
 from common.cli import TrainCli
 from common.env import env_info
 from common.io import InputError
+from common.malloc import set_mmap_threshold
 from common.trainer import (
     LoopOptions,
     MetricsLog,
@@ -523,6 +524,7 @@ def run(
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if cfg.num_threads > 0 and device.type == "cpu":
             torch.set_num_threads(cfg.num_threads)
+        set_mmap_threshold(cfg.malloc_mmap_threshold_mb)
         tok = Tokenizer(cfg.bpe_model)
         if model_cfg.vocab_size and model_cfg.vocab_size != tok.vocab_size:
             raise InputError(

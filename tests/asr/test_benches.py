@@ -476,3 +476,20 @@ def test_nbest_expansion_bench_names_a_bad_nbest_line(bench, asr_data, trained_t
             *("--cuts", asr_data["cuts"], "--nbest", nbest, "--lexicon", tmp_path / "global.txt"),
             *("--word-counts", tmp_path / "counts.txt"),
         )
+
+
+def test_malloc_mmap_threshold_bench(bench, asr_data):
+    """Two variants in alternating processes on the same batches: the same losses (malloc
+    changes no number), and a summary row per threshold."""
+    r = bench(
+        "malloc_mmap_threshold",
+        *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"]),
+        *("--preset", "tiny", "--max-duration", 5, "--thresholds", 0, 64),
+        *("--rounds", 1, "--steps", 2, "--warmup", 1),
+    )
+    assert set(r["runs"]) == {"0", "64"} and r["summary"]["same_final_loss_everywhere"]
+    for t in ("0", "64"):
+        row = r["summary"][t]
+        assert row["s_per_step"] > 0 and row["minor_faults_per_step"] >= 0
+        assert row["max_rss_mb"] > 0
+    assert r["summary"]["0"]["speed_vs_first"] == 1.0
