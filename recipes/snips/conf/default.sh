@@ -68,14 +68,12 @@ lm_opts=""
 fusion=true
 fusion_lm_opts="--num-epochs 3"
 fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
-# Batches of 120 s of audio on bf16 hosts since 2026-12-06 (60 s, the preset's, before): at equal
-# minutes, two trainings side by side outside the recipe (asr/README.md, "Measured: batch size"),
-# 120 s ended at 88.4 min with dev loss 1.827 / greedy dev WER 51.45 against 1.892 / 52.00 for
-# 60 s. Half the steps per epoch, so the warm-up and the dev-check interval are halved too and
-# 3,500 steps are the 7,000 of 60 s in audio; the 90-min cap ends the training first.
+# Batches of 120 s (--max-duration 120 --warmup-steps 150 --valid-interval 100, 3,500 steps)
+# were tried in a fresh-clone run (2026-12-06, session 30, RESULTS.md "The 120-s batch run"):
+# the 90-min cap stopped it at step 2,209 (76% of the audio the cc7e2de run's 60-s training saw
+# on a faster hour of the host), 1-best dev 37.28 against 35.43; the preset keeps 60 s.
 if cpu_has_bf16; then
-  asr_train_opts="--max-steps 3500 --num-epochs 30 --max-minutes 90 --cpu-bf16 true"
-  asr_train_opts+=" --max-duration 120 --warmup-steps 150 --valid-interval 100"
+  asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 90 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
   fusion_lm_opts="--num-epochs 6 --cpu-bf16 true"
 fi
