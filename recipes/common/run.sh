@@ -189,8 +189,9 @@ stage_decode() {
     --cuts $(printf "data/fbank/${corpus}_cuts_%s.jsonl.gz " $eval_sets) $decode_opts
 }
 # --keep-last-k 1: each LM directory keeps best.pt (what the later stages read) and its newest
-# epoch-N.pt (what a re-run resumes from); every epoch's checkpoint took 5 GB of a SNIPS run's
-# 6 GB of exp/ (15 LMs, up to 25 epochs each). A preset's lm_opts can set it again (last wins).
+# epoch-N.pt (what a re-run resumes from); the older epochs' checkpoints were 2.7 GB of the
+# 4.4 GB of exp/lm in a SNIPS run (session 30; 19 LM runs). A preset's lm_opts can set it again
+# (last wins).
 lm_common="--preset $lm_preset --nlu-train data/manifests/${corpus}_nlu_train.jsonl.gz \
   --nlu-dev data/manifests/${corpus}_nlu_dev.jsonl.gz --intents data/manifests/${corpus}_intents.txt \
   --slot-tags data/manifests/${corpus}_slot_tags.txt --keep-last-k 1 $lm_opts"
