@@ -22,8 +22,9 @@ skeleton owns the rest, identical for every model:
   unique and increasing;
 * ``epoch-N.pt`` and ``best.pt`` (lowest :meth:`Trainer.select_value`), restored on resume if a
   killed run did not write it; ``keep_last_k`` > 0 deletes the ``epoch-N.pt`` older than the
-  last k once ``best.pt`` is in place (icefall's ``--keep-last-k``; 0 keeps every one); ``config.json`` (:func:`common.cli.save_config`); ``cmd.sh``;
-  the exp-dir lock (:func:`common.io.dir_lock`) and the log file (:func:`training_session`).
+  last k once ``best.pt`` is in place (icefall's ``--keep-last-k``; 0 keeps every one);
+  ``config.json`` (:func:`common.cli.save_config`); ``cmd.sh``; the exp-dir lock
+  (:func:`common.io.dir_lock`) and the log file (:func:`training_session`).
 
 The trainers' command line (two typed configs, presets per mode) is :class:`common.cli.TrainCli`,
 next to :func:`common.cli.run_cli` and built from the same pieces.
