@@ -23,7 +23,7 @@ from asr.config import ModelConfig
 from common.checkpoint import (
     CheckpointError,
     average_checkpoints,
-    list_epoch_checkpoints,
+    epoch_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
@@ -70,10 +70,9 @@ def average(cfg: AverageConfig) -> Path:
     if not exp_dir.is_dir():
         raise CheckpointError(f"{exp_dir}: no such exp dir")
     with _exp_dir_lock(exp_dir):
-        ckpts = list_epoch_checkpoints(exp_dir)
-        if not ckpts:
+        by_epoch = epoch_checkpoints(exp_dir)
+        if not by_epoch:
             raise CheckpointError(f"{exp_dir}: no epoch-N.pt checkpoints")
-        by_epoch = {int(p.stem.split("-")[1]): p for p in ckpts}
         last = cfg.epoch or max(by_epoch)
         wanted = list(range(last - cfg.avg + 1, last + 1))
         missing = [e for e in wanted if e not in by_epoch]

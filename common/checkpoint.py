@@ -26,6 +26,7 @@ from common.io import CheckpointError, atomic_path
 __all__ = [
     "CheckpointError",
     "average_checkpoints",
+    "epoch_checkpoints",
     "find_last_checkpoint",
     "list_epoch_checkpoints",
     "load_checkpoint",
@@ -78,13 +79,18 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
         ) from e
 
 
-def list_epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
-    """``epoch-N.pt`` files in ``exp_dir`` sorted by N."""
+def epoch_checkpoints(exp_dir: str | Path) -> dict[int, Path]:
+    """``{N: epoch-N.pt}`` of the files in ``exp_dir``, in increasing N."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
-        return []
+        return {}
     found = [(int(m.group(1)), p) for p in exp_dir.iterdir() if (m := _EPOCH_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return dict(sorted(found))
+
+
+def list_epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
+    """``epoch-N.pt`` files in ``exp_dir`` sorted by N."""
+    return list(epoch_checkpoints(exp_dir).values())
 
 
 def find_last_checkpoint(exp_dir: str | Path) -> Path | None:

@@ -68,8 +68,8 @@ from tqdm import tqdm
 
 from common.checkpoint import (
     CheckpointError,
+    epoch_checkpoints,
     find_last_checkpoint,
-    list_epoch_checkpoints,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
@@ -679,8 +679,7 @@ class Trainer(abc.ABC):
         k = self.opts.keep_last_k
         if k <= 0:
             return
-        for path in list_epoch_checkpoints(self.exp_dir):
-            n = int(path.stem.split("-", 1)[1])
+        for n, path in epoch_checkpoints(self.exp_dir).items():
             if n <= self.state.epoch - k:
                 path.unlink(missing_ok=True)
                 logging.debug("removed %s (--keep-last-k %d)", path, k)
