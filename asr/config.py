@@ -52,9 +52,24 @@ class ModelConfig:
             "Conformer as is (checkpoints saved before this option)"
         },
     )
+    half_rate_layers: str = field(
+        default="",
+        metadata={
+            "help": "Conformer layers that run at half the frame rate, 'start:end' (0-based, end "
+            "excluded; Squeezeformer's Time-UNet: frames mean-pooled in pairs before layer start, "
+            "repeated back after layer end-1, plus a skip connection; no new parameters, same "
+            "output rate); '' = every layer at the full rate"
+        },
+    )
     embed_dim: int = field(default=128, metadata={"help": "predictor symbol embedding size"})
     predictor_layers: int = field(default=1, metadata={"help": "predictor LSTM layers"})
     predictor_hidden: int = field(default=256, metadata={"help": "predictor LSTM size"})
+    predictor_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "dropout on each predictor LSTM layer's output (torchaudio lstm_dropout)"
+        },
+    )
     joiner_dim: int = field(default=160, metadata={"help": "joiner (and enc/pred output) dim"})
     vocab_size: int = field(
         default=0,
@@ -84,6 +99,29 @@ class ModelConfig:
     def waveform_input(self) -> bool:
         """The model reads waveforms (an SSL front-end), not fbank features."""
         return self.frontend != "fbank"
+
+    @property
+    def half_rate_span(self) -> tuple[int, int] | None:
+        """``--half-rate-layers`` as (start, end), or None for ''.
+
+        Raises:
+            InputError: when it is not 'start:end' with 0 <= start < end <= the layer count.
+        """
+        if not self.half_rate_layers:
+            return None
+        parts = self.half_rate_layers.split(":")
+        try:
+            start, end = (int(p) for p in parts) if len(parts) == 2 else (-1, -1)
+        except ValueError:
+            start, end = -1, -1
+        if not 0 <= start < end <= self.num_encoder_layers:
+            raise InputError(
+                f"--half-rate-layers must be 'start:end' with 0 <= start < end <= "
+                f"--num-encoder-layers ({self.num_encoder_layers}), got {self.half_rate_layers!r}"
+            )
+        if not self.mask_padding:
+            raise InputError("--half-rate-layers needs --mask-padding true")
+        return start, end
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, path: str | Path) -> ModelConfig:
@@ -124,8 +162,11 @@ class ModelConfig:
             raise InputError("--feature-dim must be >= 1 and --vocab-size >= 0")
         if self.frontend not in FRONTENDS:
             raise InputError(f"--frontend must be one of {FRONTENDS}, got {self.frontend!r}")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.predictor_dropout < 1.0):
+            raise InputError("--dropout and --predictor-dropout must be in [0, 1)")
         if not 0 <= self.frontend_layers <= 12:
             raise InputError(f"--frontend-layers must be 0 (all) to 12, got {self.frontend_layers}")
+        _ = self.half_rate_span  # raises on a malformed --half-rate-layers
 
 
 @dataclass

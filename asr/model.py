@@ -92,21 +92,64 @@ class MaskedConformer(Conformer):
     exactly (checkpoints trained before this option).
     """
 
-    def __init__(self, *args, mask_padding: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        mask_padding: bool = True,
+        half_rate: tuple[int, int] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.mask_padding = mask_padding
+        self.half_rate = half_rate
+        if half_rate is not None:
+            start, end = half_rate
+            assert mask_padding and 0 <= start < end <= len(self.conformer_layers), half_rate
 
     def forward(
         self, input: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, T, D), (N,) -> (N, T, D), (N,); padded output frames are not meaningful."""
+        """(N, T, D), (N,) -> (N, T, D), (N,); padded output frames are not meaningful.
+
+        With ``half_rate=(start, end)`` layers ``start .. end-1`` run on frames mean-pooled in
+        pairs (the Time-UNet of Kim et al., "Squeezeformer", NeurIPS 2022): the frames are
+        repeated back to the full rate after layer ``end-1`` and the input of layer ``start``
+        is added as a skip connection. No parameters are added; the output rate is unchanged.
+        """
         if not self.mask_padding:
             return super().forward(input, lengths)
         pad = _padding_mask(lengths, input.size(1))  # (N, T)
         x = input.transpose(0, 1)  # (T, N, D), as torchaudio's layers take it
-        for layer in self.conformer_layers:
+        start, end = self.half_rate or (-1, -1)
+        skip, full_pad = x, pad
+        for i, layer in enumerate(self.conformer_layers):
+            if i == start:
+                skip, full_pad = x, pad
+                x, pad = _halve_rate(x, pad)
+            elif i == end:
+                x, pad = _double_rate(x, skip.size(0)) + skip, full_pad
             x = _layer_forward(layer, x, pad)
+        if end == len(self.conformer_layers):
+            x = _double_rate(x, skip.size(0)) + skip
         return x.transpose(0, 1), lengths
+
+
+def _halve_rate(x: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, N, D) frames, (N, T) padding -> the mean of each pair of valid frames (ceil(T/2), N,
+    D) and its padding: a pair is valid when its first frame is (lengths -> ceil(L / 2))."""
+    t = x.size(0)
+    valid = (~pad).transpose(0, 1).unsqueeze(-1).to(x.dtype)  # (T, N, 1)
+    if t % 2:
+        x = torch.cat([x, x.new_zeros(1, *x.shape[1:])])
+        valid = torch.cat([valid, valid.new_zeros(1, *valid.shape[1:])])
+    total = (x * valid).unflatten(0, (-1, 2)).sum(1)
+    count = valid.unflatten(0, (-1, 2)).sum(1).clamp(min=1.0)
+    return total / count, pad[:, ::2]
+
+
+def _double_rate(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(T2, N, D) -> (length, N, D): each frame repeated twice, cut to ``length``."""
+    return x.repeat_interleave(2, dim=0)[:length]
 
 
 def _layer_forward(layer: ConformerLayer, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
@@ -167,6 +210,7 @@ class ConformerTranscriber(nn.Module):
             depthwise_conv_kernel_size=cfg.conv_kernel_size,
             dropout=cfg.dropout,
             mask_padding=cfg.mask_padding,
+            half_rate=cfg.half_rate_span,
         )
         self.output = nn.Linear(cfg.encoder_dim, cfg.joiner_dim)
 
@@ -201,7 +245,7 @@ class Transducer(RNNT):
             lstm_hidden_dim=cfg.predictor_hidden,
             lstm_layer_norm=True,
             lstm_layer_norm_epsilon=1e-5,
-            lstm_dropout=0.0,
+            lstm_dropout=cfg.predictor_dropout,
         )
         joiner = _Joiner(cfg.joiner_dim, cfg.vocab_size, activation="tanh")
         super().__init__(transcriber, predictor, joiner)

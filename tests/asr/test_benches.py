@@ -493,3 +493,44 @@ def test_malloc_mmap_threshold_bench(bench, asr_data):
         assert row["s_per_step"] > 0 and row["minor_faults_per_step"] >= 0
         assert row["max_rss_mb"] > 0
     assert r["summary"]["0"]["speed_vs_first"] == 1.0
+
+
+def test_model_speed_bench(bench, asr_data):
+    r = bench(
+        "asr_model_speed",
+        *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"], "--preset", "tiny"),
+        *(
+            "--steps",
+            2,
+            "--warmup",
+            1,
+            "--variant",
+            "tiny=",
+            "--variant",
+            "half=--half-rate-layers 0:1",
+        ),
+        *("--variant", "deep=--num-encoder-layers 3 --half-rate-layers 1:3"),
+    )
+    rows = r["variants"]
+    assert list(rows) == ["tiny", "half", "deep"] and r["timed_steps"] == 2
+    assert rows["tiny"]["over_first"] == 1.0 and rows["deep"]["options"].startswith("--num")
+    assert rows["half"]["params"] == rows["tiny"]["params"] < rows["deep"]["params"]
+    assert all(v["seconds_per_step"] > 0 for v in rows.values())
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("noname", "expected NAME=OPTIONS"),
+        ("x=--no-such-option 1", "not a model option"),
+        ("x=--half-rate-layers 5:9", "--half-rate-layers must be"),
+        ("x=--num-encoder-layers two", "invalid int value"),
+    ],
+)
+def test_model_speed_bench_names_a_bad_variant(bench, asr_data, variant, message):
+    with pytest.raises(SystemExit, match=message):
+        bench(
+            "asr_model_speed",
+            *("--cuts", asr_data["cuts"], "--bpe-model", asr_data["bpe_model"]),
+            *("--preset", "tiny", "--variant", variant),
+        )
