@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.budget import TrainBudget
 from common.io import CheckpointError, InputError
 from common.malloc import MAX_MEGABYTES
 from common.speed import SPEED_RANGE
@@ -170,7 +171,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainBudget):
     """Options of ``train-asr`` (data, optimisation, logging)."""
 
     exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "output dir"})
@@ -184,17 +185,6 @@ class TrainConfig:
         default=Path("data/lang_bpe_128/bpe.model"), metadata={"help": "sentencepiece model"}
     )
     num_epochs: int = field(default=14, metadata={"help": "epochs"})
-    max_steps: int = field(
-        default=0,
-        metadata={"help": "stop (after a checkpoint) at this total step count (0 = off)"},
-    )
-    max_minutes: float = field(
-        default=0.0,
-        metadata={
-            "help": "stop (after a checkpoint) once this many minutes were trained in total, "
-            "earlier (resumed) runs included (0 = off)"
-        },
-    )
     max_duration: float = field(default=60.0, metadata={"help": "seconds of audio per batch"})
     num_buckets: int = field(default=10, metadata={"help": "DynamicBucketingSampler buckets"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
@@ -342,13 +332,6 @@ class TrainConfig:
             "page-faulted anew every step (common/malloc.py); 0 = leave malloc alone"
         },
     )
-    keep_last_k: int = field(
-        default=0,
-        metadata={
-            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
-            "each epoch); average-checkpoints --avg N needs K >= N; 0 = keep all"
-        },
-    )
     frontend_checkpoint: Path | None = field(
         default=None,
         metadata={
@@ -364,12 +347,9 @@ class TrainConfig:
             raise InputError(f"--loss-impl must be torch or torchaudio, got {self.loss_impl!r}")
         if self.num_epochs < 1:
             raise InputError("--num-epochs must be >= 1")
-        if self.max_steps < 0 or self.max_minutes < 0:
-            raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
+        self.validate_budget()
         if self.cmvn_cuts < 1:
             raise InputError("--cmvn-cuts must be >= 1")
-        if self.keep_last_k < 0:
-            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
         if not 0 <= self.malloc_mmap_threshold_mb <= MAX_MEGABYTES:
             raise InputError(
                 f"--malloc-mmap-threshold-mb must be in [0, {MAX_MEGABYTES}] (0 = off), "

@@ -179,11 +179,9 @@ class AsrTrainer(Trainer):
         self.scheduler = NoamScheduler(optimizer, cfg.warmup_steps)
         opts = LoopOptions(
             num_epochs=cfg.num_epochs,
-            max_steps=cfg.max_steps,
-            max_minutes=cfg.max_minutes,
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
-            keep_last_k=cfg.keep_last_k,
+            **cfg.budget_options(),
         )
         extra = {"model": config_dict(model.cfg), "world_size": world_size}
         super().__init__(

@@ -40,6 +40,7 @@ import torch
 
 from asr.data import Tokenizer
 from asr.fusion import SOS_ID, TokenLM, TokenLMConfig, token_lm_checkpoint
+from common.budget import TrainBudget
 from common.checkpoint import CheckpointError
 from common.cli import TrainCli
 from common.io import InputError, open_text
@@ -55,7 +56,7 @@ from common.trainer import (
 
 
 @dataclass
-class TokenLMTrainConfig:
+class TokenLMTrainConfig(TrainBudget):
     text: list[Path] = field(
         default_factory=lambda: [Path("data/lm/pretrain.txt"), Path("data/lm/finetune.txt")],
         metadata={"help": "training text files, one normalised sentence per line"},
@@ -77,17 +78,6 @@ class TokenLMTrainConfig:
         default=0.5, metadata={"help": "LR factor at each epoch end without a better valid loss"}
     )
     num_epochs: int = field(default=5, metadata={"help": "epochs"})
-    max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no cap)"})
-    max_minutes: float = field(
-        default=0.0, metadata={"help": "stop after this much training time (0 = no cap)"}
-    )
-    keep_last_k: int = field(
-        default=0,
-        metadata={
-            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
-            "each epoch; best.pt stays); 0 = keep all"
-        },
-    )
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
     log_interval: int = field(default=50, metadata={"help": "steps between train log rows"})
     seed: int = field(default=42, metadata={"help": "random seed"})
@@ -104,10 +94,9 @@ class TokenLMTrainConfig:
             raise InputError("--valid-every must be >= 2, --batch-tokens and --max-len >= 1")
         if not self.lr > 0 or not 0 < self.lr_decay <= 1:
             raise InputError("--lr must be > 0 and --lr-decay in (0, 1]")
-        if self.num_epochs < 1 or self.max_steps < 0 or self.max_minutes < 0:
-            raise InputError("--num-epochs must be >= 1, --max-steps and --max-minutes >= 0")
-        if self.keep_last_k < 0:
-            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
+        if self.num_epochs < 1:
+            raise InputError("--num-epochs must be >= 1")
+        self.validate_budget()
 
 
 def read_token_text(
@@ -196,11 +185,9 @@ class TokenLMTrainer(Trainer):
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         opts = LoopOptions(
             num_epochs=cfg.num_epochs,
-            max_steps=cfg.max_steps,
-            max_minutes=cfg.max_minutes,
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
-            keep_last_k=cfg.keep_last_k,
+            **cfg.budget_options(),
         )
         super().__init__(
             model,

@@ -12,7 +12,8 @@ skeleton owns the rest, identical for every model:
   a run stopped by a budget and continued ends with the same weights as one never stopped -
   unless the extra evaluation at the stop changed a decision training reads (it counts for
   ``best.pt`` and early stopping like an epoch end);
-* budgets ``num_epochs`` / ``max_steps`` / ``max_minutes`` (earlier runs count) and early
+* budgets ``num_epochs`` / ``max_steps`` / ``max_minutes`` (earlier runs count; the trainers'
+  configs take the last two and ``keep_last_k`` from :class:`common.budget.TrainBudget`) and early
   stopping (``patience``), all re-derived from the state, so re-running a finished run is a
   no-op ("Training already finished ...: nothing to do") and raising a limit continues it;
 * the non-finite guard: a batch whose loss or gradient norm is not finite is skipped (no

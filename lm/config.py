@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.budget import TrainBudget
 from common.io import InputError
 
 ARCHS = ("lstm", "transformer")
@@ -69,7 +70,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainBudget):
     """Everything ``train-lm`` needs besides the architecture."""
 
     mode: str = field(
@@ -162,30 +163,11 @@ class TrainConfig:
     patience: int = field(
         default=3, metadata={"help": "early stopping: dev evaluations in a row without improvement"}
     )
-    keep_last_k: int = field(
-        default=0,
-        metadata={
-            "help": "keep only the newest K epoch-N.pt checkpoints (older ones are deleted after "
-            "each epoch; best.pt stays); 0 = keep all"
-        },
-    )
     select_metric: str = field(
         default="auto",
         metadata={
             "help": f"best-checkpoint metric, one of {SELECT_METRICS}; auto = lm_loss for LM "
             "modes, total_loss (unweighted sum of dev losses) for multitask modes"
-        },
-    )
-    max_steps: int = field(
-        default=0,
-        metadata={"help": "stop (after a checkpoint) at this total step count (0 = off)"},
-    )
-    max_minutes: float = field(
-        default=0.0,
-        metadata={
-            "help": "stop (after a checkpoint) once this many minutes were trained in total, "
-            "earlier (resumed) runs included; a cut epoch continues when the limit is raised "
-            "(0 = off)"
         },
     )
     seed: int = field(default=42, metadata={"help": "random seed (data order, init, rwm)"})
@@ -254,10 +236,7 @@ class TrainConfig:
             raise InputError("--epochs, --batch-tokens and --max-batch-sentences must be >= 1")
         if self.log_interval < 1 or self.patience < 1:
             raise InputError("--log-interval and --patience must be >= 1")
-        if self.max_steps < 0 or self.max_minutes < 0:
-            raise InputError("--max-steps and --max-minutes must be >= 0 (0 = no limit)")
-        if self.keep_last_k < 0:
-            raise InputError("--keep-last-k must be >= 0 (0 = keep every checkpoint)")
+        self.validate_budget()
 
 
 def _preset_tables() -> dict[str, tuple[ModelConfig, dict[str, dict]]]:

@@ -111,12 +111,10 @@ class LmTrainer(Trainer):
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         opts = LoopOptions(
             num_epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            max_minutes=cfg.max_minutes,
             grad_clip=cfg.grad_clip,
             log_interval=cfg.log_interval,
             patience=cfg.patience,
-            keep_last_k=cfg.keep_last_k,
+            **cfg.budget_options(),
         )
         extra = {"model": config_dict(self.model_cfg)}
         super().__init__(

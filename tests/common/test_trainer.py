@@ -9,7 +9,7 @@ import csv
 import json
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pytest
@@ -316,12 +316,28 @@ def test_progress_bar_total_is_the_epoch_batch_count_when_known(tmp_path, monkey
     assert bars == [(N // BATCH if known else None, 0)] * 2
 
 
-def test_keep_last_k_below_zero_is_refused_by_every_trainer_config():
+@pytest.mark.parametrize(
+    ("field_values", "message"),
+    [
+        ({"keep_last_k": -1}, "--keep-last-k must be >= 0"),
+        ({"max_steps": -1}, "--max-steps and --max-minutes must be >= 0"),
+        ({"max_minutes": -0.5}, "--max-steps and --max-minutes must be >= 0"),
+    ],
+)
+def test_every_trainer_config_shares_the_budget_options(field_values, message):
+    """train-asr, train-lm and train-token-lm take the budget options (and their check) from
+    common.budget.TrainBudget, and hand them to the loop under LoopOptions' names."""
     from asr.config import TrainConfig as AsrTrainConfig
     from asr.train_token_lm import TokenLMTrainConfig
+    from common.budget import TrainBudget
     from lm.config import TrainConfig as LmTrainConfig
 
+    loop_fields = {f.name for f in fields(LoopOptions)}
     for cls in (AsrTrainConfig, TokenLMTrainConfig, LmTrainConfig):
-        cls(keep_last_k=3).validate()
-        with pytest.raises(InputError, match="--keep-last-k must be >= 0"):
-            cls(keep_last_k=-1).validate()
+        assert issubclass(cls, TrainBudget)
+        cfg = cls(keep_last_k=3, max_steps=7, max_minutes=1.5)
+        cfg.validate()
+        assert cfg.budget_options() == {"max_steps": 7, "max_minutes": 1.5, "keep_last_k": 3}
+        assert set(cfg.budget_options()) <= loop_fields
+        with pytest.raises(InputError, match=message):
+            cls(**field_values).validate()
