@@ -81,6 +81,28 @@ def timed_step(
     return time.perf_counter() - t0, loss.detach()
 
 
+def alternating_steps(
+    models: Mapping[str, nn.Module],
+    batches: list[dict],
+    train_cfg: TrainConfig,
+    warmup: int,
+    bf16: bool = False,
+) -> dict[str, list[float]]:
+    """Train every model of ``models`` on each batch in turn (A B C A B C ...: a load change on
+    the machine hits all alike), each with its own AdamW; returns each model's step seconds
+    after the first ``warmup`` batches. ``bf16``: steps under CPU bf16 autocast."""
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i, b in enumerate(batches):
+        for name, model in models.items():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                sec, _ = timed_step(model, opts[name], b, train_cfg)
+            if i >= warmup:
+                times[name].append(sec)
+        print(f"step {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v))
+    return times
+
+
 def write_report(report: dict, out: Path | None) -> None:
     """Print ``report`` as JSON and, with ``out``, also write it there atomically."""
     text = json.dumps(report, indent=2)

@@ -26,7 +26,7 @@ import shlex
 from pathlib import Path
 
 import torch
-from _common import asr_setup, next_batch, timed_step, train_loader, write_report
+from _common import alternating_steps, asr_setup, next_batch, train_loader, write_report
 
 from asr.config import ModelConfig
 from asr.data import load_cuts
@@ -82,18 +82,10 @@ def main() -> None:
     for name, cfg in cfgs.items():
         torch.manual_seed(args.seed)
         models[name] = build_model(cfg).train()
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     it = iter(train_loader(load_cuts(args.cuts), tok, train_cfg, args.seed))
     needed = args.warmup + args.steps
     batches = [next_batch(it, str(args.cuts), needed) for _ in range(needed)]
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for i, b in enumerate(batches):
-        for name, model in models.items():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                sec, _ = timed_step(model, opts[name], b, train_cfg)
-            if i >= args.warmup:
-                times[name].append(sec)
-        print(f"step {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v))
+    times = alternating_steps(models, batches, train_cfg, args.warmup, bf16=args.bf16)
     per_step = {k: sum(v) / len(v) for k, v in times.items()}
     ref = next(iter(per_step))
     report = {

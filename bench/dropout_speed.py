@@ -22,7 +22,7 @@ import copy
 from pathlib import Path
 
 import torch
-from _common import CPU, asr_setup, next_batch, timed_step, train_loader, write_report
+from _common import CPU, alternating_steps, asr_setup, next_batch, train_loader, write_report
 from torch import nn
 
 from asr.data import load_cuts
@@ -60,17 +60,10 @@ def main() -> None:
     slow = copy.deepcopy(fast)
     n_drop = torch_dropout(slow)
     variants = {"torch": slow, "fast": fast}
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in variants.items()}
     it = iter(train_loader(load_cuts(args.cuts), tok, train_cfg, args.seed))
     needed = args.warmup + args.steps
     batches = [next_batch(it, str(args.cuts), needed) for _ in range(needed)]
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for i, b in enumerate(batches):
-        for name, model in variants.items():
-            sec, _ = timed_step(model, opts[name], b, train_cfg)
-            if i >= args.warmup:
-                times[name].append(sec)
-        print(f"step {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v))
+    times = alternating_steps(variants, batches, train_cfg, args.warmup)
     per_step = {k: sum(v) / len(v) for k, v in times.items()}
     report: dict = {
         "cuts": str(args.cuts),
