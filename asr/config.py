@@ -411,7 +411,8 @@ _MODEL_PRESETS = {
         joiner_dim=64,
     ),
     # Conformer layers 1-4 at half the frame rate (80 ms; session 31: dev loss after 3 epochs
-    # 2.89 against 4.10 at the full rate, steps 0.82x the time; asr/README.md "Half-rate layers")
+    # 2.89 against 4.10 at the full rate, steps 0.80x the time, every rescored system better on
+    # dev in the 75a3e4d run; asr/README.md "Half-rate Conformer layers")
     "default": ModelConfig(half_rate_layers="1:5"),
     "large": ModelConfig(
         subsampling_factor=4,
