@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from asr.config import ModelConfig, TrainConfig, get_model_preset, get_train_preset
-from asr.data import Tokenizer, make_dataloader
+from asr.data import Tokenizer, load_cuts, make_dataloader
 from asr.objective import TransducerForward, compute_loss
 from common.io import atomic_write
 
@@ -68,6 +68,15 @@ def next_batch(it, what: str, needed: int) -> dict:
         ) from None
 
 
+def first_batches(
+    cuts: Path, tok: Tokenizer, train_cfg: TrainConfig, seed: int, n: int
+) -> list[dict]:
+    """The first ``n`` batches of :func:`train_loader` over the CutSet file ``cuts``; a clear
+    exit if one epoch has fewer (:func:`next_batch`)."""
+    it = iter(train_loader(load_cuts(cuts), tok, train_cfg, seed))
+    return [next_batch(it, str(cuts), n) for _ in range(n)]
+
+
 def timed_step(
     model: nn.Module, opt: torch.optim.Optimizer, batch: dict, train_cfg: TrainConfig
 ) -> tuple[float, torch.Tensor]:
@@ -87,10 +96,10 @@ def alternating_steps(
     train_cfg: TrainConfig,
     warmup: int,
     bf16: bool = False,
-) -> dict[str, list[float]]:
+) -> dict[str, float]:
     """Train every model of ``models`` on each batch in turn (A B C A B C ...: a load change on
-    the machine hits all alike), each with its own AdamW; returns each model's step seconds
-    after the first ``warmup`` batches. ``bf16``: steps under CPU bf16 autocast."""
+    the machine hits all alike), each with its own AdamW; returns each model's mean seconds per
+    step over the batches after the first ``warmup``. ``bf16``: steps under CPU bf16 autocast."""
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for i, b in enumerate(batches):
@@ -100,7 +109,7 @@ def alternating_steps(
             if i >= warmup:
                 times[name].append(sec)
         print(f"step {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v))
-    return times
+    return {k: sum(v) / len(v) for k, v in times.items()}
 
 
 def write_report(report: dict, out: Path | None) -> None:

@@ -26,10 +26,9 @@ import shlex
 from pathlib import Path
 
 import torch
-from _common import alternating_steps, asr_setup, next_batch, train_loader, write_report
+from _common import alternating_steps, asr_setup, first_batches, write_report
 
 from asr.config import ModelConfig
-from asr.data import load_cuts
 from asr.model import build_model, num_params
 from common.cli import add_dataclass_args, dataclass_from_args
 from common.io import InputError
@@ -82,11 +81,8 @@ def main() -> None:
     for name, cfg in cfgs.items():
         torch.manual_seed(args.seed)
         models[name] = build_model(cfg).train()
-    it = iter(train_loader(load_cuts(args.cuts), tok, train_cfg, args.seed))
-    needed = args.warmup + args.steps
-    batches = [next_batch(it, str(args.cuts), needed) for _ in range(needed)]
-    times = alternating_steps(models, batches, train_cfg, args.warmup, bf16=args.bf16)
-    per_step = {k: sum(v) / len(v) for k, v in times.items()}
+    batches = first_batches(args.cuts, tok, train_cfg, args.seed, args.warmup + args.steps)
+    per_step = alternating_steps(models, batches, train_cfg, args.warmup, bf16=args.bf16)
     ref = next(iter(per_step))
     report = {
         "cuts": str(args.cuts),

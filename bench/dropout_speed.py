@@ -22,10 +22,9 @@ import copy
 from pathlib import Path
 
 import torch
-from _common import CPU, alternating_steps, asr_setup, next_batch, train_loader, write_report
+from _common import CPU, alternating_steps, asr_setup, first_batches, write_report
 from torch import nn
 
-from asr.data import load_cuts
 from asr.model import build_model
 from asr.objective import TransducerForward, compute_loss
 from common.dropout import FastDropout
@@ -60,11 +59,8 @@ def main() -> None:
     slow = copy.deepcopy(fast)
     n_drop = torch_dropout(slow)
     variants = {"torch": slow, "fast": fast}
-    it = iter(train_loader(load_cuts(args.cuts), tok, train_cfg, args.seed))
-    needed = args.warmup + args.steps
-    batches = [next_batch(it, str(args.cuts), needed) for _ in range(needed)]
-    times = alternating_steps(variants, batches, train_cfg, args.warmup)
-    per_step = {k: sum(v) / len(v) for k, v in times.items()}
+    batches = first_batches(args.cuts, tok, train_cfg, args.seed, args.warmup + args.steps)
+    per_step = alternating_steps(variants, batches, train_cfg, args.warmup)
     report: dict = {
         "cuts": str(args.cuts),
         "preset": args.preset,
