@@ -6,6 +6,7 @@ Imported by the scripts of this folder (``python bench/<script>.py`` puts ``benc
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Mapping
@@ -33,6 +34,17 @@ def voice_of(custom: Mapping, group: str = "voice") -> str:
     if group == "engine" or (group == "family" and engine == "espeak-ng"):
         return engine
     return f"{engine}:{custom.get('tts_voice', '?')}"
+
+
+def add_train_data_args(p: argparse.ArgumentParser, bpe_model: bool = True) -> None:
+    """The options of the benches that take training steps: ``--cuts`` (a train CutSet with
+    features), ``--bpe-model`` (unless ``bpe_model`` is false) and ``--preset``."""
+    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
+    if bpe_model:
+        p.add_argument("--bpe-model", type=Path, required=True, help="the ASR's BPE model")
+    p.add_argument(
+        "--preset", default="default", help="asr/config.py preset: model, batch size, buckets"
+    )
 
 
 def asr_setup(bpe_model: Path, preset: str) -> tuple[Tokenizer, ModelConfig, TrainConfig]:

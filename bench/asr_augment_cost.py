@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_report
+from _common import add_train_data_args, write_report
 from lhotse import CutSet
 from lhotse.dataset.collation import collate_features
 
@@ -46,8 +46,7 @@ VARIANTS: dict[str, AugmentSpec] = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
-    p.add_argument("--preset", default="default", help="train preset: batch size, buckets")
+    add_train_data_args(p, bpe_model=False)
     p.add_argument("--batches", type=int, default=20, help="timed batches")
     p.add_argument("--num-mel-bins", type=int, default=80)
     p.add_argument(

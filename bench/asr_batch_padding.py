@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import asr_setup, timed_step, voice_of, write_report
+from _common import add_train_data_args, asr_setup, timed_step, voice_of, write_report
 
 from asr.data import (
     Tokenizer,
@@ -128,9 +128,7 @@ def time_steps(cuts, tok, model_cfg, train_cfg, max_duration, buckets, seed, k) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--cuts", type=Path, required=True, help="training cut manifest")
-    ap.add_argument("--bpe-model", type=Path, required=True)
-    ap.add_argument("--preset", default="default", help="asr/config.py model + train preset")
+    add_train_data_args(ap)
     ap.add_argument(
         "--settings",
         nargs="+",

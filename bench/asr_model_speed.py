@@ -26,7 +26,7 @@ import shlex
 from pathlib import Path
 
 import torch
-from _common import alternating_steps, asr_setup, first_batches, write_report
+from _common import add_train_data_args, alternating_steps, asr_setup, first_batches, write_report
 
 from asr.config import ModelConfig
 from asr.model import build_model, num_params
@@ -58,9 +58,7 @@ def parse_variant(spec: str, base: ModelConfig) -> tuple[str, ModelConfig]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
-    p.add_argument("--bpe-model", type=Path, required=True)
-    p.add_argument("--preset", default="default", help="asr/config.py model and train preset")
+    add_train_data_args(p)
     p.add_argument(
         "--variant",
         action="append",

@@ -22,7 +22,14 @@ import copy
 from pathlib import Path
 
 import torch
-from _common import CPU, alternating_steps, asr_setup, first_batches, write_report
+from _common import (
+    CPU,
+    add_train_data_args,
+    alternating_steps,
+    asr_setup,
+    first_batches,
+    write_report,
+)
 from torch import nn
 
 from asr.model import build_model
@@ -44,9 +51,7 @@ def torch_dropout(model: nn.Module) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
-    p.add_argument("--bpe-model", type=Path, required=True)
-    p.add_argument("--preset", default="default", help="asr/config.py model and train preset")
+    add_train_data_args(p)
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
     p.add_argument("--seed", type=int, default=0)

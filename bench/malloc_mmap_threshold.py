@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import CPU, asr_setup, next_batch, train_loader, write_report
+from _common import CPU, add_train_data_args, asr_setup, next_batch, train_loader, write_report
 
 from asr.data import load_cuts
 from asr.model import build_model
@@ -69,9 +69,7 @@ def child(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
-    p.add_argument("--bpe-model", type=Path, required=True)
-    p.add_argument("--preset", default="default")
+    add_train_data_args(p)
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--thresholds", type=int, nargs="+", default=[0, 512], help="MiB; 0 = glibc's")
     p.add_argument("--rounds", type=int, default=2, help="processes per variant, alternating")

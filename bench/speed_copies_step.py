@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 
 import torch
-from _common import asr_setup, next_batch, timed_step, train_loader, write_report
+from _common import (
+    add_train_data_args,
+    asr_setup,
+    next_batch,
+    timed_step,
+    train_loader,
+    write_report,
+)
 
 from asr.data import CutCopies, load_cuts
 from asr.model import build_model
@@ -31,10 +38,8 @@ from asr.model import build_model
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cuts", type=Path, required=True, help="train CutSet with features")
+    add_train_data_args(p)
     p.add_argument("--speed-cuts", type=Path, nargs="+", required=True)
-    p.add_argument("--bpe-model", type=Path, required=True)
-    p.add_argument("--preset", default="default")
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=42)

@@ -202,6 +202,35 @@ def test_per_voice_bench(bench, tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "asr_augment_cost",
+        "asr_batch_padding",
+        "asr_model_speed",
+        "dropout_speed",
+        "malloc_mmap_threshold",
+        "speed_copies_step",
+    ],
+)
+def test_training_step_benches_share_their_data_options(name, monkeypatch, capsys):
+    """Every bench that takes training steps asks for --cuts (required) and --preset (default
+    'default') through _common.add_train_data_args, and for --bpe-model where it tokenises."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(BENCH / f"{name}.py"), run_name="__main__")
+    assert e.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "asr/config.py preset: model, batch size, buckets" in help_text
+    assert "train CutSet with features" in help_text
+    assert ("the ASR's BPE model" in help_text) == (name != "asr_augment_cost")
+    monkeypatch.setattr(sys, "argv", [f"{name}.py"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(BENCH / f"{name}.py"), run_name="__main__")
+    assert e.value.code == 2 and "--cuts" in capsys.readouterr().err
+
+
 def test_voice_of_groups(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     from _common import voice_of
