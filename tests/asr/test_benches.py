@@ -214,8 +214,8 @@ def test_per_voice_bench(bench, tmp_path, capsys):
     ],
 )
 def test_training_step_benches_share_their_data_options(name, monkeypatch, capsys):
-    """Every bench that takes training steps asks for --cuts (required) and --preset (default
-    'default') through _common.add_train_data_args, and for --bpe-model where it tokenises."""
+    """Every bench that takes training steps asks for --cuts (required) and --preset through
+    _common.add_train_data_args (its help texts), and for --bpe-model where it tokenises."""
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
     with pytest.raises(SystemExit) as e:
