@@ -35,6 +35,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,33 @@ def stage_table(
             f"Recipe wall-clock time: **{total:.0f} s ({total / 60:.0f} min)** (sum of the stage"
             " times; Python/venv installation not included)."
         )
+    span = _marker_span(recs)
+    if span is not None:
+        t0, t1 = span
+        secs_span = (t1 - t0).total_seconds()
+        lines += [
+            "",
+            f"The stage markers span **{secs_span:.0f} s ({secs_span / 60:.0f} min)**, from the "
+            f"first stage's start ({t0:%Y-%m-%d %H:%M}) to the last stage's end "
+            f"({t1:%Y-%m-%d %H:%M}, the host's local time): more than the wall-clock time above "
+            "where stages waited for each other, or where the work dir was made by more than one "
+            "run (resumed, or stages re-run or copied in later).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _marker_span(recs: list[StageRecord]) -> tuple[datetime, datetime] | None:
+    """(first start, last end) of the markers that record when they finished; ``None`` if none
+    does. A stage's start is its ``finished_at`` less its ``seconds``."""
+    starts, ends = [], []
+    for r in recs:
+        try:
+            end = datetime.strptime(r.finished_at, "%Y-%m-%d %H:%M:%S")
+        except (TypeError, ValueError):
+            continue
+        ends.append(end)
+        starts.append(end - timedelta(seconds=float(r.seconds or 0)))
+    return (min(starts), max(ends)) if ends else None
 
 
 def lock_holders(lock_file: str | Path) -> list[str]:

@@ -264,16 +264,23 @@ def _csv_value(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)
 
 
+CMD_HEADER = "# Exact commands, run from "
+
+
 def write_command(exp_dir: Path, command: Sequence[str]) -> None:
     """Append ``command`` to ``exp_dir/cmd.sh`` (ESPnet style) unless a line of it already runs
-    exactly that command (a re-run, or the recipe's own ``logged`` line)."""
+    exactly that command (a re-run, or the recipe's own ``logged`` line). A ``# Exact commands,
+    run from <cwd>`` line comes first, and again before a command run from another folder than
+    the last such line names (relative paths in the commands are relative to it)."""
     path = exp_dir / "cmd.sh"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     for line in lines:
         with contextlib.suppress(ValueError):
             if not line.startswith("#") and shlex.split(line) == list(command):
                 return
-    header = [] if lines else [f"# Exact commands, run from {os.getcwd()}"]
+    here = f"{CMD_HEADER}{os.getcwd()}"
+    last = next((x for x in reversed(lines) if x.startswith(CMD_HEADER)), None)
+    header = [] if last == here else [here]
     with atomic_write(path) as f:
         f.write("".join(x + "\n" for x in [*lines, *header, shlex.join(command)]))
 

@@ -161,3 +161,23 @@ def test_parallel_groups_may_be_several_ranges():
     assert _range_name({6, 7, 8, 17, 19, 20}) == "6-8, 17, 19-20"
     with pytest.raises(ValueError, match="6-8,17-21"):
         parse_ranges(["6-x"])
+
+
+def test_stage_table_gives_the_span_of_the_markers(tmp_path):
+    """A work dir whose stages were made on two days: the sum of stage times says 3 min, the span
+    of the markers (first start to last end) says so plainly."""
+    from common.stages import StageRecord
+
+    done = tmp_path / ".done"
+    done.mkdir()
+    for n, secs, end in ((0, 60, "2026-12-05 10:01:00"), (7, 120, "2026-12-06 10:02:00")):
+        rec = StageRecord(stage=n, argv=["p"], desc=f"s{n}", seconds=secs, finished_at=end)
+        (done / f"stage{n}").write_text(json.dumps(rec.__dict__))
+    md = stage_table(done)
+    assert "**180 s (3 min)** (sum of the stage times" in md
+    assert "The stage markers span **86520 s (1442 min)**" in md  # 2026-12-05 10:00 to 12-06 10:02
+    assert "(2026-12-05 10:00) to the last stage's end (2026-12-06 10:02," in md
+    (done / "stage7").write_text(
+        json.dumps({**rec.__dict__, "finished_at": "not a time"})
+    )  # an unreadable time is left out of the span, not an error
+    assert "span **60 s (1 min)**" in stage_table(done)

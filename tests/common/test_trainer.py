@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import random
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -258,14 +259,27 @@ def test_metrics_log_drops_rows_after_the_resumed_step(tmp_path):
         MetricsLog(tmp_path / "b.csv", ["step", "loss"], keep_through_step=2)
 
 
-def test_cmd_sh_records_each_command_once(tmp_path):
+def test_cmd_sh_records_each_command_once(tmp_path, monkeypatch):
     # the recipe's `logged` line (printf %q) is the same command: not repeated
-    (tmp_path / "cmd.sh").write_text("# Exact commands\ntrain-toy --exp-dir a\\ b --n 1 \n")
+    monkeypatch.chdir(tmp_path)
+    here = f"# Exact commands, run from {os.getcwd()}"
+    (tmp_path / "cmd.sh").write_text(f"{here}\ntrain-toy --exp-dir a\\ b --n 1 \n")
     write_command(tmp_path, ["train-toy", "--exp-dir", "a b", "--n", "1"])
     write_command(tmp_path, ["train-toy", "--n", "2"])
     write_command(tmp_path, ["train-toy", "--n", "2"])
     lines = (tmp_path / "cmd.sh").read_text().splitlines()
-    assert lines[1:] == ["train-toy --exp-dir a\\ b --n 1 ", "train-toy --n 2"]
+    assert lines == [here, "train-toy --exp-dir a\\ b --n 1 ", "train-toy --n 2"]
+    # run from another folder: a header names it before the command (its paths are relative
+    # to it); back in the first folder, a header again
+    (tmp_path / "w2").mkdir()
+    monkeypatch.chdir(tmp_path / "w2")
+    write_command(tmp_path, ["train-toy", "--n", "3"])
+    write_command(tmp_path, ["train-toy", "--n", "4"])
+    monkeypatch.chdir(tmp_path)
+    write_command(tmp_path, ["train-toy", "--n", "5"])
+    lines = (tmp_path / "cmd.sh").read_text().splitlines()
+    there = f"# Exact commands, run from {os.getcwd()}{os.sep}w2"
+    assert lines[3:] == [there, "train-toy --n 3", "train-toy --n 4", here, "train-toy --n 5"]
 
 
 def test_train_cli_presets_and_errors(tmp_path, capsys):
