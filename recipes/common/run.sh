@@ -134,15 +134,13 @@ run_stage() {
   log "Stage $n: done in $((SECONDS - t0)) s"
 }
 
-# logged DIR command...: append the exact command to DIR/cmd.sh (ESPnet style), then run it;
-# a "# Exact commands, run from <work dir>" line first, and again when the last one names
-# another folder (a later run.sh --work-dir elsewhere: the relative paths are relative to it).
+# logged DIR command...: append the exact command to DIR/cmd.sh (ESPnet style), then run it.
+# Its body (declare -f) is part of the stage marker of every stage whose command starts with
+# `logged`: a change to it makes every finished work dir redo those stages (--on-change rerun).
 logged() {
   local dir=$1; shift
   mkdir -p "$dir"
-  local here; here="# Exact commands, run from $(pwd -P)"
-  [ "$(grep '^# Exact commands, run from ' "$dir/cmd.sh" 2>/dev/null | tail -n 1)" = "$here" ] ||
-    echo "$here" >> "$dir/cmd.sh"
+  [ -f "$dir/cmd.sh" ] || echo "# Exact commands, run from $work_dir" > "$dir/cmd.sh"
   printf '%q ' "$@" >> "$dir/cmd.sh"; echo >> "$dir/cmd.sh"
   "$@"
 }
