@@ -27,6 +27,8 @@ from common.env import env_info
 from common.io import CheckpointError, InputError, atomic_write
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
+# The first line of a ``cmd.sh`` (ESPnet style), and again before commands run from another folder
+CMD_HEADER = "# Exact commands, run from "
 
 T = TypeVar("T")
 

@@ -92,6 +92,9 @@ def referenced_vars(function_body: str, environ: dict[str, str]) -> dict[str, st
     return {n: environ[n] for n in names if n in environ}
 
 
+FINISHED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"  # StageRecord.finished_at (local time)
+
+
 @dataclass
 class StageRecord:
     """What made a stage's outputs (the ``.done/stageN`` file)."""
@@ -209,7 +212,7 @@ def write(args: argparse.Namespace) -> int:
         raise InputError(f"stage {args.stage} finished without its outputs: {', '.join(missing)}")
     rec.seconds = args.seconds
     rec.peak_rss_kb = args.peak_rss_kb
-    rec.finished_at = time.strftime("%Y-%m-%d %H:%M:%S")
+    rec.finished_at = time.strftime(FINISHED_AT_FORMAT)
     with atomic_write(Path(args.done_dir) / f"stage{args.stage}") as f:
         json.dump(rec.__dict__, f, indent=1)
         f.write("\n")
@@ -343,7 +346,7 @@ def _marker_span(recs: list[StageRecord]) -> tuple[datetime, datetime] | None:
     starts, ends = [], []
     for r in recs:
         try:
-            end = datetime.strptime(r.finished_at, "%Y-%m-%d %H:%M:%S")
+            end = datetime.strptime(r.finished_at, FINISHED_AT_FORMAT)
         except (TypeError, ValueError):
             continue
         ends.append(end)

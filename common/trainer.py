@@ -76,6 +76,7 @@ from common.checkpoint import (
     save_checkpoint,
 )
 from common.cli import (
+    CMD_HEADER,
     LOG_FORMAT,
     save_config,
 )
@@ -262,9 +263,6 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 def _csv_value(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)
-
-
-CMD_HEADER = "# Exact commands, run from "
 
 
 def write_command(exp_dir: Path, command: Sequence[str]) -> None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import add_dataclass_args, dataclass_from_args, run_cli
+from common.cli import CMD_HEADER, add_dataclass_args, dataclass_from_args, run_cli
 from common.io import InputError, atomic_write
 from common.stages import fingerprint
 from rescoring import features, loglinear, rescore, score, tune
@@ -403,7 +403,7 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
 def write_cmd(folder: Path, cfg: SystemsConfig, steps: list[Step]) -> None:
     """``cmd.sh``: where it ran, the run it was part of, and each step's stand-alone command."""
     with atomic_write(folder / "cmd.sh") as f:
-        f.write(f"# Exact commands, run from {os.getcwd()}\n")
+        f.write(f"{CMD_HEADER}{os.getcwd()}\n")
         f.write(
             f"# (steps of rescore-systems --systems {cfg.systems} --out-dir {cfg.out_dir}; "
             "each line is the stand-alone equivalent)\n"

@@ -10,6 +10,7 @@ from common.stages import (
     CHANGED,
     DONE,
     TO_RUN,
+    StageRecord,
     cpu_model,
     fingerprint,
     main,
@@ -166,8 +167,6 @@ def test_parallel_groups_may_be_several_ranges():
 def test_stage_table_gives_the_span_of_the_markers(tmp_path):
     """A work dir whose stages were made on two days: the sum of stage times says 3 min, the span
     of the markers (first start to last end) says so plainly."""
-    from common.stages import StageRecord
-
     done = tmp_path / ".done"
     done.mkdir()
     for n, secs, end in ((0, 60, "2026-12-05 10:01:00"), (7, 120, "2026-12-06 10:02:00")):
