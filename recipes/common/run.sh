@@ -248,8 +248,11 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/wor
 
 # Stages 6-8 (RNN-T) and 9-16 (LMs) do not depend on each other and each uses one CPU thread:
 # with asr_lm_parallel=true (conf) the RNN-T group runs in the background, next to the LMs, and
-# writes its output to log/asr-stages.log; after stage 8 it goes on with the biased first pass
-# (stages 17-21), stage 18 waiting until the LM group has passed stage 13 (its NLU head).
+# writes its output to log/asr-stages.log; after stage 8 it goes on with the biased and fused first
+# passes (stages 17, 19, 23, 18, 20, 21), stage 23 waiting until the LM group has passed stage 22
+# (the fusion LM) and stage 18 until it has passed stage 13 (its NLU head). The LM group trains the
+# fusion LM right after stage 9, so that neither wait holds up the RNN-T group on a host where
+# the LSTMs are slow (the 06b193a run: stage 23 waited 18 min for a stage 22 run last).
 # Killing run.sh kills both; a re-run resumes both.
 fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
 asr_stages() {
@@ -263,6 +266,14 @@ lm_in="$m/${corpus}_nlu_train.jsonl.gz $m/${corpus}_nlu_dev.jsonl.gz $m/${corpus
 lm_stages() {
   run_stage 9 "LM pre-training on plain text" "$lm_in data/lm/pretrain.txt" exp/lm/pretrain/best.pt \
     stage_lm pretrain --mode pretrain --train-text data/lm/pretrain.txt
+  if [ "$fusion" = true ]; then
+    # shellcheck disable=SC2086
+    run_stage 22 "Fusion LM: token LSTM over the ASR's BPE on the LM text" \
+      "data/lm/pretrain.txt data/lm/finetune.txt data/lang_bpe_$asr_bpe/bpe.model" "$fusion_lm_dir/best.pt" \
+      logged $fusion_lm_dir train-token-lm --text data/lm/pretrain.txt data/lm/finetune.txt \
+        --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --exp-dir $fusion_lm_dir --seed "$seed" $fusion_lm_opts
+  fi
+  touch log/.lm-stage22-passed  # stage 23 (in the RNN-T group) may use the fusion LM now
   run_stage 10 "LM-only fine-tuning on $corpus_title train text (seeds $lm_seeds)" \
     "$lm_in data/lm/finetune.txt .done/stage9" "$(lm_best lm)" \
     stage_lm_seeds lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
@@ -290,14 +301,6 @@ lm_stages() {
     "$lm_in .done/stage9 .done/stage15" "$(lm_best pretrained_multitask_rwm_pseudo)" \
     stage_lm_seeds pretrained_multitask_rwm_pseudo --mode finetune-multitask --scheduler rwm \
       --init-from exp/lm/pretrain/best.pt --nlu-extra "$pseudo_nlu"
-  if [ "$fusion" = true ]; then
-    # shellcheck disable=SC2086
-    run_stage 22 "Fusion LM: token LSTM over the ASR's BPE on the LM text" \
-      "data/lm/pretrain.txt data/lm/finetune.txt data/lang_bpe_$asr_bpe/bpe.model" "$fusion_lm_dir/best.pt" \
-      logged $fusion_lm_dir train-token-lm --text data/lm/pretrain.txt data/lm/finetune.txt \
-        --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --exp-dir $fusion_lm_dir --seed "$seed" $fusion_lm_opts
-  fi
-  touch log/.lm-stage22-passed  # stage 23 (in the RNN-T group) may use the fusion LM now
 }
 # Stages 17-21: the NLU labels in the first pass (contextual biasing with slot lexicons).
 lex_dir=data/lang/lexicons
@@ -339,12 +342,17 @@ wait_for_lm_stage() {
   done
 }
 export -f stage_context_lists stage_biased stage_fused wait_for_lm_stage
-first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting for stage 13
+first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiting for stage 22 or 13
   run_stage 17 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
     extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
   run_stage 19 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage17" \
     "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
     stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
+  if [ "$fusion" = true ]; then
+    if [ "$stage" -le 23 ] && [ "$stop_stage" -ge 23 ]; then wait_for_lm_stage 22 "Stage 23"; fi
+    run_stage 23 "Fused decoding: LM shallow fusion (LM/ILM scales, length bonus tuned on dev)" \
+      "$fbank_in .done/stage7 .done/stage22" "$asr_dir/decode_fused/nbest-test.jsonl.gz" stage_fused
+  fi
   if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then wait_for_lm_stage 13 "Stage 18"; fi
   run_stage 18 "Intent of each utterance for biasing (predicted, gold)" \
     "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
@@ -357,11 +365,6 @@ first_pass_stages() {  # 17-21; stage 19 needs no LM, so it runs before waiting 
     "$fbank_in .done/stage7 .done/stage18 .done/stage20" "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
     stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv \
       --score-from $asr_dir/decode_biased/context-tuned.json
-  if [ "$fusion" = true ]; then
-    if [ "$stage" -le 23 ] && [ "$stop_stage" -ge 23 ]; then wait_for_lm_stage 22 "Stage 23"; fi
-    run_stage 23 "Fused decoding: LM shallow fusion (LM/ILM scales, length bonus tuned on dev)" \
-      "$fbank_in .done/stage7 .done/stage22" "$asr_dir/decode_fused/nbest-test.jsonl.gz" stage_fused
-  fi
 }
 
 mkdir -p log

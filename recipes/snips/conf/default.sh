@@ -53,8 +53,8 @@ lm_opts=""
 # is this preset's training) stopped at the 90-min cap at step 6,471 and the recipe took 103 min
 # (RESULTS.md). On the AMD host 7,000 steps take 57 min.
 # LM shallow fusion in the first pass (stages 22-23, asr/README.md "LM shallow fusion"): a token
-# LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 6
-# epochs, ~22 min in the LM group, which still ends before the RNN-T; elsewhere 3 epochs), and the
+# LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 4
+# epochs, 16-27 min in the LM group; elsewhere 3 epochs), and the
 # fused search with the LM scale, internal-LM scale and length bonus chosen on dev from fusion_grid
 # (12 points, ~25 s of dev decoding each). On the report model (the 1ffc5e2 run's avg.pt; stages
 # 22-23 run in its work dir) the grid picked LM 0.2, ILM 0.1, bonus 0.5: 1-best dev 34.56 ->
@@ -65,6 +65,9 @@ lm_opts=""
 # 3.96, dev 32.94 -> 32.62 (epoch 5: 32.27); the LM group had 24 min of slack in that run. On the
 # 8c5d83c fresh run's RNN-T, each LM with its own dev-tuned point: dev 33.80 -> 33.20, held-out
 # engine 42.54 -> 42.25, test 38.48 -> 39.29 (rare-word 98.12 -> 96.92): within the noise.
+# 4 epochs since session 34: on the "AMD EPYC" host of the 06b193a run an epoch took 400 s
+# (234 s on the "Intel Xeon" host), so 6 epochs (2,448 s) made the LM group the longer one and
+# the recipe 137 min; that run's validation loss by epoch: 1.642 1.541 1.464 1.422 1.393 1.375.
 fusion=true
 fusion_lm_opts="--num-epochs 3"
 fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
@@ -75,7 +78,7 @@ fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.7
 if cpu_has_bf16; then
   asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 90 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
-  fusion_lm_opts="--num-epochs 6 --cpu-bf16 true"
+  fusion_lm_opts="--num-epochs 4 --cpu-bf16 true"
 fi
 # Speed perturbation (e.g. "0.9 1.1"): stage 2 stores the features of speed-perturbed copies of
 # train, stage 6 draws the original or a copy per utterance and epoch (train-asr --speed-cuts).
