@@ -78,7 +78,7 @@ from common.io import CheckpointError, InputError, atomic_write, read_jsonl, wri
 from common.lexicon import read_lexicon
 from rescoring.fields import at, check_number, first_seen, get_list, get_str, shown
 from rescoring.nbest import DEFAULT_MAX_HYPS, Hyp, NbestRecord, load_nbest
-from rescoring.nlu_scores import NluModel, NluScore
+from rescoring.nlu_scores import NluModel, NluScore, nlu_from_json, nlu_to_json
 from rescoring.outputs import sha256, verify_output
 from rescoring.scorers import SCORERS, ScoreCache, Scorer, build_scorer, cached_scores, score_cache
 
@@ -373,8 +373,25 @@ def build_context(
                 logging.info("LM %s: %d sentences' scores from the score cache", name, len(unique))
             ctx.lm[name] = dict(zip(unique, scores, strict=True))
     if sources.nlu is not None:
-        ctx.nlu = dict(zip(unique, sources.nlu.score(unique), strict=True))
+        ctx.nlu = dict(zip(unique, nlu_readings(sources.nlu, unique, cache), strict=True))
     return ctx
+
+
+def nlu_readings(
+    nlu: NluSource, sentences: Sequence[str], cache: ScoreCache | None
+) -> list[NluScore]:
+    """``nlu.score(sentences)`` through ``cache`` where the source has an identity (an
+    :class:`NluModel`): the systems that read the same n-best with the same checkpoint (e.g.
+    ``nlu_features`` and its ablation ``lm_features``) run the NLU model once."""
+    ident = getattr(nlu, "identity", None)
+    if cache is None or ident is None:
+        return nlu.score(sentences)
+    out, hit = cache.values(
+        ident(), sentences, lambda: nlu.score(sentences), nlu_to_json, nlu_from_json
+    )
+    if hit:
+        logging.info("NLU model: %d sentences' readings from the score cache", len(sentences))
+    return out
 
 
 def extract_features(
@@ -388,7 +405,7 @@ def extract_features(
 
     Args:
         source_name: the n-best file, named in errors.
-        cache: LM scores to reuse (:class:`rescoring.scorers.ScoreCache`).
+        cache: LM scores and NLU readings to reuse (:class:`rescoring.scorers.ScoreCache`).
 
     Raises:
         InputError: a feature the sources cannot give.
@@ -584,8 +601,9 @@ class ExtractConfig:
     score_cache: Path | None = field(
         default=None,
         metadata={
-            "help": "folder of LM scores to reuse: a sentence list scored before by the same "
-            "checkpoint, batch size and threads (rescore-systems: <out-dir>/score-cache)"
+            "help": "folder of LM scores and NLU readings to reuse: a sentence list read "
+            "before by the same checkpoint, batch size and threads (rescore-systems: "
+            "<out-dir>/score-cache)"
         },
     )
     max_hyps: int = field(

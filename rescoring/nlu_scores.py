@@ -74,3 +74,37 @@ class NluModel:
 
     def score(self, sentences: Sequence[str]) -> list[NluScore]:
         return nlu_scores(self.impl, sentences)
+
+    def identity(self) -> dict:
+        """What the readings depend on besides the sentences (a ``ScoreCache`` key; "scorer"
+        ``nlu`` keeps them apart from the LM scores of the same checkpoint)."""
+        import torch
+
+        from rescoring.outputs import sha256
+
+        return {
+            "scorer": "nlu",
+            "checkpoint_sha256": sha256(self.checkpoint),
+            "batch_size": self.impl.batch_size,
+            "threads": torch.get_num_threads(),
+        }
+
+
+def nlu_to_json(s: NluScore) -> list:
+    """An :class:`NluScore` as JSON (a ``ScoreCache`` entry); floats round-trip exactly."""
+    return [s.intent, s.intent_conf, list(s.tags), s.slot_logp]
+
+
+def nlu_from_json(v: Any) -> NluScore:
+    """:func:`nlu_to_json`'s inverse.
+
+    Raises:
+        ValueError: ``v`` is not what :func:`nlu_to_json` writes.
+    """
+    ok = isinstance(v, list) and len(v) == 4
+    intent, conf, tags, logp = v if ok else (None, None, None, None)
+    ok = ok and isinstance(intent, str) and isinstance(conf, float) and isinstance(logp, float)
+    ok = ok and isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+    if not ok:
+        raise ValueError("an NLU reading is not [intent, intent_conf, tags, slot_logp]")
+    return NluScore(intent=intent, intent_conf=conf, tags=tuple(tags), slot_logp=logp)

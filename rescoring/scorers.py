@@ -13,7 +13,9 @@ A :class:`ScoreCache` folder (``--score-cache`` of ``tune-rescoring``, ``rescore
 each scored sentence list under a key of the scorer's identity (its checkpoint's SHA-256, batch
 size and torch threads) and the list itself: a hit returns what the same computation gave, bit
 for bit, so the systems that score the same n-best with the same LM (e.g. ``lm`` and the LM
-feature of ``nlu_features``) run it once.
+feature of ``nlu_features``) run it once. ``extract-features`` keeps the NLU model's readings
+there too (:meth:`ScoreCache.values`, keyed by ``NluModel.identity``), so ``nlu_features`` and
+its ablation ``lm_features`` read an n-best with the NLU model once.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from common.io import CheckpointError, InputError, atomic_write
 from rescoring.nbest import NbestRecord
@@ -192,6 +195,20 @@ class ScoreCache:
         ident = scorer.identity()
         if ident is None:
             return scorer.score(sentences), False
+        return self.values(ident, sentences, lambda: [float(v) for v in scorer.score(sentences)])
+
+    def values(
+        self,
+        ident: dict,
+        sentences: Sequence[str],
+        compute: Callable[[], list],
+        encode: Callable[[Any], Any] = lambda v: v,
+        decode: Callable[[Any], Any] | None = None,
+    ) -> tuple[list, bool]:
+        """``(values, hit)``: one value per sentence of the computation ``ident`` names, from
+        the cache or from ``compute()`` (then stored). ``encode`` makes a value JSON, ``decode``
+        reads it back and raises ``ValueError``/``TypeError``/``KeyError`` for one it cannot
+        use (default: a float, the LM scores)."""
         text = json.dumps(ident, sort_keys=True) + "\n" + "\n".join(sentences)
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         path = self.folder / f"{key}.json.gz"
@@ -199,19 +216,30 @@ class ScoreCache:
             try:
                 with gzip.open(path, "rt", encoding="utf-8") as f:
                     obj = json.load(f)
-                scores = obj["scores"]
-                if obj["identity"] != ident or len(scores) != len(sentences):
+                stored = obj["scores"]
+                if obj["identity"] != ident or len(stored) != len(sentences):
                     raise ValueError("identity or length differs from its key")
-                if not all(isinstance(v, float) for v in scores):
-                    raise ValueError("a score is not a number")
-                return scores, True
+                return [(decode or _float)(v) for v in stored], True
             except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
                 logging.warning("%s: unusable score-cache entry (%s); scoring again", path, e)
-        scores = [float(v) for v in scorer.score(sentences)]
+        values = compute()
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
-            json.dump({"identity": ident, "sentences": len(sentences), "scores": scores}, f)
-        return scores, False
+            json.dump(
+                {
+                    "identity": ident,
+                    "sentences": len(sentences),
+                    "scores": [encode(v) for v in values],
+                },
+                f,
+            )
+        return values, False
+
+
+def _float(v: Any) -> float:
+    if not isinstance(v, float):
+        raise ValueError("a score is not a number")
+    return v
 
 
 def score_cache(folder: str | Path | None) -> ScoreCache | None:

@@ -26,8 +26,10 @@ LM paths name {seed}): the files of rescore-nbest, tune-rescoring and score-wer,
     cmd.sh        the stand-alone command of every step, in order
     system.json   the steps and their inputs' fingerprints (the record a re-run compares)
 and ``--out-dir/score-cache/`` (with ``--score-cache true``): the LM scores of every scored
-sentence list (rescoring/scorers.py ``ScoreCache``), so that systems scoring the same n-best with
-the same checkpoint (``lm`` and ``nlu_features``' LM feature of a seed) run the LM once. It only
+sentence list and the NLU model's readings of every list the log-linear systems extract features
+from (rescoring/scorers.py ``ScoreCache``), so that systems scoring the same n-best with the same
+checkpoint (``lm`` and ``nlu_features``' LM feature of a seed; ``nlu_features`` and
+``lm_features``, which read the same n-best with the same NLU model) run it once. It only
 saves time: deleting it changes no result (a new list or checkpoint is a new entry, so it grows
 over re-runs that change them).
 """

@@ -5,6 +5,7 @@ the files' validation."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -731,6 +732,69 @@ def test_extraction_with_the_real_nlu_path(tiny_scorer, recipe, monkeypatch):
         strict=True,
     ))  # fmt: skip
     assert all((h.intent, h.slots) == predicted[h.words] for r in batched for h in r.hyps)
+
+
+def test_nlu_readings_through_the_score_cache(tiny_scorer, recipe, monkeypatch, tmp_path, caplog):
+    """An NluModel's readings go through ``--score-cache``: the second extraction of the same
+    n-best with the same checkpoint runs no NLU forward pass and gives the same features (exact
+    floats), a changed checkpoint is a miss, an unusable entry is read again and replaced."""
+    import logging
+
+    import lm.scorer
+    from rescoring.scorers import ScoreCache
+
+    monkeypatch.setattr(
+        lm.scorer.LMScorer, "from_checkpoint", classmethod(lambda cls, p, **kw: tiny_scorer)
+    )
+    calls = []
+    real = type(tiny_scorer).predict_nlu_scored
+    monkeypatch.setattr(
+        type(tiny_scorer),
+        "predict_nlu_scored",
+        lambda self, sents: calls.append(len(sents)) or real(self, sents),
+    )
+    ckpt = tmp_path / "nlu.pt"
+    ckpt.write_bytes(b"weights v1")
+    cache = ScoreCache(tmp_path / "cache")
+    records = _records(recipe)
+
+    def extract(c):
+        sources = Sources(nlu=feats_mod.load_nlu_model(ckpt, 2), lexicon=SlotLexicon(lex))
+        return [r.to_json() for r in extract_features(records, sources, cache=c)]
+
+    lex = _lexicons(recipe / "lex")
+    plain = extract(None)
+    assert len(calls) == 1
+    first = extract(cache)
+    assert len(calls) == 2 and first == plain
+    with caplog.at_level(logging.INFO):
+        again = extract(cache)
+    assert len(calls) == 2 and again == plain  # from the cache, bit for bit
+    assert "NLU model: " in caplog.text and "readings from the score cache" in caplog.text
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert json.loads(gzip.decompress(entry.read_bytes()))["identity"]["scorer"] == "nlu"
+    entry.write_bytes(gzip.compress(b'{"identity": {}, "scores": []}'))
+    with caplog.at_level(logging.WARNING):
+        assert extract(cache) == plain
+    assert len(calls) == 3 and f"{entry}: unusable score-cache entry" in caplog.text
+    assert extract(cache) == plain and len(calls) == 3  # replaced by a good entry
+    ckpt.write_bytes(b"weights v2")  # another checkpoint at the same path: another key
+    assert extract(cache) == plain and len(calls) == 4
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, ["PlayMusic", 0.5, ["O"]], ["PlayMusic", 1, ["O"], -0.1], [3, 0.5, ["O"], -0.1],
+     ["PlayMusic", 0.5, "O", -0.1], ["PlayMusic", 0.5, [1], -0.1]],
+)  # fmt: skip
+def test_nlu_json_round_trip_and_refusals(bad):
+    from rescoring.nlu_scores import nlu_from_json, nlu_to_json
+
+    s = NluScore("PlayMusic", 0.1 + 0.2, ("O", "B-track"), -1 / 3)
+    assert nlu_from_json(json.loads(json.dumps(nlu_to_json(s)))) == s
+    with pytest.raises(ValueError, match="not \\[intent, intent_conf, tags, slot_logp\\]"):
+        nlu_from_json(bad)
 
 
 @pytest.mark.parametrize(
