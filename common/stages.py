@@ -337,21 +337,52 @@ def stage_table(
             "where stages waited for each other, or where the work dir was made by more than one "
             "run (resumed, or stages re-run or copied in later).",
         ]
+        spans = [_group_span(recs, g) for g in groups] if len(groups) == 2 else []
+        if spans and None not in spans:
+            parts = []
+            for g, (g0, g1, busy) in zip(groups, spans, strict=True):
+                total_g = (g1 - g0).total_seconds()
+                parts.append(
+                    f"stages {_range_name(g)} from {g0:%H:%M} to {g1:%H:%M} ({total_g:.0f} s, "
+                    f"{max(total_g - busy, 0):.0f} s of it waiting for the other group or between "
+                    "runs)"
+                )
+            last = max(range(2), key=lambda i: spans[i][1])
+            lines += [
+                "",
+                f"The two parallel groups by their markers: {parts[0]}; {parts[1]}. The stages "
+                f"after them waited for stages {_range_name(groups[last])}.",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _record_times(r: StageRecord) -> tuple[datetime, datetime] | None:
+    """(start, end) of a marker that records when it finished (start = ``finished_at`` less
+    ``seconds``); ``None`` if it does not."""
+    try:
+        end = datetime.strptime(r.finished_at, FINISHED_AT_FORMAT)
+    except (TypeError, ValueError):
+        return None
+    return end - timedelta(seconds=float(r.seconds or 0)), end
 
 
 def _marker_span(recs: list[StageRecord]) -> tuple[datetime, datetime] | None:
     """(first start, last end) of the markers that record when they finished; ``None`` if none
-    does. A stage's start is its ``finished_at`` less its ``seconds``."""
-    starts, ends = [], []
-    for r in recs:
-        try:
-            end = datetime.strptime(r.finished_at, FINISHED_AT_FORMAT)
-        except (TypeError, ValueError):
-            continue
-        ends.append(end)
-        starts.append(end - timedelta(seconds=float(r.seconds or 0)))
-    return (min(starts), max(ends)) if ends else None
+    does."""
+    times = [t for t in map(_record_times, recs) if t is not None]
+    return (min(t[0] for t in times), max(t[1] for t in times)) if times else None
+
+
+def _group_span(
+    recs: list[StageRecord], group: set[int]
+) -> tuple[datetime, datetime, float] | None:
+    """(first start, last end, seconds the stages ran) of one parallel group's timed markers;
+    ``None`` if none of them records its time."""
+    times = [t for t in (_record_times(r) for r in recs if r.stage in group) if t is not None]
+    if not times:
+        return None
+    busy = sum((t1 - t0).total_seconds() for t0, t1 in times)
+    return min(t[0] for t in times), max(t[1] for t in times), busy
 
 
 def lock_holders(lock_file: str | Path) -> list[str]:

@@ -180,3 +180,32 @@ def test_stage_table_gives_the_span_of_the_markers(tmp_path):
         json.dumps({**rec.__dict__, "finished_at": "not a time"})
     )  # an unreadable time is left out of the span, not an error
     assert "span **60 s (1 min)**" in stage_table(done)
+
+
+def test_stage_table_gives_each_parallel_group_its_span_and_waiting(tmp_path):
+    """The RNN-T group (6, 7, 23) waits 18 min for the LM group's stage 22 before its stage 23:
+    the sum rule cannot see it, the groups' spans by their markers do."""
+    done = tmp_path / ".done"
+    done.mkdir()
+    for n, secs, end in (
+        (0, 60, "2026-12-06 10:01:00"),
+        (6, 3000, "2026-12-06 10:51:00"),
+        (7, 60, "2026-12-06 10:52:00"),
+        (9, 1800, "2026-12-06 10:31:00"),
+        (22, 2340, "2026-12-06 11:10:00"),
+        (23, 600, "2026-12-06 11:20:00"),
+        (24, 600, "2026-12-06 11:30:00"),
+    ):
+        rec = StageRecord(stage=n, argv=["p"], desc=f"s{n}", seconds=secs, finished_at=end)
+        (done / f"stage{n}").write_text(json.dumps(rec.__dict__))
+    md = stage_table(done, [{6, 7, 8, 23}, {9, 10, 22}], cores=2)
+    assert "The stage markers span **5400 s (90 min)**" in md
+    assert (
+        "The two parallel groups by their markers: stages 6-8, 23 from 10:01 to 11:20 (4740 s, "
+        "1080 s of it waiting for the other group or between runs); stages 9-10, 22 from 10:01 "
+        "to 11:10 (4140 s, 0 s of it waiting for the other group or between runs). The stages "
+        "after them waited for stages 6-8, 23." in md
+    )
+    (done / "stage22").write_text(json.dumps({**rec.__dict__, "stage": 22, "finished_at": "?"}))
+    (done / "stage9").write_text(json.dumps({**rec.__dict__, "stage": 9, "finished_at": "?"}))
+    assert "The two parallel groups" not in stage_table(done, [{6, 7, 23}, {9, 22}])  # no times
