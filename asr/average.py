@@ -34,7 +34,13 @@ from common.io import InputError, dir_lock
 @dataclass
 class AverageConfig:
     exp_dir: Path = field(default=Path("exp/asr/conformer_rnnt"), metadata={"help": "exp dir"})
-    epoch: int = field(default=0, metadata={"help": "last epoch to include (0 = the newest)"})
+    epoch: int = field(
+        default=0,
+        metadata={
+            "help": "last epoch to include (0 = the newest, or the one before it when the newest "
+            "is a partial epoch of less than half an epoch: a budget stopped it)"
+        },
+    )
     avg: int = field(default=3, metadata={"help": "number of epochs to average"})
     out: Path | None = field(
         default=None, metadata={"help": "output (default: exp-dir/epoch-E-avg-N.pt)"}
@@ -56,8 +62,36 @@ def _exp_dir_lock(exp_dir: Path):
     return dir_lock(exp_dir, "exp dir")
 
 
+def _newest_to_average(by_epoch: dict[int, Path]) -> int:
+    """The last epoch to average when ``--epoch`` is not given: the newest, unless a budget
+    stopped it early (a *partial* ``epoch-N.pt``) with less than half an epoch trained, then the
+    one before. Averaging such a checkpoint would weigh the epoch before it about twice (the
+    recipe's 7,000-step cap ends epoch 22 after 13 of its 332 steps). An epoch's length is the
+    step count between the two checkpoints before it; without them the newest is used."""
+    last = max(by_epoch)
+    if last - 1 not in by_epoch or last - 2 not in by_epoch:
+        return last
+    newest = load_checkpoint(by_epoch[last])
+    if not newest.get("partial"):
+        return last
+    step = {e: int(load_checkpoint(by_epoch[e]).get("step", -1)) for e in (last - 2, last - 1)}
+    length = step[last - 1] - step[last - 2]
+    done = int(newest.get("step", -1)) - step[last - 1]
+    if length <= 0 or done < 0 or 2 * done >= length:
+        return last
+    logging.info(
+        "%s is a partial epoch (%d of about %d steps): averaging up to epoch %d instead",
+        by_epoch[last].name,
+        done,
+        length,
+        last - 1,
+    )
+    return last - 1
+
+
 def average(cfg: AverageConfig) -> Path:
-    """Average epochs ``epoch - avg + 1 .. epoch`` of ``exp_dir``; returns the output path.
+    """Average epochs ``epoch - avg + 1 .. epoch`` of ``exp_dir`` (``--epoch 0``: the newest,
+    or the one before a partial newest epoch of less than half an epoch); returns the output path.
 
     Raises:
         InputError: for ``--avg`` < 1 or ``--epoch`` < 0.
@@ -73,7 +107,7 @@ def average(cfg: AverageConfig) -> Path:
         by_epoch = epoch_checkpoints(exp_dir)
         if not by_epoch:
             raise CheckpointError(f"{exp_dir}: no epoch-N.pt checkpoints")
-        last = cfg.epoch or max(by_epoch)
+        last = cfg.epoch or _newest_to_average(by_epoch)
         wanted = list(range(last - cfg.avg + 1, last + 1))
         missing = [e for e in wanted if e not in by_epoch]
         if missing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import torch
 
@@ -303,3 +304,44 @@ def test_merge_same_text_decode_and_pieces(trained_tiny, asr_data, tok, tmp_path
             assert 1 <= len(words) == len(set(words)) <= 4
     with pytest.raises(InputError, match="--merge-same-text: search method 'greedy'"):
         cfg(method="greedy", merge_same_text=True).validate()
+
+
+def test_average_leaves_out_a_short_partial_newest_epoch(trained_tiny, tmp_path, caplog):
+    """``--epoch 0``: a newest epoch a budget stopped before half of it (the recipe's 7,000-step
+    cap: 13 of 332 steps) is left out, else the newest is the last averaged."""
+    import logging
+
+    from common.checkpoint import load_checkpoint
+
+    src = load_checkpoint(trained_tiny / "epoch-60.pt")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+
+    def put(n: int, step: int, partial: bool) -> None:
+        torch.save({**src, "epoch": n, "step": step, "partial": partial}, exp / f"epoch-{n}.pt")
+
+    def averaged() -> list[str]:
+        out = average(AverageConfig(exp_dir=exp, avg=3, out=tmp_path / "avg.pt"))
+        return [Path(p).name for p in load_checkpoint(out)["averaged_from"]]
+
+    for n in range(1, 5):
+        put(n, 100 * n, False)
+    put(5, 413, True)  # 13 of about 100 steps
+    with caplog.at_level(logging.INFO):
+        assert averaged() == ["epoch-2.pt", "epoch-3.pt", "epoch-4.pt"]
+    assert "epoch-5.pt is a partial epoch (13 of about 100 steps): averaging up to epoch 4" in (
+        caplog.text
+    )
+    put(5, 450, True)  # half an epoch: averaged
+    assert averaged() == ["epoch-3.pt", "epoch-4.pt", "epoch-5.pt"]
+    put(5, 413, False)  # a complete epoch, however short
+    assert averaged() == ["epoch-3.pt", "epoch-4.pt", "epoch-5.pt"]
+    put(5, 413, True)
+    assert average(  # an explicit --epoch is taken as given
+        AverageConfig(exp_dir=exp, epoch=5, avg=3, out=tmp_path / "e5.pt")
+    ).is_file()
+    assert [Path(p).name for p in load_checkpoint(tmp_path / "e5.pt")["averaged_from"]] == [
+        "epoch-3.pt",
+        "epoch-4.pt",
+        "epoch-5.pt",
+    ]

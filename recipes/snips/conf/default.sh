@@ -68,6 +68,10 @@ lm_opts=""
 # 4 epochs since session 34: on the "AMD EPYC" host of the 06b193a run an epoch took 400 s
 # (234 s on the "Intel Xeon" host), so 6 epochs (2,448 s) made the LM group the longer one and
 # the recipe 137 min; that run's validation loss by epoch: 1.642 1.541 1.464 1.422 1.393 1.375.
+# The eb4afe9 run (4 epochs, same host, the same RNN-T bit for bit, RESULTS.md) took 113 min, at a
+# measured cost: fused 1-best dev 30.02 -> 30.56, test 35.12 -> 36.42 (the same dev-chosen point),
+# the best system test 33.86 -> 34.59, dev 29.23 -> 29.03. Where an epoch takes ~234 s, 6 epochs
+# still fit in 2 h ("--num-epochs 6 --cpu-bf16 true" here).
 fusion=true
 fusion_lm_opts="--num-epochs 3"
 fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
