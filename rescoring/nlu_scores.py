@@ -68,7 +68,8 @@ class NluModel:
         from rescoring.scorers import NeuralLM
 
         self.checkpoint = Path(checkpoint)
-        self.impl = NeuralLM(checkpoint, batch_size).impl
+        self._lm = NeuralLM(checkpoint, batch_size)
+        self.impl = self._lm.impl
         if not self.impl.has_nlu_heads:
             raise InputError(f"{checkpoint}: --nlu-checkpoint has no NLU heads (an LM-only model)")
 
@@ -76,18 +77,9 @@ class NluModel:
         return nlu_scores(self.impl, sentences)
 
     def identity(self) -> dict:
-        """What the readings depend on besides the sentences (a ``ScoreCache`` key; "scorer"
-        ``nlu`` keeps them apart from the LM scores of the same checkpoint)."""
-        import torch
-
-        from rescoring.outputs import sha256
-
-        return {
-            "scorer": "nlu",
-            "checkpoint_sha256": sha256(self.checkpoint),
-            "batch_size": self.impl.batch_size,
-            "threads": torch.get_num_threads(),
-        }
+        """What the readings depend on besides the sentences (a ``ScoreCache`` key): the LM
+        scorer's identity of the same checkpoint, with "scorer" ``nlu`` to keep them apart."""
+        return {**self._lm.identity(), "scorer": "nlu"}
 
 
 def nlu_to_json(s: NluScore) -> list:

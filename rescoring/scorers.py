@@ -178,6 +178,12 @@ def build_scorer(name: str, checkpoint: str | Path | None = None, batch_size: in
     return SCORERS[name].build(checkpoint, batch_size)
 
 
+def _float(v: Any) -> float:
+    if not isinstance(v, float):
+        raise ValueError("a score is not a number")
+    return v
+
+
 class ScoreCache:
     """Scores of sentence lists on disk, one ``<key>.json.gz`` per (scorer identity, list).
 
@@ -203,7 +209,7 @@ class ScoreCache:
         sentences: Sequence[str],
         compute: Callable[[], list],
         encode: Callable[[Any], Any] = lambda v: v,
-        decode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] = _float,
     ) -> tuple[list, bool]:
         """``(values, hit)``: one value per sentence of the computation ``ident`` names, from
         the cache or from ``compute()`` (then stored). ``encode`` makes a value JSON, ``decode``
@@ -219,7 +225,7 @@ class ScoreCache:
                 stored = obj["scores"]
                 if obj["identity"] != ident or len(stored) != len(sentences):
                     raise ValueError("identity or length differs from its key")
-                return [(decode or _float)(v) for v in stored], True
+                return [decode(v) for v in stored], True
             except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
                 logging.warning("%s: unusable score-cache entry (%s); scoring again", path, e)
         values = compute()
@@ -234,12 +240,6 @@ class ScoreCache:
                 f,
             )
         return values, False
-
-
-def _float(v: Any) -> float:
-    if not isinstance(v, float):
-        raise ValueError("a score is not a number")
-    return v
 
 
 def score_cache(folder: str | Path | None) -> ScoreCache | None:
