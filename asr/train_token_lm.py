@@ -4,7 +4,11 @@ The text (``--text``, one normalised sentence per line, e.g. the recipe's leak-f
 ``data/lm/pretrain.txt`` and ``data/lm/finetune.txt``) is encoded with the ASR's BPE model
 (``--bpe-model``); every ``--valid-every``-th line is held out for the validation perplexity
 that picks ``best.pt``. Dev and test transcripts must not be in ``--text`` (the recipe's LM
-text excludes them, stage 4).
+text excludes them, stage 4). The Adam LR stays at ``--lr`` until an epoch ends without a better
+validation loss (``--lr-schedule plateau``, then times ``--lr-decay``), or falls on a half cosine
+to ``--lr x --lr-final`` over the planned steps (``--lr-schedule cosine``: ``--num-epochs``
+epochs, or ``--max-steps`` if fewer; a resumed run goes on at its step's LR, so raising
+``--num-epochs`` of a finished cosine run re-plans the rest of the curve).
 
 The loop, resume and re-run rules are those of ``common/trainer.py`` (shared with train-asr and
 train-lm): re-running the same command resumes from the last ``epoch-N.pt`` (a partial epoch
@@ -54,6 +58,15 @@ from common.trainer import (
     training_session,
 )
 
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(step: int, total: int, lr: float, final: float) -> float:
+    """The LR of (0-based) ``step`` of ``total`` on a half-cosine from ``lr`` to ``lr * final``
+    (``final`` from step ``total - 1`` on)."""
+    t = min(step / max(total - 1, 1), 1.0)
+    return lr * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
 
 @dataclass
 class TokenLMTrainConfig(TrainBudget):
@@ -74,8 +87,19 @@ class TokenLMTrainConfig(TrainBudget):
         default=100, metadata={"help": "longest sentence in tokens (longer ones are cut)"}
     )
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
+    lr_schedule: str = field(
+        default="plateau",
+        metadata={
+            "help": "plateau: --lr until an epoch end without a better valid loss, then times "
+            "--lr-decay; cosine: from --lr down to --lr x --lr-final over the planned steps "
+            "(--num-epochs epochs, or --max-steps if fewer), one value per step"
+        },
+    )
     lr_decay: float = field(
         default=0.5, metadata={"help": "LR factor at each epoch end without a better valid loss"}
+    )
+    lr_final: float = field(
+        default=0.1, metadata={"help": "cosine schedule: the last step's LR as a share of --lr"}
     )
     num_epochs: int = field(default=5, metadata={"help": "epochs"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
@@ -94,6 +118,10 @@ class TokenLMTrainConfig(TrainBudget):
             raise InputError("--valid-every must be >= 2, --batch-tokens and --max-len >= 1")
         if not self.lr > 0 or not 0 < self.lr_decay <= 1:
             raise InputError("--lr must be > 0 and --lr-decay in (0, 1]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.lr_final <= 1:
+            raise InputError("--lr-final must be in [0, 1]")
         if self.num_epochs < 1:
             raise InputError("--num-epochs must be >= 1")
         self.validate_budget()
@@ -167,7 +195,8 @@ def token_loss(model: TokenLM, inputs: torch.Tensor, targets: torch.Tensor) -> t
 
 class TokenLMTrainer(Trainer):
     """``train-token-lm``'s parts of the loop: length-bucketed batches in a shuffled order per
-    epoch, cross-entropy, validation perplexity, LR decay on a validation plateau."""
+    epoch, cross-entropy, validation perplexity, LR decay on a validation plateau or a cosine
+    decay over the planned steps."""
 
     train_log_fields = ("loss",)
     dev_log_fields = ("valid_loss", "valid_ppl")
@@ -203,6 +232,23 @@ class TokenLMTrainer(Trainer):
         )
         self.batches = make_batches([len(s) for s in self.train_seqs], cfg.batch_tokens)
         self.valid_batches = make_batches([len(s) for s in self.valid_seqs], cfg.batch_tokens)
+        planned = cfg.num_epochs * len(self.batches)
+        self.planned_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
+
+    def prepare(self, resumed: bool) -> None:
+        self._set_lr()  # a resumed cosine run goes on at its step's LR
+
+    def after_step(self) -> None:
+        self._set_lr()
+
+    def _set_lr(self) -> None:
+        """Cosine schedule: the LR of the next step (``state.step`` steps are done)."""
+        cfg = self.cfg
+        if cfg.lr_schedule != "cosine":
+            return
+        lr = cosine_lr(self.state.step, self.planned_steps, cfg.lr, cfg.lr_final)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def train_batches(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(self.batches)
@@ -229,7 +275,7 @@ class TokenLMTrainer(Trainer):
             count += n
         self.model.train()
         loss = total / max(count, 1)
-        if not self.state.partial:
+        if not self.state.partial and self.cfg.lr_schedule == "plateau":
             self.lr_sched.step(loss)
         return {"valid_loss": round(loss, 5), "valid_ppl": round(math.exp(loss), 3)}
 

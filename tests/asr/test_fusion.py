@@ -235,6 +235,55 @@ def test_train_token_lm_outputs_resume_and_determinism(token_lm, asr_data, capsy
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_cosine_lr_ends():
+    lrs = [train_token_lm.cosine_lr(s, 5, 2e-3, 0.1) for s in range(7)]
+    assert lrs[0] == pytest.approx(2e-3) and lrs[2] == pytest.approx(1.1e-3)
+    assert lrs[4] == lrs[5] == lrs[6] == pytest.approx(2e-4)  # final from the last step on
+    assert all(a > b for a, b in zip(lrs[:4], lrs[1:5], strict=True))
+    assert train_token_lm.cosine_lr(0, 1, 1.0, 0.5) == 1.0  # one planned step: no decay yet
+
+
+def test_train_token_lm_cosine_schedule_and_resume(token_lm, tmp_path, capsys):
+    """--lr-schedule cosine: the LR falls every step from --lr to --lr x --lr-final at the last
+    planned step; resumed from epoch 1, the run goes on at its step's LR (same weights)."""
+    argv = [*token_lm["argv"], "--lr-schedule", "cosine", "--lr", "4e-3", "--lr-final", "0.25"]
+    argv[argv.index("--exp-dir") + 1] = str(tmp_path / "full")
+    argv += ["--log-interval", "1"]
+    code, err = run_main(train_token_lm.main, argv, capsys)
+    assert code == 0, err
+    rows = (tmp_path / "full" / "log" / "train.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[0]) for r in rows]
+    lrs = [float(r.split(",")[2]) for r in rows]
+    total = steps[-1]
+    assert steps == list(range(1, total + 1)) and total >= 4
+    # a row logs the LR set for the step after it: row s holds cosine_lr(s)
+    for s, lr in zip(steps, lrs, strict=True):
+        assert lr == pytest.approx(train_token_lm.cosine_lr(s, total, 4e-3, 0.25), rel=1e-5)
+    assert lrs[-1] == pytest.approx(1e-3)
+    # resumed from epoch 1 of the same command: the same epoch-2 weights
+    (tmp_path / "resumed").mkdir()
+    (tmp_path / "resumed" / "epoch-1.pt").write_bytes(
+        (tmp_path / "full" / "epoch-1.pt").read_bytes()
+    )
+    argv[argv.index("--exp-dir") + 1] = str(tmp_path / "resumed")
+    code, err = run_main(train_token_lm.main, argv, capsys)
+    assert code == 0, err
+    a = torch.load(tmp_path / "full" / "epoch-2.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "epoch-2.pt", weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    plateau = torch.load(token_lm["exp"] / "epoch-2.pt", weights_only=False)["model"]
+    assert not all(torch.equal(a["model"][k], plateau[k]) for k in plateau)
+
+
+@pytest.mark.parametrize("option, value", [("--lr-schedule", "linear"), ("--lr-final", "1.5")])
+def test_train_token_lm_bad_schedule(asr_data, token_lm, tmp_path, capsys, option, value):
+    argv = [*token_lm["argv"], option, value]
+    argv[argv.index("--exp-dir") + 1] = str(tmp_path / "exp")
+    code, err = run_main(train_token_lm.main, argv, capsys)
+    assert option in assert_user_error(code, err, "train-token-lm", option)
+    assert not (tmp_path / "exp").exists()
+
+
 @pytest.mark.parametrize(
     "case, text, line, message",
     [
