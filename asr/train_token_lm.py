@@ -119,7 +119,9 @@ class TokenLMTrainConfig(TrainBudget):
         if not self.lr > 0 or not 0 < self.lr_decay <= 1:
             raise InputError("--lr must be > 0 and --lr-decay in (0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise InputError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+            raise InputError(
+                f"--lr-schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
         if not 0 <= self.lr_final <= 1:
             raise InputError("--lr-final must be in [0, 1]")
         if self.num_epochs < 1:
