@@ -53,6 +53,8 @@ and file names, so letters, digits and ``._+-`` only)::
     against = "first_pass"
     metric = "rare_wer"
     min_relative_reduction = 5.0             # percent; 0 = "lower" is enough
+    # max_p_value = 0.05                     # optional: and the paired test's one-sided p,
+                                             # 1 - p(better), must be below it
     # system = "mt"                          # optional: another system than the headline
     # set = "test_unseen_engine"             # optional: another set than the evaluation set
 
@@ -175,13 +177,15 @@ class Comparison:
 @dataclass(frozen=True)
 class Target:
     """``system`` (default: the headline) must lower ``metric`` on ``set`` (default: the
-    evaluation set) by at least this much relative to ``against``."""
+    evaluation set) by at least this much relative to ``against``; with ``max_p_value``, the
+    paired test's one-sided p (1 - p(better)) must also be below it (no test: not met)."""
 
     against: str
     metric: str
     min_relative_reduction: float = 0.0
     system: str | None = None
     set: str | None = None
+    max_p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,10 @@ def parse_experiments(obj: dict[str, Any], source: str = "<matrix>") -> Experime
         _typed(
             t.get("min_relative_reduction", 0.0), (int, float), f"{where} min_relative_reduction"
         )
+        if "max_p_value" in t:
+            p = _typed(t["max_p_value"], (int, float), f"{where} max_p_value")
+            if not 0.0 < p <= 1.0:
+                raise InputError(f"{where} max_p_value: must be in (0, 1], got {p}")
         for k in ("system", "set"):
             if k in t:
                 _typed(t[k], str, f"{where} {k}")

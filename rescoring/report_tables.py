@@ -76,8 +76,12 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
             verdicts.append(False)
             continue
         met = t["relative_change"] <= -goal if goal > 0 else t["b_value"] < t["a_value"]
-        verdicts.append(met)
         want = f"≤ -{goal:g}% relative" if goal > 0 else "lower"
+        if target.max_p_value is not None:  # and shown: the one-sided p below the bound
+            pb = t["p_b_better"]
+            met = met and pb is not None and 1.0 - pb < target.max_p_value
+            want += f", p < {target.max_p_value:g}"
+        verdicts.append(met)
         p = _num(t["p_b_better"], ".3f")
         rows.append(
             f"| {what} | {want} | {t['a_value']:.2f} → {t['b_value']:.2f} "
@@ -114,6 +118,13 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
         *rows,
         "",
     ]
+    if any(t.max_p_value is not None for t in exps.targets):
+        md += [
+            'A target with "p < x" is met only if, besides the change asked for, the paired '
+            "bootstrap shows it: the share of resamples in which it does not hold, 1 - "
+            "p(better), is below x (a seeded system's resamples draw seeds and utterances).",
+            "",
+        ]
     one = results.get(exps.first_pass, {}).get(s)
     orc = results.get(exps.oracle, {}).get(s)
     if one and orc and one["rare_wer"]["value"] and orc["rare_wer"]["value"] is not None:

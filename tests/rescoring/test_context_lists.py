@@ -292,3 +292,57 @@ def test_targets_and_limits_on_another_set():
             parse_experiments(MATRIX | {"targets": [bad]}, "m.toml")
     dropped = exclude_systems(exps, ("c",), "m.toml")
     assert len(dropped.targets) == 2 and all(t.system != "c" for t in dropped.targets)
+
+
+def test_target_with_max_p_value_needs_the_paired_test_to_show_it():
+    """``max_p_value``: a lower value is met only if 1 - p(better) is below the bound; a test
+    without p is not met; targets without the field keep the plain rule."""
+    from rescoring.report_tables import targets_md
+
+    tests = {("a", "wer"): (30.0, 29.0, 0.97), ("a", "rare_wer"): (60.0, 59.0, 0.66)}
+    tests[("o", "wer")] = (31.0, 29.0, None)
+
+    class Pairs:
+        def on(self, set_name):
+            return self
+
+        def test(self, a, b, metric):
+            va, vb, pb = tests[(a, metric)]
+            return {
+                "a_value": va,
+                "b_value": vb,
+                "relative_change": 100 * (vb - va) / va,
+                "diff_ci95": None,
+                "p_b_better": pb,
+            }
+
+    def table(max_p):
+        extra = {} if max_p is None else {"max_p_value": max_p}
+        exps = parse_experiments(
+            MATRIX
+            | {
+                "targets": [
+                    {"against": "a", "metric": "wer"} | extra,
+                    {"against": "a", "metric": "rare_wer"} | extra,
+                    {"against": "o", "metric": "wer"} | extra,
+                ]
+            }
+        )
+        results = {"b": {"test": {"wer": {"value": 29.0}}}}
+        return "\n".join(targets_md(results, Pairs(), exps))
+
+    md = table(0.05)
+    assert "| WER vs A | lower, p < 0.05 | 30.00 → 29.00 (-3.3%) | n/a | 0.970 | **met** |" in md
+    assert "| rare-word WER vs A | lower, p < 0.05 | 60.00 → 59.00 (-1.7%) | n/a | 0.660 | " in md
+    assert "| WER vs O | lower, p < 0.05 | 31.00 → 29.00 (-6.5%) | n/a | n/a | **NOT met** |" in md
+    assert "2 of 3 targets NOT met" in md and "1 - p(better), is below x" in md
+    assert "0.660 | **NOT met** |" in md
+    assert "1 of 3 targets NOT met" in table(0.5)  # 1 - 0.66 = 0.34 < 0.5
+    plain = table(None)  # no bound: any lower value counts
+    assert "All targets met" in plain and "p <" not in plain and "is below x" not in plain
+    for bad, msg in [(0, r"targets\[0\] max_p_value: must be in"), ("x", "expected")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_experiments(
+                MATRIX | {"targets": [{"against": "a", "metric": "wer"} | {"max_p_value": bad}]},
+                "m.toml",
+            )
