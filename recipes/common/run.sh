@@ -44,7 +44,7 @@ shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
 conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
 # shellcheck source=host.sh
-. "$recipe_dir/../common/host.sh"  # cpu_has_bf16, for presets that choose by host
+. "$recipe_dir/../common/host.sh"  # cpu_bf16_pays, for presets that choose by host
 # shellcheck source=conf/default.sh
 . "$conf"
 asr_lm_parallel=${asr_lm_parallel:-false}  # older conf files: stages one after another

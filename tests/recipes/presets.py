@@ -1,5 +1,6 @@
 """The variables a recipe preset (recipes/<corpus>/conf/*.sh) sets, read by sourcing it in bash
-as run.sh does, with ``cpu_has_bf16`` (recipes/common/host.sh) answering as asked."""
+as run.sh does, with ``cpu_has_bf16`` and ``cpu_bf16_pays`` (recipes/common/host.sh) answering as
+asked."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ done
 
 
 def preset_vars(path: Path, bf16: bool = True) -> dict[str, str]:
-    """Every variable the preset at ``path`` sets, with its exact value, ``cpu_has_bf16``
-    answering ``bf16``."""
-    stub = f"cpu_has_bf16() {{ return {0 if bf16 else 1}; }}\n"
+    """Every variable the preset at ``path`` sets, with its exact value, ``cpu_has_bf16`` and
+    ``cpu_bf16_pays`` answering ``bf16``."""
+    rc = 0 if bf16 else 1
+    stub = f"cpu_has_bf16() {{ return {rc}; }}\ncpu_bf16_pays() {{ return {rc}; }}\n"
     out = subprocess.run(
         ["bash", "-c", stub + _SCRIPT, str(path)],
         capture_output=True,

@@ -130,3 +130,66 @@ def test_snips_mbrola_accented_preset_changes_only_the_training_diphone_voices()
     weights = plan.weights("train")
     assert weights.pop("mbrola") == weights.pop("mbrola-accented") == 0.5
     assert weights == {e: 1 for e in default_plan.weights("train") if e != "mbrola"}
+
+
+def _pays(tmp_path: Path, flags: str, check_rc: int | None, env: dict | None = None):
+    """cpu_bf16_pays with a CPU of ``flags`` and a stand-in check-bf16 exiting ``check_rc``
+    (None: no check-bf16 on PATH); returns (status, stderr, calls of the stand-in)."""
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"flags\t\t: {flags}\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    check = bin_dir / "check-bf16"
+    if check_rc is not None:
+        check.write_text(f'#!/bin/bash\necho "$@" >> {calls}\nexit {check_rc}\n')
+        check.chmod(0o755)
+    elif check.exists():
+        check.unlink()
+    # host.sh's cpu_has_bf16, reading the file above instead of /proc/cpuinfo
+    script = (
+        '. "$0"; eval "$(declare -f cpu_has_bf16 | sed 1s/cpu_has_bf16/_flags/)"; '
+        f'cpu_has_bf16() {{ _flags {info}; }}; cpu_bf16_pays "$@"'
+    )
+    run_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "work_dir": str(tmp_path / "wd")}
+    r = subprocess.run(
+        ["bash", "-c", script, str(HOST_SH)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=run_env | (env or {}),
+    )
+    n = len(calls.read_text().splitlines()) if calls.exists() else 0
+    return r.returncode, r.stderr, n
+
+
+def test_cpu_bf16_pays_measures_once_per_work_dir_and_keeps_the_answer(tmp_path: Path) -> None:
+    cache = tmp_path / "wd" / "log" / ".cpu-bf16"
+    # native bf16, the check says it pays: yes, cached; a second call does not measure again
+    assert _pays(tmp_path, _FLAGS + " avx512_bf16", 0)[::2] == (0, 1)
+    assert cache.read_text() == "yes\n"
+    assert _pays(tmp_path, _FLAGS + " avx512_bf16", 1)[::2] == (0, 1)  # cached yes, no new call
+    cache.unlink()
+    # the check says it does not pay (the session-36 host): no, cached
+    assert _pays(tmp_path, _FLAGS + " avx512_bf16", 1)[::2] == (1, 2)
+    assert cache.read_text() == "no\n"
+    cache.unlink()
+    # no native bf16: no, without measuring
+    assert _pays(tmp_path, _FLAGS, 0)[::2] == (1, 2)
+    assert cache.read_text() == "no\n"
+
+
+def test_cpu_bf16_pays_overrides_and_errors(tmp_path: Path) -> None:
+    cache = tmp_path / "wd" / "log" / ".cpu-bf16"
+    for value, status in (("true", 0), ("false", 1)):
+        assert _pays(tmp_path, _FLAGS, 1, {"CPU_BF16": value})[::2] == (status, 0)
+    assert not cache.exists()  # an override measures and caches nothing
+    rc, err, _ = _pays(tmp_path, _FLAGS, 1, {"CPU_BF16": "maybe"})
+    assert rc == 2 and "CPU_BF16 must be true, false or auto, got 'maybe'" in err
+    # a check that cannot run is an error, not a silent "no"; nothing is cached
+    rc, err, _ = _pays(tmp_path, _FLAGS + " avx512_bf16", None)
+    assert rc == 2 and "check-bf16 failed (status 127)" in err and not cache.exists()
+    cache.parent.mkdir(parents=True)
+    cache.write_text("perhaps\n")
+    rc, err, _ = _pays(tmp_path, _FLAGS, 0)
+    assert rc == 2 and f"{cache} holds 'perhaps', not yes or no" in err

@@ -12,11 +12,11 @@ asr_preset=default
 asr_bpe=256
 asr_train_opts="--max-minutes 75"
 lm_opts=""
-# As the SNIPS default: on a CPU with native bf16 (cpu_has_bf16, recipes/common/host.sh) both
+# As the SNIPS default: where bf16 pays (cpu_bf16_pays, recipes/common/host.sh) both
 # trainings run their steps under bf16 autocast (1.41x faster RNN-T steps, 1.65x faster LM
 # steps on this machine type, asr/README.md and lm/README.md), so the same 75 minutes hold more
 # steps. The budget stays in minutes: SLURP's step count for 2 h was never measured here.
-if cpu_has_bf16; then
+if cpu_bf16_pays; then
   asr_train_opts="--max-minutes 75 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
 fi

@@ -38,7 +38,11 @@ asr_bpe=128
 # core.
 asr_train_opts="--max-steps 3400 --max-minutes 80"
 lm_opts=""
-# On a CPU with native bf16 (cpu_has_bf16, recipes/common/host.sh) both trainings run their steps
+# Where bf16 pays (cpu_bf16_pays, recipes/common/host.sh: the CPU has native bf16 and check-bf16
+# measures bf16 training steps >= 1.1x faster; since session 36, before the flag alone decided:
+# on an "Intel Xeon" host with avx512_bf16 and no AMX, bf16 steps were 0.92x (RNN-T) and 0.65x
+# (LM) as fast as fp32 ones, and that branch's run there trained 2.2x slower than on the AMD
+# host, RESULTS.md "A host where bf16 does not pay") both trainings run their steps
 # under bf16 autocast (--cpu-bf16; losses, weights and dev checks stay fp32): 1.41x faster RNN-T
 # steps and 1.65x faster LM steps on this machine type (asr/README.md, lm/README.md). In the
 # recipe, next to the bf16 LM branch, the first 1,600 RNN-T steps took 0.57 s each with the dev
@@ -86,7 +90,7 @@ fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.7
 # were tried in a fresh-clone run (2026-12-06, session 30, RESULTS.md "The 120-s batch run"):
 # the 90-min cap stopped it at step 2,209 (76% of the audio the cc7e2de run's 60-s training saw
 # on a faster hour of the host), 1-best dev 37.28 against 35.43; the preset keeps 60 s.
-if cpu_has_bf16; then
+if cpu_bf16_pays; then
   asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 90 --cpu-bf16 true"
   lm_opts="--cpu-bf16 true"
   fusion_lm_opts="--num-epochs 4 --cpu-bf16 true --lr-schedule cosine --lr 4e-3"
