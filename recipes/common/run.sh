@@ -160,6 +160,10 @@ trap 'kill_children' EXIT
 trap 'kill_children; exit 130' INT
 trap 'kill_children; exit 143' TERM
 log "Preset $preset ($conf), work dir $work_dir, stages $stage..$stop_stage"
+# the preset's bf16 answer (host.sh cpu_bf16_pays), where it asked and measured
+if [ -f log/.cpu-bf16 ]; then
+  log "bf16 autocast pays on this host: $(cat log/.cpu-bf16) (log/.cpu-bf16; check-bf16's report: log/.cpu-bf16.json; CPU_BF16=true|false overrides)"
+fi
 
 stage_bpe() {
   local size
