@@ -53,8 +53,8 @@ and file names, so letters, digits and ``._+-`` only)::
     against = "first_pass"
     metric = "rare_wer"
     min_relative_reduction = 5.0             # percent; 0 = "lower" is enough
-    # max_p_value = 0.05                     # optional: and the paired test's one-sided p,
-                                             # 1 - p(better), must be below it
+    # max_p_value = 0.05                     # optional: and the paired test's p (the share
+                                             # of resamples where b is not better) below it
     # system = "mt"                          # optional: another system than the headline
     # set = "test_unseen_engine"             # optional: another set than the evaluation set
 
@@ -178,7 +178,8 @@ class Comparison:
 class Target:
     """``system`` (default: the headline) must lower ``metric`` on ``set`` (default: the
     evaluation set) by at least this much relative to ``against``; with ``max_p_value``, the
-    paired test's one-sided p (1 - p(better)) must also be below it (no test: not met)."""
+    paired test's p (``p_b_better``: the share of resamples in which ``system`` is not better)
+    must also be below it (no test: not met)."""
 
     against: str
     metric: str

@@ -79,7 +79,7 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
         want = f"≤ -{goal:g}% relative" if goal > 0 else "lower"
         if target.max_p_value is not None:  # and shown: the one-sided p below the bound
             pb = t["p_b_better"]
-            met = met and pb is not None and 1.0 - pb < target.max_p_value
+            met = met and pb is not None and pb < target.max_p_value
             want += f", p < {target.max_p_value:g}"
         verdicts.append(met)
         p = _num(t["p_b_better"], ".3f")
@@ -121,8 +121,8 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
     if any(t.max_p_value is not None for t in exps.targets):
         md += [
             'A target with "p < x" is met only if, besides the change asked for, the paired '
-            "bootstrap shows it: the share of resamples in which it does not hold, 1 - "
-            "p(better), is below x (a seeded system's resamples draw seeds and utterances).",
+            "bootstrap shows it: its p(better), the share of resamples in which the system is "
+            "not better, is below x (a seeded system's resamples draw seeds and utterances).",
             "",
         ]
     one = results.get(exps.first_pass, {}).get(s)
