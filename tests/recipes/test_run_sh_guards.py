@@ -16,7 +16,9 @@ RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 
 
 def _run(work: Path, *args: str, preset: str = "tiny", timeout: int = 600):
+    # CPU_BF16: the default preset's bf16 branch without check-bf16's timing (host.sh)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env["CPU_BF16"] = "false"
     cmd = ["bash", str(RUN_SH), "--preset", preset, "--work-dir", str(work), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
