@@ -7,8 +7,8 @@ they choose a preset's bf16 branch (``train-asr`` / ``train-lm --cpu-bf16 true``
 alone (``avx512_bf16``) does not tell: on an "AMD EPYC" host with it, bf16 made RNN-T steps
 1.41x and LM steps 1.65x faster; on an "Intel Xeon" host with the same flag and no AMX (session
 36) it made RNN-T steps 0.92x and LM steps 0.65x as fast, and the recipe's bf16 branch took
-about 2.3x longer there in its trainings (recipes/snips/RESULTS.md, "A host where bf16 does not
-pay").
+1.8-2.3x longer there in its trainings than on the AMD host (recipes/snips/RESULTS.md, "A host
+where bf16 does not pay").
 
 The steps: an LSTM language model (embedding, one LSTM layer, output layer; as ``train-lm`` and
 the RNN-T's predictor) and a Conformer-sized feed-forward block (as the RNN-T's encoder), each

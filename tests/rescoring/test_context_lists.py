@@ -296,8 +296,8 @@ def test_targets_and_limits_on_another_set():
 
 def test_target_with_max_p_value_needs_the_paired_test_to_show_it():
     """``max_p_value``: a lower value is met only if p(better) (the share of resamples in which
-    B is not better) is below the bound; a test
-    without p is not met; targets without the field keep the plain rule."""
+    B is not better) is below the bound; a test without p is not met; targets without the field
+    keep the plain rule."""
     from rescoring.report_tables import targets_md
 
     tests = {("a", "wer"): (30.0, 29.0, 0.03), ("a", "rare_wer"): (60.0, 59.0, 0.34)}

@@ -41,7 +41,7 @@ lm_opts=""
 # Where bf16 pays (cpu_bf16_pays, recipes/common/host.sh: the CPU has native bf16 and check-bf16
 # measures bf16 training steps >= 1.1x faster; since session 36, before the flag alone decided:
 # on an "Intel Xeon" host with avx512_bf16 and no AMX, bf16 steps were 0.92x (RNN-T) and 0.65x
-# (LM) as fast as fp32 ones, and that branch's run there trained 2.2x slower than on the AMD
+# (LM) as fast as fp32 ones, and that branch's run there trained 1.8-2.3x slower than on the AMD
 # host, RESULTS.md "A host where bf16 does not pay") both trainings run their steps
 # under bf16 autocast (--cpu-bf16; losses, weights and dev checks stay fp32): 1.41x faster RNN-T
 # steps and 1.65x faster LM steps on this machine type (asr/README.md, lm/README.md). In the
