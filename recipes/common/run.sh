@@ -43,6 +43,21 @@ shared_data=$(realpath -m "$recipe_dir/../../../shared/data")
 [ -n "$lm_text_dir" ] || [ ! -d "$shared_data/lm_text" ] || lm_text_dir=$shared_data/lm_text
 conf=$recipe_dir/conf/$preset.sh
 [ -f "$conf" ] || { echo "$0: no preset file $conf" >&2; exit 2; }
+# The work dir as an absolute path (the log, every cmd.sh header and the preset see it), entered
+# and locked before the preset is read: a preset may measure the host (cpu_bf16_pays), which a
+# run refused here must not do next to the run that holds the work dir.
+work_dir=$(realpath -m "$work_dir")
+mkdir -p "$work_dir" && cd "$work_dir"
+# One run.sh per work dir. The lock's file descriptor is inherited by every stage process, so
+# the stages of a run.sh killed with -9 (which no trap can catch) still hold it.
+exec 9>> .run.lock
+if ! flock -n 9; then
+  echo "$0: $work_dir is in use by another run.sh, or by the stages of one that was killed:" >&2
+  exec 9>&-  # not a holder itself (nor the listing below, which would inherit it)
+  stage-marker holders .run.lock | sed "s/^/  /" >&2
+  echo "Wait for them to finish or stop them (kill <pid>), then re-run." >&2
+  exit 2
+fi
 # shellcheck source=host.sh
 . "$recipe_dir/../common/host.sh"  # cpu_bf16_pays, for presets that choose by host
 # shellcheck source=conf/default.sh
@@ -145,17 +160,6 @@ logged() {
   "$@"
 }
 
-mkdir -p "$work_dir" && cd "$work_dir"
-# One run.sh per work dir. The lock's file descriptor is inherited by every stage process, so
-# the stages of a run.sh killed with -9 (which no trap can catch) still hold it.
-exec 9>> .run.lock
-if ! flock -n 9; then
-  echo "$0: $work_dir is in use by another run.sh, or by the stages of one that was killed:" >&2
-  exec 9>&-  # not a holder itself (nor the listing below, which would inherit it)
-  stage-marker holders .run.lock | sed "s/^/  /" >&2
-  echo "Wait for them to finish or stop them (kill <pid>), then re-run." >&2
-  exit 2
-fi
 trap 'kill_children' EXIT
 trap 'kill_children; exit 130' INT
 trap 'kill_children; exit 143' TERM

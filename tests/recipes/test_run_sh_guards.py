@@ -15,12 +15,16 @@ from tests.recipes.conftest import copy_work_dir, snips_args
 RUN_SH = Path(__file__).resolve().parents[2] / "recipes" / "snips" / "run.sh"
 
 
-def _run(work: Path, *args: str, preset: str = "tiny", timeout: int = 600):
+def _run(
+    work: Path, *args: str, preset: str = "tiny", timeout: int = 600, cpu_bf16="false", cwd=None
+):
     # CPU_BF16: the default preset's bf16 branch without check-bf16's timing (host.sh)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    env["CPU_BF16"] = "false"
+    env.pop("CPU_BF16", None)
+    if cpu_bf16 is not None:
+        env["CPU_BF16"] = cpu_bf16
     cmd = ["bash", str(RUN_SH), "--preset", preset, "--work-dir", str(work), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,30 @@ def test_second_run_in_the_same_work_dir_is_refused(data_work):
     assert r.returncode == 2 and "is in use by another run.sh" in r.stderr
     holders = [line.strip() for line in r.stderr.splitlines() if line.startswith("  ")]
     assert [h.split(":")[0] for h in holders] == [str(os.getpid())]  # named; not itself
+
+
+def test_refused_run_does_not_read_the_preset(data_work):
+    """The lock comes before the preset: the default preset asks cpu_bf16_pays, which measures
+    the host (check-bf16) or caches its answer in log/.cpu-bf16; a refused run does neither."""
+    work, args = data_work
+    cache = work / "log" / ".cpu-bf16"
+    cache.unlink(missing_ok=True)
+    with open(work / ".run.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = _run(work, *args, "--stop-stage", "5", preset="default", cpu_bf16=None)
+    assert r.returncode == 2 and "is in use by another run.sh" in r.stderr
+    assert not cache.exists() and not cache.with_name(".cpu-bf16.json").exists()
+
+
+def test_relative_work_dir_is_made_absolute(data_work):
+    """--work-dir relative to the caller's folder: resolved once, so the log (and every cmd.sh
+    header) names the folder the stages ran in."""
+    work, args = data_work
+    r = _run(Path(work.name), *args, "--stop-stage", "5", cwd=work.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"work dir {work.resolve()}, stages 0..5" in r.stdout
+    assert r.stdout.count("already done, skipping") == 6
+    assert not (work / work.name).exists()
 
 
 def test_stages_of_a_run_killed_with_sigkill_keep_the_work_dir(data_work):
