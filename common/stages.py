@@ -316,7 +316,8 @@ def stage_table(
         names = [_range_name(g) for g in groups]
         lines.append(
             f"Recipe wall-clock time: **{wall:.0f} s ({wall / 60:.0f} min)**: stages {names[0]}"
-            f" ({a:.0f} s) ran next to stages {names[1]} ({b:.0f} s), one CPU thread each, so "
+            f" ({a:.0f} s) ran next to stages {names[1]} ({b:.0f} s), one CPU thread each (two "
+            "seeds of an LM stage at once where the other group was idle: lm_seed_jobs), so "
             f"their peak memory adds up; the sum of all stage times is {total:.0f} s. "
             "Python/venv installation is not included."
         )

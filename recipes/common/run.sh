@@ -213,12 +213,20 @@ stage_lm() {  # stage_lm NAME train-lm options...
 # Every LM system is trained once per seed of $lm_seeds (conf) into exp/lm/NAME/seedN; the LM
 # pre-training they start from is one run, shared. systems.toml names them exp/lm/NAME/seed{seed}.
 lm_seeds=${lm_seeds:-42}
+# Up to lm_seed_jobs (conf, default 1) seeds of a stage train at once, one thread each, in the
+# parallel layout only while the RNN-T group's core is idle (log/.asr-core-free: it waits for an
+# LM stage or has finished); elsewhere nothing else runs (run_seeds, jobs.sh).
+lm_seed_jobs=${lm_seed_jobs:-1}
+lm_seed_free=
+# shellcheck source=jobs.sh
+. "$recipe_dir/../common/jobs.sh"
+stage_lm_seed() {  # stage_lm_seed SEED NAME train-lm options...
+  local s=$1 name=$2; shift 2
+  stage_lm "$name/seed$s" --seed "$s" "$@"
+}
 stage_lm_seeds() {  # stage_lm_seeds NAME train-lm options...
-  local name=$1 s; shift
-  for s in $lm_seeds; do
-    log "train-lm $name, seed $s"
-    stage_lm "$name/seed$s" --seed "$s" "$@"
-  done
+  local name=$1; shift
+  run_seeds "$lm_seeds" "train-lm $name" stage_lm_seed "$name" "$@"
 }
 lm_best() {  # lm_best NAME: the best.pt of every seed
   local s
@@ -233,7 +241,8 @@ systems_toml=$recipe_dir/conf/systems.toml  # the experiment matrix (stages 22, 
 report_parallel=
 [ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21${fusion_done:+,23} 9-16${fusion_done:+,22}"
 
-export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seeds
+export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seed stage_lm_seeds \
+  seed_slots run_seeds
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
@@ -260,7 +269,9 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/wor
 # passes (stages 17, 19, 23, 18, 20, 21), stage 23 waiting until the LM group has passed stage 22
 # (the fusion LM) and stage 18 until it has passed stage 13 (its NLU head). The LM group trains the
 # fusion LM right after stage 9, so that neither wait holds up the RNN-T group on a host where
-# the LSTMs are slow (the 06b193a run: stage 23 waited 18 min for a stage 22 run last).
+# the LSTMs are slow (the 06b193a run: stage 23 waited 18 min for a stage 22 run last), and
+# stage 13 next (before 10-12). While the RNN-T group waits, and once it has finished, it leaves
+# log/.asr-core-free, and the LM group trains up to lm_seed_jobs seeds of a stage at once.
 # Killing run.sh kills both; a re-run resumes both.
 fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
 asr_stages() {
@@ -282,6 +293,11 @@ lm_stages() {
         --bpe-model "data/lang_bpe_$asr_bpe/bpe.model" --exp-dir $fusion_lm_dir --seed "$seed" $fusion_lm_opts
   fi
   touch log/.lm-stage22-passed  # stage 23 (in the RNN-T group) may use the fusion LM now
+  # Stage 13 before 10-12: its NLU head is what stage 18 (RNN-T group) and stage 15 wait for.
+  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM) (seeds $lm_seeds)" "$lm_in .done/stage9" \
+    "$(lm_best pretrained_multitask_rwm)" \
+    stage_lm_seeds pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
+  touch log/.lm-stage13-passed  # stage 18 (in the RNN-T group) may use stage 13's NLU head now
   run_stage 10 "LM-only fine-tuning on $corpus_title train text (seeds $lm_seeds)" \
     "$lm_in data/lm/finetune.txt .done/stage9" "$(lm_best lm)" \
     stage_lm_seeds lm --mode finetune-lm --init-from exp/lm/pretrain/best.pt --train-text data/lm/finetune.txt
@@ -289,10 +305,6 @@ lm_stages() {
     stage_lm_seeds multitask_linear --mode multitask --scheduler linear
   run_stage 12 "Multitask LM, RWM task weights (seeds $lm_seeds)" "$lm_in" "$(lm_best multitask_rwm)" \
     stage_lm_seeds multitask_rwm --mode multitask --scheduler rwm
-  run_stage 13 "Pre-trained LM, multitask fine-tuning (RWM) (seeds $lm_seeds)" "$lm_in .done/stage9" \
-    "$(lm_best pretrained_multitask_rwm)" \
-    stage_lm_seeds pretrained_multitask_rwm --mode finetune-multitask --scheduler rwm --init-from exp/lm/pretrain/best.pt
-  touch log/.lm-stage13-passed  # stage 18 (in the RNN-T group) may use stage 13's NLU head now
   if [ "$rwm_sample" = true ]; then
     run_stage 14 "Pre-trained LM, multitask fine-tuning, RWM sampling one task per step (seeds $lm_seeds)" \
       "$lm_in .done/stage9" "$(lm_best pretrained_multitask_rwm_sample)" \
@@ -343,11 +355,14 @@ wait_for_lm_stage() {
   local said=
   while [ ! -f "log/.lm-stage$1-passed" ]; do
     if ! kill -0 "$lm_pid" 2> /dev/null; then
+      rm -f log/.asr-core-free
       log "ERROR: the LM stages ended before stage $1; $2 needs its output"; return 1
     fi
-    [ -n "$said" ] || { log "$2 waits for the LM group to pass stage $1"; said=1; }
+    # this core is idle meanwhile: the LM group may train two seeds at once (run_seeds)
+    [ -n "$said" ] || { touch log/.asr-core-free; log "$2 waits for the LM group to pass stage $1"; said=1; }
     sleep 5
   done
+  rm -f log/.asr-core-free
 }
 export -f stage_context_lists stage_biased stage_fused wait_for_lm_stage
 first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiting for stage 22 or 13
@@ -376,12 +391,14 @@ first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiti
 }
 
 mkdir -p log
-rm -f log/.lm-stage13-passed log/.lm-stage22-passed
+rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-core-free
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
+  lm_seed_free=log/.asr-core-free  # (set -a: the stages see it) two LM seeds only while it exists
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
-  { asr_stages; first_pass_stages; } >> log/asr-stages.log 2>&1 &  # (not &&: set -e holds)
+  # (not &&: set -e holds) .asr-core-free once the group is done: its core is the LMs' now
+  { asr_stages; first_pass_stages; touch log/.asr-core-free; } >> log/asr-stages.log 2>&1 &
   asr_pid=$!
   if ! wait $lm_pid; then
     log "ERROR: the LM stages failed (see above)"

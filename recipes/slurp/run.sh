@@ -52,7 +52,8 @@
 #  stage 25 rare-word-coverage  where the rare test words are: in the lexicons, the n-best, the 1-best
 #                               (unbiased, biased and fused first passes) -> exp/coverage/coverage-test.md
 #  stage 26 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
-#  With asr_lm_parallel=true, stages 6-8 then 17-21 and 23 run next to stages 9-16 and 22 (one core each).
+#  With asr_lm_parallel=true, stages 6-8 then 17-21 and 23 run next to stages 9, 22, 13, 10-12, 14-16
+#  (one core each; while the RNN-T group waits or has finished, up to conf lm_seed_jobs LM seeds at once).
 set -euo pipefail
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 corpus=slurp

@@ -136,6 +136,12 @@ lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot 
 # LM seeds (issue 14): every LM system is trained once per seed (exp/lm/<system>/seed<N>);
 # RESULTS.md gives seed mean ± sd and tests over seeds and utterances.
 lm_seeds="42 43 44"
+# Seeds of an LM stage side by side (run_seeds, recipes/common/jobs.sh): up to 2 at once, one
+# thread each, only while the RNN-T group's core is idle (it waits for stage 13 or 22, or has
+# finished), which it is for a long time where the LM group is the longer one (fp32 hosts).
+# Results are unchanged: stages 10, 13 and 16 stop at 3 epochs, 11 and 12 after 4.5 min each,
+# on a core of their own either way.
+lm_seed_jobs=2
 rwm_sample=false   # stage 14 (RWM sampling, measured worse than scaling on 2026-12-02) is left out: time
 # Pseudo-labelled NLU data (stage 15): the pre-trained multitask model labels data/lm/pretrain.txt;
 # the confidence threshold is the lowest whose dev precision (intent and every tag right) >= 0.9;

@@ -26,6 +26,7 @@ tune_opts="--lm-scale-min 0 --lm-scale-max 1 --lm-scale-step 0.25 --word-bonus-m
 # Systems, labels, the headline system, comparisons and targets: conf/systems.toml
 lexicon_opts="--min-count 1 --max-phrases 0"
 lm_seeds="42 43"
+lm_seed_jobs=2     # two seeds at once where a core is idle (exercises run_seeds)
 pseudo_opts="--threshold 0 --max-sentences 200"   # the tiny model reaches no dev precision
 context_scores="0.5 1"
 fusion=true   # stages 22-23: a tiny fusion LM and a 2-point grid (exercises the code)

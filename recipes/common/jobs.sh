@@ -1,0 +1,66 @@
+# The seeds of one LM stage side by side where a core is idle (sourced by recipes/common/run.sh;
+# tests/recipes/test_jobs_sh.py). Each training uses one CPU thread, so on the recipe's 2 cores a
+# second seed costs the first nothing as long as nothing else runs: in the parallel layout the
+# RNN-T group's core is idle while it waits for an LM stage (wait_for_lm_stage) and once it has
+# finished, and the LM group is then the long one (stages 10-16 and 22 took 69 min in fp32).
+#
+# Globals read (not part of a stage's signature: they change when a seed runs, not what it
+# computes; a minute-capped training is the exception only if a third process shares the cores):
+#   lm_seed_jobs  the most seeds of a stage at once (conf; default 1 = one after another)
+#   lm_seed_free  a flag file: more than one seed runs only while it exists (run.sh: the RNN-T
+#                 group's log/.asr-core-free); empty = always (nothing else runs)
+#   seed_log_dir  where a seed started next to another writes its output (default log)
+#   seed_poll     seconds between looks at the running seeds and the flag (default 2)
+
+# seed_slots: how many seeds may run at once now.
+seed_slots() {
+  local max=${lm_seed_jobs:-1}
+  [[ $max =~ ^[1-9][0-9]*$ ]] || { echo "lm_seed_jobs must be a positive integer, got '$max'" >&2; return 2; }
+  if [ -z "${lm_seed_free:-}" ] || [ -f "$lm_seed_free" ]; then echo "$max"; else echo 1; fi
+}
+
+# run_seeds "SEEDS" LABEL FN ARGS...: `FN SEED ARGS...` for every seed of SEEDS, in order, up to
+# seed_slots at once (asked again whenever the next seed is due, so a core that becomes idle is
+# used from the next seed on). The first seed in flight writes to the caller's output; a seed
+# started next to another writes to $seed_log_dir/LABEL-seedS.log (its path logged), so two
+# progress bars never share a stream. Every seed runs to its end even when another fails; the
+# status is then 1 and the failed seeds are named.
+run_seeds() {
+  local seeds=$1 label=$2 fn=$3 s pid failed= slots logf
+  shift 3
+  seed_slots > /dev/null || return 2  # a bad lm_seed_jobs stops before any seed starts
+  local -A running=()  # pid -> seed
+  _reap_seeds() {  # forget the seeds that ended, noting failures
+    local p
+    for p in "${!running[@]}"; do
+      kill -0 "$p" 2> /dev/null && continue
+      wait "$p" || failed+=" ${running[$p]}"
+      unset "running[$p]"
+    done
+  }
+  for s in $seeds; do
+    while [ ${#running[@]} -gt 0 ]; do
+      slots=$(seed_slots) || return 2
+      [ ${#running[@]} -ge "$slots" ] || break
+      sleep "${seed_poll:-2}"
+      _reap_seeds
+    done
+    if [ ${#running[@]} -eq 0 ]; then
+      log "$label, seed $s"
+      "$fn" "$s" "$@" &
+    else
+      logf=${seed_log_dir:-log}/${label//[^A-Za-z0-9_.-]/-}-seed$s.log
+      mkdir -p "$(dirname "$logf")"
+      log "$label, seed $s, next to seed ${running[*]} (a core is idle): output in $logf"
+      "$fn" "$s" "$@" > "$logf" 2>&1 &
+    fi
+    running[$!]=$s
+  done
+  for pid in "${!running[@]}"; do
+    wait "$pid" || failed+=" ${running[$pid]}"
+  done
+  if [ -n "$failed" ]; then
+    log "ERROR: $label failed for seed(s)$failed"
+    return 1
+  fi
+}

@@ -1,0 +1,170 @@
+"""recipes/common/jobs.sh: run_seeds trains the seeds of an LM stage side by side only while a
+core is idle (the flag file), one after another otherwise, and no seed's failure is lost.
+
+No test here depends on timing: a seed that must run next to another waits until the other has
+started (up to a minute, which only a broken run_seeds reaches), and "one after another" is read
+from the order of the start and end records, not from durations."""
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+JOBS_SH = ROOT / "recipes" / "common" / "jobs.sh"
+
+# A stand-in for stage_lm_seed: records its start and end in $rec (one line each, appended
+# atomically), waits while $hold_until_n seeds have not started (up to $hold_iters tenths of a
+# second, default 60 s), prints a line,
+# fails for the seed named in $fail_seed.
+_SEED_FN = r"""
+log() { echo "LOG $*"; }
+seed_fn() {
+  local s=$1 name=$2 i
+  echo "start $s $name" >> "$rec"
+  for ((i = 0; i < ${hold_iters:-600}; i++)); do
+    [ "$(grep -c '^start' "$rec")" -ge "${hold_until_n:-0}" ] && break
+    [ -n "${hold_until_n:-}" ] || break
+    sleep 0.1
+  done
+  echo "output of seed $s"
+  echo "end $s" >> "$rec"
+  [ "$s" != "${fail_seed:-}" ]
+}
+"""
+
+
+def _run_seeds(tmp_path: Path, seeds: str, env: dict[str, str], pre: str = ""):
+    rec = tmp_path / "rec.txt"
+    script = (
+        f". {JOBS_SH}\n{_SEED_FN}\n{pre}\n"
+        f'run_seeds "{seeds}" "train-lm sys/x" seed_fn sys/x --opt 1\n'
+    )
+    full_env = {
+        "PATH": "/usr/bin:/bin",
+        "rec": str(rec),
+        "seed_log_dir": str(tmp_path / "log"),
+        "seed_poll": "0.1",
+        **env,
+    }
+    r = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + script],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    events = rec.read_text().split("\n")[:-1] if rec.exists() else []
+    return r, events
+
+
+def _overlapped(events: list[str]) -> bool:
+    """Whether some seed started while another was running."""
+    live = 0
+    for e in events:
+        if e.startswith("start"):
+            if live:
+                return True
+            live += 1
+        else:
+            live -= 1
+    return False
+
+
+def test_one_after_another_without_the_flag(tmp_path):
+    """Seed 42 waits 2 s for a second seed to start: a run_seeds that ignored the missing flag
+    would start 43 meanwhile."""
+    env = {
+        "lm_seed_jobs": "2",
+        "lm_seed_free": str(tmp_path / "free"),
+        "hold_until_n": "2",
+        "hold_iters": "20",
+    }
+    r, events = _run_seeds(tmp_path, "42 43 44", env)
+    assert r.returncode == 0, r.stderr
+    assert events == [
+        "start 42 sys/x",
+        "end 42",
+        "start 43 sys/x",
+        "end 43",
+        "start 44 sys/x",
+        "end 44",
+    ]
+    assert r.stdout.count("output of seed") == 3  # all on the caller's output
+    assert "LOG train-lm sys/x, seed 43" in r.stdout
+
+
+def test_two_at_once_while_the_flag_exists(tmp_path):
+    (tmp_path / "free").touch()
+    env = {"lm_seed_jobs": "2", "lm_seed_free": str(tmp_path / "free"), "hold_until_n": "2"}
+    r, events = _run_seeds(tmp_path, "42 43 44", env)
+    assert r.returncode == 0, r.stderr
+    assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]  # 42 waited for 43 to start
+    assert sorted(events) == sorted(
+        ["start 42 sys/x", "start 43 sys/x", "start 44 sys/x", "end 42", "end 43", "end 44"]
+    )
+    # never three at once: 44 started only after one of them ended
+    assert events.index("start 44 sys/x") > min(events.index("end 42"), events.index("end 43"))
+    # the first seed in flight on the caller's output, one started next to it in its own file
+    assert "output of seed 42" in r.stdout and "output of seed 43" not in r.stdout
+    log43 = tmp_path / "log" / "train-lm-sys-x-seed43.log"
+    assert log43.read_text() == "output of seed 43\n"
+    assert f"seed 43, next to seed 42 (a core is idle): output in {log43}" in r.stdout
+
+
+def test_an_empty_flag_path_means_always_free(tmp_path):
+    r, events = _run_seeds(
+        tmp_path, "42 43", {"lm_seed_jobs": "2", "lm_seed_free": "", "hold_until_n": "2"}
+    )
+    assert r.returncode == 0, r.stderr
+    assert _overlapped(events)
+
+
+def test_one_job_is_the_old_loop_even_with_the_flag(tmp_path):
+    (tmp_path / "free").touch()
+    env = {
+        "lm_seed_jobs": "1",
+        "lm_seed_free": str(tmp_path / "free"),
+        "hold_until_n": "2",
+        "hold_iters": "20",
+    }
+    r, events = _run_seeds(tmp_path, "42 43", env)
+    assert r.returncode == 0, r.stderr
+    assert not _overlapped(events) and len(events) == 4
+
+
+def test_a_flag_that_appears_is_used_from_the_next_seed_on(tmp_path):
+    """Seed 42 starts alone (no flag yet), then creates the flag (the RNN-T group going idle) and
+    waits until a second seed has started: only a run_seeds that looks at the flag again while
+    42 runs starts 43 next to it."""
+    free = tmp_path / "free"
+    pre = (
+        "orig_fn=$(declare -f seed_fn | tail -n +2)\n"
+        'eval "seed_fn_inner() $orig_fn"\n'
+        'seed_fn() { if [ "$1" = 42 ]; then touch "$free"; hold_until_n=2 seed_fn_inner "$@"; '
+        'else seed_fn_inner "$@"; fi; }\n'
+    )
+    env = {"lm_seed_jobs": "2", "lm_seed_free": str(free), "free": str(free)}
+    r, events = _run_seeds(tmp_path, "42 43 44", env, pre)
+    assert r.returncode == 0, r.stderr
+    assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]
+    assert "seed 43, next to seed 42 (a core is idle)" in r.stdout
+    assert "LOG train-lm sys/x, seed 42\n" in r.stdout  # 42 itself started alone
+
+
+def test_a_failed_seed_is_named_and_the_others_still_run(tmp_path):
+    (tmp_path / "free").touch()
+    env = {
+        "lm_seed_jobs": "2",
+        "lm_seed_free": str(tmp_path / "free"),
+        "hold_until_n": "2",
+        "fail_seed": "42",
+    }
+    r, events = _run_seeds(tmp_path, "42 43 44", env)
+    assert r.returncode == 1
+    assert {e for e in events if e.startswith("end")} == {"end 42", "end 43", "end 44"}
+    assert "LOG ERROR: train-lm sys/x failed for seed(s) 42" in r.stdout
+
+
+def test_a_bad_job_count_stops_with_a_message(tmp_path):
+    r, events = _run_seeds(tmp_path, "42 43", {"lm_seed_jobs": "two", "lm_seed_free": ""})
+    assert r.returncode == 2 and "lm_seed_jobs must be a positive integer, got 'two'" in r.stderr
