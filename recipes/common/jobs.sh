@@ -2,28 +2,46 @@
 # tests/recipes/test_jobs_sh.py). Each training uses one CPU thread, so on the recipe's 2 cores a
 # second seed costs the first nothing as long as nothing else runs: in the parallel layout the
 # RNN-T group's core is idle while it waits for an LM stage (wait_for_lm_stage) and once it has
-# finished, and the LM group is then the long one (stages 10-16 and 22 took 69 min in fp32).
+# finished, and the LM group is the longer one on hosts where the LMs train in fp32.
 #
 # Globals read (not part of a stage's signature: they change when a seed runs, not what it
 # computes; a minute-capped training is the exception only if a third process shares the cores):
 #   lm_seed_jobs  the most seeds of a stage at once (conf; default 1 = one after another)
-#   lm_seed_free  a flag file: more than one seed runs only while it exists (run.sh: the RNN-T
-#                 group's log/.asr-core-free); empty = always (nothing else runs)
+#   lm_seed_free  a command (its words split on blanks, no quoting) whose status 0 says a core is
+#                 idle: more than one seed runs only then (run.sh: asr_core_idle); empty =
+#                 always (nothing else runs)
 #   seed_log_dir  where a seed started next to another writes its output (default log)
 #   seed_poll     seconds between looks at the running seeds and the flag (default 2)
+
+# asr_core_idle: run.sh's lm_seed_free in the parallel layout (run in the work dir): status 0
+# while the RNN-T group's core is idle: log/.asr-done (it has finished), or log/.asr-waits-for-N
+# for a stage N the LM group has not passed yet (log/.lm-stageN-passed). The LM group marks a
+# stage passed before it starts the next one, so no seed starts beside the RNN-T group's resumed
+# work. (The session-37 run had one flag that the waiting group removed on its 5-s poll: two
+# stage-10 seeds started beside stages 18-21 and shared the cores with them for 3.5 min.)
+asr_core_idle() {
+  [ ! -f log/.asr-done ] || return 0
+  local f
+  for f in log/.asr-waits-for-*; do
+    [ -f "$f" ] && [ ! -f "log/.lm-stage${f##*-}-passed" ] && return 0
+  done
+  return 1
+}
 
 # seed_slots: how many seeds may run at once now.
 seed_slots() {
   local max=${lm_seed_jobs:-1}
   [[ $max =~ ^[1-9][0-9]*$ ]] || { echo "lm_seed_jobs must be a positive integer, got '$max'" >&2; return 2; }
-  if [ -z "${lm_seed_free:-}" ] || [ -f "$lm_seed_free" ]; then echo "$max"; else echo 1; fi
+  # shellcheck disable=SC2086  # a command and its arguments
+  if [ -z "${lm_seed_free:-}" ] || $lm_seed_free; then echo "$max"; else echo 1; fi
 }
 
 # run_seeds "SEEDS" LABEL FN ARGS...: `FN SEED ARGS...` for every seed of SEEDS, in order, up to
 # seed_slots at once (asked again whenever the next seed is due, so a core that becomes idle is
-# used from the next seed on). The first seed in flight writes to the caller's output; a seed
-# started next to another writes to $seed_log_dir/LABEL-seedS.log (its path logged), so two
-# progress bars never share a stream. Every seed runs to its end even when another fails; the
+# used from the next seed on; a seed already started is not stopped when the core gets busy
+# again). The first seed in flight writes to the caller's output; a seed started next to another
+# writes to $seed_log_dir/LABEL-seedS.log (its path logged), so two progress bars never share a
+# stream. Every seed runs to its end even when another fails; the
 # status is then 1 and the failed seeds are named.
 run_seeds() {
   local seeds=$1 label=$2 fn=$3 s pid failed= slots logf

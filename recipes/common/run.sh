@@ -214,8 +214,8 @@ stage_lm() {  # stage_lm NAME train-lm options...
 # pre-training they start from is one run, shared. systems.toml names them exp/lm/NAME/seed{seed}.
 lm_seeds=${lm_seeds:-42}
 # Up to lm_seed_jobs (conf, default 1) seeds of a stage train at once, one thread each, in the
-# parallel layout only while the RNN-T group's core is idle (log/.asr-core-free: it waits for an
-# LM stage or has finished); elsewhere nothing else runs (run_seeds, jobs.sh).
+# parallel layout only while the RNN-T group's core is idle (asr_core_idle: it has finished, or
+# waits for an LM stage not yet passed); elsewhere nothing else runs (run_seeds, jobs.sh).
 lm_seed_jobs=${lm_seed_jobs:-1}
 lm_seed_free=
 # shellcheck source=jobs.sh
@@ -242,7 +242,7 @@ report_parallel=
 [ "$asr_lm_parallel" != true ] || report_parallel="--parallel 6-8,17-21${fusion_done:+,23} 9-16${fusion_done:+,22}"
 
 export -f log logged stage_bpe stage_train_asr stage_decode stage_lm stage_lm_seed stage_lm_seeds \
-  seed_slots run_seeds
+  seed_slots run_seeds asr_core_idle
 
 m=data/manifests
 stage_prepare_corpus  # stage 0, defined by the corpus's run.sh
@@ -270,8 +270,8 @@ run_stage 5 "Word counts and rare words (K=$rare_threshold)" "$m" "data/lang/wor
 # (the fusion LM) and stage 18 until it has passed stage 13 (its NLU head). The LM group trains the
 # fusion LM right after stage 9, so that neither wait holds up the RNN-T group on a host where
 # the LSTMs are slow (the 06b193a run: stage 23 waited 18 min for a stage 22 run last), and
-# stage 13 next (before 10-12). While the RNN-T group waits, and once it has finished, it leaves
-# log/.asr-core-free, and the LM group trains up to lm_seed_jobs seeds of a stage at once.
+# stage 13 next (before 10-12). While the RNN-T group waits, and once it has finished, its core
+# is idle (asr_core_idle), and the LM group trains up to lm_seed_jobs seeds of a stage at once.
 # Killing run.sh kills both; a re-run resumes both.
 fbank_in="data/fbank data/lang_bpe_$asr_bpe/bpe.model"
 asr_stages() {
@@ -355,14 +355,14 @@ wait_for_lm_stage() {
   local said=
   while [ ! -f "log/.lm-stage$1-passed" ]; do
     if ! kill -0 "$lm_pid" 2> /dev/null; then
-      rm -f log/.asr-core-free
+      rm -f "log/.asr-waits-for-$1"
       log "ERROR: the LM stages ended before stage $1; $2 needs its output"; return 1
     fi
-    # this core is idle meanwhile: the LM group may train two seeds at once (run_seeds)
-    [ -n "$said" ] || { touch log/.asr-core-free; log "$2 waits for the LM group to pass stage $1"; said=1; }
+    # this core is idle meanwhile: the LM group may train two seeds at once (asr_core_idle)
+    [ -n "$said" ] || { touch "log/.asr-waits-for-$1"; log "$2 waits for the LM group to pass stage $1"; said=1; }
     sleep 5
   done
-  rm -f log/.asr-core-free
+  rm -f "log/.asr-waits-for-$1"
 }
 export -f stage_context_lists stage_biased stage_fused wait_for_lm_stage
 first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiting for stage 22 or 13
@@ -391,14 +391,14 @@ first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiti
 }
 
 mkdir -p log
-rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-core-free
+rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-done log/.asr-waits-for-*
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
-  lm_seed_free=log/.asr-core-free  # (set -a: the stages see it) two LM seeds only while it exists
+  lm_seed_free=asr_core_idle  # (set -a: the stages see it) more LM seeds at once only while idle
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
-  # (not &&: set -e holds) .asr-core-free once the group is done: its core is the LMs' now
-  { asr_stages; first_pass_stages; touch log/.asr-core-free; } >> log/asr-stages.log 2>&1 &
+  # (not &&: set -e holds) .asr-done once the group is done: its core is the LMs' now
+  { asr_stages; first_pass_stages; touch log/.asr-done; } >> log/asr-stages.log 2>&1 &
   asr_pid=$!
   if ! wait $lm_pid; then
     log "ERROR: the LM stages failed (see above)"

@@ -1,5 +1,6 @@
 """recipes/common/jobs.sh: run_seeds trains the seeds of an LM stage side by side only while a
-core is idle (the flag file), one after another otherwise, and no seed's failure is lost.
+core is idle (the lm_seed_free command says so), one after another otherwise, and no seed's
+failure is lost; asr_core_idle is that command in run.sh's parallel layout.
 
 No test here depends on timing: a seed that must run next to another waits until the other has
 started (up to a minute, which only a broken run_seeds reaches), and "one after another" is read
@@ -75,7 +76,7 @@ def test_one_after_another_without_the_flag(tmp_path):
     would start 43 meanwhile."""
     env = {
         "lm_seed_jobs": "2",
-        "lm_seed_free": str(tmp_path / "free"),
+        "lm_seed_free": f"test -f {tmp_path / 'free'}",
         "hold_until_n": "2",
         "hold_iters": "20",
     }
@@ -95,7 +96,7 @@ def test_one_after_another_without_the_flag(tmp_path):
 
 def test_two_at_once_while_the_flag_exists(tmp_path):
     (tmp_path / "free").touch()
-    env = {"lm_seed_jobs": "2", "lm_seed_free": str(tmp_path / "free"), "hold_until_n": "2"}
+    env = {"lm_seed_jobs": "2", "lm_seed_free": f"test -f {tmp_path / 'free'}", "hold_until_n": "2"}
     r, events = _run_seeds(tmp_path, "42 43 44", env)
     assert r.returncode == 0, r.stderr
     assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]  # 42 waited for 43 to start
@@ -123,7 +124,7 @@ def test_one_job_is_the_old_loop_even_with_the_flag(tmp_path):
     (tmp_path / "free").touch()
     env = {
         "lm_seed_jobs": "1",
-        "lm_seed_free": str(tmp_path / "free"),
+        "lm_seed_free": f"test -f {tmp_path / 'free'}",
         "hold_until_n": "2",
         "hold_iters": "20",
     }
@@ -143,7 +144,7 @@ def test_a_flag_that_appears_is_used_from_the_next_seed_on(tmp_path):
         'seed_fn() { if [ "$1" = 42 ]; then touch "$free"; hold_until_n=2 seed_fn_inner "$@"; '
         'else seed_fn_inner "$@"; fi; }\n'
     )
-    env = {"lm_seed_jobs": "2", "lm_seed_free": str(free), "free": str(free)}
+    env = {"lm_seed_jobs": "2", "lm_seed_free": f"test -f {free}", "free": str(free)}
     r, events = _run_seeds(tmp_path, "42 43 44", env, pre)
     assert r.returncode == 0, r.stderr
     assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]
@@ -155,7 +156,7 @@ def test_a_failed_seed_is_named_and_the_others_still_run(tmp_path):
     (tmp_path / "free").touch()
     env = {
         "lm_seed_jobs": "2",
-        "lm_seed_free": str(tmp_path / "free"),
+        "lm_seed_free": f"test -f {tmp_path / 'free'}",
         "hold_until_n": "2",
         "fail_seed": "42",
     }
@@ -168,3 +169,25 @@ def test_a_failed_seed_is_named_and_the_others_still_run(tmp_path):
 def test_a_bad_job_count_stops_with_a_message(tmp_path):
     r, events = _run_seeds(tmp_path, "42 43", {"lm_seed_jobs": "two", "lm_seed_free": ""})
     assert r.returncode == 2 and "lm_seed_jobs must be a positive integer, got 'two'" in r.stderr
+
+
+def _idle(tmp_path: Path, *files: str) -> bool:
+    log = tmp_path / "log"
+    log.mkdir(exist_ok=True)
+    for f in files:
+        (log / f).touch()
+    r = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; . {JOBS_SH}; asr_core_idle"], cwd=tmp_path, timeout=30
+    )
+    assert r.returncode in (0, 1)
+    return r.returncode == 0
+
+
+def test_asr_core_idle_while_the_rnnt_group_waits_or_has_finished(tmp_path):
+    assert not _idle(tmp_path)  # running its own stages
+    assert _idle(tmp_path, ".asr-waits-for-13")
+    # the LM group passed 13 (before starting its next stage): the RNN-T group resumes now
+    assert not _idle(tmp_path, ".lm-stage13-passed")
+    assert _idle(tmp_path, ".asr-waits-for-22")  # a later wait, 22 not passed
+    assert not _idle(tmp_path, ".lm-stage22-passed")
+    assert _idle(tmp_path, ".asr-done")
