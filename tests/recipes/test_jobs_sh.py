@@ -58,6 +58,19 @@ def _run_seeds(tmp_path: Path, seeds: str, env: dict[str, str], pre: str = ""):
     return r, events
 
 
+def _env(tmp_path: Path, jobs: str, free: bool | None, **extra: str) -> dict[str, str]:
+    """lm_seed_jobs, and lm_seed_free: a test of tmp_path/free (created when ``free``), or
+    empty (None: always free); ``extra``: the stand-in seed's knobs."""
+    flag = tmp_path / "free"
+    if free:
+        flag.touch()
+    return {
+        "lm_seed_jobs": jobs,
+        "lm_seed_free": "" if free is None else f"test -f {flag}",
+        **extra,
+    }
+
+
 def _overlapped(events: list[str]) -> bool:
     """Whether some seed started while another was running."""
     live = 0
@@ -74,12 +87,7 @@ def _overlapped(events: list[str]) -> bool:
 def test_one_after_another_without_the_flag(tmp_path):
     """Seed 42 waits 2 s for a second seed to start: a run_seeds that ignored the missing flag
     would start 43 meanwhile."""
-    env = {
-        "lm_seed_jobs": "2",
-        "lm_seed_free": f"test -f {tmp_path / 'free'}",
-        "hold_until_n": "2",
-        "hold_iters": "20",
-    }
+    env = _env(tmp_path, "2", False, hold_until_n="2", hold_iters="20")
     r, events = _run_seeds(tmp_path, "42 43 44", env)
     assert r.returncode == 0, r.stderr
     assert events == [
@@ -95,8 +103,7 @@ def test_one_after_another_without_the_flag(tmp_path):
 
 
 def test_two_at_once_while_the_flag_exists(tmp_path):
-    (tmp_path / "free").touch()
-    env = {"lm_seed_jobs": "2", "lm_seed_free": f"test -f {tmp_path / 'free'}", "hold_until_n": "2"}
+    env = _env(tmp_path, "2", True, hold_until_n="2")
     r, events = _run_seeds(tmp_path, "42 43 44", env)
     assert r.returncode == 0, r.stderr
     assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]  # 42 waited for 43 to start
@@ -113,21 +120,13 @@ def test_two_at_once_while_the_flag_exists(tmp_path):
 
 
 def test_an_empty_flag_path_means_always_free(tmp_path):
-    r, events = _run_seeds(
-        tmp_path, "42 43", {"lm_seed_jobs": "2", "lm_seed_free": "", "hold_until_n": "2"}
-    )
+    r, events = _run_seeds(tmp_path, "42 43", _env(tmp_path, "2", None, hold_until_n="2"))
     assert r.returncode == 0, r.stderr
     assert _overlapped(events)
 
 
 def test_one_job_is_the_old_loop_even_with_the_flag(tmp_path):
-    (tmp_path / "free").touch()
-    env = {
-        "lm_seed_jobs": "1",
-        "lm_seed_free": f"test -f {tmp_path / 'free'}",
-        "hold_until_n": "2",
-        "hold_iters": "20",
-    }
+    env = _env(tmp_path, "1", True, hold_until_n="2", hold_iters="20")
     r, events = _run_seeds(tmp_path, "42 43", env)
     assert r.returncode == 0, r.stderr
     assert not _overlapped(events) and len(events) == 4
@@ -137,14 +136,13 @@ def test_a_flag_that_appears_is_used_from_the_next_seed_on(tmp_path):
     """Seed 42 starts alone (no flag yet), then creates the flag (the RNN-T group going idle) and
     waits until a second seed has started: only a run_seeds that looks at the flag again while
     42 runs starts 43 next to it."""
-    free = tmp_path / "free"
     pre = (
         "orig_fn=$(declare -f seed_fn | tail -n +2)\n"
         'eval "seed_fn_inner() $orig_fn"\n'
-        'seed_fn() { if [ "$1" = 42 ]; then touch "$free"; hold_until_n=2 seed_fn_inner "$@"; '
+        'seed_fn() { if [ "$1" = 42 ]; then touch "$flag"; hold_until_n=2 seed_fn_inner "$@"; '
         'else seed_fn_inner "$@"; fi; }\n'
     )
-    env = {"lm_seed_jobs": "2", "lm_seed_free": f"test -f {free}", "free": str(free)}
+    env = _env(tmp_path, "2", False, flag=str(tmp_path / "free"))
     r, events = _run_seeds(tmp_path, "42 43 44", env, pre)
     assert r.returncode == 0, r.stderr
     assert events[:2] == ["start 42 sys/x", "start 43 sys/x"]
@@ -153,13 +151,7 @@ def test_a_flag_that_appears_is_used_from_the_next_seed_on(tmp_path):
 
 
 def test_a_failed_seed_is_named_and_the_others_still_run(tmp_path):
-    (tmp_path / "free").touch()
-    env = {
-        "lm_seed_jobs": "2",
-        "lm_seed_free": f"test -f {tmp_path / 'free'}",
-        "hold_until_n": "2",
-        "fail_seed": "42",
-    }
+    env = _env(tmp_path, "2", True, hold_until_n="2", fail_seed="42")
     r, events = _run_seeds(tmp_path, "42 43 44", env)
     assert r.returncode == 1
     assert {e for e in events if e.startswith("end")} == {"end 42", "end 43", "end 44"}
@@ -167,7 +159,7 @@ def test_a_failed_seed_is_named_and_the_others_still_run(tmp_path):
 
 
 def test_a_bad_job_count_stops_with_a_message(tmp_path):
-    r, events = _run_seeds(tmp_path, "42 43", {"lm_seed_jobs": "two", "lm_seed_free": ""})
+    r, events = _run_seeds(tmp_path, "42 43", _env(tmp_path, "two", None))
     assert r.returncode == 2 and "lm_seed_jobs must be a positive integer, got 'two'" in r.stderr
 
 
