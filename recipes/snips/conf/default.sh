@@ -138,7 +138,9 @@ lexicon_opts="--min-count 1 --max-phrases 0"              # every training slot 
 lm_seeds="42 43 44"
 # Seeds of an LM stage side by side (run_seeds, recipes/common/jobs.sh): up to 2 at once, one
 # thread each, only while the RNN-T group's core is idle (it waits for stage 13 or 22, or has
-# finished), which it is for a long time where the LM group is the longer one (fp32 hosts).
+# finished), which it is for a long time where the LM group is the longer one (fp32 hosts): in
+# the SNIPS session-37 run (RESULTS.md) stages 11, 12 and 16 took 556, 555 and 735 s so, against
+# about 830, 830 and 1,090 s one seed after another.
 # Results are unchanged: stages 10, 13 and 16 stop at 3 epochs, 11 and 12 after 4.5 min each,
 # on a core of their own either way.
 lm_seed_jobs=2
