@@ -44,6 +44,7 @@ import torch
 
 from asr.data import Tokenizer
 from asr.fusion import SOS_ID, TokenLM, TokenLMConfig, token_lm_checkpoint
+from common.bf16_check import require_cpu_bf16
 from common.budget import TrainBudget
 from common.checkpoint import CheckpointError
 from common.cli import TrainCli
@@ -313,6 +314,8 @@ def run(model_cfg: TokenLMConfig, cfg: TokenLMTrainConfig, command: list[str] | 
     """Train (or resume); returns the training state."""
     model_cfg.validate()
     cfg.validate()
+    if cfg.cpu_bf16:
+        require_cpu_bf16()
     with training_session(cfg.exp_dir):
         torch.set_num_threads(cfg.num_threads)
         tok = Tokenizer(cfg.bpe_model)

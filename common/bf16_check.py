@@ -32,11 +32,32 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.io import atomic_write
+from common.io import InputError, atomic_write
 
 #: bf16 must be this many times faster to be used: a small gain is not worth a branch whose
 #: numbers differ from fp32's
 DEFAULT_MIN_SPEEDUP = 1.1
+
+
+def onednn_bf16() -> bool:
+    """Whether PyTorch's oneDNN has bf16 kernels on this CPU (native bf16: avx512_bf16 or AMX).
+    Without them an LSTM under CPU bf16 autocast fails ("could not create a primitive descriptor
+    for the LSTM forward propagation primitive"; session 37, an "AMD EPYC" host with AVX2 only).
+    A torch without the probe counts as yes (the autocast run then tells)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def require_cpu_bf16(option: str = "--cpu-bf16 true") -> None:
+    """Raise :class:`InputError` naming ``option`` where :func:`onednn_bf16` says no."""
+    if not onednn_bf16():
+        raise InputError(
+            f"{option}: this CPU has no native bf16 (PyTorch's oneDNN has no bf16 kernels "
+            "here: no avx512_bf16 / AMX), so LSTM steps cannot run under bf16 autocast; "
+            "train in fp32 (--cpu-bf16 false)"
+        )
 
 
 class _LstmLm(nn.Module):
@@ -132,7 +153,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or not args.min_speedup > 0:
         p.error("--rounds and --steps must be >= 1 and --min-speedup > 0")
-    report = decide(measure(args.rounds, args.steps), args.min_speedup)
+    if onednn_bf16():
+        report = decide(measure(args.rounds, args.steps), args.min_speedup)
+    else:  # nothing to time: bf16 LSTM steps fail on such a CPU
+        report = {
+            "pays": False,
+            "min_speedup": args.min_speedup,
+            "reason": "no native bf16 on this CPU (oneDNN has no bf16 kernels): not measured",
+        }
     text = json.dumps(report, indent=2)
     print(text)
     if args.json is not None:

@@ -57,6 +57,7 @@ from typing import Any
 
 import torch
 
+from common.bf16_check import require_cpu_bf16
 from common.checkpoint import CheckpointError
 from common.cli import TrainCli
 from common.io import InputError
@@ -302,6 +303,8 @@ def run(
     """
     model_cfg.validate()
     cfg.validate()
+    if cfg.cpu_bf16:
+        require_cpu_bf16()
     with training_session(cfg.exp_dir):
         torch.set_num_threads(cfg.num_threads)
         labels = None

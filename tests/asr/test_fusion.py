@@ -235,6 +235,21 @@ def test_train_token_lm_outputs_resume_and_determinism(token_lm, asr_data, capsy
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_token_lm_cpu_bf16_without_native_bf16_is_a_clear_error(
+    token_lm, capsys, monkeypatch
+):
+    """Where oneDNN has no bf16 kernels the LSTM fails under bf16 autocast: refused at the start
+    (status 2, the option named), before the exp dir is made."""
+    import common.bf16_check as bf16
+
+    monkeypatch.setattr(bf16, "onednn_bf16", lambda: False)
+    argv = list(token_lm["argv"])
+    argv[argv.index("--exp-dir") + 1] = str(token_lm["root"] / "bf16")
+    code, err = run_main(train_token_lm.main, [*argv, "--cpu-bf16", "true"], capsys)
+    assert code == 2 and "--cpu-bf16 true: this CPU has no native bf16" in err, err
+    assert not (token_lm["root"] / "bf16").exists()
+
+
 def test_cosine_lr_ends():
     lrs = [train_token_lm.cosine_lr(s, 5, 2e-3, 0.1) for s in range(7)]
     assert lrs[0] == pytest.approx(2e-3) and lrs[2] == pytest.approx(1.1e-3)

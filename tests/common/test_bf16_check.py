@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from common.bf16_check import decide, main, measure
+from common.bf16_check import decide, main, measure, onednn_bf16
+from common.io import InputError
 
 
 def test_decide_compares_the_summed_seconds_with_the_bound():
@@ -20,12 +21,19 @@ def test_decide_compares_the_summed_seconds_with_the_bound():
             decide(bad)
 
 
+_NATIVE = pytest.mark.skipif(
+    not onednn_bf16(), reason="this CPU has no native bf16: bf16 LSTM steps cannot run here"
+)
+
+
+@_NATIVE
 def test_measure_times_every_workload_in_both_dtypes():
     t = measure(rounds=1, steps=1)
     assert set(t) == {"lstm_lm", "ffn"}
     assert all(set(v) == {"fp32", "bf16"} and min(v.values()) > 0 for v in t.values())
 
 
+@_NATIVE
 def test_command_writes_its_report_and_exits_with_the_decision(tmp_path, capsys):
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit) as e:
@@ -39,3 +47,20 @@ def test_command_writes_its_report_and_exits_with_the_decision(tmp_path, capsys)
     with pytest.raises(SystemExit) as e:
         main(["--rounds", "0"])
     assert e.value.code == 2
+
+
+def test_without_native_bf16_the_answer_is_no_without_measuring(tmp_path, capsys, monkeypatch):
+    """On a CPU whose oneDNN has no bf16 kernels (an "AMD EPYC" with AVX2 only, session 37) an
+    LSTM under bf16 autocast fails: check-bf16 says no (exit 1) and names why."""
+    import common.bf16_check as mod
+
+    monkeypatch.setattr(mod, "onednn_bf16", lambda: False)
+    monkeypatch.setattr(mod, "measure", lambda *a, **k: pytest.fail("measured"))
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        main(["--json", str(out)])
+    assert e.value.code == 1
+    report = json.loads(out.read_text())
+    assert report["pays"] is False and "no native bf16" in report["reason"]
+    with pytest.raises(InputError, match="--cpu-bf16 true: this CPU has no native bf16"):
+        mod.require_cpu_bf16()

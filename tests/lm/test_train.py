@@ -6,7 +6,9 @@ import json
 import pytest
 import torch
 
+from common.bf16_check import onednn_bf16
 from common.checkpoint import load_checkpoint
+from common.io import InputError
 from lm.train import build_configs, main, run
 from tests.lm.conftest import tiny_configs
 
@@ -154,7 +156,18 @@ def test_cli_builds_typed_config_and_saves_it(lm_data, monkeypatch, capsys):
         assert e.value.code == 2 and "train-lm: error: " in err and message in err, err
 
 
-@pytest.mark.parametrize("cpu_bf16", [False, True])
+@pytest.mark.parametrize(
+    "cpu_bf16",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(
+                not onednn_bf16(), reason="this CPU has no native bf16 (oneDNN bf16 kernels)"
+            ),
+        ),
+    ],
+)
 def test_cpu_bf16_autocasts_the_training_steps_only(lm_data, tmp_path, monkeypatch, cpu_bf16):
     import lm.train as train_mod
 
@@ -174,3 +187,16 @@ def test_cpu_bf16_autocasts_the_training_steps_only(lm_data, tmp_path, monkeypat
     state = load_checkpoint(tmp_path / "exp" / "best.pt")["model"]
     assert all(v.dtype != torch.bfloat16 for v in state.values())  # fp32 weights either way
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_cpu_bf16_without_native_bf16_is_a_clear_error(lm_data, tmp_path, monkeypatch):
+    """Where oneDNN has no bf16 kernels the LSTM would fail mid-step with a oneDNN message:
+    train-lm refuses at the start instead, before the exp dir is made."""
+    import common.bf16_check as bf16
+
+    monkeypatch.setattr(bf16, "onednn_bf16", lambda: False)
+    model_cfg, cfg = tiny_configs(lm_data, "pretrain", "bf16", cpu_bf16=True, epochs=1)
+    cfg = dataclasses.replace(cfg, exp_dir=tmp_path / "exp")
+    with pytest.raises(InputError, match="--cpu-bf16 true: this CPU has no native bf16"):
+        run(model_cfg, cfg)
+    assert not (tmp_path / "exp").exists()
