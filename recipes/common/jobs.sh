@@ -41,8 +41,8 @@ seed_slots() {
 # used from the next seed on; a seed already started is not stopped when the core gets busy
 # again). The first seed in flight writes to the caller's output; a seed started next to another
 # writes to $seed_log_dir/LABEL-seedS.log (its path logged), so two progress bars never share a
-# stream. Every seed runs to its end even when another fails; the
-# status is then 1 and the failed seeds are named.
+# stream. Every seed runs to its end even when another fails; the status is then 1 and the failed
+# seeds are named.
 run_seeds() {
   local seeds=$1 label=$2 fn=$3 s pid failed= slots logf
   shift 3
