@@ -136,6 +136,18 @@ class StageRecord:
             return None
 
 
+def finished_outputs(done_dir: str | Path) -> set[str]:
+    """The outputs (normalised paths) of every finished stage whose marker is in ``done_dir``
+    (unreadable and old-format markers count as absent). A marker says its stage ran to its end;
+    whether its outputs are still what the stage's inputs would make is what a re-run checks."""
+    out: set[str] = set()
+    for path in sorted(Path(done_dir).glob("stage*")):
+        rec = StageRecord.read(path)
+        if rec is not None:
+            out.update(os.path.normpath(o) for o in rec.outputs)
+    return out
+
+
 def _current(args: argparse.Namespace) -> StageRecord:
     body = args.function_body or ""
     return StageRecord(

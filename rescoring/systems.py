@@ -16,6 +16,11 @@ are those of running the commands one by one; ``cmd.sh`` lists those commands. `
 a system whose record matches and whose output sets all verify (:mod:`rescoring.outputs`) is
 skipped, any other is run again.
 
+A recipe that trains its LMs while the first pass has finished can rescore early: with
+``--ready-from .done`` only the systems (seeds) whose checkpoints are all outputs of finished
+stages run, and ``--max-runs N`` stops after N of them (one call per idle spell); a later call,
+or the full stage, skips what is complete and does the rest. The files are those of one full run.
+
 Usage:
     rescore-systems --systems conf/systems.toml --nbest-dir exp/asr/<model>/decode \\
         --gold 'data/manifests/<corpus>_nlu_{set}.jsonl.gz' --word-counts data/lang/word_counts.txt \\
@@ -50,7 +55,7 @@ from typing import Any
 
 from common.cli import CMD_HEADER, add_dataclass_args, dataclass_from_args, run_cli
 from common.io import InputError, atomic_write
-from common.stages import fingerprint
+from common.stages import fingerprint, finished_outputs
 from rescoring import features, loglinear, rescore, score, tune
 from rescoring.experiments import Experiments, System, load_experiments
 from rescoring.nbest import DEFAULT_MAX_HYPS
@@ -144,6 +149,22 @@ class SystemsConfig(GridOptions):
     max_hyps: int = field(
         default=DEFAULT_MAX_HYPS,
         metadata={"help": "most hypotheses per utterance; an utterance with more is an error"},
+    )
+    ready_from: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a folder of recipe stage markers (.done): only the systems (seeds) whose "
+            "checkpoints are all outputs of a finished stage run now, the others are left for "
+            "a later run (logged); the recipe rescores finished systems this way while later "
+            "LMs still train"
+        },
+    )
+    max_runs: int = field(
+        default=0,
+        metadata={
+            "help": "stop after running this many systems (seeds of a seeded system count one "
+            "each; complete ones are skipped and do not count); 0: no limit"
+        },
     )
 
 
@@ -353,8 +374,35 @@ def is_complete(folder: Path, record: dict, outputs: list[Path]) -> bool:
     return True
 
 
-def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
-    """Every option and input file, before any work (errors name the file and the option)."""
+def run_checkpoints(exps: Experiments, system: System) -> list[str]:
+    """The checkpoints one run of a system reads (``system.for_seed(N)`` for a seeded one)."""
+    paths = [system.lm_checkpoint, exps.nlu_checkpoint, system.nlu_features_from]
+    paths += list((system.feature_lms or {}).values())
+    return [str(p) for p in paths if p]
+
+
+def split_ready(
+    exps: Experiments, runs: list[tuple[System, int | None]], done_dir: Path
+) -> tuple[list[tuple[System, int | None]], list[tuple[System, int | None]]]:
+    """``runs`` split into those whose checkpoints are all outputs of a finished stage (a
+    marker in ``done_dir``) and the others. Readiness only decides *when* a run is done: the
+    fingerprints in ``system.json`` decide whether a finished run is still valid."""
+    if not done_dir.is_dir():
+        raise InputError(f"{done_dir}: no such folder (--ready-from: the stage markers)")
+    finished = finished_outputs(done_dir)
+    ready, waiting = [], []
+    for system, seed in runs:
+        ckpts = run_checkpoints(exps, system.for_seed(seed))
+        ok = all(os.path.normpath(p) in finished for p in ckpts)
+        (ready if ok else waiting).append((system, seed))
+    return ready, waiting
+
+
+def check_inputs(
+    cfg: SystemsConfig, exps: Experiments, runs: list[tuple[System, int | None]] | None = None
+) -> None:
+    """Every option and input file, before any work (errors name the file and the option);
+    the checkpoints of ``runs`` only, if given (default: every run of the matrix)."""
     if cfg.nbest_dir is None:
         raise InputError("--nbest-dir is required (the decode folder of nbest-<set>.jsonl.gz)")
     if not cfg.gold:
@@ -384,20 +432,23 @@ def check_inputs(cfg: SystemsConfig, exps: Experiments) -> None:
                 )
     if not cfg.word_counts.is_file():
         raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
-    runs = [(n, s.for_seed(seed)) for n, s in exps.systems.items() for seed in exps.seeds_of(n)]
-    ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in runs]
+    if runs is None:
+        runs = [(s, seed) for n, s in exps.systems.items() for seed in exps.seeds_of(n)]
+    named = [(s.name, s.for_seed(seed)) for s, seed in runs]
+    ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in named]
     ckpts += [
         (p, f"[systems.{n}] feature_lms.{k}")
-        for n, s in runs
+        for n, s in named
         for k, p in (s.feature_lms or {}).items()
     ]
-    ckpts += [(s.nlu_features_from, f"[systems.{n}] nlu_features_from") for n, s in runs]
+    ckpts += [(s.nlu_features_from, f"[systems.{n}] nlu_features_from") for n, s in named]
     for n, s in exps.systems.items():
         if s.lexicon_dir and not Path(s.lexicon_dir).is_dir():
             raise InputError(
                 f"{s.lexicon_dir}: no such folder ({exps.path}: [systems.{n}] lexicon_dir)"
             )
-    for p, key in [*ckpts, (exps.nlu_checkpoint, "nlu_checkpoint")]:
+    nlu = [(exps.nlu_checkpoint, "nlu_checkpoint")] if runs else []
+    for p, key in [*ckpts, *nlu]:
         if p and not Path(p).is_file():
             raise InputError(f"{p}: not found ({exps.path}: {key})")
 
@@ -445,18 +496,39 @@ def _run_in_worker(cfg: SystemsConfig, exps: Experiments, system: System, folder
 def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
     """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
     exps = load_experiments(cfg.systems, cfg.lm_seeds, sets=cfg.sets, exclude=cfg.exclude_systems)
-    check_inputs(cfg, exps)
     if cfg.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {cfg.jobs}")
-    runs = [
+    if cfg.max_runs < 0:
+        raise InputError(f"--max-runs must be >= 0, got {cfg.max_runs}")
+    if cfg.max_runs and cfg.jobs != 1:
+        raise InputError(f"--max-runs {cfg.max_runs} needs --jobs 1 (runs one after another)")
+    runs: list[tuple[System, int | None]] = [
         (system, seed) for system in exps.systems.values() for seed in exps.seeds_of(system.name)
     ]
+    waiting: list[tuple[System, int | None]] = []
+    if cfg.ready_from is not None:
+        runs, waiting = split_ready(exps, runs, cfg.ready_from)
+        if waiting:
+            logging.info(
+                "Not ready (a checkpoint is not yet an output of a finished stage in %s), "
+                "left for a later run: %s",
+                cfg.ready_from,
+                ", ".join(f"{s.name}" + ("" if n is None else f" seed {n}") for s, n in waiting),
+            )
+    check_inputs(cfg, exps, runs)
     ran: dict[str, bool] = dict.fromkeys(exps.systems, False)
     with output_folder(cfg.out_dir):
         if cfg.jobs == 1:
-            for system, seed in runs:
+            count = 0
+            for i, (system, seed) in enumerate(runs):
+                if cfg.max_runs and count >= cfg.max_runs:
+                    logging.info("--max-runs %d reached; the rest is left for a later run", count)
+                    waiting += runs[i:]
+                    break
                 folder = seed_folder(cfg.out_dir, system.name, seed)
-                ran[system.name] |= _run_one(cfg, exps, system.for_seed(seed), folder)
+                done = _run_one(cfg, exps, system.for_seed(seed), folder)
+                ran[system.name] |= done
+                count += done
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -482,7 +554,8 @@ def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
                 ]
                 for name, fut in futures:
                     ran[name] |= fut.result()  # the first error is raised here
-    done = {k: "ran" if v else "skipped" for k, v in ran.items()}
+    left = {s.name for s, _ in waiting}
+    done = {k: "ran" if v else "left" if k in left else "skipped" for k, v in ran.items()}
     logging.info("rescore-systems: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
     return done
 

@@ -12,6 +12,8 @@
 #                 always (nothing else runs)
 #   seed_log_dir  where a seed started next to another writes its output (default log)
 #   seed_poll     seconds between looks at the running seeds and the flag (default 2)
+#   seeds_beside_flag  a file that exists exactly while two or more seeds run (default: none):
+#                 run.sh's early rescoring takes the idle core only while it is absent
 
 # asr_core_idle: run.sh's lm_seed_free in the parallel layout (run in the work dir): status 0
 # while the RNN-T group's core is idle: log/.asr-done (it has finished), or log/.asr-waits-for-N
@@ -19,8 +21,10 @@
 # stage passed before it starts the next one, so no seed starts beside the RNN-T group's resumed
 # work. (The session-37 run had one flag that the waiting group removed on its 5-s poll: two
 # stage-10 seeds started beside stages 18-21 and shared the cores with them for 3.5 min.)
+# Once the group has finished, its early rescoring (run.sh early_rescore) holds log/.asr-busy
+# while it rescores a system on that core: no seed starts beside another meanwhile.
 asr_core_idle() {
-  [ ! -f log/.asr-done ] || return 0
+  if [ -f log/.asr-done ]; then [ ! -f log/.asr-busy ]; return; fi
   local f
   for f in log/.asr-waits-for-*; do
     [ -f "$f" ] && [ ! -f "log/.lm-stage${f##*-}-passed" ] && return 0
@@ -48,13 +52,14 @@ run_seeds() {
   shift 3
   seed_slots > /dev/null || return 2  # a bad lm_seed_jobs stops before any seed starts
   local -A running=()  # pid -> seed
-  _reap_seeds() {  # forget the seeds that ended, noting failures
+  _reap_seeds() {  # forget the seeds that ended, noting failures; the flag says if 2+ still run
     local p
     for p in "${!running[@]}"; do
       kill -0 "$p" 2> /dev/null && continue
       wait "$p" || failed+=" ${running[$p]}"
       unset "running[$p]"
     done
+    [ -z "${seeds_beside_flag:-}" ] || [ ${#running[@]} -ge 2 ] || rm -f "$seeds_beside_flag"
   }
   for s in $seeds; do
     while [ ${#running[@]} -gt 0 ]; do
@@ -70,12 +75,14 @@ run_seeds() {
       logf=${seed_log_dir:-log}/${label//[^A-Za-z0-9_.-]/-}-seed$s.log
       mkdir -p "$(dirname "$logf")"
       log "$label, seed $s, next to seed ${running[*]} (a core is idle): output in $logf"
+      [ -z "${seeds_beside_flag:-}" ] || touch "$seeds_beside_flag"
       "$fn" "$s" "$@" > "$logf" 2>&1 &
     fi
     running[$!]=$s
   done
-  for pid in "${!running[@]}"; do
-    wait "$pid" || failed+=" ${running[$pid]}"
+  while [ ${#running[@]} -gt 0 ]; do  # polled, so that the flag goes when one seed is left
+    sleep "${seed_poll:-2}"
+    _reap_seeds
   done
   if [ -n "$failed" ]; then
     log "ERROR: $label failed for seed(s)$failed"

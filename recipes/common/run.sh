@@ -390,15 +390,67 @@ first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiti
       --score-from $asr_dir/decode_biased/context-tuned.json
 }
 
+# Stage 24's rescore-systems options around its --jobs (early_rescore runs the same command).
+rescore_in="$gold_sets data/lang/word_counts.txt"
+# shellcheck disable=SC2206
+rescore_head=(--systems "$systems_toml" --nbest-dir $decode_dir
+  --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt
+  --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds)
+# shellcheck disable=SC2206
+rescore_tail=(--sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_systems}
+  --out-dir exp/rescore $tune_opts)
+# early_rescore: the RNN-T group's last work in the parallel layout (conf early_rescore, default
+# true). Once its stages are done its core is the LM group's, which uses it for a second seed only
+# part of the time (the third seed of a stage, stage 15, run alone); meanwhile stage 24's
+# systems whose LMs are trained can be rescored. One system (seed) per call of stage 24's
+# command with --ready-from .done --max-runs 1, one torch thread (as stage 24's --jobs workers:
+# the same floats), log/.asr-busy held meanwhile (no seed starts beside another: asr_core_idle),
+# and only while no two seeds run (log/.lm-seeds-beside, run_seeds). It stops when the LM group
+# has ended; stage 24 then skips every system that is complete and unchanged (system.json) and
+# does the rest. A failure here is logged and leaves everything to stage 24. Output:
+# log/early-rescore.log.
+early_rescore=${early_rescore:-true}
+_rescored_runs() {  # the complete system (seed) runs in exp/rescore
+  if [ -d exp/rescore ]; then find exp/rescore -name system.json | wc -l; else echo 0; fi
+}
+early_rescore() {
+  local before after
+  [ "$early_rescore" = true ] && [ "$stage" -le 24 ] && [ "$stop_stage" -ge 24 ] || return 0
+  log "Early rescoring: stage 24's systems whose LMs are trained, while the LM group runs (log/early-rescore.log)"
+  while kill -0 "$lm_pid" 2> /dev/null; do
+    if [ -f log/.lm-seeds-beside ]; then sleep 5; continue; fi
+    touch log/.asr-busy
+    sleep $((${seed_poll:-2} + 1))  # a seed started beside another just before shows its flag
+    if [ -f log/.lm-seeds-beside ]; then rm -f log/.asr-busy; continue; fi
+    before=$(_rescored_runs)
+    if ! OMP_NUM_THREADS=1 rescore-systems "${rescore_head[@]}" --jobs 1 "${rescore_tail[@]}" \
+      --ready-from .done --max-runs 1 >> log/early-rescore.log 2>&1; then
+      rm -f log/.asr-busy
+      log "Early rescoring failed (log/early-rescore.log); stage 24 does the rest"
+      return 0
+    fi
+    rm -f log/.asr-busy
+    after=$(_rescored_runs)
+    if [ "$after" -gt "$before" ]; then
+      log "Early rescoring: $after system runs (seeds) complete in exp/rescore"
+    else
+      sleep 30  # nothing ready yet
+    fi
+  done
+  log "Early rescoring: the LM group has ended; stage 24 does the rest"
+}
+
 mkdir -p log
-rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-done log/.asr-waits-for-*
+rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-done log/.asr-waits-for-* log/.asr-busy \
+  log/.lm-seeds-beside
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
   lm_seed_free=asr_core_idle  # (set -a: the stages see it) more LM seeds at once only while idle
+  seeds_beside_flag=log/.lm-seeds-beside  # while two seeds run (early_rescore waits meanwhile)
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
   # (not &&: set -e holds) .asr-done once the group is done: its core is the LMs' now
-  { asr_stages; first_pass_stages; touch log/.asr-done; } >> log/asr-stages.log 2>&1 &
+  { asr_stages; first_pass_stages; touch log/.asr-done; early_rescore; } >> log/asr-stages.log 2>&1 &
   asr_pid=$!
   if ! wait $lm_pid; then
     log "ERROR: the LM stages failed (see above)"
@@ -417,16 +469,10 @@ else
   first_pass_stages
 fi
 
-rescore_in="$gold_sets data/lang/word_counts.txt"
 # shellcheck disable=SC2086
 run_stage 24 "Tune on dev, rescore, score every system" \
   "$rescore_in $systems_toml $(printf '.done/stage%s ' 8 9 10 11 12 13 16 17 19 20 21) $stage14_done $fusion_done" exp/rescore \
-  rescore-systems --systems "$systems_toml" --nbest-dir $decode_dir \
-    --gold "data/manifests/${corpus}_${gold_kind}_{set}.jsonl.gz" --word-counts data/lang/word_counts.txt \
-    --threshold "$rare_threshold" --slu-metrics "$slu_metrics" --lm-seeds $lm_seeds --jobs "$rescore_jobs" \
-    --sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_systems} \
-    --out-dir exp/rescore \
-    $tune_opts
+  rescore-systems "${rescore_head[@]}" --jobs "$rescore_jobs" "${rescore_tail[@]}"
 run_stage 25 "Rare-word coverage: lexicons, beams, 1-best (test)" ".done/stage24" "exp/coverage/coverage-test.md" \
   rare-word-coverage --gold $m/${corpus}_${gold_kind}_test.jsonl.gz --word-counts data/lang/word_counts.txt \
     --threshold "$rare_threshold" --lexicon-dir $lex_dir --lists exp/context/predicted.tsv \

@@ -183,3 +183,27 @@ def test_asr_core_idle_while_the_rnnt_group_waits_or_has_finished(tmp_path):
     assert _idle(tmp_path, ".asr-waits-for-22")  # a later wait, 22 not passed
     assert not _idle(tmp_path, ".lm-stage22-passed")
     assert _idle(tmp_path, ".asr-done")
+    assert not _idle(tmp_path, ".asr-busy")  # finished, but its early rescoring holds the core
+
+
+def test_the_beside_flag_exists_exactly_while_two_seeds_run(tmp_path):
+    """seeds_beside_flag (what run.sh's early rescoring watches): 42 sees it once 43 has
+    started; 43, left alone after 42 ended, sees it go (up to a minute: only a run_seeds that
+    keeps the flag until the stage ends waits that long); it is gone when run_seeds returns."""
+    flag = tmp_path / "beside"
+    pre = (
+        'seed_fn() { local s=$1 i; echo "start $s" >> "$rec"\n'
+        '  for ((i = 0; i < 600; i++)); do [ "$(grep -c ^start "$rec")" -ge 2 ] && break; '
+        "sleep 0.1; done\n"
+        '  if [ "$s" = 42 ]; then [ -f "$seeds_beside_flag" ] && echo "42 flag" >> "$rec"; '
+        'echo "end 42" >> "$rec"; return 0; fi\n'
+        '  for ((i = 0; i < 600; i++)); do grep -q "^end 42" "$rec" && break; sleep 0.1; done\n'
+        '  for ((i = 0; i < 600; i++)); do [ -f "$seeds_beside_flag" ] || break; sleep 0.1; done\n'
+        '  [ -f "$seeds_beside_flag" ] || echo "43 alone" >> "$rec"; echo "end 43" >> "$rec"; }\n'
+    )
+    env = _env(tmp_path, "2", None, seeds_beside_flag=str(flag))
+    r, events = _run_seeds(tmp_path, "42 43", env, pre)
+    assert r.returncode == 0, r.stderr
+    assert sorted(events[:2]) == ["start 42", "start 43"]  # started at once, either first
+    assert events[2:] == ["42 flag", "end 42", "43 alone", "end 43"]
+    assert not flag.exists()

@@ -433,3 +433,61 @@ def test_per_engine_breakdown_where_the_gold_names_its_tts_engine(work):
     assert "## Per TTS engine (dev)" not in md
     res = json.loads((work / "results.json").read_text())
     assert set(res["systems"]["mt"]["test"]["per_engine"]) == {"espeak-ng", "flite"}
+
+
+def _marker(done: Path, stage: int, outputs: list[str]) -> None:
+    from common.stages import MARKER_VERSION
+
+    done.mkdir(exist_ok=True)
+    rec = {"stage": stage, "argv": ["x"], "outputs": outputs, "version": MARKER_VERSION}
+    (done / f"stage{stage}").write_text(json.dumps(rec))
+
+
+def test_early_runs_of_ready_systems_then_the_rest_equal_one_full_run(work):
+    """--ready-from .done --max-runs 1 (the recipe's early rescoring while LMs train): only the
+    systems whose checkpoints are outputs of finished stages, at most one per call; the calls
+    together write the files of one full run, and the full run afterwards skips everything."""
+    for seed in (1, 2):
+        d = work / "exp/lm/lm" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "best.pt").write_text((work / "exp/lm/mt/best.pt").read_text())
+    (work / "systems.toml").write_text(SEEDED)
+    done = work / ".done"
+    early = ("--ready-from", ".done", "--max-runs", "1")
+    with pytest.raises(ValueError, match=r"\.done: no such folder \(--ready-from"):
+        _run(*early)
+    # only the LM seeds are finished: every system reads the NLU checkpoint (mt), none is ready
+    _marker(done, 10, ["exp/lm/lm/seed1/best.pt", "./exp/lm/lm/seed2/best.pt"])
+    assert set(_run(*early).values()) == {"left"}
+    assert not (work / "exp/rescore").exists() or not any((work / "exp/rescore").rglob("*.json"))
+    (done / "stage10").unlink()
+    _marker(done, 13, ["exp/lm/mt/best.pt"])  # the multitask LM: first, oracle, mt are ready
+    assert _run(*early) == {"first": "ran", "oracle": "left", "lm": "left", "mt": "left"}
+    assert _run(*early) == {"first": "skipped", "oracle": "ran", "lm": "left", "mt": "left"}
+    assert _run(*early) == {"first": "skipped", "oracle": "skipped", "lm": "left", "mt": "ran"}
+    assert _run(*early)["lm"] == "left"  # nothing ready is left to run
+    _marker(done, 10, ["exp/lm/lm/seed1/best.pt", "exp/lm/lm/seed2/best.pt"])
+    assert _run(*early)["lm"] == "ran"  # seed 1
+    assert _run(*early)["lm"] == "ran"  # seed 2
+    assert set(_run().values()) == {"skipped"}  # the stage itself: nothing left
+    assert set(_run("--out-dir", "exp/rescore2").values()) == {"ran"}
+    a, b = work / "exp/rescore", work / "exp/rescore2"
+    files = sorted(
+        p.relative_to(a)
+        for p in a.rglob("*-*.json*")
+        if "score-cache" not in str(p) and not p.name.startswith("set-")  # set-: paths, hashes
+    )
+    assert len(files) > 2 * 5 * 2
+    for f in files:
+        if f.name.startswith(("metrics-", "rescore-")):  # the timing differs
+            ja, jb = (json.loads((d / f).read_text()) for d in (a, b))
+            for j in (ja, jb):
+                for k in ("hyps", "nbest", "lm_timing"):
+                    j.pop(k, None)
+            assert ja == jb, f
+        elif f.name != "tuned.json":
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    with pytest.raises(ValueError, match="--max-runs 1 needs --jobs 1"):
+        _run("--max-runs", "1", "--jobs", "2")
+    with pytest.raises(ValueError, match="--max-runs must be >= 0"):
+        _run("--max-runs", "-1")

@@ -58,7 +58,7 @@ lm_opts=""
 # (RESULTS.md). On the AMD host 7,000 steps take 57 min.
 # LM shallow fusion in the first pass (stages 22-23, asr/README.md "LM shallow fusion"): a token
 # LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 4
-# epochs, 16-27 min in the LM group; elsewhere 3 epochs), and the
+# epochs, 16-27 min in the LM group; elsewhere 2 epochs), and the
 # fused search with the LM scale, internal-LM scale and length bonus chosen on dev from fusion_grid
 # (12 points, ~25 s of dev decoding each). On the report model (the 1ffc5e2 run's avg.pt; stages
 # 22-23 run in its work dir) the grid picked LM 0.2, ILM 0.1, bonus 0.5: 1-best dev 34.56 ->
@@ -83,8 +83,12 @@ lm_opts=""
 # 1.417 1.388; cosine from 4e-3 1.642 1.521 1.407 1.371 (6 constant epochs: 1.375). Chosen: 4e-3.
 # The 1e5acfa run (RESULTS.md): fused 1-best dev / test 30.04 / 35.62 against 30.15 / 36.24 with the
 # old LM on the same avg.pt (one training each).
+# fp32 hosts: 2 epochs since session 38. On the "AMD EPYC" host without AVX-512 of the session-37
+# run (RESULTS.md "An AMD host without AVX-512") an fp32 epoch took 928 s: 3 epochs (2,785 s)
+# made the LM group 118 min and the recipe 139 min; 2 epochs bring stage 13 and all after it
+# 15 min earlier (validation loss there: 1.408 after 3 epochs).
 fusion=true
-fusion_lm_opts="--num-epochs 3 --lr-schedule cosine --lr 4e-3"
+fusion_lm_opts="--num-epochs 2 --lr-schedule cosine --lr 4e-3"
 fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
 # Batches of 120 s (--max-duration 120 --warmup-steps 150 --valid-interval 100, 3,500 steps)
 # were tried in a fresh-clone run (2026-12-06, session 30, RESULTS.md "The 120-s batch run"):
