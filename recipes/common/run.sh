@@ -107,8 +107,15 @@ if [ "$train_renders" -gt 1 ]; then
 fi
 
 log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+  local fname=${BASH_SOURCE[1]##*/} where
+  # a function a stage's child bash imported (export -f) has no file or line of its own: bash
+  # names its source "environment"
+  if [ "$fname" = environment ]; then
+    where=${FUNCNAME[1]}
+  else
+    where=${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}
+  fi
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($where) $*"
 }
 
 # Every stage process runs in the background and is waited for, so a signal to run.sh is
