@@ -494,7 +494,8 @@ def _run_in_worker(cfg: SystemsConfig, exps: Experiments, system: System, folder
 
 
 def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
-    """Every system of the matrix; returns ``{system: "ran" | "skipped"}``."""
+    """Every system of the matrix; returns ``{system: "ran" | "skipped" | "left"}`` ("left":
+    not ready, or beyond ``--max-runs``, for a later call)."""
     exps = load_experiments(cfg.systems, cfg.lm_seeds, sets=cfg.sets, exclude=cfg.exclude_systems)
     if cfg.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {cfg.jobs}")
