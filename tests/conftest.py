@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from common.bf16_check import onednn_bf16
+
+#: Tests that run LSTM steps under CPU bf16 autocast: without oneDNN's bf16 kernels (no
+#: avx512_bf16 / AMX) those steps fail, so the tests skip there (the refusals are tested apart).
+NATIVE_BF16 = pytest.mark.skipif(
+    not onednn_bf16(), reason="this CPU has no native bf16: bf16 LSTM steps cannot run here"
+)
+
 HEADER = "u_id\tutterance\tslot-labels\tintent\n"
 
 # (utterance, labels, intent); ids are assigned per split. Covers numbers, dates, times,

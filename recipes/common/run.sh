@@ -427,7 +427,7 @@ early_rescore() {
   while kill -0 "$lm_pid" 2> /dev/null; do
     if [ -f log/.lm-seeds-beside ]; then sleep 5; continue; fi
     touch log/.asr-busy
-    sleep $((${seed_poll:-2} + 1))  # a seed started beside another just before shows its flag
+    sleep "${seed_poll:-2}"; sleep 1  # a seed started beside another just before shows its flag
     if [ -f log/.lm-seeds-beside ]; then rm -f log/.asr-busy; continue; fi
     before=$(_rescored_runs)
     if ! OMP_NUM_THREADS=1 rescore-systems "${rescore_head[@]}" --jobs 1 "${rescore_tail[@]}" \

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from common.bf16_check import decide, main, measure, onednn_bf16
+from common.bf16_check import decide, main, measure
 from common.io import InputError
+from tests.conftest import NATIVE_BF16
 
 
 def test_decide_compares_the_summed_seconds_with_the_bound():
@@ -21,19 +22,14 @@ def test_decide_compares_the_summed_seconds_with_the_bound():
             decide(bad)
 
 
-_NATIVE = pytest.mark.skipif(
-    not onednn_bf16(), reason="this CPU has no native bf16: bf16 LSTM steps cannot run here"
-)
-
-
-@_NATIVE
+@NATIVE_BF16
 def test_measure_times_every_workload_in_both_dtypes():
     t = measure(rounds=1, steps=1)
     assert set(t) == {"lstm_lm", "ffn"}
     assert all(set(v) == {"fp32", "bf16"} and min(v.values()) > 0 for v in t.values())
 
 
-@_NATIVE
+@NATIVE_BF16
 def test_command_writes_its_report_and_exits_with_the_decision(tmp_path, capsys):
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit) as e:

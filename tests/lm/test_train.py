@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from common.bf16_check import onednn_bf16
 from common.checkpoint import load_checkpoint
 from common.io import InputError
 from lm.train import build_configs, main, run
+from tests.conftest import NATIVE_BF16
 from tests.lm.conftest import tiny_configs
 
 
@@ -160,12 +160,7 @@ def test_cli_builds_typed_config_and_saves_it(lm_data, monkeypatch, capsys):
     "cpu_bf16",
     [
         False,
-        pytest.param(
-            True,
-            marks=pytest.mark.skipif(
-                not onednn_bf16(), reason="this CPU has no native bf16 (oneDNN bf16 kernels)"
-            ),
-        ),
+        pytest.param(True, marks=NATIVE_BF16),
     ],
 )
 def test_cpu_bf16_autocasts_the_training_steps_only(lm_data, tmp_path, monkeypatch, cpu_bf16):
