@@ -82,6 +82,7 @@ import logging
 import math
 import os
 import random
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ from asr.model import Transducer, build_model, num_params
 from asr.objective import TransducerForward, compute_loss, greedy_wer, validate
 from common.checkpoint import CheckpointError
 from common.cli import TrainCli
+from common.distributed import end_distributed, init_distributed
 from common.env import env_info
 from common.io import InputError
 from common.malloc import set_mmap_threshold
@@ -519,7 +521,7 @@ def run(
     with training_session(cfg.exp_dir, rank, world_size):
         device = resolve_device(cfg, int(os.environ.get("LOCAL_RANK", rank)))
         if world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            init_distributed("nccl" if device.type == "cuda" else "gloo")
         if cfg.num_threads > 0 and device.type == "cpu":
             torch.set_num_threads(cfg.num_threads)
         set_mmap_threshold(cfg.malloc_mmap_threshold_mb)
@@ -551,9 +553,13 @@ def _run_from_env(model_cfg: ModelConfig, cfg: TrainConfig, command: list[str]) 
     try:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         return run(int(os.environ.get("RANK", "0")), world_size, model_cfg, cfg, command)
+    except BaseException as e:
+        if dist.is_initialized():  # the frames' locals hold the DDP model, which holds the group
+            traceback.clear_frames(e.__traceback__)
+        raise
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if dist.is_initialized():  # freed here, not while Python exits (common/distributed.py)
+            end_distributed()
 
 
 def preset_configs(name: str, args: Any) -> tuple[ModelConfig, TrainConfig]:
