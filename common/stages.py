@@ -369,6 +369,18 @@ def stage_table(
     return "\n".join(lines) + "\n"
 
 
+def parallel_end(done_dir: str | Path, parallel: list[set[int]]) -> datetime | None:
+    """When the later of the two parallel groups' timed stages ended (by their markers, the
+    host's local time); ``None`` without two such groups."""
+    recs = [r for p in Path(done_dir).glob("stage*") if (r := StageRecord.read(p)) is not None]
+    present = {r.stage for r in recs}
+    groups = [g for g in parallel if g & present]
+    spans = [_group_span(recs, g) for g in groups] if len(groups) == 2 else []
+    if not spans or None in spans:
+        return None
+    return max(s[1] for s in spans if s is not None)
+
+
 def _record_times(r: StageRecord) -> tuple[datetime, datetime] | None:
     """(start, end) of a marker that records when it finished (start = ``finished_at`` less
     ``seconds``); ``None`` if it does not."""

@@ -7,7 +7,9 @@ module knows none of them. For every system folder ``<rescore-dir>/<system>/`` i
 ``sweep-{tune_set}.tsv`` (``tune-rescoring``), and ``cmd.sh`` (the exact commands, written by
 ``rescore-systems``) through :mod:`rescoring.results`, which verifies every file against its set
 manifest. A system that was not run is listed as "not run". ``--done-dir`` adds the recipe's
-stage-time table, made from its ``.done`` markers by :func:`common.stages.stage_table`;
+stage-time table, made from its ``.done`` markers by :func:`common.stages.stage_table`, and the
+time of the system runs (their ``system.json``), of it the runs done before the parallel stage
+groups ended (early rescoring, in no marker);
 ``--asr-log-dir`` the RNN-T's learning curve (:mod:`rescoring.report_curve`).
 
 Usage:
@@ -27,11 +29,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write
-from common.stages import parse_ranges, stage_table
+from common.stages import FINISHED_AT_FORMAT, parallel_end, parse_ranges, stage_table
 from rescoring.experiments import load_experiments
 from rescoring.outputs import check_writable
 from rescoring.report_curve import curve_md, plot_curve, read_learning_curve
@@ -138,10 +141,58 @@ def stages_md(cfg: ReportConfig) -> list[str]:
         return []
     if not cfg.done_dir.is_dir():
         raise InputError(f"{cfg.done_dir}: --done-dir is not a folder (the recipe's .done markers)")
-    block = stage_table(cfg.done_dir, parse_ranges(list(cfg.parallel)))
+    parallel = parse_ranges(list(cfg.parallel))
+    block = stage_table(cfg.done_dir, parallel)
+    runs = system_runs(cfg.rescore_dir)
+    if runs:
+        block += "\n" + system_runs_md(runs, cfg.rescore_dir, parallel_end(cfg.done_dir, parallel))
     if cfg.decode_dir is not None:
         block += f"\nASR decoding summary: see `{cfg.decode_dir}/decode-summary-*.json`.\n"
     return [block.rstrip(), ""]
+
+
+def system_runs(rescore_dir: Path) -> list[tuple[float, datetime | None]]:
+    """(seconds, finish time or None) of every finished ``rescore-systems`` run (its
+    ``system.json``) under ``rescore_dir``; an unreadable one is left out."""
+    runs = []
+    for path in sorted(rescore_dir.rglob("system.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            secs = float(rec["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        try:
+            end = datetime.strptime(rec.get("finished_at", ""), FINISHED_AT_FORMAT)
+        except (TypeError, ValueError):
+            end = None
+        runs.append((secs, end))
+    return runs
+
+
+def system_runs_md(
+    runs: list[tuple[float, datetime | None]], rescore_dir: Path, parallel_end: datetime | None
+) -> str:
+    """The runs' own time, and how much of it was done before the parallel groups ended (the
+    recipe's early rescoring, which no stage marker times)."""
+    total = sum(s for s, _ in runs)
+    text = (
+        f"System runs of `rescore-systems` (a `system.json` each, under `{rescore_dir}`): "
+        f"**{len(runs)}**, {total:.0f} s by their own clocks."
+    )
+    if parallel_end is None or all(end is None for _, end in runs):
+        return text + (
+            " Their finish times or the parallel groups' are not recorded, so runs done early "
+            "cannot be told from the rescoring stage's.\n"
+        )
+    early = [s for s, end in runs if end is not None and end <= parallel_end]
+    if not early:
+        return text + " None ended before the parallel groups did: all are the rescoring stage's.\n"
+    return text + (
+        f" {len(early)} of them ({sum(early):.0f} s) ended before the parallel groups did: they "
+        "ran early, on the core of the group that had finished while the other's stages still "
+        "ran (the recipe's `early_rescore`), so their time is in no stage's seconds above; the other "
+        f"{len(runs) - len(early)} ran in the rescoring stage.\n"
+    )
 
 
 def make_report(cfg: ReportConfig) -> dict:

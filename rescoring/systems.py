@@ -29,7 +29,8 @@ Usage:
 OUTPUTS (in --out-dir/<system>/, or --out-dir/<system>/seed<N>/ for each seed of a system whose
 LM paths name {seed}): the files of rescore-nbest, tune-rescoring and score-wer, and
     cmd.sh        the stand-alone command of every step, in order
-    system.json   the steps and their inputs' fingerprints (the record a re-run compares)
+    system.json   the steps and their inputs' fingerprints (the record a re-run compares), and
+                  the run's own ``seconds`` and ``finished_at`` (local time, as stage markers)
 and ``--out-dir/score-cache/`` (with ``--score-cache true``): the LM scores of every scored
 sentence list and the NLU model's readings of every list the log-linear systems extract features
 from (rescoring/scorers.py ``ScoreCache``), so that systems scoring the same n-best with the same
@@ -55,7 +56,7 @@ from typing import Any
 
 from common.cli import CMD_HEADER, add_dataclass_args, dataclass_from_args, run_cli
 from common.io import InputError, atomic_write
-from common.stages import fingerprint, finished_outputs
+from common.stages import FINISHED_AT_FORMAT, fingerprint, finished_outputs
 from rescoring import features, loglinear, rescore, score, tune
 from rescoring.experiments import Experiments, System, load_experiments
 from rescoring.nbest import DEFAULT_MAX_HYPS
@@ -480,7 +481,11 @@ def _run_one(cfg: SystemsConfig, exps: Experiments, system: System, folder: Path
         )
         step.run()
     with atomic_write(folder / "system.json") as f:
-        json.dump({**record, "seconds": round(time.time() - t0, 1)}, f, indent=1)
+        done = {
+            "seconds": round(time.time() - t0, 1),
+            "finished_at": time.strftime(FINISHED_AT_FORMAT),
+        }
+        json.dump({**record, **done}, f, indent=1)
         f.write("\n")
     return True
 

@@ -121,6 +121,7 @@ def test_tiny_recipe_killed_resumed_and_rerun(
         assert f"| {label} |" in md
     assert "not run" not in md and "## Stage times" in md and "train-lm" in md
     assert "Recipe wall-clock time" in md and "ran next to stages 9-16" in md  # parallel preset
+    assert "System runs of `rescore-systems`" in md  # and how many ran early (timing-dependent)
     asr_log = (work / "log/asr-stages.log").read_text()
     assert "Stage 8: done" in asr_log and "Stage 21: done" in asr_log  # 17-21 next to the LMs
     # stages 22-23 (conf/tiny.sh fusion=true): the fusion LM, then the fused first pass

@@ -8,11 +8,13 @@ import argparse
 import gzip
 import json
 import shlex
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from common.cli import add_dataclass_args, dataclass_from_args
+from common.stages import FINISHED_AT_FORMAT
 from rescoring import report, rescore, score, systems, tune
 from rescoring.params import read_tuned
 from tests.rescoring.conftest import MT_TRAIN
@@ -119,6 +121,8 @@ def test_every_system_like_its_commands_one_by_one(work):
     )
     record = json.loads((rd / "mt" / "system.json").read_text())
     assert record["steps"][0][0] == "tune-rescoring" and "exp/lm/mt/best.pt" in record["inputs"]
+    assert record["seconds"] >= 0  # the run's own time and end, read by make-report
+    datetime.strptime(record["finished_at"], FINISHED_AT_FORMAT)
 
     # The same commands run one by one into another tree (same depth: same relative paths).
     for name in ("first", "oracle", "lm", "mt"):
