@@ -289,22 +289,45 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return platform.processor() or "unknown"
 
 
-def stage_table(
-    done_dir: str | Path, parallel: list[set[int]] | None = None, cores: int | None = None
-) -> str:
-    """Markdown: one row per finished stage (time, peak RSS) and the recipe's wall-clock time.
-
-    Args:
-        done_dir: the ``.done`` folder.
-        parallel: groups of stages that ran side by side (the recipe's RNN-T and LM groups):
-            the wall-clock time counts only the longer of two such groups.
-    """
+def stage_records(done_dir: str | Path) -> list[StageRecord]:
+    """Every readable marker of ``done_dir`` by stage number, old-format (legacy) ones included:
+    what :func:`stage_table` and :func:`parallel_end` read (a legacy marker records no finish
+    time, so it never counts in a span)."""
     recs = []
     for p in Path(done_dir).glob("stage*"):
         rec = StageRecord.read(p) or _legacy_record(p)
         if rec is not None:
             recs.append(rec)
-    recs.sort(key=lambda r: r.stage)
+    return sorted(recs, key=lambda r: r.stage)
+
+
+def parallel_spans(
+    recs: list[StageRecord], parallel: list[set[int]] | None
+) -> tuple[list[set[int]], list[tuple[datetime, datetime, float] | None]]:
+    """The parallel groups that have markers among ``recs``, and, if there are two, each one's
+    span (:func:`_group_span`; ``None`` for a group none of whose markers records its time)."""
+    present = {r.stage for r in recs}
+    groups = [g for g in (parallel or []) if g & present]
+    return groups, ([_group_span(recs, g) for g in groups] if len(groups) == 2 else [])
+
+
+def _records(done: str | Path | list[StageRecord]) -> list[StageRecord]:
+    return done if isinstance(done, list) else stage_records(done)
+
+
+def stage_table(
+    done: str | Path | list[StageRecord],
+    parallel: list[set[int]] | None = None,
+    cores: int | None = None,
+) -> str:
+    """Markdown: one row per finished stage (time, peak RSS) and the recipe's wall-clock time.
+
+    Args:
+        done: the ``.done`` folder, or its markers as :func:`stage_records` reads them.
+        parallel: groups of stages that ran side by side (the recipe's RNN-T and LM groups):
+            the wall-clock time counts only the longer of two such groups.
+    """
+    recs = _records(done)
     preset = recs[0].preset if recs else "?"
     lines = [
         f"## Stage times ({preset} preset, {cores or os.cpu_count()} CPU cores)",
@@ -321,7 +344,7 @@ def stage_table(
         lines.append(f"| {r.stage} | {r.desc} | {secs[r.stage]:.0f} | {mem} |")
     total = sum(secs.values())
     lines.append("")
-    groups = [g for g in (parallel or []) if g & secs.keys()]
+    groups, spans = parallel_spans(recs, parallel)
     if len(groups) == 2:
         a, b = (sum(secs.get(s, 0) for s in g) for g in groups)
         wall = total - min(a, b)
@@ -350,7 +373,6 @@ def stage_table(
             "where stages waited for each other, or where the work dir was made by more than one "
             "run (resumed, or stages re-run or copied in later).",
         ]
-        spans = [_group_span(recs, g) for g in groups] if len(groups) == 2 else []
         if spans and None not in spans:
             parts = []
             for g, (g0, g1, busy) in zip(groups, spans, strict=True):
@@ -369,13 +391,11 @@ def stage_table(
     return "\n".join(lines) + "\n"
 
 
-def parallel_end(done_dir: str | Path, parallel: list[set[int]]) -> datetime | None:
+def parallel_end(done: str | Path | list[StageRecord], parallel: list[set[int]]) -> datetime | None:
     """When the later of the two parallel groups' timed stages ended (by their markers, the
-    host's local time); ``None`` without two such groups."""
-    recs = [r for p in Path(done_dir).glob("stage*") if (r := StageRecord.read(p)) is not None]
-    present = {r.stage for r in recs}
-    groups = [g for g in parallel if g & present]
-    spans = [_group_span(recs, g) for g in groups] if len(groups) == 2 else []
+    host's local time); ``None`` without two such groups, or if one of them records no time.
+    ``done``: as for :func:`stage_table`."""
+    _, spans = parallel_spans(_records(done), parallel)
     if not spans or None in spans:
         return None
     return max(s[1] for s in spans if s is not None)

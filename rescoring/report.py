@@ -34,7 +34,13 @@ from pathlib import Path
 
 from common.cli import run_cli
 from common.io import InputError, atomic_write
-from common.stages import FINISHED_AT_FORMAT, parallel_end, parse_ranges, stage_table
+from common.stages import (
+    FINISHED_AT_FORMAT,
+    parallel_end,
+    parse_ranges,
+    stage_records,
+    stage_table,
+)
 from rescoring.experiments import load_experiments
 from rescoring.outputs import check_writable
 from rescoring.report_curve import curve_md, plot_curve, read_learning_curve
@@ -142,10 +148,11 @@ def stages_md(cfg: ReportConfig) -> list[str]:
     if not cfg.done_dir.is_dir():
         raise InputError(f"{cfg.done_dir}: --done-dir is not a folder (the recipe's .done markers)")
     parallel = parse_ranges(list(cfg.parallel))
-    block = stage_table(cfg.done_dir, parallel)
+    recs = stage_records(cfg.done_dir)  # read once, for the table and the system runs
+    block = stage_table(recs, parallel)
     runs = system_runs(cfg.rescore_dir)
     if runs:
-        block += "\n" + system_runs_md(runs, cfg.rescore_dir, parallel_end(cfg.done_dir, parallel))
+        block += "\n" + system_runs_md(runs, cfg.rescore_dir, parallel_end(recs, parallel))
     if cfg.decode_dir is not None:
         block += f"\nASR decoding summary: see `{cfg.decode_dir}/decode-summary-*.json`.\n"
     return [block.rstrip(), ""]

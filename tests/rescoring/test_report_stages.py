@@ -68,3 +68,23 @@ def test_parallel_end_needs_two_timed_groups(tmp_path):
     _markers(done, ((6, 60, "2026-12-06 10:01:00"), (9, 60, "?")))
     assert parallel_end(done, [{6}, {9}]) is None  # group 9 has no readable time
     assert parallel_end(done, [{6}]) is None
+
+
+def test_table_and_parallel_end_read_the_same_records(tmp_path):
+    """One reading of the markers serves both; a group whose only marker is of the old format
+    (no finish time) gives no span to either, so neither reports an end."""
+    from common.stages import stage_records, stage_table
+
+    done = tmp_path / ".done"
+    _markers(done, ((6, 3000, "2026-12-06 10:50:00"), (24, 100, "2026-12-06 11:22:00")))
+    (done / "stage9").write_text("4800 875000 Train the LMs\n")  # old format: no finish time
+    recs = stage_records(done)
+    assert [r.stage for r in recs] == [6, 9, 24]
+    assert stage_table(recs, [{6}, {9}], cores=2) == stage_table(done, [{6}, {9}], cores=2)
+    md = stage_table(recs, [{6}, {9}], cores=2)
+    assert "stages 6 (3000 s) ran next to stages 9 (4800 s)" in md  # both groups counted
+    assert "The two parallel groups by their markers" not in md  # stage 9 has no time
+    assert parallel_end(recs, [{6}, {9}]) is None
+    assert parallel_end(done, [{6}, {9}]) is None
+    _markers(tmp_path / "d2", ((6, 3000, "2026-12-06 10:50:00"), (9, 4800, "2026-12-06 11:20:00")))
+    assert parallel_end(stage_records(tmp_path / "d2"), [{6}, {9}]) == datetime(2026, 12, 6, 11, 20)
