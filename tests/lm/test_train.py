@@ -8,6 +8,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.io import InputError
+from lm.config import get_preset
 from lm.train import build_configs, main, run
 from tests.conftest import NATIVE_BF16
 from tests.lm.conftest import tiny_configs
@@ -195,3 +196,33 @@ def test_cpu_bf16_without_native_bf16_is_a_clear_error(lm_data, tmp_path, monkey
     with pytest.raises(InputError, match="--cpu-bf16 true: this CPU has no native bf16"):
         run(model_cfg, cfg)
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_step_budget_trains_the_same_model_twice(lm_data):
+    """The default preset's budgets are steps (lm/config.py): two runs cut inside an epoch by
+    the same --max-steps train the same weights and RWM history, whatever the host's speed."""
+    runs = []
+    for name in ("steps_a", "steps_b"):
+        model_cfg, cfg = tiny_configs(
+            lm_data, "multitask", name, scheduler="rwm", epochs=10, max_steps=5, max_minutes=60.0
+        )
+        s = run(model_cfg, cfg)  # 2 batches per epoch: cut inside epoch 3
+        assert s["steps"] == 5 and "--max-steps 5" in s["stop_reason"], s["stop_reason"]
+        runs.append(load_checkpoint(cfg.exp_dir / "epoch-3.pt"))  # the cut epoch
+        assert runs[-1]["step"] == 5
+    a, b = runs
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert a["task_scheduler"]["history"] == b["task_scheduler"]["history"]
+
+
+def test_default_preset_budgets_are_steps_or_epochs():
+    """Minutes only as safety nets: the from-scratch and pre-training modes stop at a step count,
+    the fine-tunings at 3 epochs; every minute net is on."""
+    for mode in ("pretrain", "multitask"):
+        _, cfg = get_preset("default", mode)
+        assert cfg.max_steps > 0 and cfg.max_minutes > 0, mode
+    for mode in ("finetune-multitask", "finetune-lm"):
+        _, cfg = get_preset("default", mode)
+        assert cfg.epochs == 3 and cfg.max_minutes > 0, mode
