@@ -243,31 +243,21 @@ def _preset_tables() -> dict[str, tuple[ModelConfig, dict[str, dict]]]:
     """Per preset: the model config and per-mode training overrides."""
     default_model = ModelConfig()
     tiny_model = ModelConfig(embed_dim=32, hidden_dim=48, num_layers=1, num_heads=2, dropout=0.1)
-    # Budgets are step or epoch counts, so an LM does not depend on the host's speed or on what
-    # else shares its core (a rerun trains the same steps; linear and RWM weights get the same
-    # steps although RWM's dev passes make its steps slower); the minutes are safety nets that
-    # bound a much slower host. The step counts are what the old minute budgets gave on the
-    # fp32 "AMD EPYC" hosts of sessions 37-39: pre-training 13 min = 1,403-1,469 steps, the
-    # from-scratch multitask systems 4.5 min = 483-555 steps (lm/README.md, "Step budgets").
     default_modes = {
-        # ~2.4M subword tokens per epoch: 809 steps of <= 4000 tokens, ~7.4 min in fp32
-        "pretrain": dict(epochs=4, max_steps=1400, max_minutes=20.0, patience=2, batch_tokens=4000),
-        # SNIPS train: ~13k sentences, ~0.17M subword tokens, ~179 batches of 1200 tokens
+        # ~2M subword tokens per epoch, ~2.5 min/epoch on 2 cores
+        "pretrain": dict(epochs=4, max_minutes=13.0, patience=2, batch_tokens=4000),
+        # SNIPS train: ~13k sentences, ~0.17M subword tokens, ~150 batches of 1200 tokens
         "multitask": dict(
-            epochs=15,
-            max_steps=500,
-            max_minutes=8.0,
-            batch_tokens=1200,
-            rwm_interval=50,
-            ramp_steps=600,
+            epochs=15, max_minutes=4.5, batch_tokens=1200, rwm_interval=50, ramp_steps=600
         ),
-        # LM-only and multitask fine-tuning at matched epochs (3: 537 steps on SNIPS train, 666
-        # with stage 15's pseudo-labels, ~6 min in fp32 with the RWM dev passes)
+        # LM-only and multitask fine-tuning at matched epochs (3; the multitask runs reached 3
+        # in the old 4.5-min budget, ~90 s per epoch with the RWM dev passes, LM-only ~25 s);
+        # the time budget is a safety net only
         "finetune-multitask": dict(
-            epochs=3, max_minutes=9.0, batch_tokens=1200, lr=1e-3, rwm_interval=50, ramp_steps=450
+            epochs=3, max_minutes=6.0, batch_tokens=1200, lr=1e-3, rwm_interval=50, ramp_steps=450
         ),
         "finetune-lm": dict(
-            epochs=3, max_minutes=9.0, batch_tokens=1200, lr=1e-3, task_weights=(1.0, 0.0, 0.0)
+            epochs=3, max_minutes=6.0, batch_tokens=1200, lr=1e-3, task_weights=(1.0, 0.0, 0.0)
         ),
     }
     default_modes["pretrain"]["task_weights"] = (1.0, 0.0, 0.0)

@@ -35,9 +35,8 @@ lm_seeds="42 43 44"
 # finished), which it is for a long time where the LM group is the longer one (fp32 hosts): in
 # the SNIPS session-37 run (RESULTS.md) stages 11, 12 and 16 took 556, 555 and 735 s so, against
 # about 830, 830 and 1,090 s one seed after another.
-# Results are unchanged: stages 10, 13 and 16 stop at 3 epochs, 9 at 1,400 steps, 11 and 12 at
-# 500 steps (lm/config.py; step budgets since session 40, minutes before, which made the steps
-# depend on the host and on what shared the core).
+# Results are unchanged: stages 10, 13 and 16 stop at 3 epochs, 11 and 12 after 4.5 min each,
+# on a core of their own either way.
 lm_seed_jobs=2
 rwm_sample=false   # stage 14 (RWM sampling; measured worse than scaling on SNIPS) is left out: time
 pseudo_opts="--min-precision 0.9 --max-sentences 20000 --batch-size 256"   # 256: 11% faster than 64
