@@ -14,6 +14,10 @@
 #   seed_poll     seconds between looks at the running seeds and the flag (default 2)
 #   seeds_beside_flag  a file that exists exactly while two or more seeds run (default: none):
 #                 run.sh's early rescoring takes the idle core only while it is absent
+#   seeds_want_flag  a file that exists exactly while a seed is due, fewer than lm_seed_jobs run
+#                 and lm_seed_free says no core is idle (default: none): run.sh's early
+#                 rescoring starts no new system run meanwhile, so the core it holds goes to
+#                 the seed when its current run ends (rescore_may_take_core)
 
 # asr_core_idle: run.sh's lm_seed_free in the parallel layout (run in the work dir): status 0
 # while the RNN-T group's core is idle: log/.asr-done (it has finished), or log/.asr-waits-for-N
@@ -30,6 +34,16 @@ asr_core_idle() {
     [ -f "$f" ] && [ ! -f "log/.lm-stage${f##*-}-passed" ] && return 0
   done
   return 1
+}
+
+# rescore_may_take_core: status 0 if run.sh's early rescoring may start a system run on the
+# RNN-T group's core now (run in the work dir): no two seeds run side by side (log/.lm-seeds-beside)
+# and no seed is waiting for that core (log/.lm-seeds-want). An LM seed (minutes, on the LM
+# group's critical path) goes first: a system run it displaces is done by stage 24 instead. In
+# the session-40 run early rescoring's runs followed each other with log/.asr-busy gone only
+# between two of them, so stage 16's seeds ran one after another (1,433 s against 842 s).
+rescore_may_take_core() {
+  [ ! -f log/.lm-seeds-beside ] && [ ! -f log/.lm-seeds-want ]
 }
 
 # seed_slots: how many seeds may run at once now.
@@ -61,13 +75,18 @@ run_seeds() {
     done
     [ -z "${seeds_beside_flag:-}" ] || [ ${#running[@]} -ge 2 ] || rm -f "$seeds_beside_flag"
   }
+  _unwant() { [ -z "${seeds_want_flag:-}" ] || rm -f "$seeds_want_flag"; }
   for s in $seeds; do
     while [ ${#running[@]} -gt 0 ]; do
-      slots=$(seed_slots) || return 2
+      slots=$(seed_slots) || { _unwant; return 2; }
       [ ${#running[@]} -ge "$slots" ] || break
+      # seed $s is due, and one more could run if a core were idle: say so (seeds_want_flag)
+      [ -z "${seeds_want_flag:-}" ] || [ ${#running[@]} -ge "${lm_seed_jobs:-1}" ] \
+        || touch "$seeds_want_flag"
       sleep "${seed_poll:-2}"
       _reap_seeds
     done
+    _unwant
     if [ ${#running[@]} -eq 0 ]; then
       log "$label, seed $s"
       "$fn" "$s" "$@" &

@@ -412,7 +412,8 @@ rescore_tail=(--sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_sy
 # systems whose LMs are trained can be rescored. One system (seed) per call of stage 24's
 # command with --ready-from .done --max-runs 1, one torch thread (as stage 24's --jobs workers:
 # the same floats), log/.asr-busy held meanwhile (no seed starts beside another: asr_core_idle),
-# and only while no two seeds run (log/.lm-seeds-beside, run_seeds). It stops when the LM group
+# and only while no two seeds run and no seed waits for the core (rescore_may_take_core: the
+# flags log/.lm-seeds-beside and log/.lm-seeds-want of run_seeds). It stops when the LM group
 # has ended; stage 24 then skips every system that is complete and unchanged (system.json) and
 # does the rest. A failure here is logged and leaves everything to stage 24. Output:
 # log/early-rescore.log.
@@ -425,10 +426,10 @@ early_rescore() {
   [ "$early_rescore" = true ] && [ "$stage" -le 24 ] && [ "$stop_stage" -ge 24 ] || return 0
   log "Early rescoring: stage 24's systems whose LMs are trained, while the LM group runs (log/early-rescore.log)"
   while kill -0 "$lm_pid" 2> /dev/null; do
-    if [ -f log/.lm-seeds-beside ]; then sleep 5; continue; fi
+    if ! rescore_may_take_core; then sleep 5; continue; fi
     touch log/.asr-busy
     sleep "${seed_poll:-2}"; sleep 1  # a seed started beside another just before shows its flag
-    if [ -f log/.lm-seeds-beside ]; then rm -f log/.asr-busy; continue; fi
+    if ! rescore_may_take_core; then rm -f log/.asr-busy; continue; fi
     before=$(_rescored_runs)
     if ! OMP_NUM_THREADS=1 rescore-systems "${rescore_head[@]}" --jobs 1 "${rescore_tail[@]}" \
       --ready-from .done --max-runs 1 >> log/early-rescore.log 2>&1; then
@@ -449,11 +450,12 @@ early_rescore() {
 
 mkdir -p log
 rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-done log/.asr-waits-for-* log/.asr-busy \
-  log/.lm-seeds-beside
+  log/.lm-seeds-beside log/.lm-seeds-want
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
   lm_seed_free=asr_core_idle  # (set -a: the stages see it) more LM seeds at once only while idle
   seeds_beside_flag=log/.lm-seeds-beside  # while two seeds run (early_rescore waits meanwhile)
+  seeds_want_flag=log/.lm-seeds-want  # while a seed waits for a core (early_rescore leaves it)
   lm_stages &  # also in the background: bash runs a trap only between foreground commands
   lm_pid=$!
   # (not &&: set -e holds) .asr-done once the group is done: its core is the LMs' now

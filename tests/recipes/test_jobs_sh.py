@@ -207,3 +207,66 @@ def test_the_beside_flag_exists_exactly_while_two_seeds_run(tmp_path):
     assert sorted(events[:2]) == ["start 42", "start 43"]  # started at once, either first
     assert events[2:] == ["42 flag", "end 42", "43 alone", "end 43"]
     assert not flag.exists()
+
+
+_WANT_SEED_FN = r"""
+seed_fn() { local s=$1 i; echo "start $s" >> "$rec"
+  if [ "$s" = 42 ]; then
+    for ((i = 0; i < ${want_iters:-600}; i++)); do [ -f "$seeds_want_flag" ] && break; sleep 0.1; done
+    [ -f "$seeds_want_flag" ] && echo "want" >> "$rec"
+    touch "$free_flag"  # early rescoring leaves the core: 43 may start
+    for ((i = 0; i < 600; i++)); do
+      [ "$lm_seed_jobs" = 1 ] || [ "$(grep -c ^start "$rec")" -ge 2 ] && break; sleep 0.1
+    done
+  fi
+  [ -f "$seeds_want_flag" ] && echo "$s sees want" >> "$rec"
+  echo "end $s" >> "$rec"; }
+"""
+
+
+def test_the_want_flag_exists_while_a_due_seed_waits_for_a_core(tmp_path):
+    """seeds_want_flag (what run.sh's early rescoring leaves the core for): 43 is due while 42
+    runs and no core is idle, so the flag appears (42 waits for it up to a minute: only a
+    run_seeds without it waits that long); 42 then frees a core, 43 starts beside it, and the
+    flag is gone before 43 starts and when run_seeds returns."""
+    want, free = tmp_path / "want", tmp_path / "free"
+    env = _env(tmp_path, "2", False, seeds_want_flag=str(want), free_flag=str(free))
+    r, events = _run_seeds(tmp_path, "42 43", env, _WANT_SEED_FN)
+    assert r.returncode == 0, r.stderr
+    assert events[:3] == ["start 42", "want", "start 43"]
+    assert "43 sees want" not in events and "42 sees want" not in events
+    assert "seed 43, next to seed 42 (a core is idle)" in r.stdout
+    assert not want.exists()
+
+
+def test_no_want_flag_when_no_more_seeds_may_run(tmp_path):
+    """lm_seed_jobs 1: a seed due while another runs waits for it, not for a core, so there is
+    no flag to see in the 2 s seed 42 looks for it (run_seeds polls every 0.1 s here)."""
+    want, free = tmp_path / "want", tmp_path / "free"
+    env = _env(
+        tmp_path, "1", False, seeds_want_flag=str(want), free_flag=str(free), want_iters="20"
+    )
+    r, events = _run_seeds(tmp_path, "42 43", env, _WANT_SEED_FN)
+    assert r.returncode == 0, r.stderr
+    assert events == ["start 42", "end 42", "start 43", "end 43"]
+    assert not want.exists()
+
+
+def _may_take(tmp_path: Path, *files: str) -> bool:
+    log = tmp_path / "log"
+    log.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (log / f).touch()
+    r = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; . {JOBS_SH}; rescore_may_take_core"],
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert r.returncode in (0, 1)
+    return r.returncode == 0
+
+
+def test_early_rescoring_leaves_the_core_to_seeds(tmp_path):
+    assert _may_take(tmp_path / "a")  # tmp_path/a: no flags
+    assert not _may_take(tmp_path / "b", ".lm-seeds-beside")
+    assert not _may_take(tmp_path / "c", ".lm-seeds-want")
