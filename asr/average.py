@@ -38,7 +38,8 @@ class AverageConfig:
         default=0,
         metadata={
             "help": "last epoch to include (0 = the newest, or the one before it when the newest "
-            "is a partial epoch of less than half an epoch: a budget stopped it)"
+            "is a partial epoch of less than half an epoch: a budget stopped it; not when that "
+            "training had an LR cool-down, train-asr --lr-cooldown-steps)"
         },
     )
     avg: int = field(default=3, metadata={"help": "number of epochs to average"})
@@ -67,12 +68,21 @@ def _newest_to_average(by_epoch: dict[int, Path]) -> int:
     stopped it early (a *partial* ``epoch-N.pt``) with less than half an epoch trained, then the
     one before. Averaging such a checkpoint would weigh the epoch before it about twice (the
     recipe's 7,000-step cap ends epoch 22 after 13 of its 332 steps). An epoch's length is the
-    step count between the two checkpoints before it; without them the newest is used."""
+    step count between the two checkpoints before it; without them the newest is used. A
+    partial newest epoch that ends an LR cool-down (``train-asr --lr-cooldown-steps``) is always
+    used: its weights are the most annealed, not nearly the epoch before's."""
     last = max(by_epoch)
     if last - 1 not in by_epoch or last - 2 not in by_epoch:
         return last
     newest = load_checkpoint(by_epoch[last])
     if not newest.get("partial"):
+        return last
+    train_cfg = (newest.get("config") or {}).get("train") or {}
+    if int(train_cfg.get("lr_cooldown_steps") or 0) > 0:
+        logging.info(
+            "%s is a partial epoch that ends an LR cool-down: averaging up to it",
+            by_epoch[last].name,
+        )
         return last
     step = {e: int(load_checkpoint(by_epoch[e]).get("step", -1)) for e in (last - 2, last - 1)}
     length = step[last - 1] - step[last - 2]

@@ -190,6 +190,15 @@ class TrainConfig(TrainBudget):
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
     peak_lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
     warmup_steps: int = field(default=300, metadata={"help": "linear warm-up steps (Noam)"})
+    lr_cooldown_steps: int = field(
+        default=0,
+        metadata={
+            "help": "the last N steps before --max-steps multiply the Noam LR by a factor "
+            "falling linearly from 1 to 0 (a warm-up / decay / cool-down schedule for a step "
+            "budget; needs --max-steps; a run that --max-minutes stops earlier is not cooled "
+            "down); 0 = off"
+        },
+    )
     weight_decay: float = field(default=1e-3, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=5.0, metadata={"help": "max gradient norm"})
     ctc_weight: float = field(default=0.5, metadata={"help": "CTC auxiliary loss weight"})
@@ -348,6 +357,13 @@ class TrainConfig(TrainBudget):
         if self.num_epochs < 1:
             raise InputError("--num-epochs must be >= 1")
         self.validate_budget()
+        if self.lr_cooldown_steps < 0:
+            raise InputError(f"--lr-cooldown-steps must be >= 0, got {self.lr_cooldown_steps}")
+        if self.lr_cooldown_steps and not 0 < self.lr_cooldown_steps <= self.max_steps:
+            raise InputError(
+                f"--lr-cooldown-steps {self.lr_cooldown_steps} needs a --max-steps at least as "
+                f"large (got --max-steps {self.max_steps})"
+            )
         if self.cmvn_cuts < 1:
             raise InputError("--cmvn-cuts must be >= 1")
         if not 0 <= self.malloc_mmap_threshold_mb <= MAX_MEGABYTES:

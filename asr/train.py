@@ -121,12 +121,31 @@ from common.trainer import (
 )
 
 
-class NoamScheduler(torch.optim.lr_scheduler.LambdaLR):
-    """Linear warm-up then inverse-square-root decay (Vaswani et al., 2017, "Noam")."""
+def noam_factor(step: int, warmup_steps: int, max_steps: int = 0, cooldown_steps: int = 0) -> float:
+    """The LR multiplier of 0-based ``step``: linear warm-up, inverse-square-root decay (Vaswani
+    et al., 2017, "Noam") and, with ``cooldown_steps``, a linear fall to 0 over the last
+    ``cooldown_steps`` steps before ``max_steps`` (the last step keeps ``1 / cooldown_steps``)."""
+    w = max(1, warmup_steps)
+    f = min((step + 1) / w, math.sqrt(w / (step + 1)))
+    if cooldown_steps:
+        f *= min(1.0, max(0.0, (max_steps - step) / cooldown_steps))
+    return f
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
-        w = max(1, warmup_steps)
-        super().__init__(optimizer, lambda s: min((s + 1) / w, math.sqrt(w / (s + 1))))
+
+class NoamScheduler(torch.optim.lr_scheduler.LambdaLR):
+    """:func:`noam_factor` per step; the state is the step count only, so a checkpoint of a run
+    without a cool-down resumes into one with it (and the other way round)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        warmup_steps: int,
+        max_steps: int = 0,
+        cooldown_steps: int = 0,
+    ) -> None:
+        super().__init__(
+            optimizer, lambda s: noam_factor(s, warmup_steps, max_steps, cooldown_steps)
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -178,7 +197,9 @@ class AsrTrainer(Trainer):
             lr=cfg.peak_lr,
             weight_decay=cfg.weight_decay,
         )
-        self.scheduler = NoamScheduler(optimizer, cfg.warmup_steps)
+        self.scheduler = NoamScheduler(
+            optimizer, cfg.warmup_steps, cfg.max_steps, cfg.lr_cooldown_steps
+        )
         opts = LoopOptions(
             num_epochs=cfg.num_epochs,
             grad_clip=cfg.grad_clip,

@@ -345,3 +345,22 @@ def test_average_leaves_out_a_short_partial_newest_epoch(trained_tiny, tmp_path,
         "epoch-4.pt",
         "epoch-5.pt",
     ]
+
+
+def test_average_keeps_a_short_partial_newest_epoch_that_ends_a_cooldown(trained_tiny, tmp_path):
+    """With ``train-asr --lr-cooldown-steps`` the budget's last steps anneal the LR to 0: the
+    short partial newest epoch is the most annealed model, so ``--epoch 0`` keeps it."""
+    import copy
+
+    from common.checkpoint import load_checkpoint
+
+    src = load_checkpoint(trained_tiny / "epoch-60.pt")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    for n in range(1, 6):
+        ckpt = {**copy.deepcopy(src), "epoch": n, "step": 100 * n if n < 5 else 413}
+        ckpt["partial"] = n == 5  # 13 of about 100 steps
+        ckpt["config"]["train"]["lr_cooldown_steps"] = 150
+        torch.save(ckpt, exp / f"epoch-{n}.pt")
+    out = average(AverageConfig(exp_dir=exp, avg=1, out=tmp_path / "avg.pt"))
+    assert [Path(p).name for p in load_checkpoint(out)["averaged_from"]] == ["epoch-5.pt"]

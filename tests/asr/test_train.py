@@ -183,3 +183,59 @@ def test_progress_bar_total_is_the_epochs_batch_count(asr_data, tmp_path, capfd)
     for epoch, n in ((1, steps[0]), (2, steps[1] - steps[0])):
         bars = re.findall(rf"epoch {epoch}: +\d+%\S* (\d+)/(\d+) ", err)
         assert bars and bars[-1] == (str(n), str(n)), (epoch, n, bars)
+
+
+def test_noam_factor_cools_down_to_zero_at_max_steps():
+    from asr.train import noam_factor
+
+    w = 4
+    assert noam_factor(0, w) == pytest.approx(1 / 4)  # warm-up
+    assert noam_factor(3, w) == pytest.approx(1.0)  # the peak
+    assert noam_factor(15, w) == pytest.approx(math.sqrt(4 / 16))  # inverse-sqrt decay
+    # --lr-cooldown-steps 4 with --max-steps 20: steps 0-16 as without, then 3/4, 2/4, 1/4 of it
+    for s in range(17):
+        assert noam_factor(s, w, 20, 4) == noam_factor(s, w)
+    for s, frac in ((17, 3 / 4), (18, 2 / 4), (19, 1 / 4), (20, 0.0), (25, 0.0)):
+        assert noam_factor(s, w, 20, 4) == pytest.approx(frac * noam_factor(s, w)), s
+
+
+def test_lr_cooldown_options_are_checked():
+    from asr.config import get_train_preset
+    from common.io import InputError
+
+    cfg = get_train_preset("default")
+    dataclasses.replace(cfg, max_steps=100, lr_cooldown_steps=100).validate()
+    for bad in (
+        dataclasses.replace(cfg, max_steps=0, lr_cooldown_steps=10),
+        dataclasses.replace(cfg, max_steps=5, lr_cooldown_steps=10),
+        dataclasses.replace(cfg, max_steps=5, lr_cooldown_steps=-1),
+    ):
+        with pytest.raises(InputError, match="--lr-cooldown-steps"):
+            bad.validate()
+
+
+def test_cooldown_lr_and_resume_from_a_run_without_it(asr_data, tmp_path):
+    """The logged LR follows noam_factor with the cool-down down to 0 at --max-steps, and a run
+    stopped before the cool-down without it (the session-41 experiment resumed the recipe's
+    checkpoints so) continues into the same weights as one with it from the start."""
+    from asr.train import noam_factor
+
+    kw = dict(num_epochs=50, log_interval=1)
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path / "a", max_steps=12, lr_cooldown_steps=6, **kw)
+    run(0, 1, model_cfg, cfg)
+    rows = (tmp_path / "a" / "log" / "train.csv").read_text().splitlines()[1:]
+    lrs = {int(r.split(",")[0]): float(r.split(",")[2]) for r in rows}
+    assert sorted(lrs) == list(range(1, 13))
+    for step, lr in lrs.items():  # logged after the step: the LR of the next one
+        want = cfg.peak_lr * noam_factor(step, cfg.warmup_steps, 12, 6)
+        assert lr == pytest.approx(want, rel=1e-5, abs=1e-12), step
+    assert lrs[12] == 0.0 and lrs[11] < lrs[8]
+    full = load_checkpoint(sorted((tmp_path / "a").glob("epoch-*.pt"))[-1])
+
+    model_cfg, cfg = tiny_cfg(asr_data, tmp_path / "b", max_steps=6, **kw)
+    run(0, 1, model_cfg, cfg)
+    run(0, 1, model_cfg, dataclasses.replace(cfg, max_steps=12, lr_cooldown_steps=6))
+    resumed = load_checkpoint(sorted((tmp_path / "b").glob("epoch-*.pt"))[-1])
+    assert resumed["step"] == full["step"] == 12
+    for k, v in full["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, rtol=1e-5, atol=1e-6)
