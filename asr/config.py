@@ -359,7 +359,7 @@ class TrainConfig(TrainBudget):
         self.validate_budget()
         if self.lr_cooldown_steps < 0:
             raise InputError(f"--lr-cooldown-steps must be >= 0, got {self.lr_cooldown_steps}")
-        if self.lr_cooldown_steps and not 0 < self.lr_cooldown_steps <= self.max_steps:
+        if self.lr_cooldown_steps > self.max_steps:
             raise InputError(
                 f"--lr-cooldown-steps {self.lr_cooldown_steps} needs a --max-steps at least as "
                 f"large (got --max-steps {self.max_steps})"
