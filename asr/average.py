@@ -38,8 +38,8 @@ class AverageConfig:
         default=0,
         metadata={
             "help": "last epoch to include (0 = the newest, or the one before it when the newest "
-            "is a partial epoch of less than half an epoch: a budget stopped it; not when that "
-            "training had an LR cool-down, train-asr --lr-cooldown-steps)"
+            "is a partial epoch of less than half an epoch: a budget stopped it; not when it "
+            "ends an LR cool-down, train-asr --lr-cooldown-steps, at --max-steps)"
         },
     )
     avg: int = field(default=3, metadata={"help": "number of epochs to average"})
@@ -69,8 +69,10 @@ def _newest_to_average(by_epoch: dict[int, Path]) -> int:
     one before. Averaging such a checkpoint would weigh the epoch before it about twice (the
     recipe's 7,000-step cap ends epoch 22 after 13 of its 332 steps). An epoch's length is the
     step count between the two checkpoints before it; without them the newest is used. A
-    partial newest epoch that ends an LR cool-down (``train-asr --lr-cooldown-steps``) is always
-    used: its weights are the most annealed, not nearly the epoch before's."""
+    partial newest epoch that ends an LR cool-down (``train-asr --lr-cooldown-steps``: its step is
+    the training's ``--max-steps``, where the LR reached 0) is always used: its weights are the
+    most annealed, not nearly the epoch before's. One that ``--max-minutes`` stopped during the
+    cool-down is only partly annealed and follows the half-epoch rule."""
     last = max(by_epoch)
     if last - 1 not in by_epoch or last - 2 not in by_epoch:
         return last
@@ -78,7 +80,8 @@ def _newest_to_average(by_epoch: dict[int, Path]) -> int:
     if not newest.get("partial"):
         return last
     train_cfg = (newest.get("config") or {}).get("train") or {}
-    if int(train_cfg.get("lr_cooldown_steps") or 0) > 0:
+    cooldown, max_steps = (int(train_cfg.get(k) or 0) for k in ("lr_cooldown_steps", "max_steps"))
+    if cooldown > 0 and max_steps > 0 and int(newest.get("step", -1)) >= max_steps:
         logging.info(
             "%s is a partial epoch that ends an LR cool-down: averaging up to it",
             by_epoch[last].name,

@@ -349,7 +349,9 @@ def test_average_leaves_out_a_short_partial_newest_epoch(trained_tiny, tmp_path,
 
 def test_average_keeps_a_short_partial_newest_epoch_that_ends_a_cooldown(trained_tiny, tmp_path):
     """With ``train-asr --lr-cooldown-steps`` the budget's last steps anneal the LR to 0: the
-    short partial newest epoch is the most annealed model, so ``--epoch 0`` keeps it."""
+    short partial newest epoch that ends at ``--max-steps`` is the most annealed model, so
+    ``--epoch 0`` keeps it; one that ``--max-minutes`` stopped during the cool-down follows the
+    half-epoch rule."""
     import copy
 
     from common.checkpoint import load_checkpoint
@@ -357,10 +359,15 @@ def test_average_keeps_a_short_partial_newest_epoch_that_ends_a_cooldown(trained
     src = load_checkpoint(trained_tiny / "epoch-60.pt")
     exp = tmp_path / "exp"
     exp.mkdir()
-    for n in range(1, 6):
-        ckpt = {**copy.deepcopy(src), "epoch": n, "step": 100 * n if n < 5 else 413}
-        ckpt["partial"] = n == 5  # 13 of about 100 steps
-        ckpt["config"]["train"]["lr_cooldown_steps"] = 150
-        torch.save(ckpt, exp / f"epoch-{n}.pt")
-    out = average(AverageConfig(exp_dir=exp, avg=1, out=tmp_path / "avg.pt"))
-    assert [Path(p).name for p in load_checkpoint(out)["averaged_from"]] == ["epoch-5.pt"]
+
+    def averaged(max_steps: int) -> list[str]:
+        for n in range(1, 6):
+            ckpt = {**copy.deepcopy(src), "epoch": n, "step": 100 * n if n < 5 else 413}
+            ckpt["partial"] = n == 5  # 13 of about 100 steps
+            ckpt["config"]["train"].update(lr_cooldown_steps=150, max_steps=max_steps)
+            torch.save(ckpt, exp / f"epoch-{n}.pt")
+        out = average(AverageConfig(exp_dir=exp, avg=1, out=tmp_path / "avg.pt"))
+        return [Path(p).name for p in load_checkpoint(out)["averaged_from"]]
+
+    assert averaged(max_steps=413) == ["epoch-5.pt"]  # the cool-down ended: LR 0
+    assert averaged(max_steps=500) == ["epoch-4.pt"]  # stopped at 413 of the cool-down's 350-500
