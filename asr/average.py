@@ -81,7 +81,8 @@ def _newest_to_average(by_epoch: dict[int, Path]) -> int:
         return last
     train_cfg = (newest.get("config") or {}).get("train") or {}
     cooldown, max_steps = (int(train_cfg.get(k) or 0) for k in ("lr_cooldown_steps", "max_steps"))
-    if cooldown > 0 and max_steps > 0 and int(newest.get("step", -1)) >= max_steps:
+    newest_step = int(newest.get("step", -1))
+    if cooldown > 0 and max_steps > 0 and newest_step >= max_steps:
         logging.info(
             "%s is a partial epoch that ends an LR cool-down: averaging up to it",
             by_epoch[last].name,
@@ -89,7 +90,7 @@ def _newest_to_average(by_epoch: dict[int, Path]) -> int:
         return last
     step = {e: int(load_checkpoint(by_epoch[e]).get("step", -1)) for e in (last - 2, last - 1)}
     length = step[last - 1] - step[last - 2]
-    done = int(newest.get("step", -1)) - step[last - 1]
+    done = newest_step - step[last - 1]
     if length <= 0 or done < 0 or 2 * done >= length:
         return last
     logging.info(
