@@ -42,8 +42,45 @@ asr_core_idle() {
 # group's critical path) goes first: a system run it displaces is done by stage 24 instead. In
 # the session-40 run early rescoring's runs followed each other with log/.asr-busy gone only
 # between two of them, so stage 16's seeds ran one after another (1,433 s against 842 s).
+# (Where the LM group has finished first, no seed runs any more: its early rescoring always may.)
 rescore_may_take_core() {
   [ ! -f log/.lm-seeds-beside ] && [ ! -f log/.lm-seeds-want ]
+}
+
+# early_rescore_loop WHO OTHER_DONE OTHER_PID BUSY RUN_ONE COUNT: the early rescoring of run.sh's
+# parallel layout, on the core of the group WHO, which has finished its stages (and has touched
+# its own done flag before calling this). While the other group has not finished (its flag
+# OTHER_DONE absent, its process OTHER_PID alive) and rescore_may_take_core says so, RUN_ONE (a
+# command: one system run, status 0 unless it failed) runs again and again, with the file BUSY (if
+# not empty) held meanwhile; COUNT prints how many system runs are complete, so that a call that
+# completed none (nothing ready yet) waits $rescore_idle_poll seconds (default 30) before the next.
+# A failed RUN_ONE ends the loop (status 0: stage 24 does the rest). Each group touches its own
+# done flag before its loop and a loop starts a run only after it has seen no flag of the other:
+# so of two groups only the first to finish rescores early, and never two runs at once.
+early_rescore_loop() {
+  local who=$1 other_done=$2 other_pid=$3 busy=$4 run_one=$5 count=$6 before after
+  _early_busy() { if [ -n "$busy" ]; then touch "$busy"; fi; }
+  _early_free() { if [ -n "$busy" ]; then rm -f "$busy"; fi; }
+  while [ ! -f "$other_done" ] && kill -0 "$other_pid" 2> /dev/null; do
+    if ! rescore_may_take_core; then sleep "${rescore_poll:-5}"; continue; fi
+    _early_busy
+    sleep "${seed_poll:-2}"; sleep 1  # a seed started beside another just before shows its flag
+    if ! rescore_may_take_core || [ -f "$other_done" ]; then _early_free; continue; fi
+    before=$($count)
+    # shellcheck disable=SC2086  # a command and its arguments
+    if ! $run_one; then
+      _early_free
+      log "Early rescoring failed (log/early-rescore.log); stage 24 does the rest"
+      return 0
+    fi
+    _early_free
+    after=$($count)
+    if [ "$after" -gt "$before" ]; then
+      log "Early rescoring ($who): $after system runs (seeds) complete in exp/rescore"
+    else
+      sleep "${rescore_idle_poll:-30}"  # nothing ready yet
+    fi
+  done
 }
 
 # seed_slots: how many seeds may run at once now.

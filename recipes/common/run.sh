@@ -406,66 +406,63 @@ rescore_head=(--systems "$systems_toml" --nbest-dir $decode_dir
 # shellcheck disable=SC2206
 rescore_tail=(--sets $eval_sets ${exclude_systems:+--exclude-systems $exclude_systems}
   --out-dir exp/rescore $tune_opts)
-# early_rescore: the RNN-T group's last work in the parallel layout (conf early_rescore, default
-# true). Once its stages are done its core is the LM group's, which uses it for a second seed only
-# part of the time (the third seed of a stage, stage 15, run alone); meanwhile stage 24's
-# systems whose LMs are trained can be rescored. One system (seed) per call of stage 24's
+# early_rescore WHO OTHER_DONE OTHER_PID [BUSY]: the last work of a group in the parallel layout
+# (conf early_rescore, default true). Once the group WHO has finished its stages, its core is
+# idle until the other group ends; meanwhile stage 24's systems whose inputs are ready (LMs
+# trained, n-best lists decoded) can be rescored there. One system (seed) per call of stage 24's
 # command with --ready-from .done --max-runs 1, one torch thread (as stage 24's --jobs workers:
-# the same floats), log/.asr-busy held meanwhile (no seed starts beside another: asr_core_idle),
-# and only while no two seeds run and no seed waits for the core (rescore_may_take_core: the
-# flags log/.lm-seeds-beside and log/.lm-seeds-want of run_seeds). It stops when the LM group
-# has ended; stage 24 then skips every system that is complete and unchanged (system.json) and
-# does the rest. A failure here is logged and leaves everything to stage 24. Output:
-# log/early-rescore.log.
+# the same floats). The RNN-T group, on hosts where it finishes first, holds log/.asr-busy
+# meanwhile (no seed starts beside another: asr_core_idle) and starts a run only while no two
+# seeds run and no seed waits for the core (rescore_may_take_core: the flags log/.lm-seeds-beside
+# and log/.lm-seeds-want of run_seeds); the LM group, on hosts where it finishes first (the
+# session-43 bf16 run: 334 s before the RNN-T group's fused and biased decoding, with stage 24
+# still to come), rescores the systems of the unbiased lists while those decodings run. Only the
+# first group to finish rescores early, one run at a time, until the other has finished
+# (early_rescore_loop in jobs.sh); stage 24 then skips every system that is complete and
+# unchanged (system.json) and does the rest. A failure here is logged and leaves everything to
+# stage 24. Output: log/early-rescore.log.
 early_rescore=${early_rescore:-true}
 _rescored_runs() {  # the complete system (seed) runs in exp/rescore
   if [ -d exp/rescore ]; then find exp/rescore -name system.json | wc -l; else echo 0; fi
 }
+_rescore_one() {  # one system run of stage 24's command, on this core
+  OMP_NUM_THREADS=1 rescore-systems "${rescore_head[@]}" --jobs 1 "${rescore_tail[@]}" \
+    --ready-from .done --max-runs 1 >> log/early-rescore.log 2>&1
+}
 early_rescore() {
-  local before after
+  local who=$1 other_done=$2 other_pid=$3 busy=${4:-}
   [ "$early_rescore" = true ] && [ "$stage" -le 24 ] && [ "$stop_stage" -ge 24 ] || return 0
-  log "Early rescoring: stage 24's systems whose LMs are trained, while the LM group runs (log/early-rescore.log)"
-  while kill -0 "$lm_pid" 2> /dev/null; do
-    if ! rescore_may_take_core; then sleep 5; continue; fi
-    touch log/.asr-busy
-    sleep "${seed_poll:-2}"; sleep 1  # a seed started beside another just before shows its flag
-    if ! rescore_may_take_core; then rm -f log/.asr-busy; continue; fi
-    before=$(_rescored_runs)
-    if ! OMP_NUM_THREADS=1 rescore-systems "${rescore_head[@]}" --jobs 1 "${rescore_tail[@]}" \
-      --ready-from .done --max-runs 1 >> log/early-rescore.log 2>&1; then
-      rm -f log/.asr-busy
-      log "Early rescoring failed (log/early-rescore.log); stage 24 does the rest"
-      return 0
-    fi
-    rm -f log/.asr-busy
-    after=$(_rescored_runs)
-    if [ "$after" -gt "$before" ]; then
-      log "Early rescoring: $after system runs (seeds) complete in exp/rescore"
-    else
-      sleep 30  # nothing ready yet
-    fi
-  done
-  log "Early rescoring: the LM group has ended; stage 24 does the rest"
+  [ ! -f "$other_done" ] && kill -0 "$other_pid" 2> /dev/null || return 0  # the other is done too
+  log "Early rescoring on the $who's core: stage 24's systems whose inputs are ready, while the other group runs (log/early-rescore.log)"
+  early_rescore_loop "$who" "$other_done" "$other_pid" "$busy" _rescore_one _rescored_runs
+  log "Early rescoring on the $who's core: the other group has finished; stage 24 does the rest"
 }
 
 mkdir -p log
 rm -f log/.lm-stage13-passed log/.lm-stage22-passed log/.asr-done log/.asr-waits-for-* log/.asr-busy \
-  log/.lm-seeds-beside log/.lm-seeds-want
+  log/.lm-seeds-beside log/.lm-seeds-want log/.lm-done log/.asr-pid
 if [ "$asr_lm_parallel" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding) run in the background next to stages 9-16${fusion_done:+, 22} (LMs): tail -f $work_dir/log/asr-stages.log"
   lm_seed_free=asr_core_idle  # (set -a: the stages see it) more LM seeds at once only while idle
   seeds_beside_flag=log/.lm-seeds-beside  # while two seeds run (early_rescore waits meanwhile)
   seeds_want_flag=log/.lm-seeds-want  # while a seed waits for a core (early_rescore leaves it)
-  lm_stages &  # also in the background: bash runs a trap only between foreground commands
+  # (not &&: set -e holds) .lm-done once the group is done: its core may rescore meanwhile
+  # (early_rescore), while the RNN-T group (its pid in log/.asr-pid, written just below) runs
+  { lm_stages; touch log/.lm-done
+    until [ -s log/.asr-pid ]; do sleep 1; done
+    early_rescore "LM group" log/.asr-done "$(cat log/.asr-pid)"; } &  # (bash runs a trap only between foreground commands)
   lm_pid=$!
-  # (not &&: set -e holds) .asr-done once the group is done: its core is the LMs' now
-  { asr_stages; first_pass_stages; touch log/.asr-done; early_rescore; } >> log/asr-stages.log 2>&1 &
+  # .asr-done once the group is done: its core is the LMs' now
+  { asr_stages; first_pass_stages; touch log/.asr-done
+    early_rescore "RNN-T group" log/.lm-done "$lm_pid" log/.asr-busy; } >> log/asr-stages.log 2>&1 &
   asr_pid=$!
+  echo "$asr_pid" > log/.asr-pid.tmp && mv log/.asr-pid.tmp log/.asr-pid
   if ! wait $lm_pid; then
     log "ERROR: the LM stages failed (see above)"
     exit 1
   fi
-  log "Stages 9-16${fusion_done:+, 22} done; waiting for stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding)"
+  [ -f log/.asr-done ] \
+    || log "Stages 9-16${fusion_done:+, 22} done; waiting for stages 6-8 and 17-21${fusion_done:+, 23} (RNN-T, biased${fusion_done:+ and fused} decoding)"
   if ! wait $asr_pid; then
     tail -n 30 log/asr-stages.log >&2
     log "ERROR: the RNN-T / biased-decoding stages failed; full log: $work_dir/log/asr-stages.log"

@@ -54,7 +54,8 @@
 #  stage 26 make-report         conf/systems.toml + exp/rescore + .done -> RESULTS.md, results.json, plots/
 #  With asr_lm_parallel=true, stages 6-8 then 17-21 and 23 run next to stages 9, 22, 13, 10-12, 14-16
 #  (one core each; while the RNN-T group waits or has finished, up to conf lm_seed_jobs LM seeds at once;
-#  once it has finished, it rescores stage 24's systems whose LMs are trained while no two seeds run).
+#  once it has finished, it rescores stage 24's systems whose LMs are trained while no two seeds run;
+#  where the LM group finishes first, it rescores the systems whose inputs are ready meanwhile).
 set -euo pipefail
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 corpus=slurp

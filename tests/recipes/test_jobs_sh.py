@@ -270,3 +270,101 @@ def test_early_rescoring_leaves_the_core_to_seeds(tmp_path):
     assert _may_take(tmp_path / "a")  # tmp_path/a: no flags
     assert not _may_take(tmp_path / "b", ".lm-seeds-beside")
     assert not _may_take(tmp_path / "c", ".lm-seeds-want")
+
+
+# early_rescore_loop (run.sh's early rescoring): RUN_ONE and COUNT are stand-ins that record each
+# run's start and end (and whether the busy file was held) in $rec; $runs_then_done is the run
+# after which the other group "finishes" (touches its done flag).
+_LOOP_FNS = r"""
+log() { echo "LOG $*"; }
+count_runs() { grep -c '^end' "$rec" || true; }
+run_one() {
+  local who=${1:-A}
+  echo "start $who busy=$([ -f log/.busy ] && echo 1 || echo 0)" >> "$rec"
+  [ -z "${fail_run:-}" ] || return 1
+  echo "end $who" >> "$rec"
+  if [ "$(grep -c '^end' "$rec")" -ge "${runs_then_done:-1000000}" ]; then touch other_done; fi
+}
+"""
+
+
+def _loop(tmp_path: Path, body: str, fns: str = _LOOP_FNS, **env: str):
+    rec = tmp_path / "rec.txt"
+    rec.touch()
+    (tmp_path / "log").mkdir(exist_ok=True)
+    r = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail\n. {JOBS_SH}\n{fns}\n{body}\n"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "rec": str(rec),
+            "seed_poll": "0.1",
+            "rescore_poll": "0.1",
+            "rescore_idle_poll": "0",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    return r, rec.read_text().split("\n")[:-1]
+
+
+def test_early_rescoring_runs_until_the_other_group_has_finished(tmp_path):
+    r, events = _loop(
+        tmp_path,
+        "early_rescore_loop me other_done $$ log/.busy run_one count_runs",
+        runs_then_done="3",
+    )
+    assert r.returncode == 0, r.stderr
+    assert events == ["start A busy=1", "end A"] * 3  # the core held during every run
+    assert not (tmp_path / "log/.busy").exists()
+    assert "LOG Early rescoring (me): 3 system runs" in r.stdout
+
+
+def test_no_early_rescoring_once_the_other_group_is_done_or_gone(tmp_path):
+    (tmp_path / "other_done").touch()
+    r, events = _loop(tmp_path, "early_rescore_loop me other_done $$ '' run_one count_runs")
+    assert r.returncode == 0 and events == []
+    (tmp_path / "other_done").unlink()
+    r, events = _loop(
+        tmp_path,
+        "sleep 0 & gone=$!; wait $gone\n"
+        "early_rescore_loop me other_done $gone '' run_one count_runs",
+    )
+    assert r.returncode == 0 and events == []  # the other group's process has ended (failed)
+
+
+def test_a_failed_run_ends_early_rescoring_and_frees_the_core(tmp_path):
+    r, events = _loop(
+        tmp_path, "early_rescore_loop me other_done $$ log/.busy run_one count_runs", fail_run="1"
+    )
+    assert r.returncode == 0  # stage 24 does the rest
+    assert events == ["start A busy=1"]
+    assert not (tmp_path / "log/.busy").exists()
+    assert "Early rescoring failed" in r.stdout
+
+
+def test_only_the_group_that_finished_first_rescores_early(tmp_path):
+    """run.sh's handover: each group touches its done flag, then loops while the other's is
+    absent. A finishes first and rescores; B finishes during A's first run: B starts no run, A
+    starts no run after it, and no two runs overlap."""
+    body = r"""
+(touch a_done
+ early_rescore_loop A b_done $$ '' 'run_one A' count_runs) &
+a=$!
+(until grep -q '^start A' "$rec"; do sleep 0.1; done
+ touch b_done
+ early_rescore_loop B a_done $$ '' 'run_one B' count_runs
+ echo "B ended" >> "$rec") &
+b=$!
+wait $a; wait $b
+"""
+    # A's run waits until B has ended its loop (so B had every chance to start one beside it)
+    fns = _LOOP_FNS.replace(
+        '  echo "end $who" >> "$rec"',
+        '  until grep -q "^B ended" "$rec"; do sleep 0.1; done\n  echo "end $who" >> "$rec"',
+    )
+    r, events = _loop(tmp_path, body, fns)
+    assert r.returncode == 0, r.stderr
+    assert events == ["start A busy=0", "B ended", "end A"]
