@@ -17,8 +17,8 @@ a system whose record matches and whose output sets all verify (:mod:`rescoring.
 skipped, any other is run again.
 
 A recipe that trains its LMs while the first pass has finished can rescore early: with
-``--ready-from .done`` only the systems (seeds) whose checkpoints are all outputs of finished
-stages run, and ``--max-runs N`` stops after N of them (one call per idle spell); a later call,
+``--ready-from .done`` only the systems (seeds) whose checkpoints and n-best lists are all
+outputs of finished stages run (the n-best lists of a first pass still decoding wait too), and ``--max-runs N`` stops after N of them (one call per idle spell); a later call,
 or the full stage, skips what is complete and does the rest. The files are those of one full run.
 
 Usage:
@@ -155,9 +155,9 @@ class SystemsConfig(GridOptions):
         default=None,
         metadata={
             "help": "a folder of recipe stage markers (.done): only the systems (seeds) whose "
-            "checkpoints are all outputs of a finished stage run now, the others are left for "
-            "a later run (logged); the recipe rescores finished systems this way while later "
-            "LMs still train"
+            "checkpoints, n-best lists and lexicon folder are all outputs of a finished stage "
+            "run now, the others are left for a later run (logged); the recipe rescores "
+            "finished systems this way while later LMs train or later first passes decode"
         },
     )
     max_runs: int = field(
@@ -383,18 +383,26 @@ def run_checkpoints(exps: Experiments, system: System) -> list[str]:
 
 
 def split_ready(
-    exps: Experiments, runs: list[tuple[System, int | None]], done_dir: Path
+    cfg: SystemsConfig,
+    exps: Experiments,
+    runs: list[tuple[System, int | None]],
+    done_dir: Path,
 ) -> tuple[list[tuple[System, int | None]], list[tuple[System, int | None]]]:
-    """``runs`` split into those whose checkpoints are all outputs of a finished stage (a
-    marker in ``done_dir``) and the others. Readiness only decides *when* a run is done: the
-    fingerprints in ``system.json`` decide whether a finished run is still valid."""
+    """``runs`` split into those whose checkpoints and n-best lists (every set) are all outputs
+    of a finished stage (a marker in ``done_dir``), and whose lexicon folder (if any) holds one,
+    and the others. Readiness only decides *when* a run is done: the fingerprints in
+    ``system.json`` decide whether a finished run is still valid."""
     if not done_dir.is_dir():
         raise InputError(f"{done_dir}: no such folder (--ready-from: the stage markers)")
     finished = finished_outputs(done_dir)
     ready, waiting = [], []
     for system, seed in runs:
-        ckpts = run_checkpoints(exps, system.for_seed(seed))
-        ok = all(os.path.normpath(p) in finished for p in ckpts)
+        paths = run_checkpoints(exps, system.for_seed(seed))
+        paths += [str(nbest_path(cfg, s, system)) for s in exps.sets]
+        ok = all(os.path.normpath(p) in finished for p in paths)
+        if ok and system.lexicon_dir:  # a folder: ready once a finished stage wrote into it
+            folder = os.path.normpath(system.lexicon_dir) + os.sep
+            ok = any(o.startswith(folder) for o in finished)
         (ready if ok else waiting).append((system, seed))
     return ready, waiting
 
@@ -421,11 +429,16 @@ def check_inputs(
         )
     rescore.check_run_options(cfg.batch_size, cfg.max_hyps)
     check_grid(cfg)
+    if runs is None:
+        runs = [(s, seed) for n, s in exps.systems.items() for seed in exps.seeds_of(n)]
+    listed = {s.name: s for s, _ in runs}  # the n-best lists of the runs only (--ready-from)
+    base = any(system.nbest_dir is None for system in listed.values())
     for s in exps.sets:
-        for p, what in ((nbest_path(cfg, s), "--nbest-dir"), (gold_path(cfg, s), "--gold")):
+        checks = [(nbest_path(cfg, s), "--nbest-dir")] if base else []
+        for p, what in (*checks, (gold_path(cfg, s), "--gold")):
             if not p.is_file():
                 raise InputError(f"{p}: not found (set {s!r} of {exps.path}, from {what})")
-        for name, system in exps.systems.items():
+        for name, system in listed.items():
             p = nbest_path(cfg, s, system)
             if system.nbest_dir is not None and not p.is_file():
                 raise InputError(
@@ -433,8 +446,6 @@ def check_inputs(
                 )
     if not cfg.word_counts.is_file():
         raise InputError(f"{cfg.word_counts}: not found (--word-counts)")
-    if runs is None:
-        runs = [(s, seed) for n, s in exps.systems.items() for seed in exps.seeds_of(n)]
     named = [(s.name, s.for_seed(seed)) for s, seed in runs]
     ckpts = [(s.lm_checkpoint, f"[systems.{n}] lm_checkpoint") for n, s in named]
     ckpts += [
@@ -443,7 +454,7 @@ def check_inputs(
         for k, p in (s.feature_lms or {}).items()
     ]
     ckpts += [(s.nlu_features_from, f"[systems.{n}] nlu_features_from") for n, s in named]
-    for n, s in exps.systems.items():
+    for n, s in listed.items():
         if s.lexicon_dir and not Path(s.lexicon_dir).is_dir():
             raise InputError(
                 f"{s.lexicon_dir}: no such folder ({exps.path}: [systems.{n}] lexicon_dir)"
@@ -513,10 +524,11 @@ def rescore_systems(cfg: SystemsConfig) -> dict[str, str]:
     ]
     waiting: list[tuple[System, int | None]] = []
     if cfg.ready_from is not None:
-        runs, waiting = split_ready(exps, runs, cfg.ready_from)
+        runs, waiting = split_ready(cfg, exps, runs, cfg.ready_from)
         if waiting:
             logging.info(
-                "Not ready (a checkpoint is not yet an output of a finished stage in %s), "
+                "Not ready (a checkpoint or n-best list is not yet an output of a finished "
+                "stage in %s), "
                 "left for a later run: %s",
                 cfg.ready_from,
                 ", ".join(f"{s.name}" + ("" if n is None else f" seed {n}") for s, n in waiting),

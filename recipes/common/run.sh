@@ -185,6 +185,9 @@ stage_bpe() {
 }
 asr_dir=exp/asr/conformer_rnnt
 decode_dir=$asr_dir/decode
+# nbest_lists DIR: the n-best list of every eval set in DIR, the promised outputs of a first-pass
+# stage (stages 8, 19-21, 23): early rescoring (--ready-from .done) waits for them all
+nbest_lists() { local s; for s in $eval_sets; do printf '%s/nbest-%s.jsonl.gz ' "$1" "$s"; done; }
 stage_train_asr() {
   # asr_launcher (conf): e.g. "torchrun --nproc-per-node 4 -m asr.train" for DDP; default train-asr.
   # The sets beyond dev and test (a held-out TTS engine) are monitored: their greedy WER at every
@@ -286,7 +289,7 @@ asr_stages() {
   run_stage 7 "Average the last $asr_avg checkpoints" .done/stage6 "$asr_dir/avg.pt" \
     logged $asr_dir average-checkpoints --preset "$asr_preset" --exp-dir $asr_dir --avg "$asr_avg" --out $asr_dir/avg.pt
   run_stage 8 "Decode ${eval_sets// /, } to n-best lists" "$fbank_in .done/stage7" \
-    "$(printf "$decode_dir/nbest-%s.jsonl.gz " $eval_sets)" stage_decode
+    "$(nbest_lists $decode_dir)" stage_decode
 }
 lm_in="$m/${corpus}_nlu_train.jsonl.gz $m/${corpus}_nlu_dev.jsonl.gz $m/${corpus}_intents.txt $m/${corpus}_slot_tags.txt"
 lm_stages() {
@@ -376,23 +379,23 @@ first_pass_stages() {  # 17-21 (and 23); 19 needs no LM, so it runs before waiti
   run_stage 17 "Slot lexicons from the training NLU labels" "$m/${corpus}_nlu_train.jsonl.gz" "$lex_dir/lexicons.json" \
     extract-slot-lexicon --nlu-manifest $m/${corpus}_nlu_train.jsonl.gz --out-dir $lex_dir $lexicon_opts
   run_stage 19 "Biased decoding, global slot lexicon (score tuned on dev)" "$fbank_in .done/stage7 .done/stage17" \
-    "$asr_dir/decode_biased_global/nbest-test.jsonl.gz" \
+    "$(nbest_lists $asr_dir/decode_biased_global)" \
     stage_biased $asr_dir/decode_biased_global --context-lexicon $lex_dir/global.txt
   if [ "$fusion" = true ]; then
     if [ "$stage" -le 23 ] && [ "$stop_stage" -ge 23 ]; then wait_for_lm_stage 22 "Stage 23"; fi
     run_stage 23 "Fused decoding: LM shallow fusion (LM/ILM scales, length bonus tuned on dev)" \
-      "$fbank_in .done/stage7 .done/stage22" "$asr_dir/decode_fused/nbest-test.jsonl.gz" stage_fused
+      "$fbank_in .done/stage7 .done/stage22" "$(nbest_lists $asr_dir/decode_fused)" stage_fused
   fi
   if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then wait_for_lm_stage 13 "Stage 18"; fi
   run_stage 18 "Intent of each utterance for biasing (predicted, gold)" \
     "$lex_dir .done/stage8 .done/stage13 $gold_sets" "exp/context/predicted.tsv exp/context/gold.tsv" \
     stage_context_lists
   run_stage 20 "Biased decoding, predicted intent's slot lexicon" "$fbank_in .done/stage7 .done/stage18" \
-    "$asr_dir/decode_biased/nbest-test.jsonl.gz" \
+    "$(nbest_lists $asr_dir/decode_biased)" \
     stage_biased $asr_dir/decode_biased --context-lexicon $lex_dir --context-lists exp/context/predicted.tsv
   # the bound: stage 20's system (its dev-tuned score) with the gold intent's lists, no grid of its own
   run_stage 21 "Biased decoding, gold intent's slot lexicon (upper bound)" \
-    "$fbank_in .done/stage7 .done/stage18 .done/stage20" "$asr_dir/decode_biased_gold/nbest-test.jsonl.gz" \
+    "$fbank_in .done/stage7 .done/stage18 .done/stage20" "$(nbest_lists $asr_dir/decode_biased_gold)" \
     stage_biased $asr_dir/decode_biased_gold --context-lexicon $lex_dir --context-lists exp/context/gold.tsv \
       --score-from $asr_dir/decode_biased/context-tuned.json
 }

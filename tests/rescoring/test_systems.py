@@ -448,9 +448,10 @@ def _marker(done: Path, stage: int, outputs: list[str]) -> None:
 
 
 def test_early_runs_of_ready_systems_then_the_rest_equal_one_full_run(work):
-    """--ready-from .done --max-runs 1 (the recipe's early rescoring while LMs train): only the
-    systems whose checkpoints are outputs of finished stages, at most one per call; the calls
-    together write the files of one full run, and the full run afterwards skips everything."""
+    """--ready-from .done --max-runs 1 (the recipe's early rescoring while LMs train or first
+    passes decode): only the systems whose checkpoints and n-best lists are outputs of finished
+    stages, at most one per call; the calls together write the files of one full run, and the
+    full run afterwards skips everything."""
     for seed in (1, 2):
         d = work / "exp/lm/lm" / f"seed{seed}"
         d.mkdir(parents=True)
@@ -465,7 +466,12 @@ def test_early_runs_of_ready_systems_then_the_rest_equal_one_full_run(work):
     assert set(_run(*early).values()) == {"left"}
     assert not (work / "exp/rescore").exists() or not any((work / "exp/rescore").rglob("*.json"))
     (done / "stage10").unlink()
-    _marker(done, 13, ["exp/lm/mt/best.pt"])  # the multitask LM: first, oracle, mt are ready
+    _marker(done, 13, ["exp/lm/mt/best.pt"])  # the multitask LM, but the first pass still decodes
+    assert set(_run(*early).values()) == {"left"}
+    _marker(done, 8, ["exp/asr/m/decode/nbest-test.jsonl.gz"])  # dev's list is no stage's output
+    assert set(_run(*early).values()) == {"left"}
+    _marker(done, 8, [f"exp/asr/m/decode/nbest-{s}.jsonl.gz" for s in ("dev", "test")])
+    # first, oracle, mt are ready
     assert _run(*early) == {"first": "ran", "oracle": "left", "lm": "left", "mt": "left"}
     assert _run(*early) == {"first": "skipped", "oracle": "ran", "lm": "left", "mt": "left"}
     assert _run(*early) == {"first": "skipped", "oracle": "skipped", "lm": "left", "mt": "ran"}
@@ -491,7 +497,41 @@ def test_early_runs_of_ready_systems_then_the_rest_equal_one_full_run(work):
             assert ja == jb, f
         elif f.name != "tuned.json":
             assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    # a system whose first pass has not even started (no lists yet) waits; the others run
+    (work / "systems.toml").write_text(
+        SEEDED + '\n[systems.late]\nlabel = "+ LM, later lists"\n'
+        'lm_checkpoint = "exp/lm/mt/best.pt"\nnbest_dir = "exp/asr/m/decode_late"\n'
+    )
+    out = _run(*early)
+    assert out["late"] == "left" and {out[k] for k in ("first", "oracle", "lm", "mt")} == {
+        "skipped"
+    }
+    with pytest.raises(ValueError, match=r"decode_late/nbest-dev.jsonl.gz: not found"):
+        _run()  # the stage itself needs every list
     with pytest.raises(ValueError, match="--max-runs 1 needs --jobs 1"):
         _run("--max-runs", "1", "--jobs", "2")
     with pytest.raises(ValueError, match="--max-runs must be >= 0"):
         _run("--max-runs", "-1")
+
+
+def test_a_system_with_a_lexicon_waits_until_a_finished_stage_wrote_into_its_folder(work):
+    """--ready-from: a system's lexicon folder (the recipe's stage 17) is ready once a finished
+    stage has an output inside it; an absent folder is then no error for the other systems."""
+    from rescoring.experiments import load_experiments
+
+    (work / "systems.toml").write_text(
+        MATRIX + '\n[systems.nlu]\nlabel = "+ NLU features"\nkind = "loglinear"\n'
+        'feature_lms = { mt = "exp/lm/mt/best.pt" }\nlexicon_dir = "lex"\nfolds = 2\n'
+    )
+    done = work / ".done"
+    _marker(done, 13, ["exp/lm/lm/best.pt", "exp/lm/mt/best.pt"])
+    _marker(done, 8, [f"exp/asr/m/decode/nbest-{s}.jsonl.gz" for s in ("dev", "test")])
+    out = _run("--ready-from", ".done")  # no lex/ at all: nlu waits, the rest run
+    assert out["nlu"] == "left" and out["mt"] == "ran"
+    _marker(done, 17, ["lexx/lexicons.json"])  # a neighbour's name is not inside lex/
+    exps = load_experiments(Path("systems.toml"), [])
+    cfg = systems.SystemsConfig(systems=Path("systems.toml"), nbest_dir=Path("exp/asr/m/decode"))
+    runs = [(exps.systems["nlu"], None)]
+    assert systems.split_ready(cfg, exps, runs, done) == ([], runs)
+    _marker(done, 17, ["lex/lexicons.json"])
+    assert systems.split_ready(cfg, exps, runs, done) == (runs, [])
