@@ -16,10 +16,11 @@ are those of running the commands one by one; ``cmd.sh`` lists those commands. `
 a system whose record matches and whose output sets all verify (:mod:`rescoring.outputs`) is
 skipped, any other is run again.
 
-A recipe that trains its LMs while the first pass has finished can rescore early: with
-``--ready-from .done`` only the systems (seeds) whose checkpoints and n-best lists are all
-outputs of finished stages run (the n-best lists of a first pass still decoding wait too), and ``--max-runs N`` stops after N of them (one call per idle spell); a later call,
-or the full stage, skips what is complete and does the rest. The files are those of one full run.
+A recipe that trains its LMs while the first pass has finished (or decodes while its LMs have
+finished) can rescore early: with ``--ready-from .done`` only the systems (seeds) whose
+checkpoints and n-best lists are all outputs of finished stages run, and ``--max-runs N`` stops
+after N of them (one call per idle spell); a later call, or the full stage, skips what is
+complete and does the rest. The files are those of one full run.
 
 Usage:
     rescore-systems --systems conf/systems.toml --nbest-dir exp/asr/<model>/decode \\
