@@ -59,21 +59,22 @@ rescore_may_take_core() {
 # so of two groups only the first to finish rescores early, and never two runs at once.
 early_rescore_loop() {
   local who=$1 other_done=$2 other_pid=$3 busy=$4 run_one=$5 count=$6 before after
-  _early_busy() { if [ -n "$busy" ]; then touch "$busy"; fi; }
-  _early_free() { if [ -n "$busy" ]; then rm -f "$busy"; fi; }
   while [ ! -f "$other_done" ] && kill -0 "$other_pid" 2> /dev/null; do
     if ! rescore_may_take_core; then sleep "${rescore_poll:-5}"; continue; fi
-    _early_busy
+    [ -z "$busy" ] || touch "$busy"
     sleep "${seed_poll:-2}"; sleep 1  # a seed started beside another just before shows its flag
-    if ! rescore_may_take_core || [ -f "$other_done" ]; then _early_free; continue; fi
+    if ! rescore_may_take_core || [ -f "$other_done" ]; then
+      [ -z "$busy" ] || rm -f "$busy"
+      continue
+    fi
     before=$($count)
     # shellcheck disable=SC2086  # a command and its arguments
     if ! $run_one; then
-      _early_free
+      [ -z "$busy" ] || rm -f "$busy"
       log "Early rescoring failed (log/early-rescore.log); stage 24 does the rest"
       return 0
     fi
-    _early_free
+    [ -z "$busy" ] || rm -f "$busy"
     after=$($count)
     if [ "$after" -gt "$before" ]; then
       log "Early rescoring ($who): $after system runs (seeds) complete in exp/rescore"
