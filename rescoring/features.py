@@ -68,7 +68,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -363,32 +363,81 @@ def build_context(
     sentences: Sequence[str], sources: Sources, needs: set[str], cache: ScoreCache | None = None
 ) -> Context:
     """Score every sentence once with each LM (through ``cache`` if given) and read it once
-    with the NLU model (batched)."""
+    with the NLU model (batched). An LM that is the NLU model's own checkpoint (the same
+    :meth:`~rescoring.nlu_scores.NluModel.lm_identity`; ``nlu_features``' ``mt``) is scored in
+    the NLU model's encoder pass when neither is cached: the same floats, one pass fewer."""
     ctx = Context(lexicon=sources.lexicon)
     unique = sorted(set(sentences))
+    joint = _joint_pass(sources, unique) if "lm" in needs else None
     if "lm" in needs:
         for name, scorer in sources.lms.items():
-            scores, hit = cached_scores(scorer, unique, cache)
+            if joint is not None and joint.name == name:
+                scores, hit = _through(cache, scorer.identity(), unique, joint.lm_scores)
+            else:
+                scores, hit = cached_scores(scorer, unique, cache)
             if hit:
                 logging.info("LM %s: %d sentences' scores from the score cache", name, len(unique))
             ctx.lm[name] = dict(zip(unique, scores, strict=True))
     if sources.nlu is not None:
-        ctx.nlu = dict(zip(unique, nlu_readings(sources.nlu, unique, cache), strict=True))
+        compute = joint.readings if joint is not None and joint.done else None
+        ctx.nlu = dict(zip(unique, nlu_readings(sources.nlu, unique, cache, compute), strict=True))
     return ctx
 
 
+class _JointPass:
+    """The LM scores and NLU readings of one checkpoint from one pass, run on first use."""
+
+    def __init__(self, name: str, nlu: Any, sentences: Sequence[str]):
+        self.name, self.nlu, self.sentences = name, nlu, sentences
+        self.done = False
+        self._scores: list[float] = []
+        self._readings: list[NluScore] = []
+
+    def lm_scores(self) -> list[float]:
+        self._scores, self._readings = self.nlu.score_with_lm(self.sentences)
+        self.done = True
+        return self._scores
+
+    def readings(self) -> list[NluScore]:
+        return self._readings
+
+
+def _joint_pass(sources: Sources, sentences: Sequence[str]) -> _JointPass | None:
+    """The :class:`_JointPass` of the LM of ``sources`` that is its NLU model's checkpoint."""
+    nlu = sources.nlu
+    if nlu is None or not hasattr(nlu, "score_with_lm") or not hasattr(nlu, "lm_identity"):
+        return None
+    want = nlu.lm_identity()
+    for name, scorer in sources.lms.items():
+        if scorer.identity() == want:
+            return _JointPass(name, nlu, sentences)
+    return None
+
+
+def _through(
+    cache: ScoreCache | None, ident: dict | None, sentences: Sequence[str], compute: Any
+) -> tuple[list[float], bool]:
+    """``compute()`` (LM scores of ``sentences``) through ``cache`` under ``ident``."""
+    if cache is None or ident is None:
+        return compute(), False
+    return cache.values(ident, sentences, compute)
+
+
 def nlu_readings(
-    nlu: NluSource, sentences: Sequence[str], cache: ScoreCache | None
+    nlu: NluSource,
+    sentences: Sequence[str],
+    cache: ScoreCache | None,
+    compute: Callable[[], list[NluScore]] | None = None,
 ) -> list[NluScore]:
-    """``nlu.score(sentences)`` through ``cache`` where the source has an identity (an
-    :class:`NluModel`): the systems that read the same n-best with the same checkpoint (e.g.
-    ``nlu_features`` and its ablation ``lm_features``) run the NLU model once."""
+    """``nlu.score(sentences)`` (or ``compute()``, the same readings already computed) through
+    ``cache`` where the source has an identity (an :class:`NluModel`): the systems that read
+    the same n-best with the same checkpoint (e.g. ``nlu_features`` and its ablation
+    ``lm_features``) run the NLU model once."""
+    run = compute if compute is not None else (lambda: nlu.score(sentences))
     ident = getattr(nlu, "identity", None)
     if cache is None or ident is None:
-        return nlu.score(sentences)
-    out, hit = cache.values(
-        ident(), sentences, lambda: nlu.score(sentences), nlu_to_json, nlu_from_json
-    )
+        return run()
+    out, hit = cache.values(ident(), sentences, run, nlu_to_json, nlu_from_json)
     if hit:
         logging.info("NLU model: %d sentences' readings from the score cache", len(sentences))
     return out

@@ -49,15 +49,14 @@ def nlu_scores(scorer: Any, sentences: Sequence[str]) -> list[NluScore]:
     """
     if not scorer.has_nlu_heads:
         raise RuntimeError("nlu_scores: this LM has no NLU heads; use a multitask checkpoint")
-    return [
-        NluScore(
-            intent=p.intent,
-            intent_conf=p.intent_prob,
-            tags=tuple(p.tags),
-            slot_logp=p.slot_logprob,
-        )
-        for p in scorer.predict_nlu_scored(sentences)
-    ]
+    return [_reading(p) for p in scorer.predict_nlu_scored(sentences)]
+
+
+def _reading(p: Any) -> NluScore:
+    """An :class:`lm.scorer.NluPrediction` as an :class:`NluScore`."""
+    return NluScore(
+        intent=p.intent, intent_conf=p.intent_prob, tags=tuple(p.tags), slot_logp=p.slot_logprob
+    )
 
 
 class NluModel:
@@ -76,10 +75,22 @@ class NluModel:
     def score(self, sentences: Sequence[str]) -> list[NluScore]:
         return nlu_scores(self.impl, sentences)
 
+    def score_with_lm(self, sentences: Sequence[str]) -> tuple[list[float], list[NluScore]]:
+        """``(LM scores, readings)`` of ``sentences`` from one encoder pass
+        (:meth:`lm.scorer.LMScorer.score_and_predict_nlu`): the floats of
+        :meth:`lm_identity`'s scorer and of :meth:`score`."""
+        scores, preds = self.impl.score_and_predict_nlu(sentences)
+        return scores, [_reading(p) for p in preds]
+
     def identity(self) -> dict:
         """What the readings depend on besides the sentences (a ``ScoreCache`` key): the LM
         scorer's identity of the same checkpoint, with "scorer" ``nlu`` to keep them apart."""
         return {**self._lm.identity(), "scorer": "nlu"}
+
+    def lm_identity(self) -> dict:
+        """The identity of the LM scores of this checkpoint (``NeuralLM.identity``): an LM of
+        the rescorer with this identity is scored in the NLU model's pass."""
+        return self._lm.identity()
 
 
 def nlu_to_json(s: NluScore) -> list:

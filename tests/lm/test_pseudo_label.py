@@ -84,6 +84,22 @@ def test_predict_nlu_scored_batched_equals_single(pretrained, slot_context):
     assert scorer.predict_nlu_scored(SENTS) == batched  # deterministic (dropout off)
 
 
+@pytest.mark.parametrize("slot_context", ["bilstm", "sentence"])
+def test_score_and_predict_nlu_is_both_calls_in_one_pass(pretrained, slot_context):
+    tok = LMScorer.from_checkpoint(pretrained).tok
+    torch.manual_seed(1)
+    cfg = ModelConfig(embed_dim=32, hidden_dim=48, dropout=0.3, slot_context=slot_context)
+    tags = slot_tags()
+    scorer = LMScorer(
+        MultitaskLM(cfg, tok.vocab_size, len(INTENTS), len(tags)), tok, INTENTS, tags, batch_size=3
+    )
+    scores, preds = scorer.score_and_predict_nlu(SENTS)
+    assert scores == scorer.score(SENTS)  # the same floats
+    assert preds == scorer.predict_nlu_scored(SENTS)
+    with pytest.raises(RuntimeError, match="no NLU heads"):
+        LMScorer.from_checkpoint(pretrained).score_and_predict_nlu(["play"])
+
+
 def test_predict_nlu_scored_gives_the_rescorers_numbers(multitask_ckpt, pretrained):
     from rescoring.nlu_scores import nlu_scores
 

@@ -783,6 +783,61 @@ def test_nlu_readings_through_the_score_cache(tiny_scorer, recipe, monkeypatch, 
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_the_nlu_models_own_lm_is_scored_in_its_pass(tiny_scorer, recipe, monkeypatch, tmp_path):
+    """An LM that is the NLU model's checkpoint (nlu_features' ``mt``) is scored in the NLU
+    model's encoder pass: the same features as two separate passes (exact floats), one pass
+    fewer, and both go into the score cache, where the LM-only rescorer of that checkpoint
+    (``pretrained_multitask_rwm``) finds its scores. A cached LM leaves the NLU pass alone."""
+    import lm.scorer
+    from rescoring.scorers import NeuralLM, ScoreCache, cached_scores
+
+    monkeypatch.setattr(
+        lm.scorer.LMScorer, "from_checkpoint", classmethod(lambda cls, p, **kw: tiny_scorer)
+    )
+    calls: list[str] = []
+    cls = type(tiny_scorer)
+    for name in ("score", "predict_nlu_scored", "score_and_predict_nlu"):
+        real = getattr(cls, name)
+        monkeypatch.setattr(
+            cls, name, lambda self, s, _n=name, _r=real: calls.append(_n) or _r(self, s)
+        )
+    ckpt, other = tmp_path / "mt.pt", tmp_path / "lm.pt"
+    ckpt.write_bytes(b"multitask weights")
+    other.write_bytes(b"another LM")
+    records = _records(recipe)
+    lex = _lexicons(recipe / "lex")
+
+    def extract(c=None, joint=True):
+        lms = {"lm": NeuralLM(other, 2), "mt": NeuralLM(ckpt, 2)}
+        sources = Sources(lms=lms, nlu=feats_mod.load_nlu_model(ckpt, 2), lexicon=SlotLexicon(lex))
+        if not joint:
+            with monkeypatch.context() as m:
+                m.setattr(feats_mod, "_joint_pass", lambda *a: None)
+                return [r.to_json() for r in extract_features(records, sources, cache=c)]
+        return [r.to_json() for r in extract_features(records, sources, cache=c)]
+
+    separate = extract(joint=False)
+    assert calls == ["score", "score", "predict_nlu_scored"]
+    calls.clear()
+    assert extract() == separate  # bit for bit
+    assert calls == ["score", "score_and_predict_nlu"]
+    calls.clear()
+    cache = ScoreCache(tmp_path / "cache")
+    assert extract(cache) == separate
+    assert calls == ["score", "score_and_predict_nlu"]
+    assert len(list(cache.folder.iterdir())) == 3  # lm, mt and the NLU readings
+    calls.clear()
+    unique = sorted({h.words for r in records for h in r.hyps})
+    mt_scores, hit = cached_scores(NeuralLM(ckpt, 2), unique, cache)
+    assert hit and not calls and mt_scores == tiny_scorer.score(unique)
+    for entry in cache.folder.iterdir():
+        if json.loads(gzip.decompress(entry.read_bytes()))["identity"]["scorer"] == "nlu":
+            entry.unlink()  # the readings are gone, the LM scores of mt are cached
+    calls.clear()
+    assert extract(cache) == separate
+    assert calls == ["predict_nlu_scored"]
+
+
 @pytest.mark.parametrize(
     "bad",
     [None, ["PlayMusic", 0.5, ["O"]], ["PlayMusic", 1, ["O"], -0.1], [3, 0.5, ["O"], -0.1],
