@@ -115,9 +115,10 @@ if cpu_bf16_pays; then
   # the training at step 6,934 (0.78 s a step with the checks) and the recipe took 121 min, the
   # RNN-T group the long pole; the 34 checks every 200 steps (150 dev + 150 held-out-engine
   # utterances, greedy) cost ~4 s each. 334 fewer steps and no such checks save ~6 min of that
-  # group's ~107; the curve keeps one point per epoch. What the shorter schedule costs on dev was
-  # not measured before the run: RESULTS.md, "Session 45", gives the run's numbers next to
-  # session 44's.
+  # group's ~107; the curve keeps one point per epoch. The 34fc451 run (RESULTS.md, "Under 2 h on
+  # the bf16 host class"): 113 min; 1-best dev 33.96 against 34.21, but fused 1-best dev 31.23
+  # against 29.92 and the best system's test 34.44 against 33.27 (one training each: schedule and
+  # training noise not separated; RNN-T seeds decide whether 7,000 steps come back).
   asr_train_opts="--max-steps 6600 --num-epochs 30 --max-minutes 90 --cpu-bf16 true --lr-cooldown-steps 1320 --valid-interval 0"
   lm_opts="--cpu-bf16 true"
   fusion_lm_opts="--num-epochs 4 --cpu-bf16 true --lr-schedule cosine --lr 4e-3"
