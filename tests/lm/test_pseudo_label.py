@@ -62,14 +62,20 @@ def _write_text(path, lines):
 # ---------------------------------------------------------------------------- the scorer
 
 
-@pytest.mark.parametrize("slot_context", ["bilstm", "sentence"])
-def test_predict_nlu_scored_batched_equals_single(pretrained, slot_context):
+def _random_multitask_scorer(pretrained, slot_context: str, seed: int) -> LMScorer:
+    """An LMScorer over a randomly initialised small multitask model (the tokenizer of
+    ``pretrained``), batches of 3."""
     tok = LMScorer.from_checkpoint(pretrained).tok
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = ModelConfig(embed_dim=32, hidden_dim=48, dropout=0.3, slot_context=slot_context)
     tags = slot_tags()
     model = MultitaskLM(cfg, tok.vocab_size, len(INTENTS), len(tags))
-    scorer = LMScorer(model, tok, INTENTS, tags, batch_size=3)
+    return LMScorer(model, tok, INTENTS, tags, batch_size=3)
+
+
+@pytest.mark.parametrize("slot_context", ["bilstm", "sentence"])
+def test_predict_nlu_scored_batched_equals_single(pretrained, slot_context):
+    scorer = _random_multitask_scorer(pretrained, slot_context, seed=0)
     batched = scorer.predict_nlu_scored(SENTS)
     single = [scorer.predict_nlu_scored([s])[0] for s in SENTS]
     for b, s, sent in zip(batched, single, SENTS, strict=True):
@@ -86,13 +92,7 @@ def test_predict_nlu_scored_batched_equals_single(pretrained, slot_context):
 
 @pytest.mark.parametrize("slot_context", ["bilstm", "sentence"])
 def test_score_and_predict_nlu_is_both_calls_in_one_pass(pretrained, slot_context):
-    tok = LMScorer.from_checkpoint(pretrained).tok
-    torch.manual_seed(1)
-    cfg = ModelConfig(embed_dim=32, hidden_dim=48, dropout=0.3, slot_context=slot_context)
-    tags = slot_tags()
-    scorer = LMScorer(
-        MultitaskLM(cfg, tok.vocab_size, len(INTENTS), len(tags)), tok, INTENTS, tags, batch_size=3
-    )
+    scorer = _random_multitask_scorer(pretrained, slot_context, seed=1)
     scores, preds = scorer.score_and_predict_nlu(SENTS)
     assert scores == scorer.score(SENTS)  # the same floats
     assert preds == scorer.predict_nlu_scored(SENTS)
