@@ -117,8 +117,9 @@ if cpu_bf16_pays; then
   # utterances, greedy) cost ~4 s each. 334 fewer steps and no such checks save ~6 min of that
   # group's ~107; the curve keeps one point per epoch. The 34fc451 run (RESULTS.md, "Under 2 h on
   # the bf16 host class"): 113 min; 1-best dev 33.96 against 34.21, but fused 1-best dev 31.23
-  # against 29.92 and the best system's test 34.44 against 33.27 (one training each: schedule and
-  # training noise not separated; RNN-T seeds decide whether 7,000 steps come back).
+  # against 29.92 and the best system's test 34.44 against 33.27. Session 44's checkpoints resumed
+  # from step 4,990 with this schedule: fused 1-best dev 31.18 against 29.92, so the shorter
+  # schedule costs that (RESULTS.md, same section); 7,000 steps with the other savings is next.
   asr_train_opts="--max-steps 6600 --num-epochs 30 --max-minutes 90 --cpu-bf16 true --lr-cooldown-steps 1320 --valid-interval 0"
   lm_opts="--cpu-bf16 true"
   fusion_lm_opts="--num-epochs 4 --cpu-bf16 true --lr-schedule cosine --lr 4e-3"
