@@ -415,7 +415,10 @@ def _joint_pass(sources: Sources, sentences: Sequence[str]) -> _JointPass | None
 
 
 def _through(
-    cache: ScoreCache | None, ident: dict | None, sentences: Sequence[str], compute: Any
+    cache: ScoreCache | None,
+    ident: dict | None,
+    sentences: Sequence[str],
+    compute: Callable[[], list[float]],
 ) -> tuple[list[float], bool]:
     """``compute()`` (LM scores of ``sentences``) through ``cache`` under ``ident``."""
     if cache is None or ident is None:
