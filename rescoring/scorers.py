@@ -105,16 +105,21 @@ class NeuralLM(Scorer):
                 f"{checkpoint}: not a usable train-lm checkpoint ({type(e).__name__}: {e})"
             ) from e
         self.has_nlu_heads = bool(self.impl.has_nlu_heads)
+        self._sha256: str | None = None  # the checkpoint's, hashed once (identity())
 
     def score(self, sentences: Sequence[str]) -> list[float]:
         return self.impl.score(sentences)
 
     def identity(self) -> dict | None:
+        """The scores' :class:`ScoreCache` key; the checkpoint file is hashed on the first call
+        only (its weights were loaded once, too; feature extraction asks several times)."""
         import torch
 
+        if self._sha256 is None:
+            self._sha256 = sha256(self.checkpoint)
         return {
             "scorer": self.name,
-            "checkpoint_sha256": sha256(self.checkpoint),
+            "checkpoint_sha256": self._sha256,
             "batch_size": self.impl.batch_size,
             "threads": torch.get_num_threads(),
         }

@@ -50,10 +50,10 @@ def test_cpu_has_bf16_is_no_for_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_snips_default_preset_chooses_bf16_by_host() -> None:
-    """The preset's trainings follow cpu_has_bf16: bf16 with 6,600 RNN-T steps, or fp32 with
+    """The preset's trainings follow cpu_has_bf16: bf16 with 7,000 RNN-T steps, or fp32 with
     3,400 steps; the tiny preset (tests) is fp32 everywhere."""
     conf = ROOT / "recipes" / "snips" / "conf"
-    for steps, bf16 in (("6600", True), ("3400", False)):
+    for steps, bf16 in (("7000", True), ("3400", False)):
         v = preset_vars(conf / "default.sh", bf16)
         asr_opts, lm_opts = v["asr_train_opts"], v["lm_opts"]
         assert f"--max-steps {steps}" in asr_opts

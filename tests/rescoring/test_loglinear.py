@@ -836,6 +836,16 @@ def test_the_nlu_models_own_lm_is_scored_in_its_pass(tiny_scorer, recipe, monkey
     calls.clear()
     assert extract(cache) == separate
     assert calls == ["predict_nlu_scored"]
+    # the identities asked for several times (the joint pass, both cache entries) hash each
+    # loaded copy of a checkpoint once: lm, mt and the NLU model's own copy of mt
+    import rescoring.scorers
+
+    hashed: list[Path] = []
+    real_sha = rescoring.scorers.sha256
+    monkeypatch.setattr(rescoring.scorers, "sha256", lambda p: hashed.append(p) or real_sha(p))
+    cache = ScoreCache(tmp_path / "cache2")
+    assert extract(cache) == separate
+    assert sorted(hashed) == sorted([other, ckpt, ckpt])
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ lm_opts=""
 # LSTM (1.7M parameters) over the RNN-T's BPE 128 ids, trained on the LM text (bf16 hosts: 4
 # epochs, 16-27 min in the LM group; elsewhere 2 epochs), and the
 # fused search with the LM scale, internal-LM scale and length bonus chosen on dev from fusion_grid
-# (12 points, ~25 s of dev decoding each). On the report model (the 1ffc5e2 run's avg.pt; stages
+# (8 points since session 46, below). On the report model (the 1ffc5e2 run's avg.pt; stages
 # 22-23 run in its work dir) the grid picked LM 0.2, ILM 0.1, bonus 0.5: 1-best dev 34.56 ->
 # 32.79, test 40.42 -> 37.90, held-out engine 44.71 -> 41.91, test rare-word WER 104.86 -> 98.41;
 # + LM rescoring test 37.04, the best system (RESULTS.md, "LM shallow fusion in the first
@@ -98,7 +98,11 @@ lm_opts=""
 # dev / test / held-out 37.42 / 40.28 / 44.00 against 37.05 / 39.88 / 44.05; recipe 117 min.
 fusion=true
 fusion_lm_opts="--num-epochs 2 --lr-schedule cosine --lr 4e-3"
-fusion_grid="--lm-scales 0.1 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
+# LM scale 0.1 left the grid in session 46 (8 points; ~40 s of dev decoding each on the bf16
+# host class, so ~160 s of the RNN-T group): it was never chosen, and in the three bf16 runs
+# whose grids are on disk (cc6b815, b2142d5, 34fc451) its best point was 1.07, 1.50 and 0.81
+# dev points worse than the chosen one; every earlier run's report names LM 0.2 or 0.3.
+fusion_grid="--lm-scales 0.2 0.3 --ilm-scales 0 0.1 --length-bonuses 0.5 0.75"
 # Batches of 120 s (--max-duration 120 --warmup-steps 150 --valid-interval 100, 3,500 steps)
 # were tried in a fresh-clone run (2026-12-06, session 30, RESULTS.md "The 120-s batch run"):
 # the 90-min cap stopped it at step 2,209 (76% of the audio the cc7e2de run's 60-s training saw
@@ -119,8 +123,11 @@ if cpu_bf16_pays; then
   # the bf16 host class"): 113 min; 1-best dev 33.96 against 34.21, but fused 1-best dev 31.23
   # against 29.92 and the best system's test 34.44 against 33.27. Session 44's checkpoints resumed
   # from step 4,990 with this schedule: fused 1-best dev 31.18 against 29.92, so the shorter
-  # schedule costs that (RESULTS.md, same section); 7,000 steps with the other savings is next.
-  asr_train_opts="--max-steps 6600 --num-epochs 30 --max-minutes 90 --cpu-bf16 true --lr-cooldown-steps 1320 --valid-interval 0"
+  # schedule costs that (RESULTS.md, same section). Since session 46 7,000 steps again
+  # (cool-down 1,400), with no in-training checks and the 4 fusion-grid points fewer (~160 s)
+  # paying for the ~400 steps (~270 s at ~0.68 s a step): the RNN-T group had 241 s of slack
+  # against the LM group in the 34fc451 run.
+  asr_train_opts="--max-steps 7000 --num-epochs 30 --max-minutes 90 --cpu-bf16 true --lr-cooldown-steps 1400 --valid-interval 0"
   lm_opts="--cpu-bf16 true"
   fusion_lm_opts="--num-epochs 4 --cpu-bf16 true --lr-schedule cosine --lr 4e-3"
 fi
