@@ -113,7 +113,7 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
             else f"**{verdicts.count(False)} of {len(verdicts)} targets NOT met.**"
         ),
         "",
-        "| check | target | measured | Δ 95% CI (points) | p(better) | verdict |",
+        "| check | target | measured | Δ 95% CI (points) | p (one-sided) | verdict |",
         "|---|---|---|---|---|---|",
         *rows,
         "",
@@ -121,8 +121,9 @@ def targets_md(results: dict, pairs: PairedTests, exps: Experiments) -> list[str
     if any(t.max_p_value is not None for t in exps.targets):
         md += [
             'A target with "p < x" is met only if, besides the change asked for, the paired '
-            "bootstrap shows it: its p(better), the share of resamples in which the system is "
-            "not better, is below x (a seeded system's resamples draw seeds and utterances).",
+            "bootstrap shows it: its one-sided p, the share of resamples in which the system is "
+            "not better (small p: better), is below x (a seeded system's resamples draw seeds "
+            "and utterances).",
             "",
         ]
     one = results.get(exps.first_pass, {}).get(s)
@@ -331,7 +332,7 @@ def paired_md(tests: list[dict], exps: Experiments) -> list[str]:
         "p = share of resamples in which B is *not* better than A (small p: B is better); "
         "Δ = B - A in points with its 95% interval over the same resamples." + note,
         "",
-        "| A | B | metric | A | B | relative change | Δ 95% CI | p(B better) |",
+        "| A | B | metric | A | B | relative change | Δ 95% CI | p (B not better) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in tests:

@@ -295,9 +295,9 @@ def test_targets_and_limits_on_another_set():
 
 
 def test_target_with_max_p_value_needs_the_paired_test_to_show_it():
-    """``max_p_value``: a lower value is met only if p(better) (the share of resamples in which
-    B is not better) is below the bound; a test without p is not met; targets without the field
-    keep the plain rule."""
+    """``max_p_value``: a lower value is met only if its one-sided p (the share of resamples in
+    which B is not better) is below the bound; a test without p is not met; targets without the
+    field keep the plain rule."""
     from rescoring.report_tables import targets_md
 
     tests = {("a", "wer"): (30.0, 29.0, 0.03), ("a", "rare_wer"): (60.0, 59.0, 0.34)}
@@ -336,7 +336,7 @@ def test_target_with_max_p_value_needs_the_paired_test_to_show_it():
     assert "| WER vs A | lower, p < 0.05 | 30.00 → 29.00 (-3.3%) | n/a | 0.030 | **met** |" in md
     assert "| rare-word WER vs A | lower, p < 0.05 | 60.00 → 59.00 (-1.7%) | n/a | 0.340 | " in md
     assert "| WER vs O | lower, p < 0.05 | 31.00 → 29.00 (-6.5%) | n/a | n/a | **NOT met** |" in md
-    assert "2 of 3 targets NOT met" in md and "not better, is below x" in md
+    assert "2 of 3 targets NOT met" in md and "not better (small p: better), is below x" in md
     assert "0.340 | **NOT met** |" in md
     assert "1 of 3 targets NOT met" in table(0.5)  # 0.34 < 0.5
     plain = table(None)  # no bound: any lower value counts

@@ -226,7 +226,7 @@ def test_end_to_end_report(recipe, monkeypatch):
     )
     md = (recipe / "RESULTS.md").read_text()
     assert "| RNN-T 1-best |" in md and "+ multitask LM, linear weights | not run" in md
-    assert "tune-rescoring ... lm" in md and "p(B better)" in md
+    assert "tune-rescoring ... lm" in md and "p (B not better)" in md
     assert "train-lm --mode rwm" in md
     assert "## Resolved configurations" in md and "- **model**: hidden=7" in md
     assert "- **config**: lr=0.5" in md
